@@ -1,0 +1,8 @@
+"""`hpt delete` — placeholder until its issue lands; registers nothing yet."""
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    pass

@@ -1,0 +1,1 @@
+"""hpt.results — the results store (the source of truth) and the analysis of what it holds."""

@@ -1,0 +1,84 @@
+"""A results store in a local folder (the default: ./hpt-results)."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from hpt.results.store import AlreadyExists
+from hpt.schemas.errors import UserError
+
+
+class LocalStore:
+    def __init__(self, uri: str):
+        self.root = Path(uri[len("file://"):] if uri.startswith("file://") else uri).expanduser().resolve()
+        self.uri = str(self.root)
+        if self.root.exists() and not self.root.is_dir():
+            raise UserError("results store is a file, not a folder", where=str(self.root))
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if self.root not in path.parents and path != self.root:
+            raise ValueError(f"key escapes the store: {key!r}")
+        return path
+
+    def _write_temp(self, path: Path, data: bytes) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return Path(tmp)
+
+    def put_once(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        tmp = self._write_temp(path, data)
+        try:
+            os.link(tmp, path)  # atomic create-only: fails if the name exists, never a partial file
+        except FileExistsError:
+            raise AlreadyExists(key) from None
+        finally:
+            tmp.unlink()
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        os.replace(self._write_temp(path, data), path)
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except (FileNotFoundError, IsADirectoryError):
+            raise KeyError(key) from None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list(self, prefix: str = "") -> list[str]:
+        base = self._path(prefix) if prefix else self.root
+        folder = base if base.is_dir() else base.parent
+        if not folder.is_dir():
+            return []
+        keys = []
+        for path in folder.rglob("*"):
+            if path.is_file() and not path.name.startswith("."):
+                key = path.relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    keys.append(key)
+        return sorted(keys)
+
+    def put_tree(self, prefix: str, folder: Path) -> None:
+        for path in sorted(Path(folder).rglob("*")):
+            if path.is_file():
+                self.put(f"{prefix.rstrip('/')}/{path.relative_to(folder).as_posix()}", path.read_bytes())
+
+    def get_tree(self, prefix: str, folder: Path) -> None:
+        prefix = prefix.rstrip("/") + "/"
+        for key in self.list(prefix):
+            target = Path(folder) / key[len(prefix):]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self._path(key), target)
+
+    def url(self, key: str) -> str:
+        return str(self._path(key))

@@ -1,0 +1,97 @@
+"""The results store: where every trial leaves its row, model, TensorBoard logs and log file.
+
+Layout under the store's root URI:
+    rows/<trial-id>.csv        one row per finished or failed trial, written create-only
+    results.csv                every row merged, refreshed as trials finish
+    models/<trial-id>/...      weights, manifest, preprocessing
+    tensorboard/<trial-id>/    per-epoch curves
+    logs/<trial-id>.log        the trial's captured output
+
+A trial is done when its row exists. Implementations: LocalStore (a folder, path or file://) and
+GCSStore (gs://bucket/prefix). `open_store(uri)` picks one.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator, Protocol, runtime_checkable
+
+from hpt.schemas.errors import UserError
+
+ROWS = "rows/"
+RESULTS_CSV = "results.csv"
+MODELS = "models/"
+TENSORBOARD = "tensorboard/"
+LOGS = "logs/"
+
+
+class AlreadyExists(Exception):
+    """A create-only write found the object already there (the trial already has a row)."""
+
+
+@runtime_checkable
+class Store(Protocol):
+    uri: str
+
+    def put_once(self, key: str, data: bytes) -> None:
+        """Create `key` with `data`; raise AlreadyExists if it exists. Never leaves a partial object."""
+
+    def put(self, key: str, data: bytes) -> None:
+        """Create or replace `key` atomically (readers see the old or the new object, never a mix)."""
+
+    def get(self, key: str) -> bytes:
+        """The object's bytes; KeyError if absent."""
+
+    def exists(self, key: str) -> bool: ...
+
+    def list(self, prefix: str = "") -> list[str]:
+        """Keys under `prefix` (relative to the store root), sorted."""
+
+    def put_tree(self, prefix: str, folder: Path) -> None:
+        """Upload every file under a local folder to `prefix/...` (models, TensorBoard logs)."""
+
+    def get_tree(self, prefix: str, folder: Path) -> None:
+        """Download every object under `prefix/` into a local folder."""
+
+    def url(self, key: str) -> str:
+        """A URI naming the object, for rows and messages."""
+
+
+def open_store(uri: str) -> Store:
+    """The store for a URI: gs://bucket[/prefix] → GCS, anything else (path, file://) → a local folder."""
+    if not uri:
+        raise UserError("empty results URI", hint="pass --results PATH or gs://bucket/prefix")
+    if uri.startswith("gs://"):
+        from hpt.results.gcs import GCSStore
+
+        return GCSStore(uri)
+    if "://" in uri and not uri.startswith("file://"):
+        raise UserError(f"unsupported results URI scheme in {uri!r}", hint="use a folder path, file://PATH or gs://BUCKET/PREFIX")
+    from hpt.results.local import LocalStore
+
+    return LocalStore(uri)
+
+
+def row_key(trial_id: str) -> str:
+    return f"{ROWS}{trial_id}.csv"
+
+
+def iter_row_ids(store: Store) -> Iterator[str]:
+    """Trial ids that have a row in the store (finished or failed)."""
+    for key in store.list(ROWS):
+        name = key[len(ROWS):]
+        if name.endswith(".csv") and "/" not in name:
+            yield name[:-4]
+
+
+def read_text(uri: str) -> str:
+    """Read one object/file by full URI (local path, file:// or gs://), e.g. a dataset.json."""
+    if uri.startswith("gs://"):
+        bucket_and_key = uri[len("gs://"):]
+        bucket, _, key = bucket_and_key.partition("/")
+        parent, _, name = key.rpartition("/")
+        return open_store(f"gs://{bucket}/{parent}" if parent else f"gs://{bucket}").get(name).decode("utf-8")
+    path = Path(uri[len("file://"):] if uri.startswith("file://") else uri)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise KeyError(uri) from None

@@ -1,0 +1,58 @@
+"""dataset.json: how a dataset folder describes itself (the compiler reads only this file).
+
+A dataset is a folder (local path, file:// or gs://) with Parquet files partitioned by month,
+`month=YYYY-MM/part-*.parquet`, and this descriptor naming the columns and the coverage.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from hpt.schemas.errors import UserError
+
+DESCRIPTOR = "dataset.json"
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    timestamp: str            # column with the event time
+    text: str                 # input text column
+    target: str               # numeric main target column
+    start: dt.date            # first day with data
+    end: dt.date              # last day with data (inclusive)
+    aux_targets: tuple[str, ...] = ()   # extra numeric targets (multitask)
+    source: str = ""
+    license: str = ""
+    rows: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def partition(self, month: dt.date) -> str:
+        return f"month={month:%Y-%m}"
+
+    def to_json(self) -> str:
+        doc = {"name": self.name, "timestamp": self.timestamp, "text": self.text, "target": self.target,
+               "aux_targets": list(self.aux_targets), "coverage": {"start": self.start.isoformat(), "end": self.end.isoformat()},
+               "partitioning": "month", "format": "parquet", "source": self.source, "license": self.license, "rows": self.rows}
+        doc.update(self.extra)
+        return json.dumps(doc, indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, where: str = DESCRIPTOR) -> "DatasetInfo":
+        try:
+            doc = json.loads(text)
+            coverage = doc["coverage"]
+            known = {"name", "timestamp", "text", "target", "aux_targets", "coverage", "partitioning", "format", "source", "license", "rows"}
+            return cls(name=doc.get("name", ""), timestamp=doc["timestamp"], text=doc["text"], target=doc["target"],
+                       start=dt.date.fromisoformat(coverage["start"]), end=dt.date.fromisoformat(coverage["end"]),
+                       aux_targets=tuple(doc.get("aux_targets", ())), source=doc.get("source", ""),
+                       license=doc.get("license", ""), rows=doc.get("rows"),
+                       extra={k: v for k, v in doc.items() if k not in known})
+        except json.JSONDecodeError as err:
+            raise UserError(f"not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}", where=where) from None
+        except KeyError as err:
+            raise UserError(f"missing required key {err.args[0]!r}", where=where) from None
+        except (TypeError, ValueError) as err:
+            raise UserError(f"invalid dataset descriptor: {err}", where=where) from None

@@ -1,0 +1,132 @@
+"""The trial manifest: the only contract between compiler, executor and trainer.
+
+A manifest is plain JSON (validated by trial.schema.json); `TrialManifest` is its typed view.
+The trial id is a content hash of the fields that determine the result, so the same trial has the
+same id on any machine, and a changed spec yields new ids.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hpt.schemas.errors import UserError
+from hpt.schemas.loader import schema_validator
+
+API_VERSION = "hpt/v1"
+
+# The fields whose values decide what a trial computes. Everything else (experiment, image,
+# resources, metrics to report, objective, cluster settings) may change without changing the id.
+RESULT_FIELDS = ("architecture", "params", "data", "window", "budget", "seed")
+
+
+def canonical_json(value: Any) -> str:
+    """The one serialization used for hashing and for writing manifests: byte-identical everywhere."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _digest(value: Any, length: int) -> str:
+    return hashlib.sha256(canonical_json(value).encode()).hexdigest()[:length]
+
+
+def trial_id(doc: dict[str, Any]) -> str:
+    window = {"train": doc["window"]["train"], "validation": doc["window"]["validation"]}
+    keyed = {k: doc[k] for k in RESULT_FIELDS if k != "window"}
+    keyed["window"] = window
+    return "t-" + _digest(keyed, 16)
+
+
+def config_id(architecture: str, params: dict[str, Any]) -> str:
+    """Same architecture and params → same config, whatever the date range or repeat."""
+    return "c-" + _digest({"architecture": architecture, "params": params}, 12)
+
+
+@dataclass(frozen=True)
+class TrialManifest:
+    id: str
+    experiment: str
+    architecture: str
+    params: dict[str, Any]
+    data: dict[str, str]
+    window: dict[str, Any]
+    budget: dict[str, Any]
+    seed: int
+    repeat: int
+    metrics: list[str]
+    objective: dict[str, str]
+    image: str
+    resources: dict[str, Any]
+    hpt_version: str
+    config: str = ""
+    kubernetes: dict[str, Any] = field(default_factory=dict)
+
+    # convenience views -------------------------------------------------------------------
+    @property
+    def train_range(self) -> tuple[str, str]:
+        start, end = self.window["train"]
+        return start, end
+
+    @property
+    def validation_range(self) -> tuple[str, str]:
+        start, end = self.window["validation"]
+        return start, end
+
+    @property
+    def epochs(self) -> int:
+        return int(self.budget["epochs"])
+
+    @property
+    def mode(self) -> str:
+        return str(self.budget["mode"])
+
+    # (de)serialization -------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        doc = {"apiVersion": API_VERSION, "kind": "Trial", **asdict(self)}
+        if not doc["kubernetes"]:
+            del doc["kubernetes"]
+        if not doc["config"]:
+            del doc["config"]
+        return doc
+
+    def to_json(self) -> str:
+        return canonical_json(self.to_dict()) + "\n"
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any], where: str = "manifest") -> "TrialManifest":
+        validate_manifest(doc, where)
+        fields = {k: v for k, v in doc.items() if k not in ("apiVersion", "kind")}
+        manifest = cls(**fields)
+        expected = trial_id(doc)
+        if manifest.id != expected:
+            raise UserError(f"trial id {manifest.id} does not match its content ({expected}); manifests are "
+                            "immutable — recompile the spec instead of editing a manifest", where=where)
+        return manifest
+
+    @classmethod
+    def from_json(cls, text: str, where: str = "manifest") -> "TrialManifest":
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise UserError(f"not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}", where=where) from None
+        return cls.from_dict(doc, where)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrialManifest":
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as err:
+            raise UserError(f"cannot read manifest: {err.strerror}", where=str(path)) from None
+        return cls.from_json(text, where=str(path))
+
+
+def validate_manifest(doc: Any, where: str = "manifest") -> None:
+    """Raise UserError naming the first problem's JSON path, if `doc` is not a valid manifest."""
+    validator = schema_validator("trial.schema.json")
+    errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.absolute_path).lstrip(".")
+        raise UserError(err.message, where=f"{where}: {path}" if path else where)

