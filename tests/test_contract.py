@@ -1,0 +1,174 @@
+"""The contract between the stages: manifest ids, the catalog, row columns, the local store, the floors."""
+from __future__ import annotations
+
+import ast
+import threading
+from pathlib import Path
+
+import pytest
+
+from hpt.results.local import LocalStore
+from hpt.results.store import AlreadyExists, iter_row_ids, open_store, row_key
+from hpt.schemas import UserError
+from hpt.schemas.catalog import architectures, default_metrics, learning_rate_family, metrics
+from hpt.schemas.manifest import TrialManifest, config_id, trial_id, validate_manifest
+from hpt.schemas.row import column_order, parse_row_csv, row_csv, table_csv
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _doc(**overrides):
+    arch = architectures()["bag-of-words"]
+    doc = {
+        "apiVersion": "hpt/v1", "kind": "Trial", "id": "", "experiment": "e-000000000000",
+        "architecture": arch.name, "params": arch.defaults(), "data": {"uri": "/data/demo"},
+        "window": {"train": ["2010-01-01", "2010-02-01"], "validation": ["2010-02-01", "2010-02-15"], "index": 0},
+        "budget": {"mode": "quick", "epochs": 2}, "seed": 7, "repeat": 0, "metrics": ["mse"],
+        "objective": {"metric": "mse", "goal": "minimize"}, "image": "hpt-trainer:latest",
+        "resources": {"gpus": 0, "cpus": 1, "memory": "4Gi"}, "hpt_version": "0.1.0",
+    }
+    doc.update(overrides)
+    doc["id"] = trial_id(doc)
+    return doc
+
+
+def test_trial_id_depends_only_on_result_fields():
+    base = _doc()
+    assert base["id"] == _doc(image="other:tag", experiment="e-111111111111", metrics=["mse", "loss"])["id"]
+    assert base["id"] != _doc(seed=8)["id"]
+    assert base["id"] != _doc(params={**base["params"], "learning_rate": 0.1})["id"]
+    assert base["id"] != _doc(window={"train": ["2010-01-01", "2010-03-01"], "validation": ["2010-03-01", "2010-03-15"]})["id"]
+
+
+def test_manifest_round_trip_is_byte_identical():
+    manifest = TrialManifest.from_dict(_doc())
+    text = manifest.to_json()
+    assert TrialManifest.from_json(text).to_json() == text
+    assert manifest.train_range == ("2010-01-01", "2010-02-01")
+
+
+def test_an_edited_manifest_is_refused():
+    doc = _doc()
+    doc["params"]["learning_rate"] = 0.5
+    with pytest.raises(UserError, match="does not match its content"):
+        TrialManifest.from_dict(doc)
+
+
+def test_invalid_manifest_names_the_path():
+    doc = _doc()
+    doc["resources"]["memory"] = "lots"
+    with pytest.raises(UserError, match=r"resources\.memory"):
+        validate_manifest(doc)
+
+
+def test_config_id_ignores_window_and_repeat():
+    params = architectures()["lstm"].defaults()
+    assert config_id("lstm", params) == config_id("lstm", dict(params))
+    assert config_id("lstm", params) != config_id("cnn", params)
+
+
+def test_catalog_has_the_seed_architectures_and_shared_families():
+    names = set(architectures())
+    assert names == {"bag-of-words", "lstm", "cnn", "lstm-attention", "mdn", "multitask"}
+    for arch in architectures().values():
+        for family_param in (*learning_rate_family(), "batch_size"):
+            assert family_param in arch.param_names
+        for p in arch.parameters:
+            assert p.min <= p.default <= p.max, (arch.name, p.name)
+            assert all(p.min <= v <= p.max for v in p.auto), (arch.name, p.name)
+    attention = architectures()["lstm-attention"].param_names
+    assert {"num_of_attentions", "attention_hidden_layer_size", "attention_regularization"} <= set(attention)
+    assert set(default_metrics()) <= set(metrics())
+
+
+def test_row_columns_have_a_stable_order():
+    row = {"hpt_version": "1", "mse": 0.5, "param.lr": 1, "trial_id": "t-1", "zzz": 1, "loss": 0.7, "status": "done"}
+    assert column_order(row) == ["trial_id", "status", "param.lr", "mse", "loss", "hpt_version", "zzz"]
+    assert parse_row_csv(row_csv(row))["mse"] == "0.5"
+    merged = table_csv([{"trial_id": "t-2", "mse": 1}, {"trial_id": "t-1", "loss": 2}])
+    assert merged.splitlines() == ["trial_id,mse,loss", "t-1,,2", "t-2,1,"]
+
+
+def test_local_store_put_once_is_create_only(tmp_path):
+    store = open_store(str(tmp_path / "store"))
+    store.put_once(row_key("t-1"), b"first")
+    with pytest.raises(AlreadyExists):
+        store.put_once(row_key("t-1"), b"second")
+    assert store.get(row_key("t-1")) == b"first"
+    assert list(iter_row_ids(store)) == ["t-1"]
+    with pytest.raises(KeyError):
+        store.get("rows/absent.csv")
+    # no temp files are left behind or listed
+    assert store.list() == ["rows/t-1.csv"]
+
+
+def test_local_store_put_once_has_one_winner_under_concurrency(tmp_path):
+    store = LocalStore(str(tmp_path))
+    wins = []
+
+    def writer(i):
+        try:
+            store.put_once("rows/t-x.csv", f"{i}".encode())
+            wins.append(i)
+        except AlreadyExists:
+            pass
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(wins) == 1
+    assert store.get("rows/t-x.csv") == str(wins[0]).encode()
+
+
+def test_local_store_trees_and_escape(tmp_path):
+    src = tmp_path / "src"
+    (src / "a").mkdir(parents=True)
+    (src / "a" / "w.pt").write_bytes(b"weights")
+    store = LocalStore(str(tmp_path / "store"))
+    store.put_tree("models/t-1", src)
+    store.get_tree("models/t-1", tmp_path / "back")
+    assert (tmp_path / "back" / "a" / "w.pt").read_bytes() == b"weights"
+    with pytest.raises(ValueError):
+        store.put("../outside", b"x")
+
+
+def test_unsupported_scheme_is_a_user_error():
+    with pytest.raises(UserError, match="unsupported"):
+        open_store("s3://bucket/x")
+
+
+# The floors (DESIGN.md): a folder imports only folders below it, and compiler, executor and trainer
+# never import each other.
+FLOORS = {
+    "schemas": set(),
+    "results": {"schemas"},
+    "compiler": {"schemas", "results"},
+    "executor": {"schemas", "results"},
+    "trainer": {"schemas", "results"},
+}
+PACKAGE_OF = {"hpt.schemas": "schemas", "hpt.results": "results", "hpt.compiler": "compiler",
+              "hpt.executor": "executor", "hpt.trainer": "trainer", "hpt.commands": "cli", "hpt.cli": "cli"}
+
+
+def _hpt_imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        for name in names:
+            for prefix, floor in PACKAGE_OF.items():
+                if name == prefix or name.startswith(prefix + "."):
+                    found.add(floor)
+    return found
+
+
+@pytest.mark.parametrize("folder", sorted(FLOORS))
+def test_floors_import_only_downwards(folder):
+    for path in (ROOT / folder).rglob("*.py"):
+        illegal = _hpt_imports(path) - FLOORS[folder] - {folder}
+        assert not illegal, f"{path.relative_to(ROOT)} imports {sorted(illegal)}"
