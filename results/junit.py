@@ -1,0 +1,111 @@
+"""JUnit XML for CI: one testcase per trial, so Jenkins' `junit` step shows which trials failed and why.
+
+`write_junit(rows, path)` takes result rows (dicts as in rows/<id>.csv, values may be strings) and writes
+one <testsuite> inside <testsuites>. A row whose status is not "done" is a <failure> carrying its reason.
+"""
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from hpt.schemas.row import PARAM_PREFIX, STATUS_DONE
+
+_SHORT_PARAMS = 4  # params shown in a testcase name; the full set is in the <properties>
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _float(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number == number else None  # NaN → None
+
+
+def _seconds(row: Mapping[str, Any]) -> float:
+    """Training time if recorded, else finished − started, else 0."""
+    elapsed = _float(row.get("train_time_s"))
+    if elapsed is not None:
+        return max(elapsed, 0.0)
+    try:
+        started = datetime.fromisoformat(_text(row.get("started_at")).replace("Z", "+00:00"))
+        finished = datetime.fromisoformat(_text(row.get("finished_at")).replace("Z", "+00:00"))
+    except ValueError:
+        return 0.0
+    return max((finished - started).total_seconds(), 0.0)
+
+
+def _short_value(value: Any) -> str:
+    number = _float(value)
+    if number is None:
+        return _text(value)
+    return f"{number:g}"
+
+
+def short_config(row: Mapping[str, Any]) -> str:
+    """`lstm lr=0.001 dropout=0.1 …` — readable in a CI listing; the full params are in properties."""
+    params = [(k[len(PARAM_PREFIX):], v) for k, v in row.items() if k.startswith(PARAM_PREFIX) and _text(v) != ""]
+    params.sort()
+    shown = " ".join(f"{name}={_short_value(v)}" for name, v in params[:_SHORT_PARAMS])
+    more = f" +{len(params) - _SHORT_PARAMS}" if len(params) > _SHORT_PARAMS else ""
+    arch = _text(row.get("architecture"))
+    return " ".join(part for part in (arch, shown + more) if part)
+
+
+def _window(row: Mapping[str, Any]) -> str:
+    start, end = _text(row.get("train_start")), _text(row.get("train_end"))
+    return f"{start}..{end}" if start or end else ""
+
+
+def write_junit(rows: list[dict], path, suite_name: str = "hpt") -> None:
+    """Write one JUnit testsuite with a testcase per trial; failed trials become <failure> with their reason."""
+    rows = sorted(rows, key=lambda r: _text(r.get("trial_id")))
+    failures = [r for r in rows if _text(r.get("status")) != STATUS_DONE]
+    total_time = sum(_seconds(r) for r in rows)
+
+    root = ET.Element("testsuites", name=suite_name, tests=str(len(rows)), failures=str(len(failures)),
+                      errors="0", time=f"{total_time:.3f}")
+    suite = ET.SubElement(root, "testsuite", name=suite_name, tests=str(len(rows)), failures=str(len(failures)),
+                          errors="0", skipped="0", time=f"{total_time:.3f}")
+    for row in rows:
+        trial = _text(row.get("trial_id")) or "unknown-trial"
+        config = short_config(row)
+        window = _window(row)
+        name = " ".join(part for part in (trial, config, f"[{window}]" if window else "") if part)
+        case = ET.SubElement(suite, "testcase", name=name,
+                             classname=f"{suite_name}.{_text(row.get('architecture')) or 'trial'}",
+                             time=f"{_seconds(row):.3f}")
+        props = ET.SubElement(case, "properties")
+        for key in ("config_id", "experiment_id", "repeat", "seed", "train_start", "train_end", "mode", "model_uri"):
+            if _text(row.get(key)):
+                ET.SubElement(props, "property", name=key, value=_text(row.get(key)))
+        params = {k[len(PARAM_PREFIX):]: _text(v) for k, v in row.items() if k.startswith(PARAM_PREFIX)}
+        if params:
+            ET.SubElement(props, "property", name="params", value=json.dumps(params, sort_keys=True))
+        status = _text(row.get("status"))
+        if status != STATUS_DONE:
+            reason = _text(row.get("reason")) or f"status {status or 'missing'}"
+            first_line = reason.strip().splitlines()[0] if reason.strip() else reason
+            failure = ET.SubElement(case, "failure", message=first_line[:500], type=status or "failed")
+            failure.text = reason
+        else:
+            metrics = {k: _text(v) for k, v in row.items()
+                       if k in ("mse", "loss", "mae", "train_time_s", "epochs", "best_epoch") and _text(v) != ""}
+            if metrics:
+                out = ET.SubElement(case, "system-out")
+                out.text = " ".join(f"{k}={v}" for k, v in metrics.items())
+        if not len(props):
+            case.remove(props)
+
+    tree = ET.ElementTree(root)
+    ET.indent(tree)
+    target = Path(path)
+    if target.parent and not target.parent.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+    tree.write(target, encoding="utf-8", xml_declaration=True)
