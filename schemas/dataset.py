@@ -7,12 +7,29 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from hpt.schemas.errors import UserError
 
 DESCRIPTOR = "dataset.json"
+
+# The demo dataset (Online Retail II) covers these days; the compiler falls back to them when the
+# demo folder has not been built yet, so a spec on the default data compiles on a fresh machine.
+DEMO_NAME = "online-retail-ii"
+DEMO_COVERAGE = (dt.date(2009, 12, 1), dt.date(2011, 12, 9))
+
+
+def demo_dataset_dir() -> str:
+    """Where the demo dataset lives (the one place that says so): $HPT_DEMO_DATA, else the user cache.
+
+    The trainer builds it there; the compiler points trials at it when a spec names no data.
+    """
+    configured = os.environ.get("HPT_DEMO_DATA")
+    if configured:
+        return os.path.abspath(os.path.expanduser(configured))
+    return os.path.join(os.path.expanduser("~"), ".cache", "hpt", "demo", DEMO_NAME)
 
 
 @dataclass(frozen=True)
