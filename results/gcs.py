@@ -76,6 +76,12 @@ class GCSStore:
     def exists(self, key: str) -> bool:
         return bool(self._call(key, self._blob(key).exists, retry=RETRY, timeout=60))
 
+    def delete(self, key: str) -> None:
+        try:
+            self._call(key, self._blob(key).delete, retry=RETRY, timeout=60)
+        except KeyError:
+            pass
+
     def list(self, prefix: str = "") -> list[str]:
         def names():
             blobs = self.bucket.client.list_blobs(self.bucket, prefix=self.prefix + prefix, retry=RETRY, timeout=60)

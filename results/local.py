@@ -55,6 +55,9 @@ class LocalStore:
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
     def list(self, prefix: str = "") -> list[str]:
         base = self._path(prefix) if prefix else self.root
         folder = base if base.is_dir() else base.parent

@@ -6,6 +6,8 @@ Layout under the store's root URI:
     models/<trial-id>/...      weights, manifest, preprocessing
     tensorboard/<trial-id>/    per-epoch curves
     logs/<trial-id>.log        the trial's captured output
+    rows-failed/<id>.<n>.csv   earlier failed rows of a trial, moved aside by `hpt apply` before a retry
+    runs/<experiment-id>.json  what `hpt apply` is running now (for `hpt status` on any machine)
 
 A trial is done when its row exists. Implementations: LocalStore (a folder, path or file://) and
 GCSStore (gs://bucket/prefix). `open_store(uri)` picks one.
@@ -42,6 +44,10 @@ class Store(Protocol):
         """The object's bytes; KeyError if absent."""
 
     def exists(self, key: str) -> bool: ...
+
+    def delete(self, key: str) -> None:
+        """Remove `key` if present. Only `hpt apply` uses it: to move a failed trial's row aside
+        (to rows-failed/) before retrying it; a done trial's row is never deleted."""
 
     def list(self, prefix: str = "") -> list[str]:
         """Keys under `prefix` (relative to the store root), sorted."""
