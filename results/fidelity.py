@@ -1,0 +1,116 @@
+"""Can quick mode be trusted? Rank agreement of the same configs at a low and a high fidelity.
+
+The seed tuned its tuner this way: run the same configs with one month of data / few epochs and with
+the full budget, and check that the cheap run ranks configs like the expensive one. Configs are
+matched by config_id (architecture + params; the budget is not part of it), else by params. Each
+config's score is its objective averaged over ranges and repeats in that store.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from hpt.results.table import Objective, ResultTable, config_labels
+from hpt.schemas.errors import UserError
+
+MIN_COMMON = 3
+
+
+@dataclass
+class Moved:
+    config: str
+    label: str
+    low_rank: int
+    high_rank: int
+    low: float
+    high: float
+
+    @property
+    def shift(self) -> int:
+        return self.high_rank - self.low_rank
+
+
+@dataclass
+class Fidelity:
+    objective: Objective
+    n_low: int                   # configs in the low-fidelity store
+    n_high: int
+    n_common: int
+    spearman: float | None       # None when one side has every score equal (no ranking to compare)
+    spearman_p: float | None
+    kendall: float | None
+    kendall_p: float | None
+    k: int
+    top_low: list[str]
+    top_high: list[str]
+    overlap: int                 # |top-k(low) ∩ top-k(high)|
+    moved: list[Moved] = field(default_factory=list)   # largest rank changes first
+    best_low_rank_in_high: int | None = None           # where the quick run's winner lands in the full run
+
+    def record(self) -> dict[str, Any]:
+        rec = asdict(self)
+        rec["objective"] = {"metric": self.objective.metric, "goal": self.objective.goal}
+        rec["moved"] = [dict(asdict(m), shift=m.shift) for m in self.moved]
+        return rec
+
+    def verdict(self) -> str:
+        if self.spearman is None:
+            return "No ranking to compare (all scores equal on one side)."
+        rho = self.spearman
+        strength = "strong" if rho >= 0.8 else "moderate" if rho >= 0.5 else "weak" if rho >= 0.2 else "no"
+        text = (f"{strength.capitalize()} agreement (Spearman {rho:.2f}, Kendall {self.kendall:.2f}) over "
+                f"{self.n_common} common configs; top-{self.k} overlap {self.overlap}/{self.k}.")
+        if self.n_common < 10:
+            text += f" With only {self.n_common} configs the correlation itself is uncertain (p = {self.spearman_p:.2g})."
+        return text
+
+
+def _scores(table: ResultTable, obj: Objective) -> dict[str, float]:
+    table.require(obj)
+    done = table.done[table.done[obj.metric].notna()]
+    return {k: float(v) for k, v in done.groupby("config")[obj.metric].mean().items()}
+
+
+def _ranks(scores: dict[str, float], obj: Objective) -> dict[str, int]:
+    order = sorted(scores, key=lambda c: (scores[c] if obj.ascending else -scores[c], c))
+    return {c: i + 1 for i, c in enumerate(order)}
+
+
+def _nan_to_none(x: float) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+def fidelity(low: ResultTable, high: ResultTable, obj: Objective, k: int = 5, moved: int = 5) -> Fidelity:
+    from scipy.stats import kendalltau, spearmanr
+
+    lo, hi = _scores(low, obj), _scores(high, obj)
+    common = sorted(set(lo) & set(hi))
+    if len(common) < MIN_COMMON:
+        raise UserError(f"only {len(common)} config(s) appear in both stores; a rank correlation needs at least {MIN_COMMON}",
+                        where=f"{low.uri} vs {high.uri}",
+                        hint="run the same spec (same architecture and params) at both fidelities")
+    lo_c = {c: lo[c] for c in common}
+    hi_c = {c: hi[c] for c in common}
+    a = [lo_c[c] for c in common]
+    b = [hi_c[c] for c in common]
+    constant = len(set(a)) < 2 or len(set(b)) < 2
+    if constant:
+        rho = rho_p = tau = tau_p = None
+    else:
+        r = spearmanr(a, b)
+        t = kendalltau(a, b)
+        rho, rho_p = _nan_to_none(r.statistic), _nan_to_none(r.pvalue)
+        tau, tau_p = _nan_to_none(t.statistic), _nan_to_none(t.pvalue)
+    # Both metrics share a goal, so correlating raw scores = correlating ranks (same sign either way).
+    rlo, rhi = _ranks(lo_c, obj), _ranks(hi_c, obj)
+    k = max(1, min(k, len(common)))
+    top_lo = [c for c in sorted(common, key=rlo.get)][:k]
+    top_hi = [c for c in sorted(common, key=rhi.get)][:k]
+    labels = config_labels(low.done, low.params) | {c: l for c, l in config_labels(high.done, high.params).items()}
+    movers = sorted((Moved(c, labels.get(c, c), rlo[c], rhi[c], lo_c[c], hi_c[c]) for c in common),
+                    key=lambda m: (-abs(m.shift), m.low_rank))
+    return Fidelity(objective=obj, n_low=len(lo), n_high=len(hi), n_common=len(common), spearman=rho,
+                    spearman_p=rho_p, kendall=tau, kendall_p=tau_p, k=k, top_low=top_lo, top_high=top_hi,
+                    overlap=len(set(top_lo) & set(top_hi)), moved=[m for m in movers if m.shift][:moved],
+                    best_low_rank_in_high=rhi[top_lo[0]])

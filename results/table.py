@@ -1,0 +1,228 @@
+"""The results table: every row in a store as a pandas DataFrame, ready for analysis.
+
+rows/<trial-id>.csv is the source of truth (results.csv is a merged copy that may lag a finished
+trial by a moment), so rows are read one by one; results.csv is only a fallback for a store that
+holds nothing else. A store may be mid-run: missing trials are simply absent, failed rows are kept
+apart. pandas is imported here only, so `hpt compile` never pays for it.
+"""
+from __future__ import annotations
+
+import io
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Iterable
+
+from hpt.results.store import RESULTS_CSV, Store, iter_row_ids, open_store, row_key
+from hpt.schemas.catalog import metrics as catalog_metrics
+from hpt.schemas.errors import UserError
+from hpt.schemas.row import LEADING, PARAM_PREFIX, STATUS_DONE, TRAILING, parse_row_csv
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+DEFAULT_OBJECTIVE = "mse"
+# Columns that identify a date range (train window; validation follows it).
+RANGE_COLUMNS = ("train_start", "train_end")
+_TEXT_COLUMNS = set(LEADING) | set(TRAILING)
+
+
+@dataclass(frozen=True)
+class Objective:
+    metric: str
+    goal: str  # "minimize" | "maximize"
+
+    @property
+    def ascending(self) -> bool:
+        return self.goal == "minimize"
+
+    def better(self, a: float, b: float) -> bool:
+        return a < b if self.ascending else a > b
+
+    def __str__(self) -> str:
+        return f"{self.metric} ({'lower' if self.ascending else 'higher'} is better)"
+
+
+def objective(metric: str | None = None, goal: str | None = None) -> Objective:
+    """The objective: a metric of the catalog (its goal from there), or any column with an explicit goal.
+
+    `metric` may end in `:min` / `:max` to override the goal (e.g. a custom metric).
+    """
+    name = metric or DEFAULT_OBJECTIVE
+    if ":" in name:
+        name, _, suffix = name.partition(":")
+        goal = {"min": "minimize", "max": "maximize", "minimize": "minimize", "maximize": "maximize"}.get(suffix)
+        if goal is None:
+            raise UserError(f"unknown goal {suffix!r}", where="--objective", hint="write METRIC, METRIC:min or METRIC:max")
+    known = catalog_metrics()
+    if goal is None:
+        if name not in known:
+            raise UserError(f"unknown metric {name!r}", where="--objective",
+                            hint=f"one of {', '.join(known)}, or NAME:min / NAME:max for another column")
+        goal = known[name].goal
+    return Objective(name, goal)
+
+
+@dataclass
+class ResultTable:
+    """The rows of one store. `done` holds finished trials, `failed` everything else."""
+
+    uri: str
+    done: "pd.DataFrame"
+    failed: "pd.DataFrame"
+    source: str                                   # "rows" or "results.csv"
+    params: list[str] = field(default_factory=list)   # param.<name> columns whose value varies
+    metrics: list[str] = field(default_factory=list)  # metric columns present (catalog order)
+
+    @property
+    def all(self) -> "pd.DataFrame":
+        import pandas as pd
+
+        return pd.concat([self.done, self.failed], ignore_index=True)
+
+    @property
+    def n_trials(self) -> int:
+        return len(self.done) + len(self.failed)
+
+    def require(self, obj: Objective) -> None:
+        if obj.metric not in self.done.columns or self.done[obj.metric].notna().sum() == 0:
+            present = ", ".join(self.metrics) or "none"
+            raise UserError(f"no finished trial has the metric {obj.metric!r}", where=self.uri,
+                            hint=f"metrics present: {present}; choose one with --objective")
+
+    def ranges(self) -> list[str]:
+        """Date-range labels present among finished trials, in time order."""
+        return sorted(self.done["range"].dropna().unique().tolist()) if len(self.done) else []
+
+
+def _read_rows(store: Store) -> list[dict[str, str]]:
+    ids = list(iter_row_ids(store))
+
+    def read(trial: str) -> dict[str, str] | None:
+        try:
+            return parse_row_csv(store.get(row_key(trial)).decode("utf-8"))
+        except KeyError:  # deleted between list and get
+            return None
+        except ValueError:  # a row file being written by hand or truncated: skip it, don't crash the table
+            return None
+
+    # Rows are small and independent; a few threads hide GCS round trips.
+    with ThreadPoolExecutor(max_workers=8 if len(ids) > 8 else max(len(ids), 1)) as pool:
+        return [r for r in pool.map(read, ids) if r is not None]
+
+
+def read_rows(uri_or_store: str | Store) -> tuple[list[dict[str, str]], str]:
+    """(rows as string dicts, source). Raises UserError when the store holds no rows at all."""
+    store = open_store(uri_or_store) if isinstance(uri_or_store, str) else uri_or_store
+    root = getattr(store, "root", None)  # a local folder that isn't there is a typo, not an empty run
+    if root is not None and not root.exists():
+        raise UserError("no such results folder", where=str(root), hint="pass the folder `hpt apply --results` wrote to")
+    rows = _read_rows(store)
+    if rows:
+        return rows, "rows"
+    try:
+        text = store.get(RESULTS_CSV).decode("utf-8")
+    except KeyError:
+        text = ""
+    if text.strip():
+        import csv
+
+        rows = list(csv.DictReader(io.StringIO(text)))
+        if rows:
+            return rows, RESULTS_CSV
+    raise UserError("no results in this store yet (no rows/*.csv, no results.csv)", where=store.uri,
+                    hint="check the URI, or wait for the first trial to finish")
+
+
+def config_key(row: dict) -> str:
+    """The config a trial belongs to: its config_id, else architecture + params (same rule as the manifest)."""
+    cid = str(row.get("config_id") or "").strip()
+    if cid and cid.lower() != "nan":
+        return cid
+    params = {k[len(PARAM_PREFIX):]: row[k] for k in sorted(row) if k.startswith(PARAM_PREFIX) and str(row[k]) not in ("", "nan")}
+    return f"{row.get('architecture', '')} {json.dumps(params, sort_keys=True, default=str)}"
+
+
+def range_label(row: dict) -> str:
+    start, end = str(row.get("train_start") or ""), str(row.get("train_end") or "")
+    return f"{start}..{end}" if (start or end) else "(no range)"
+
+
+def frame(rows: Iterable[dict]) -> "pd.DataFrame":
+    """Rows → DataFrame: numbers where a column is numeric, plus `config` and `range` helper columns."""
+    import pandas as pd
+
+    df = pd.DataFrame(list(rows))
+    if df.empty:
+        return df
+    df = df.replace({"": None})
+    for column in df.columns:
+        if column in _TEXT_COLUMNS and column not in ("repeat", "seed", "max_epochs"):
+            continue
+        converted = pd.to_numeric(df[column], errors="coerce")
+        # Keep text columns text: convert only when every present value parsed as a number.
+        if converted.notna().sum() == df[column].notna().sum():
+            df[column] = converted
+    df["config"] = [config_key(r) for r in df.to_dict("records")]
+    df["range"] = [range_label(r) for r in df.to_dict("records")]
+    return df
+
+
+def varying_params(df: "pd.DataFrame") -> list[str]:
+    """param.<name> columns with more than one distinct value (constant ones say nothing)."""
+    cols = [c for c in df.columns if c.startswith(PARAM_PREFIX)]
+    return [c for c in sorted(cols) if df[c].astype(str).nunique(dropna=False) > 1]
+
+
+def load_table(uri: str) -> ResultTable:
+    """Every row of the store at `uri`, split into finished and failed trials."""
+    import pandas as pd
+
+    store = open_store(uri)
+    rows, source = read_rows(store)
+    df = frame(rows)
+    status = df["status"].astype(str) if "status" in df.columns else pd.Series(STATUS_DONE, index=df.index)
+    is_done = status == STATUS_DONE
+    done = df[is_done].reset_index(drop=True)
+    failed = df[~is_done].reset_index(drop=True)
+    present_metrics = [m for m in catalog_metrics() if m in df.columns and done.get(m, pd.Series(dtype=float)).notna().any()]
+    params = varying_params(df)
+    if "architecture" in df.columns and df["architecture"].nunique() > 1:
+        params = ["architecture"] + params
+    return ResultTable(uri=store.uri, done=done, failed=failed, source=source, params=params, metrics=present_metrics)
+
+
+def parse_metric_list(text: str | None, table: ResultTable) -> list[str]:
+    """`--metrics a,b` → the chosen columns; unknown names are a user error naming what exists."""
+    if not text:
+        return []
+    chosen = [m.strip() for m in text.split(",") if m.strip()]
+    columns = set(table.done.columns) | set(table.failed.columns)
+    missing = [m for m in chosen if m not in columns]
+    if missing:
+        raise UserError(f"no such metric column: {', '.join(missing)}", where="--metrics",
+                        hint=f"present: {', '.join(table.metrics) or 'none'}")
+    return chosen
+
+
+def short_param(column: str) -> str:
+    return column[len(PARAM_PREFIX):] if column.startswith(PARAM_PREFIX) else column
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def config_labels(df: "pd.DataFrame", params: list[str]) -> dict[str, str]:
+    """config → a short readable label from the parameters that vary (`lr=0.01 dropout=0.1`)."""
+    labels: dict[str, str] = {}
+    if df.empty:
+        return labels
+    for config, group in df.groupby("config", sort=False):
+        first = group.iloc[0]
+        parts = [f"{short_param(p)}={_fmt(first[p])}" for p in params if p in group.columns and first[p] is not None
+                 and str(first[p]) != "nan"]
+        labels[config] = " ".join(parts) or str(first.get("architecture") or config)
+    return labels
