@@ -1,0 +1,468 @@
+"""Render a trial into Kubernetes objects: one batch/v1 Job (and, optionally, its ConfigMap).
+
+The templates (job.yaml.j2, configmap.yaml.j2) are rendered in a jinja2 SandboxedEnvironment with
+StrictUndefined. Every value enters the YAML through `tojson`: JSON is YAML, so a value from a spec
+is always one scalar/list/map, never new YAML structure, and the container runs `hpt-trial` with
+no shell. The rendered text is parsed back (so what is sent to the API server and what `--dry-run`
+prints are the same objects) and checked by `check_object` for what the OpenAPI schemas miss.
+
+The spec's `kubernetes` section (copied into each manifest) is validated here into `ClusterSettings`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from hpt.schemas.errors import UserError
+
+GPU_RESOURCE = "nvidia.com/gpu"
+CONTAINER = "trial"
+MANIFEST_DIR = "/etc/hpt"
+MANIFEST_KEY = "manifest.json"
+APP_LABEL = "app.kubernetes.io/name"
+EXPERIMENT_LABEL = "hpt.dev/experiment"
+TRIAL_LABEL = "hpt.dev/trial"
+ATTEMPT_LABEL = "hpt.dev/attempt"
+VERSION_LABEL = "hpt.dev/version"
+RESULTS_ANNOTATION = "hpt.dev/results"
+# Environment the container gets from hpt; env_from_secrets may not shadow these.
+RESERVED_ENV = {"HPT_MANIFEST", "HPT_RESULTS", "HPT_TRIAL_ID", "HPT_ATTEMPT", "HOME", "TMPDIR",
+                "XDG_CACHE_HOME", "TORCH_HOME", "MPLCONFIGDIR", "PYTHONDONTWRITEBYTECODE"}
+
+# -- what the OpenAPI schemas do not check (apimachinery's validation, as regular expressions) ---
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")                        # ≤ 63
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")  # ≤ 253
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")            # ≤ 63
+QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")            # ≤ 63
+ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+QUANTITY = re.compile(r"^[+]?(\d+(\.\d*)?|\.\d+)(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?\d+))?$")
+TOLERATION_OPERATORS = {"Exists", "Equal"}
+TAINT_EFFECTS = {"NoSchedule", "PreferNoSchedule", "NoExecute"}
+IMAGE_PULL_POLICIES = {"Always", "IfNotPresent", "Never"}
+JOB_RESTART_POLICIES = {"Never", "OnFailure"}
+
+SETTINGS_KEYS = {"namespace", "nodeSelector", "tolerations", "serviceAccountName", "imagePullSecrets",
+                 "priorityClassName", "env_from_secrets"}
+
+
+def is_dns1123_label(value: Any) -> bool:
+    return isinstance(value, str) and len(value) <= 63 and bool(DNS1123_LABEL.match(value))
+
+
+def is_dns1123_subdomain(value: Any) -> bool:
+    return isinstance(value, str) and len(value) <= 253 and bool(DNS1123_SUBDOMAIN.match(value))
+
+
+def is_label_value(value: Any) -> bool:
+    return isinstance(value, str) and len(value) <= 63 and bool(LABEL_VALUE.match(value))
+
+
+def is_qualified_name(key: Any) -> bool:
+    """A label or annotation key: [prefix/]name, prefix a DNS subdomain, name ≤ 63."""
+    if not isinstance(key, str):
+        return False
+    prefix, slash, name = key.rpartition("/")
+    if slash and not is_dns1123_subdomain(prefix):
+        return False
+    return len(name) <= 63 and bool(QUALIFIED_NAME.match(name))
+
+
+def is_quantity(value: Any) -> bool:
+    return isinstance(value, str) and bool(QUANTITY.match(value))
+
+
+def label_value(text: str) -> str:
+    """Any text as a valid label value: invalid characters → '_', trimmed to 63, alphanumeric ends."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]", "_", text)[:63]
+    return cleaned.strip("_.-")
+
+
+def job_name(experiment_id: str, trial_id: str, attempt: int = 1) -> str:
+    """Stable and unique per plan: hpt-<experiment hex>-<trial hex>[-<attempt>] (≤ 63, DNS-1123)."""
+    name = f"hpt-{experiment_id.removeprefix('e-')}-{trial_id.removeprefix('t-')}"
+    if attempt > 1:
+        name += f"-{attempt}"
+    name = re.sub(r"[^a-z0-9-]", "-", name.lower())[:63].strip("-")
+    return name
+
+
+def plan_selector(experiment_id: str) -> str:
+    return f"{APP_LABEL}=hpt,{EXPERIMENT_LABEL}={label_value(experiment_id)}"
+
+
+def plan_labels(experiment_id: str) -> dict[str, str]:
+    return {APP_LABEL: "hpt", EXPERIMENT_LABEL: label_value(experiment_id)}
+
+
+# -- cluster settings from the spec's kubernetes section ------------------------------------------
+@dataclass(frozen=True)
+class ClusterSettings:
+    namespace: str | None = None
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = field(default_factory=list)
+    service_account_name: str | None = None
+    image_pull_secrets: list[str] = field(default_factory=list)
+    priority_class_name: str | None = None
+    env_from_secrets: list[dict[str, str]] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, section: Mapping[str, Any] | None, where: str = "kubernetes") -> "ClusterSettings":
+        """Validate the spec's kubernetes section; UserError names the first bad field."""
+        section = dict(section or {})
+        unknown = sorted(set(section) - SETTINGS_KEYS)
+        if unknown:
+            raise UserError(f"unknown field {unknown[0]!r}", where=where, hint=f"known: {', '.join(sorted(SETTINGS_KEYS))}")
+
+        namespace = section.get("namespace")
+        if namespace is not None and not is_dns1123_label(namespace):
+            raise UserError(f"{namespace!r} is not a valid namespace (lowercase letters, digits, '-', ≤ 63)", where=f"{where}.namespace")
+
+        node_selector = section.get("nodeSelector") or {}
+        if not isinstance(node_selector, dict):
+            raise UserError("must be a map of label → value", where=f"{where}.nodeSelector")
+        for key, value in node_selector.items():
+            if not is_qualified_name(key):
+                raise UserError(f"{key!r} is not a valid label key", where=f"{where}.nodeSelector")
+            if not is_label_value(value):
+                raise UserError(f"{value!r} is not a valid label value (≤ 63 of [A-Za-z0-9-_.])", where=f"{where}.nodeSelector.{key}")
+
+        tolerations = section.get("tolerations") or []
+        if not isinstance(tolerations, list):
+            raise UserError("must be a list", where=f"{where}.tolerations")
+        for i, tol in enumerate(tolerations):
+            _check_toleration(tol, f"{where}.tolerations[{i}]")
+
+        service_account = section.get("serviceAccountName")
+        if service_account is not None and not is_dns1123_subdomain(service_account):
+            raise UserError(f"{service_account!r} is not a valid service account name", where=f"{where}.serviceAccountName")
+
+        pull_secrets: list[str] = []
+        raw_pull = section.get("imagePullSecrets") or []
+        if not isinstance(raw_pull, list):
+            raise UserError("must be a list of secret names", where=f"{where}.imagePullSecrets")
+        for i, item in enumerate(raw_pull):
+            name = item.get("name") if isinstance(item, dict) else item
+            if not is_dns1123_subdomain(name):
+                raise UserError(f"{name!r} is not a valid secret name", where=f"{where}.imagePullSecrets[{i}]")
+            pull_secrets.append(name)
+
+        priority = section.get("priorityClassName")
+        if priority is not None and not is_dns1123_subdomain(priority):
+            raise UserError(f"{priority!r} is not a valid priority class name", where=f"{where}.priorityClassName")
+
+        env: list[dict[str, str]] = []
+        raw_env = section.get("env_from_secrets") or []
+        if not isinstance(raw_env, list):
+            raise UserError("must be a list of {name, secret, key}", where=f"{where}.env_from_secrets")
+        seen: set[str] = set()
+        for i, item in enumerate(raw_env):
+            at = f"{where}.env_from_secrets[{i}]"
+            if not isinstance(item, dict) or set(item) != {"name", "secret", "key"}:
+                raise UserError("must be {name, secret, key}: an env var filled from one key of a Secret", where=at,
+                                hint="secret values never go into a spec")
+            if not (isinstance(item["name"], str) and ENV_NAME.match(item["name"])):
+                raise UserError(f"{item['name']!r} is not a valid environment variable name", where=f"{at}.name")
+            if item["name"] in RESERVED_ENV or item["name"] in seen:
+                raise UserError(f"{item['name']!r} is set by hpt or listed twice", where=f"{at}.name")
+            if not is_dns1123_subdomain(item["secret"]):
+                raise UserError(f"{item['secret']!r} is not a valid secret name", where=f"{at}.secret")
+            if not (isinstance(item["key"], str) and len(item["key"]) <= 253 and SECRET_KEY.match(item["key"])):
+                raise UserError(f"{item['key']!r} is not a valid secret key", where=f"{at}.key")
+            seen.add(item["name"])
+            env.append({"name": item["name"], "secret": item["secret"], "key": item["key"]})
+
+        return cls(namespace=namespace, node_selector=dict(node_selector), tolerations=[dict(t) for t in tolerations],
+                   service_account_name=service_account, image_pull_secrets=pull_secrets,
+                   priority_class_name=priority, env_from_secrets=env)
+
+
+def _check_toleration(tol: Any, where: str) -> None:
+    if not isinstance(tol, dict):
+        raise UserError("must be a map with key, operator, value, effect, tolerationSeconds", where=where)
+    unknown = sorted(set(tol) - {"key", "operator", "value", "effect", "tolerationSeconds"})
+    if unknown:
+        raise UserError(f"unknown field {unknown[0]!r}", where=where)
+    operator = tol.get("operator", "Equal")
+    if operator not in TOLERATION_OPERATORS:
+        raise UserError(f"operator must be Exists or Equal, not {operator!r}", where=f"{where}.operator")
+    if "key" in tol and not (tol["key"] == "" or is_qualified_name(tol["key"])):
+        raise UserError(f"{tol['key']!r} is not a valid taint key", where=f"{where}.key")
+    if operator == "Exists" and tol.get("value"):
+        raise UserError("a toleration with operator Exists has no value", where=f"{where}.value")
+    if "value" in tol and not is_label_value(tol["value"]):
+        raise UserError(f"{tol['value']!r} is not a valid taint value", where=f"{where}.value")
+    if "effect" in tol and tol["effect"] not in TAINT_EFFECTS | {""}:
+        raise UserError(f"effect must be one of {', '.join(sorted(TAINT_EFFECTS))}, not {tol['effect']!r}", where=f"{where}.effect")
+    seconds = tol.get("tolerationSeconds")
+    if seconds is not None:
+        if not isinstance(seconds, int) or isinstance(seconds, bool):
+            raise UserError("must be a whole number of seconds", where=f"{where}.tolerationSeconds")
+        if tol.get("effect") != "NoExecute":
+            raise UserError("tolerationSeconds applies only to effect NoExecute", where=f"{where}.tolerationSeconds")
+
+
+# -- rendering ------------------------------------------------------------------------------------
+_YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]")
+
+
+def tojson(value: Any) -> str:
+    """JSON text that YAML reads back as the same value: non-printables and YAML line breaks escaped."""
+    text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+    return _YAML_UNSAFE.sub(lambda m: "\\u%04x" % ord(m.group()), text)
+
+
+@lru_cache(maxsize=1)
+def _environment():
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import SandboxedEnvironment
+
+    env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    env.filters["tojson"] = tojson
+    return env
+
+
+@lru_cache(maxsize=None)
+def _template(name: str):
+    source = resources.files("hpt.k8s").joinpath(name).read_text(encoding="utf-8")
+    return _environment().from_string(source)
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """How every Job of a run looks, beyond what the manifest says."""
+    namespace: str | None = None          # overrides the spec's kubernetes.namespace (CLI --namespace)
+    manifest_via: str = "env"             # "env": HPT_MANIFEST holds the JSON; "configmap": mounted read-only
+    backoff_limit: int = 0                # pod retries inside the Job (from --retries)
+    ttl_seconds_after_finished: int = 86400
+    image_pull_policy: str = "IfNotPresent"
+    run_as_user: int = 1000
+    shm_size: str = "1Gi"
+    scratch_size: str | None = None       # emptyDir sizeLimit for /scratch (HOME, caches); None = no limit
+
+    def __post_init__(self) -> None:
+        if self.manifest_via not in ("env", "configmap"):
+            raise UserError(f"manifest delivery must be 'env' or 'configmap', not {self.manifest_via!r}", where="manifest_via")
+        if self.namespace is not None and not is_dns1123_label(self.namespace):
+            raise UserError(f"{self.namespace!r} is not a valid namespace", where="--namespace")
+        if self.image_pull_policy not in IMAGE_PULL_POLICIES:
+            raise UserError(f"image pull policy must be one of {', '.join(sorted(IMAGE_PULL_POLICIES))}", where="image_pull_policy")
+        if self.backoff_limit < 0:
+            raise UserError("retries cannot be negative", where="--retries")
+
+
+def cpu_quantity(cpus: float) -> str:
+    if float(cpus).is_integer():
+        return str(int(cpus))
+    return f"{max(1, math.ceil(float(cpus) * 1000))}m"
+
+
+def _resources(res: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    gpus = int(res.get("gpus", 0) or 0)
+    requests = {"cpu": cpu_quantity(res["cpus"]), "memory": str(res["memory"])}
+    # No CPU limit: throttling a training process only slows it; memory is a hard limit either way.
+    limits = {"memory": str(res["memory"])}
+    if gpus:
+        requests[GPU_RESOURCE] = str(gpus)
+        limits[GPU_RESOURCE] = str(gpus)
+    return {"requests": requests, "limits": limits}
+
+
+def _tolerations(settings: ClusterSettings, gpus: int) -> list[dict[str, Any]]:
+    tolerations = [dict(t) for t in settings.tolerations]
+    if gpus and not any(t.get("key") == GPU_RESOURCE for t in tolerations):
+        # GPU node pools carry this taint (GKE adds the toleration itself; other clusters may not).
+        tolerations.append({"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
+    return tolerations
+
+
+def namespace_for(settings: ClusterSettings, options: RenderOptions) -> str | None:
+    return options.namespace or settings.namespace
+
+
+def render_trial(*, trial_id: str, experiment_id: str, manifest_json: str, manifest: Mapping[str, Any],
+                 results_uri: str, timeout_s: float | None = None, attempt: int = 1,
+                 options: RenderOptions = RenderOptions(), settings: ClusterSettings | None = None,
+                 ) -> list[dict[str, Any]]:
+    """The objects for one trial, in creation order: [ConfigMap,] Job."""
+    if settings is None:
+        settings = ClusterSettings.parse(manifest.get("kubernetes"), where=f"{trial_id}: kubernetes")
+    name = job_name(experiment_id, trial_id, attempt)
+    namespace = namespace_for(settings, options)
+    labels = {**plan_labels(experiment_id), TRIAL_LABEL: label_value(trial_id), ATTEMPT_LABEL: str(attempt),
+              VERSION_LABEL: label_value(str(manifest.get("hpt_version", ""))) or "unknown",
+              "app.kubernetes.io/managed-by": "hpt"}
+    annotations = {RESULTS_ANNOTATION: results_uri, "hpt.dev/trial-id": trial_id}
+    configmap = options.manifest_via == "configmap"
+    resources_ = manifest.get("resources") or {"gpus": 0, "cpus": 1, "memory": "2Gi"}
+    gpus = int(resources_.get("gpus", 0) or 0)
+
+    env: list[dict[str, Any]] = [
+        {"name": "HPT_MANIFEST", "value": f"{MANIFEST_DIR}/{MANIFEST_KEY}" if configmap else manifest_json},
+        {"name": "HPT_RESULTS", "value": results_uri},
+        {"name": "HPT_TRIAL_ID", "value": trial_id},
+        {"name": "HPT_ATTEMPT", "value": str(attempt)},
+        # The root filesystem is read-only: home and caches live on the scratch emptyDir.
+        {"name": "HOME", "value": "/scratch"},
+        {"name": "TMPDIR", "value": "/tmp"},
+        {"name": "XDG_CACHE_HOME", "value": "/scratch/.cache"},
+        {"name": "TORCH_HOME", "value": "/scratch/.cache/torch"},
+        {"name": "MPLCONFIGDIR", "value": "/tmp/matplotlib"},
+        {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+    ]
+    env += [{"name": e["name"], "valueFrom": {"secretKeyRef": {"name": e["secret"], "key": e["key"]}}}
+            for e in settings.env_from_secrets]
+
+    context = {
+        "name": name, "namespace": namespace, "labels": labels, "annotations": annotations,
+        "backoff_limit": options.backoff_limit,
+        "active_deadline_seconds": max(1, math.ceil(timeout_s)) if timeout_s else None,
+        "ttl_seconds_after_finished": options.ttl_seconds_after_finished,
+        "service_account_name": settings.service_account_name,
+        "priority_class_name": settings.priority_class_name,
+        "image_pull_secrets": [{"name": s} for s in settings.image_pull_secrets],
+        "node_selector": settings.node_selector,
+        "tolerations": _tolerations(settings, gpus),
+        "run_as_user": options.run_as_user,
+        "image": manifest["image"], "image_pull_policy": options.image_pull_policy,
+        "env": env, "resources": _resources(resources_),
+        "scratch_volume": {"sizeLimit": options.scratch_size} if options.scratch_size else {},
+        "shm_size": options.shm_size,
+        "configmap_name": name if configmap else None,
+    }
+    docs: list[dict[str, Any]] = []
+    if configmap:
+        docs.append(_load(_template("configmap.yaml.j2").render(
+            name=name, namespace=namespace, labels=labels, annotations=annotations,
+            key=MANIFEST_KEY, manifest_json=manifest_json)))
+    docs.append(_load(_template("job.yaml.j2").render(**context)))
+    return docs
+
+
+def _load(text: str) -> dict[str, Any]:
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load(text, Loader=loader)
+
+
+def to_yaml(docs: Iterable[Mapping[str, Any]]) -> str:
+    """Multi-document YAML for `kubectl apply -f -`."""
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return yaml.dump_all(list(docs), Dumper=dumper, sort_keys=False, allow_unicode=True,
+                         default_flow_style=False, explicit_start=True, width=1 << 30)
+
+
+# -- checks the OpenAPI schemas cannot express ----------------------------------------------------
+def check_object(doc: Mapping[str, Any]) -> list[str]:
+    """Problems kubernetes-validate does not see: names, label keys/values, quantities, enums, references."""
+    problems: list[str] = []
+    kind = doc.get("kind")
+    meta = doc.get("metadata") or {}
+    name = meta.get("name")
+    if kind == "Job" and not is_dns1123_label(name):   # a Job's name becomes its pods' job-name label
+        problems.append(f"Job name {name!r} is not a DNS-1123 label (≤ 63)")
+    elif not is_dns1123_subdomain(name):
+        problems.append(f"{kind} name {name!r} is not a DNS-1123 subdomain")
+    if "namespace" in meta and not is_dns1123_label(meta["namespace"]):
+        problems.append(f"namespace {meta['namespace']!r} is not a DNS-1123 label")
+    problems += _check_meta(meta, "metadata")
+    if kind == "Job":
+        problems += _check_job(doc)
+    return problems
+
+
+def _check_meta(meta: Mapping[str, Any], where: str) -> list[str]:
+    problems = []
+    for key, value in (meta.get("labels") or {}).items():
+        if not is_qualified_name(key):
+            problems.append(f"{where}.labels: key {key!r} is not a qualified name")
+        if not is_label_value(value):
+            problems.append(f"{where}.labels.{key}: {value!r} is not a valid label value")
+    for key in meta.get("annotations") or {}:
+        if not is_qualified_name(key):
+            problems.append(f"{where}.annotations: key {key!r} is not a qualified name")
+    return problems
+
+
+def _check_job(job: Mapping[str, Any]) -> list[str]:
+    problems: list[str] = []
+    spec = job.get("spec") or {}
+    if spec.get("backoffLimit", 0) < 0:
+        problems.append("spec.backoffLimit is negative")
+    if "activeDeadlineSeconds" in spec and spec["activeDeadlineSeconds"] <= 0:
+        problems.append("spec.activeDeadlineSeconds must be positive")
+    if spec.get("ttlSecondsAfterFinished", 0) < 0:
+        problems.append("spec.ttlSecondsAfterFinished is negative")
+    template = spec.get("template") or {}
+    problems += _check_meta(template.get("metadata") or {}, "spec.template.metadata")
+    pod = template.get("spec") or {}
+    restart = pod.get("restartPolicy")
+    if restart not in JOB_RESTART_POLICIES:
+        problems.append(f"spec.template.spec.restartPolicy {restart!r} is not Never or OnFailure (required for a Job)")
+    if spec.get("podFailurePolicy") and restart != "Never":
+        problems.append("podFailurePolicy needs restartPolicy Never")
+    for i, tol in enumerate(pod.get("tolerations") or []):
+        try:
+            _check_toleration(tol, f"spec.template.spec.tolerations[{i}]")
+        except UserError as err:
+            problems.append(str(err))
+    for key, value in (pod.get("nodeSelector") or {}).items():
+        if not is_qualified_name(key) or not is_label_value(value):
+            problems.append(f"nodeSelector {key!r}: {value!r} is not a valid label")
+    for field_ in ("serviceAccountName", "priorityClassName"):
+        if field_ in pod and not is_dns1123_subdomain(pod[field_]):
+            problems.append(f"spec.template.spec.{field_} {pod[field_]!r} is not a DNS-1123 subdomain")
+    for secret in pod.get("imagePullSecrets") or []:
+        if not is_dns1123_subdomain(secret.get("name")):
+            problems.append(f"imagePullSecrets name {secret.get('name')!r} is not a DNS-1123 subdomain")
+    volumes = {}
+    for vol in pod.get("volumes") or []:
+        if not is_dns1123_label(vol.get("name")):
+            problems.append(f"volume name {vol.get('name')!r} is not a DNS-1123 label")
+        volumes[vol.get("name")] = vol
+        size = (vol.get("emptyDir") or {}).get("sizeLimit")
+        if size is not None and not is_quantity(size):
+            problems.append(f"volume {vol.get('name')}: sizeLimit {size!r} is not a quantity")
+    for c in pod.get("containers") or []:
+        where = f"container {c.get('name')!r}"
+        if not is_dns1123_label(c.get("name")):
+            problems.append(f"{where}: name is not a DNS-1123 label")
+        if c.get("imagePullPolicy", "IfNotPresent") not in IMAGE_PULL_POLICIES:
+            problems.append(f"{where}: imagePullPolicy {c.get('imagePullPolicy')!r} is not one of {sorted(IMAGE_PULL_POLICIES)}")
+        if not c.get("image"):
+            problems.append(f"{where}: no image")
+        names = [e.get("name") for e in c.get("env") or []]
+        for env_name in names:
+            if not (isinstance(env_name, str) and ENV_NAME.match(env_name)):
+                problems.append(f"{where}: env name {env_name!r} is invalid")
+        if len(names) != len(set(names)):
+            problems.append(f"{where}: duplicate env names")
+        for e in c.get("env") or []:
+            ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+            if ref is not None and ("value" in e or not is_dns1123_subdomain(ref.get("name")) or not ref.get("key")):
+                problems.append(f"{where}: env {e.get('name')!r} must reference a Secret by name and key only")
+        res = c.get("resources") or {}
+        for section in ("requests", "limits"):
+            for rname, qty in (res.get(section) or {}).items():
+                if not is_quantity(qty):
+                    problems.append(f"{where}: resources.{section}.{rname} {qty!r} is not a quantity")
+        gpu_req = (res.get("requests") or {}).get(GPU_RESOURCE)
+        gpu_lim = (res.get("limits") or {}).get(GPU_RESOURCE)
+        if gpu_req is not None or gpu_lim is not None:
+            if gpu_lim is None or (gpu_req is not None and gpu_req != gpu_lim):
+                problems.append(f"{where}: {GPU_RESOURCE} must be set in limits (and requests equal to limits)")
+            elif not str(gpu_lim).isdigit():
+                problems.append(f"{where}: {GPU_RESOURCE} must be a whole number")
+        for mount in c.get("volumeMounts") or []:
+            if mount.get("name") not in volumes:
+                problems.append(f"{where}: volumeMount {mount.get('name')!r} has no volume")
+        sc = c.get("securityContext") or {}
+        if sc.get("allowPrivilegeEscalation") is not False or sc.get("readOnlyRootFilesystem") is not True:
+            problems.append(f"{where}: must not allow privilege escalation and must have a read-only root filesystem")
+    return problems
