@@ -1,0 +1,250 @@
+"""The training loop: Adam, per-epoch exponential learning-rate decay, early stopping on validation MSE.
+
+- Optimizer: Adam with the initial `learning_rate`.
+- Decay: `lr_decay` multiplies the learning rate after EVERY epoch (torch ExponentialLR; 1.0 = none) —
+  per epoch, not on plateau, so a config's schedule does not depend on its own noise.
+- Early stopping: training stops after `early_stopping_patience` epochs without a strictly better
+  validation MSE, or at the manifest's epoch budget; the best epoch's weights are kept.
+- Batching: the encoded windows live on the device as tensors; each epoch shuffles them with a
+  generator seeded from the manifest (no DataLoader workers), so a CPU run is bit-for-bit reproducible.
+- Device: CUDA when available (bf16 autocast where supported, else fp16 with a grad scaler), CPU
+  otherwise, with torch's threads set from the CPU limit the trial really has (cgroup quota,
+  affinity, HPT_CPUS) — inside a container `nproc` reports the host's cores.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from hpt.trainer.data import Prepared
+from hpt.trainer.models import TextRegressor, build_model
+
+log = logging.getLogger(__name__)
+
+EVAL_BATCH = 8192
+
+
+class TrainingFailed(Exception):
+    """The optimization broke down (NaN/inf loss): a result to record, not a bug."""
+
+
+# ------------------------------------------------------------------------------ resources
+def cpu_limit(requested: float | None = None) -> int:
+    """CPUs this process may really use: min of HPT_CPUS, the cgroup quota, the affinity mask, `requested`."""
+    candidates: list[float] = []
+    if os.environ.get("HPT_CPUS"):
+        try:
+            candidates.append(float(os.environ["HPT_CPUS"]))
+        except ValueError:
+            log.warning("ignoring HPT_CPUS=%r (not a number)", os.environ["HPT_CPUS"])
+    quota = _cgroup_quota()
+    if quota:
+        candidates.append(quota)
+    try:
+        candidates.append(float(len(os.sched_getaffinity(0))))
+    except (AttributeError, OSError):
+        candidates.append(float(os.cpu_count() or 1))
+    if requested:
+        candidates.append(float(requested))
+    return max(1, int(min(candidates)))
+
+
+def _cgroup_quota() -> float | None:
+    try:  # cgroup v2: "max 100000" or "150000 100000"
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:  # cgroup v1
+        quota = int(open("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read())
+        period = int(open("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read())
+        return quota / period if quota > 0 else None
+    except (OSError, ValueError):
+        return None
+
+
+def select_device(prefer: str | None = None) -> torch.device:
+    """`prefer` or $HPT_DEVICE ("cpu", "cuda", "cuda:1"), else CUDA when present, else CPU."""
+    wanted = prefer or os.environ.get("HPT_DEVICE")
+    if wanted:
+        return torch.device(wanted)
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return f"cpu:{torch.get_num_threads()}threads"
+
+
+def configure(seed: int, device: torch.device, cpus: float | None = None) -> None:
+    """Seeds, determinism and threads, before the model is built (its init draws from the seed)."""
+    threads = cpu_limit(cpus)
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(max(1, min(threads, 4)))
+    except RuntimeError:  # only settable before the first parallel op; harmless when repeated in-process
+        pass
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True)
+    else:
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.benchmark = True
+
+
+# ---------------------------------------------------------------------------------- fitting
+@dataclass
+class EpochRecord:
+    epoch: int
+    lr: float
+    train_loss: float
+    train_mse: float
+    val_loss: float
+    val_mse: float
+    seconds: float
+
+
+@dataclass
+class FitResult:
+    model: TextRegressor
+    metrics: dict[str, Any]
+    history: list[EpochRecord] = field(default_factory=list)
+    device: str = ""
+
+
+def _autocast(device: torch.device):
+    if device.type != "cuda":
+        return torch.autocast("cpu", enabled=False), None
+    if torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16), None
+    return torch.autocast("cuda", dtype=torch.float16), torch.amp.GradScaler("cuda")
+
+
+@torch.no_grad()
+def evaluate(model: TextRegressor, tokens: torch.Tensor, targets: torch.Tensor, std: float,
+             device: torch.device) -> dict[str, float]:
+    """Validation numbers in TARGET units (MSE scaled back by std²): mse, mae, loss, nll (or NaN)."""
+    model.eval()
+    n = len(tokens)
+    sq = ab = loss_sum = nll_sum = torch.zeros((), dtype=torch.float64, device=device)
+    has_nll = False
+    ctx, _ = _autocast(device)
+    for start in range(0, n, EVAL_BATCH):
+        x, y = tokens[start:start + EVAL_BATCH], targets[start:start + EVAL_BATCH]
+        with ctx:
+            out = model(x)
+        diff = model.mean(out).float() - y[:, 0]
+        sq = sq + (diff.double() ** 2).sum()
+        ab = ab + diff.double().abs().sum()
+        loss_sum = loss_sum + model.loss(out, y).double() * len(x)
+        nll = model.nll(out, y)
+        if nll is not None:
+            has_nll = True
+            nll_sum = nll_sum + nll.double().sum()
+    result = {"mse": sq.item() / n * std * std, "mae": ab.item() / n * std, "loss": loss_sum.item() / n}
+    # NLL of the target in its own units: a density over y = std·z + mean has log-density log p(z) − log std.
+    result["nll"] = nll_sum.item() / n + math.log(std) if has_nll else float("nan")
+    return result
+
+
+def fit(architecture: str, params: dict[str, Any], prepared: Prepared, *, seed: int, max_epochs: int,
+        device: torch.device | None = None, cpus: float | None = None,
+        on_epoch: Callable[[EpochRecord], None] | None = None) -> FitResult:
+    """Train one model on the prepared windows; returns it with the best epoch's weights and its metrics."""
+    device = device or select_device()
+    configure(seed, device, cpus)
+    prep = prepared.prep
+    model = build_model(architecture, params, len(prep.vocab), n_aux=len(prep.targets) - 1).to(device)
+    k = model.n_targets
+    x_train = torch.from_numpy(prepared.train_tokens).to(device)
+    y_train = torch.from_numpy(prepared.train_targets[:, :k]).to(device)
+    x_valid = torch.from_numpy(prepared.valid_tokens).to(device)
+    y_valid = torch.from_numpy(prepared.valid_targets[:, :k]).to(device)
+    std = prep.std[0]
+
+    batch_size = int(params["batch_size"])
+    patience = int(params["early_stopping_patience"])
+    optimizer = torch.optim.Adam(model.parameters(), lr=float(params["learning_rate"]))
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=float(params["lr_decay"]))
+    shuffle = torch.Generator().manual_seed(seed)
+    ctx, scaler = _autocast(device)
+
+    n = len(x_train)
+    history: list[EpochRecord] = []
+    best_mse, best_epoch, best_state, best_val = math.inf, 0, None, {}
+    step_seconds = 0.0
+    started = time.perf_counter()
+    for epoch in range(1, max_epochs + 1):
+        epoch_start = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        model.train()
+        order = torch.randperm(n, generator=shuffle).to(device)
+        loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+        sq_sum = torch.zeros((), device=device, dtype=torch.float64)
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            x, y = x_train[idx], y_train[idx]
+            with ctx:
+                out = model(x)
+                loss = model.loss(out, y)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
+            loss_sum += loss.detach().double() * len(idx)
+            sq_sum += ((model.mean(out).detach().float() - y[:, 0]).double() ** 2).sum()
+        train_loss = loss_sum.item() / n  # .item() syncs CUDA, so the timing below is honest
+        step_seconds += time.perf_counter() - epoch_start
+        if not math.isfinite(train_loss):
+            raise TrainingFailed(f"training loss became {train_loss} in epoch {epoch} (learning rate {lr:g})")
+        val = evaluate(model, x_valid, y_valid, std, device)
+        if not math.isfinite(val["mse"]):
+            raise TrainingFailed(f"validation MSE became {val['mse']} in epoch {epoch} (learning rate {lr:g})")
+        scheduler.step()
+        record = EpochRecord(epoch=epoch, lr=lr, train_loss=train_loss, train_mse=sq_sum.item() / n * std * std,
+                             val_loss=val["loss"], val_mse=val["mse"], seconds=time.perf_counter() - epoch_start)
+        history.append(record)
+        log.info("epoch %d/%d  lr %.3g  train loss %.4f mse %.4f  valid loss %.4f mse %.4f  (%.2fs)", epoch, max_epochs,
+                 lr, record.train_loss, record.train_mse, record.val_loss, record.val_mse, record.seconds)
+        if on_epoch:
+            on_epoch(record)
+        if val["mse"] < best_mse:
+            best_mse, best_epoch, best_val = val["mse"], epoch, val
+            best_state = {name: t.detach().clone() for name, t in model.state_dict().items()}
+        elif epoch - best_epoch >= patience:
+            log.info("early stopping: no better validation MSE for %d epochs (best %.4f at epoch %d)",
+                     patience, best_mse, best_epoch)
+            break
+    train_time = time.perf_counter() - started
+    assert best_state is not None
+    model.load_state_dict(best_state)
+    train_eval = evaluate(model, x_train, y_train, std, device)
+    metrics: dict[str, Any] = {
+        "mse": best_val["mse"],
+        "loss": best_val["loss"],
+        "train_mse": train_eval["mse"],
+        "mae": best_val["mae"],
+        "baseline_mse": prepared.baseline_mse(),
+        "nll": best_val["nll"] if math.isfinite(best_val["nll"]) else None,
+        "train_time_s": train_time,
+        "epochs": len(history),
+        "best_epoch": best_epoch,
+        "n_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "samples_per_s": n * len(history) / step_seconds if step_seconds > 0 else None,
+        "n_train": n,
+        "n_valid": len(x_valid),
+    }
+    return FitResult(model=model, metrics=metrics, history=history, device=describe_device(device))

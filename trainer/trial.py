@@ -1,0 +1,165 @@
+"""One trial, start to finish: prepare data, train, store the model and curves, then the row — last.
+
+A row exists only for a finished trial, so the row is written after everything else, create-only:
+if it already exists the trial was done before (by this or another machine) and nothing is
+overwritten. A trial that fails — bad data, an empty window, a NaN loss, an exception — still
+leaves a row, with status `failed` and the reason: a failure is a result.
+
+Exit codes: 0 done (or already done), 1 the trial failed, 2 a user error (bad manifest, bad data
+location, no access to the store) — with one line on stderr, never a traceback.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Any
+
+from hpt.results.store import TENSORBOARD, AlreadyExists, Store, row_key
+from hpt.schemas.catalog import metrics as catalog_metrics
+from hpt.schemas.errors import UserError
+from hpt.schemas.manifest import TrialManifest, config_id
+from hpt.schemas.row import STATUS_DONE, STATUS_FAILED, param_column, row_csv
+from hpt.schemas.version import __version__
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR = 0, 1, 2
+MAX_REASON = 500
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _fmt(value: Any) -> Any:
+    if isinstance(value, float):
+        return repr(value)
+    return value
+
+
+def build_row(manifest: TrialManifest, *, status: str, reason: str = "", metrics: dict[str, Any] | None = None,
+              started_at: str, finished_at: str, model_uri: str = "", device: str = "") -> dict[str, Any]:
+    """The result row: fixed leading columns, param.<name>, the manifest's chosen metrics, trailing columns."""
+    train_start, train_end = manifest.train_range
+    valid_start, valid_end = manifest.validation_range
+    row: dict[str, Any] = {
+        "trial_id": manifest.id, "experiment_id": manifest.experiment,
+        "config_id": manifest.config or config_id(manifest.architecture, manifest.params),
+        "architecture": manifest.architecture, "repeat": manifest.repeat, "seed": manifest.seed,
+        "train_start": train_start, "train_end": train_end, "valid_start": valid_start, "valid_end": valid_end,
+        "mode": manifest.mode, "max_epochs": manifest.epochs, "status": status,
+        "reason": " ".join(reason.split())[:MAX_REASON],
+    }
+    for name, value in sorted(manifest.params.items()):
+        row[param_column(name)] = _fmt(value)
+    known = catalog_metrics()
+    for name in manifest.metrics:
+        if name in known:  # unknown names are a compile-time error; an old manifest must not crash here
+            value = (metrics or {}).get(name)
+            row[name] = "" if value is None else _fmt(value)
+    row.update({"started_at": started_at, "finished_at": finished_at, "model_uri": model_uri, "device": device,
+                "hpt_version": __version__})
+    return row
+
+
+def run_trial(manifest: TrialManifest, store: Store, device: str | None = None) -> int:
+    """Run one manifest against one store; returns the exit code (see module docstring)."""
+    key = row_key(manifest.id)
+    if store.exists(key):
+        log.info("trial %s already has a row in %s; nothing to do", manifest.id, store.uri)
+        return EXIT_OK
+    started_at = _now()
+    log.info("trial %s: %s, train %s … %s, validate %s … %s, up to %d epochs", manifest.id, manifest.architecture,
+             *manifest.train_range, *manifest.validation_range, manifest.epochs)
+    device_name = ""
+    try:
+        from hpt.trainer.train import TrainingFailed, describe_device, select_device
+
+        device_name = describe_device(select_device(device))
+    except ImportError as err:  # torch missing in the image: still a result
+        return _finish(store, build_row(manifest, status=STATUS_FAILED, reason=f"trainer unavailable: {err}",
+                                        started_at=started_at, finished_at=_now()), EXIT_FAILED)
+    with tempfile.TemporaryDirectory(prefix=f"hpt-{manifest.id}-") as scratch:
+        tb_dir = Path(scratch) / "tensorboard"
+        try:
+            code, row = EXIT_OK, _train_and_store(manifest, store, Path(scratch), tb_dir, device, started_at)
+        except UserError as err:
+            code, reason = EXIT_USER_ERROR, str(err)
+        except TrainingFailed as err:
+            code, reason = EXIT_FAILED, str(err)
+        except Exception as err:  # a bug or an environment problem: recorded, with the traceback in the log
+            log.error("trial %s failed:\n%s", manifest.id, traceback.format_exc())
+            code, reason = EXIT_FAILED, f"{type(err).__name__}: {err}"
+        if code != EXIT_OK:
+            log.error("trial %s failed: %s", manifest.id, reason)
+            _upload_best_effort(store, f"{TENSORBOARD}{manifest.id}", tb_dir)
+            row = build_row(manifest, status=STATUS_FAILED, reason=reason, started_at=started_at,
+                            finished_at=_now(), device=device_name)
+        return _finish(store, row, code)
+
+
+def _train_and_store(manifest: TrialManifest, store: Store, scratch: Path, tb_dir: Path, device: str | None,
+                     started_at: str) -> dict[str, Any]:
+    from hpt.trainer.artifacts import model_prefix, write_model_folder
+    from hpt.trainer.data import prepare
+    from hpt.trainer.train import fit, select_device
+
+    params = manifest.params
+    prepared = prepare(manifest.data["uri"], manifest.window, int(params["vocab_size"]), int(params["max_tokens"]))
+    log.info("data: %d training rows, %d validation rows, vocabulary %d (%s, %.2fs)", prepared.n_train, prepared.n_valid,
+             len(prepared.prep.vocab), "cached" if prepared.cache_hit else "fitted", prepared.seconds)
+    writer = _tensorboard_writer(tb_dir)
+
+    def on_epoch(record) -> None:
+        if writer is None:
+            return
+        for tag, value in (("loss/train", record.train_loss), ("loss/valid", record.val_loss),
+                           ("mse/train", record.train_mse), ("mse/valid", record.val_mse), ("lr", record.lr)):
+            writer.add_scalar(tag, value, record.epoch)
+        writer.flush()
+
+    try:
+        result = fit(manifest.architecture, params, prepared, seed=manifest.seed, max_epochs=manifest.epochs,
+                     device=select_device(device), cpus=manifest.resources.get("cpus"), on_epoch=on_epoch)
+    finally:
+        if writer is not None:
+            writer.close()
+    log.info("best epoch %d of %d: validation MSE %.4f (predicting the mean: %.4f)", result.metrics["best_epoch"],
+             result.metrics["epochs"], result.metrics["mse"], result.metrics["baseline_mse"])
+    prefix = model_prefix(manifest.id)
+    write_model_folder(scratch / "model", manifest, prepared.prep, result)
+    store.put_tree(prefix, scratch / "model")
+    if tb_dir.is_dir():
+        store.put_tree(f"{TENSORBOARD}{manifest.id}", tb_dir)
+    return build_row(manifest, status=STATUS_DONE, metrics=result.metrics, started_at=started_at, finished_at=_now(),
+                     model_uri=store.url(prefix + "/"), device=result.device)
+
+
+def _tensorboard_writer(folder: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as err:
+        log.warning("no TensorBoard curves: %s", err)
+        return None
+    return SummaryWriter(log_dir=str(folder))
+
+
+def _upload_best_effort(store: Store, prefix: str, folder: Path) -> None:
+    try:
+        if folder.is_dir() and any(folder.iterdir()):
+            store.put_tree(prefix, folder)
+    except Exception as err:  # the failure row matters more than the curves
+        log.warning("could not upload %s: %s", prefix, err)
+
+
+def _finish(store: Store, row: dict[str, Any], code: int) -> int:
+    try:
+        store.put_once(row_key(row["trial_id"]), row_csv(row).encode("utf-8"))
+    except AlreadyExists:
+        log.info("trial %s already has a row (finished elsewhere meanwhile); left it as it is", row["trial_id"])
+        return EXIT_OK
+    log.info("row written: %s (status %s)", store.url(row_key(row["trial_id"])), row["status"])
+    return code
