@@ -1,8 +1,159 @@
-"""`hpt compile` — placeholder until its issue lands; registers nothing yet."""
+"""`hpt compile`, `hpt schema`, `hpt architectures`: from a spec to a reviewable plan, and the references."""
 from __future__ import annotations
 
+import datetime as dt
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
 import typer
+from rich.table import Table
+
+from hpt.commands.common import console, err_console, user_errors
+from hpt.schemas.errors import UserError
+
+
+class Mode(str, Enum):
+    quick = "quick"
+    full = "full"
+
+
+class Output(str, Enum):
+    table = "table"
+    json = "json"
+
+
+class SchemaName(str, Enum):
+    spec = "spec"
+    trial = "trial"
+
+
+def _parse_today(value: Optional[str]) -> Optional[dt.date]:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise UserError(f"{value!r} is not a date (expected YYYY-MM-DD)", where="--today") from None
+
+
+@user_errors
+def compile_command(
+    spec: str = typer.Argument(..., help="The spec file (JSON or YAML), or - for stdin."),
+    out: Path = typer.Option(Path("plan"), "--out", "-o", help="Plan directory to write (plan.json + trials/)."),
+    today: Optional[str] = typer.Option(None, "--today", help="Run date YYYY-MM-DD (default: today, UTC); its month picks rotating date ranges."),
+    data: Optional[str] = typer.Option(None, "--data", help="Dataset folder or gs:// URI; overrides the spec's data."),
+    mode: Optional[Mode] = typer.Option(None, "--mode", help="quick or full; overrides the spec's mode."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Search seed; overrides search.seed."),
+    force: bool = typer.Option(False, "--force", help="Replace a different plan already in --out."),
+    output: Output = typer.Option(Output.table, "--output", help="table (for people) or json (for machines)."),
+) -> None:
+    """Validate SPEC, resolve defaults and date ranges, and write the plan (a dry run: nothing trains)."""
+    from hpt.compiler import CompileOptions, compile_spec
+
+    result = compile_spec(spec, CompileOptions(out=out, today=_parse_today(today), data=data,
+                                               mode=mode.value if mode else None, seed=seed, force=force))
+    for warning in result.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    if output is Output.json:
+        typer.echo(json.dumps(result.summary(), indent=2))
+        return
+    _review(result)
+
+
+def _review(result) -> None:  # noqa: ANN001 — CompileResult, imported lazily
+    resolved = result.resolved
+    head = (f"[bold]{result.experiment}[/]  {resolved.architecture.name}  mode [bold]{resolved.mode}[/]  "
+            f"epochs ≤ {resolved.epochs}  search {resolved.space.method}"
+            + ("  (auto: learning-rate family)" if resolved.auto else "")
+            + f"  seed {resolved.space.seed}  month {result.month}")
+    console.print(head, highlight=False)
+    console.print(f"data {result.dataset.uri}", highlight=False)
+
+    windows = Table(title="date ranges", title_justify="left")
+    for column in ("#", "train", "validation", "trials"):
+        windows.add_column(column, justify="right" if column in ("#", "trials") else "left")
+    per_window = result.configs * resolved.repeats
+    for w in result.windows:
+        windows.add_row(str(w.index), f"{w.train[0]} → {w.train[1]}", f"{w.validation[0]} → {w.validation[1]}", str(per_window))
+    console.print(windows)
+
+    params = Table(title="hyperparameters", title_justify="left")
+    params.add_column("name")
+    params.add_column("tried")
+    params.add_column("count", justify="right")
+    for name, domain in resolved.space.domains.items():
+        seen = result.values.get(name, [])
+        tried = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in seen)
+        if resolved.space.method == "random" and type(domain).__name__ == "Distribution":
+            tried = f"{domain.describe()}: {len(seen)} draws"
+        params.add_row(name, tried, str(len(seen)))
+    tuned = set(resolved.space.domains)
+    fixed = [p for p in resolved.architecture.parameters if p.name not in tuned]
+    if fixed:
+        params.add_row("[dim]defaults[/]", "[dim]" + ", ".join(f"{p.name}={p.default:g}" if isinstance(p.default, float)
+                                                              else f"{p.name}={p.default}" for p in fixed) + "[/]", "")
+    console.print(params)
+    verb = "wrote" if result.written else "unchanged:"
+    console.print(f"{result.configs} configs × {len(result.windows)} date range(s) × {resolved.repeats} repeat(s) = "
+                  f"[bold]{len(result.trial_ids)} trials[/]; {verb} {result.out / 'plan.json'}", highlight=False)
+
+
+@user_errors
+def schema_command(
+    name: SchemaName = typer.Argument(SchemaName.spec, help="spec (what you write) or trial (what the compiler writes)."),
+) -> None:
+    """Print a JSON Schema (for editors: point a spec's "$schema" at the saved file)."""
+    from hpt.schemas.loader import load_json
+
+    typer.echo(json.dumps(load_json(f"{name.value}.schema.json"), indent=2))
+
+
+@user_errors
+def architectures_command(
+    name: Optional[str] = typer.Argument(None, help="One architecture: its hyperparameters in detail."),
+    output: Output = typer.Option(Output.table, "--output", help="table or json."),
+) -> None:
+    """Show the architectures catalog: each architecture and its hyperparameters."""
+    from hpt.compiler.paths import did_you_mean
+    from hpt.schemas.catalog import architectures
+
+    catalog = architectures()
+    if name is not None and name not in catalog:
+        raise UserError(f"unknown architecture {name!r}", where="NAME", hint=did_you_mean(name, catalog))
+    chosen = [catalog[name]] if name else list(catalog.values())
+    if output is Output.json:
+        typer.echo(json.dumps({a.name: {"description": a.description, "parameters": [
+            {"name": p.name, "type": p.type, "default": p.default, "min": p.min, "max": p.max, "log": p.log,
+             "auto": list(p.auto), "help": p.help} for p in a.parameters]} for a in chosen}, indent=2))
+        return
+    if name is None:
+        table = Table(title="architectures (hpt architectures NAME for details)", title_justify="left")
+        table.add_column("name", style="bold")
+        table.add_column("description")
+        table.add_column("own hyperparameters")
+        shared = set.intersection(*(set(a.param_names) for a in chosen))
+        for arch in chosen:
+            table.add_row(arch.name, arch.description, ", ".join(p for p in arch.param_names if p not in shared))
+        console.print(table)
+        console.print("shared by all: " + ", ".join(p for p in chosen[0].param_names if p in shared), highlight=False)
+        return
+    arch = chosen[0]
+    table = Table(title=f"{arch.name}: {arch.description}", title_justify="left")
+    table.add_column("hyperparameter", no_wrap=True, style="bold")
+    table.add_column("default", no_wrap=True)
+    table.add_column("range", no_wrap=True)
+    table.add_column("auto mode tries")
+    table.add_column("meaning", ratio=1)
+    for p in arch.parameters:
+        scale = " log" if p.log else ""
+        table.add_row(p.name, f"{p.default:g}", f"{p.type} [{p.min:g}, {p.max:g}]{scale}",
+                      ", ".join(f"{v:g}" for v in p.auto), p.help)
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("compile")(compile_command)
+    app.command("schema")(schema_command)
+    app.command("architectures")(architectures_command)

@@ -1,0 +1,104 @@
+"""Resolving a validated spec: every omitted key gets its default, every override is applied.
+
+The result, `Resolved`, is what the plan records as its spec: nothing in it is implicit any more
+(the mode's epochs, the metrics, the objective's goal, the data location, resources...).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from hpt.compiler.search import DEFAULT_RANDOM_TRIALS, Distribution, Domain, SearchSpace, Values, domain_from_spec
+from hpt.compiler.validation import check_date_pairs
+from hpt.schemas.catalog import Architecture, architecture, default_metrics, learning_rate_family, metrics, mode_defaults
+
+DEFAULT_IMAGE = "hpt-trainer:latest"
+DEFAULT_RESOURCES: dict[str, Any] = {"gpus": 0, "cpus": 1, "memory": "4Gi"}
+DEFAULT_VALIDATION_DAYS = 30
+DEFAULT_OBJECTIVE = "mse"
+
+
+@dataclass(frozen=True)
+class Rotating:
+    count: int
+    months: int
+
+
+@dataclass
+class Resolved:
+    architecture: Architecture
+    date_range: list[tuple[dt.date, dt.date]] | Rotating | None   # None: rotating default (see below)
+    space: SearchSpace
+    auto: bool                      # no parameters given: the catalog's learning-rate family
+    mode: str
+    epochs: int
+    metrics: list[str]
+    objective: dict[str, str]
+    data: str | None                # as the spec wrote it (resolved against the dataset later)
+    results: str | None
+    image: str
+    resources: dict[str, Any]
+    validation_days: int
+    repeats: int
+    kubernetes: dict[str, Any] = field(default_factory=dict)
+
+
+# With no date-range at all: three rotating windows of three months (the seed's "is it real" check).
+DEFAULT_DATE_RANGE = Rotating(count=3, months=3)
+
+
+def resolve(doc: dict[str, Any], *, mode: str | None = None, seed: int | None = None,
+            warnings: list[str] | None = None) -> Resolved:
+    warnings = warnings if warnings is not None else []
+    arch = architecture(doc["architecture"])
+    mode = mode or doc.get("mode", "full")
+    epochs = int(doc.get("epochs", mode_defaults(mode)["epochs"]))
+
+    raw_range = doc.get("date-range")
+    date_range: list[tuple[dt.date, dt.date]] | Rotating
+    if raw_range is None:
+        date_range = DEFAULT_DATE_RANGE
+    elif isinstance(raw_range, dict):
+        date_range = Rotating(count=raw_range["count"], months=raw_range["months"])
+    else:
+        date_range = check_date_pairs(raw_range)
+
+    search = doc.get("search", {})
+    params = doc.get("parameters") or {}
+    auto = not params
+    domains: dict[str, Domain] = {}
+    if auto:
+        for name in learning_rate_family():
+            spec = arch.param(name)
+            if spec.auto:
+                domains[name] = Values(tuple(spec.coerce(v) for v in spec.auto))
+    else:
+        for spec in arch.parameters:  # catalog order, whatever order the spec used
+            if spec.name in params:
+                domains[spec.name] = domain_from_spec(spec, params[spec.name])
+    has_distribution = any(isinstance(d, Distribution) for d in domains.values())
+    method = search.get("method", "random" if has_distribution else "grid")
+    trials = search.get("trials")
+    if method == "random" and trials is None:
+        trials = DEFAULT_RANDOM_TRIALS
+    space = SearchSpace(architecture=arch, domains=domains, method=method, trials=trials,
+                        seed=int(seed if seed is not None else search.get("seed", 0)))
+    space.check()
+
+    chosen = list(doc.get("metrics", default_metrics()))
+    objective_metric = doc.get("objective", {}).get("metric", DEFAULT_OBJECTIVE)
+    if objective_metric not in chosen:  # only possible when metrics were defaulted (validation checks the rest)
+        chosen.append(objective_metric)
+    goal = doc.get("objective", {}).get("goal", metrics()[objective_metric].goal)
+    if goal != metrics()[objective_metric].goal:
+        warnings.append(f"objective: {goal} {objective_metric}, which the catalog says to {metrics()[objective_metric].goal}")
+
+    return Resolved(
+        architecture=arch, date_range=date_range, space=space, auto=auto, mode=mode, epochs=epochs,
+        metrics=chosen, objective={"metric": objective_metric, "goal": goal},
+        data=doc.get("data"), results=doc.get("results"), image=doc.get("image", DEFAULT_IMAGE),
+        resources={**DEFAULT_RESOURCES, **doc.get("resources", {})},
+        validation_days=int(doc.get("validation-days", DEFAULT_VALIDATION_DAYS)),
+        repeats=int(doc.get("repeats", 1)), kubernetes=dict(doc.get("kubernetes", {})),
+    )

@@ -1,0 +1,174 @@
+"""spec → plan, end to end: load, validate, resolve, choose windows, search, write.
+
+    >>> from hpt.compiler import compile_spec, CompileOptions
+    >>> result = compile_spec("examples/seed.json", CompileOptions(out=Path("plan")))  # doctest: +SKIP
+    >>> result.summary()["trials"]                                                     # doctest: +SKIP
+    27
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hpt.compiler.dataset import DatasetRef, resolve_dataset
+from hpt.compiler.dates import Window, check_inside, explicit_windows, month_start, quick_window, rotating_windows
+from hpt.compiler.defaults import Resolved, Rotating, resolve
+from hpt.compiler.loading import load_spec
+from hpt.compiler.plan import TRIALS, check_target, existing_plan, write_plan
+from hpt.compiler.trials import TrialShape, iter_trials
+from hpt.compiler.validation import validate_spec
+from hpt.schemas.errors import UserError
+from hpt.schemas.manifest import API_VERSION, canonical_json
+from hpt.schemas.version import __version__
+
+
+@dataclass
+class CompileOptions:
+    out: Path = Path("plan")
+    today: dt.date | None = None         # default: today (UTC); only its month matters
+    data: str | None = None              # overrides the spec's `data`
+    mode: str | None = None              # overrides the spec's `mode`
+    seed: int | None = None              # overrides `search.seed`
+    force: bool = False
+
+
+@dataclass
+class CompileResult:
+    out: Path
+    experiment: str
+    resolved: Resolved
+    dataset: DatasetRef
+    windows: list[Window]
+    trial_ids: list[str]
+    configs: int
+    written: bool
+    month: str
+    warnings: list[str] = field(default_factory=list)
+    values: dict[str, list[Any]] = field(default_factory=dict)   # tuned values seen, per hyperparameter
+
+    def summary(self) -> dict[str, Any]:
+        """What `hpt compile --output json` prints."""
+        return {
+            "experiment": self.experiment, "out": str(self.out), "plan": str(self.out / "plan.json"),
+            "written": self.written, "architecture": self.resolved.architecture.name, "mode": self.resolved.mode,
+            "epochs": self.resolved.epochs, "method": self.resolved.space.method, "auto": self.resolved.auto,
+            "month": self.month, "data": self.dataset.uri, "configs": self.configs, "windows": [w.to_dict() for w in self.windows],
+            "repeats": self.resolved.repeats, "trials": len(self.trial_ids),
+            "trials_per_window": {str(w.index): self.configs * self.resolved.repeats for w in self.windows},
+            "parameters": {name: d.to_json() for name, d in self.resolved.space.domains.items()},
+            "warnings": self.warnings,
+        }
+
+
+def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
+    loaded = load_spec(spec_path)
+    warnings = list(loaded.warnings)
+    doc = loaded.doc
+    validate_spec(doc)
+    resolved = resolve(doc, mode=options.mode, seed=options.seed, warnings=warnings)
+    today = options.today or dt.datetime.now(dt.timezone.utc).date()
+    run_month = month_start(today)
+    dataset = resolve_dataset(resolved.data, options.data, loaded.directory, warnings)
+    windows = choose_windows(resolved, dataset, run_month, warnings)
+
+    spec_doc = resolved_spec(resolved, dataset, windows)
+    experiment = "e-" + hashlib.sha256(canonical_json({"spec": spec_doc, "month": f"{run_month:%Y-%m}"}).encode()).hexdigest()[:12]
+    out = options.out
+    unchanged = check_target(out, experiment, __version__, options.force)
+
+    tuned = list(resolved.space.domains)
+    seen_values: dict[str, set] = {name: set() for name in tuned}
+    configs_seen = 0
+
+    def counted_configs():
+        nonlocal configs_seen
+        for config in resolved.space.configs():
+            configs_seen += 1
+            for name in tuned:
+                seen_values[name].add(config[name])
+            yield config
+
+    if unchanged:
+        previous = existing_plan(out) or {}
+        ids = list(previous.get("trials", []))
+        configs_seen = int(previous.get("counts", {}).get("configs", 0))
+        values = {k: list(v) for k, v in previous.get("values", {}).items()}
+        warnings = list(previous.get("warnings", warnings))
+    else:
+        shape = TrialShape(experiment=experiment, architecture=resolved.architecture.name, data_uri=dataset.uri,
+                           mode=resolved.mode, epochs=resolved.epochs, metrics=resolved.metrics,
+                           objective=resolved.objective, image=resolved.image, resources=resolved.resources,
+                           kubernetes=resolved.kubernetes, search_seed=resolved.space.seed, repeats=resolved.repeats)
+        expected = resolved.space.count()
+
+        def make_plan(trial_ids: list[str]) -> dict[str, Any]:
+            if resolved.space.method == "random" and configs_seen < expected:
+                warnings.append(f"search: only {configs_seen} distinct configs exist among the {expected} draws asked for")
+            return {
+                "apiVersion": API_VERSION, "kind": "Plan", "experiment": experiment, "hpt_version": __version__,
+                "month": f"{run_month:%Y-%m}", "reference_date": run_month.isoformat(), "spec": spec_doc,
+                "windows": [w.to_dict() for w in windows],
+                "counts": {"configs": configs_seen, "windows": len(windows), "repeats": resolved.repeats, "trials": len(trial_ids)},
+                "values": {name: sorted(seen_values[name]) for name in tuned},
+                "trials_dir": TRIALS, "trials": trial_ids, "warnings": warnings,
+            }
+
+        result = write_plan(out, iter_trials(shape, counted_configs(), windows), make_plan)
+        ids = result.trial_ids
+        values = {name: sorted(seen_values[name]) for name in tuned}
+    return CompileResult(out=out, experiment=experiment, resolved=resolved, dataset=dataset, windows=windows,
+                         trial_ids=ids, configs=configs_seen, written=not unchanged, month=f"{run_month:%Y-%m}",
+                         warnings=warnings, values=values)
+
+
+def choose_windows(resolved: Resolved, dataset: DatasetRef, run_month: dt.date, warnings: list[str]) -> list[Window]:
+    spec_range = resolved.date_range
+    if isinstance(spec_range, Rotating):
+        if dataset.coverage is None:
+            raise UserError(f"rotating date ranges are chosen inside the data's coverage, and {dataset.uri}/dataset.json "
+                            "cannot be read here", where="date-range",
+                            hint="give explicit [start, end] pairs, or compile where the dataset is readable")
+        windows = rotating_windows(spec_range.count, spec_range.months, resolved.validation_days, dataset.coverage, run_month)
+    else:
+        windows = explicit_windows(spec_range, resolved.validation_days)  # type: ignore[arg-type]
+    if resolved.mode == "quick":
+        if len(windows) > 1:
+            warnings.append(f"mode quick: training on the last month of the first of {len(windows)} date ranges only")
+        windows = [quick_window(windows[0])]
+    if dataset.coverage is not None:
+        for window in windows:
+            problem = check_inside(window, dataset.coverage)
+            if problem is None:
+                continue
+            where = "date-range" if isinstance(spec_range, Rotating) else f"date-range[{window.index}]"
+            if dataset.named:
+                raise UserError(f"[{window.train_start}, {window.train_end}) {problem}", where=where,
+                                hint=f"the dataset {dataset.uri} covers {dataset.coverage[0]} to {dataset.coverage[1]}")
+            warnings.append(
+                f"{where}: [{window.train_start}, {window.train_end}) {problem} of the demo dataset "
+                f"({dataset.coverage[0]} to {dataset.coverage[1]}), which trials use because the spec names no data; "
+                "name your dataset with \"data\": \"PATH or gs://...\" in the spec or --data")
+    return windows
+
+
+def resolved_spec(resolved: Resolved, dataset: DatasetRef, windows: list[Window]) -> dict[str, Any]:
+    """The spec with every default filled in: what the plan records and the experiment id hashes."""
+    space = resolved.space
+    spec: dict[str, Any] = {
+        "architecture": resolved.architecture.name,
+        "date-range": [w.train for w in windows],
+        "parameters": {name: d.to_json() for name, d in space.domains.items()},
+        "auto": resolved.auto,
+        "search": {"method": space.method, "trials": space.trials, "seed": space.seed},
+        "mode": resolved.mode, "epochs": resolved.epochs, "metrics": resolved.metrics, "objective": resolved.objective,
+        "data": dataset.uri, "results": resolved.results, "image": resolved.image, "resources": resolved.resources,
+        "validation-days": resolved.validation_days, "repeats": resolved.repeats,
+    }
+    if isinstance(resolved.date_range, Rotating):
+        spec["rotating"] = {"count": resolved.date_range.count, "months": resolved.date_range.months}
+    if resolved.kubernetes:
+        spec["kubernetes"] = resolved.kubernetes
+    return spec

@@ -1,0 +1,158 @@
+"""The search space and the configs drawn from it.
+
+A domain per tuned hyperparameter: `Values` (a list; grid or random choice) or `Distribution`
+(W&B's vocabulary: uniform, log-uniform, int-uniform, q-uniform; random search only). Untuned
+hyperparameters stay at the catalog default and are merged in by `configs()`.
+
+- grid: the Cartesian product, visited in a seeded random order; `trials` keeps a seeded random
+  subset. Configs are decoded from mixed-radix indices one at a time, so a 100,000-config grid
+  never exists as a list of dicts.
+- random: `trials` seeded draws; a draw equal to an earlier one is drawn again, so no config (and no
+  trial) repeats.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from hpt.schemas.catalog import Architecture, ParamSpec
+from hpt.schemas.errors import UserError
+
+MAX_GRID = 1_000_000           # configs a grid may have without search.trials
+DEFAULT_RANDOM_TRIALS = 20
+_DRAW_ATTEMPTS = 100           # draws per wanted config before giving up on finding new ones
+
+
+@dataclass(frozen=True)
+class Values:
+    values: tuple[int | float, ...]
+
+    def describe(self) -> str:
+        return ", ".join(_fmt(v) for v in self.values)
+
+    def to_json(self) -> Any:
+        return list(self.values)
+
+
+@dataclass(frozen=True)
+class Distribution:
+    kind: str                   # uniform | log-uniform | int-uniform | q-uniform
+    min: float
+    max: float
+    q: float | None = None
+
+    def draw(self, rng: random.Random, spec: ParamSpec) -> int | float:
+        if self.kind == "int-uniform":
+            value: float = rng.randint(int(self.min), int(self.max))
+        elif self.kind == "log-uniform":
+            value = math.exp(rng.uniform(math.log(self.min), math.log(self.max)))
+        elif self.kind == "q-uniform":
+            q = self.q or 1
+            value = round(rng.uniform(self.min, self.max) / q) * q
+            value = float(f"{value:.12g}")  # 0.30000000000000004 → 0.3
+        else:
+            value = rng.uniform(self.min, self.max)
+        if spec.type == "int":
+            value = round(value)
+        elif self.kind in ("uniform", "log-uniform"):
+            value = float(f"{value:.6g}")  # readable tables; 6 digits are finer than any tuning needs
+        # Rounding may step just outside the bounds; pull it back in.
+        low = math.ceil(self.min) if spec.type == "int" else self.min
+        high = math.floor(self.max) if spec.type == "int" else self.max
+        return spec.coerce(min(max(value, low), high))
+
+    def describe(self) -> str:
+        q = f", q={_fmt(self.q)}" if self.q is not None else ""
+        return f"{self.kind}({_fmt(self.min)}, {_fmt(self.max)}{q})"
+
+    def to_json(self) -> Any:
+        doc: dict[str, Any] = {"distribution": self.kind, "min": self.min, "max": self.max}
+        if self.q is not None:
+            doc["q"] = self.q
+        return doc
+
+
+Domain = Values | Distribution
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def domain_from_spec(spec: ParamSpec, value: Any) -> Domain:
+    """A validated spec entry → its domain (numbers coerced to the hyperparameter's type)."""
+    if isinstance(value, (int, float)):
+        return Values((spec.coerce(value),))
+    if isinstance(value, list):
+        return Values(tuple(spec.coerce(v) for v in value))
+    if "values" in value:
+        return Values(tuple(spec.coerce(v) for v in value["values"]))
+    if "value" in value:
+        return Values((spec.coerce(value["value"]),))
+    q = value.get("q", 1 if value["distribution"] == "q-uniform" else None)
+    return Distribution(value["distribution"], value["min"], value["max"], q)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    architecture: Architecture
+    domains: dict[str, Domain]            # the tuned hyperparameters, in catalog order
+    method: str                           # grid | random
+    trials: int | None                    # grid: subset size (None = all); random: draws
+    seed: int
+
+    def grid_size(self) -> int:
+        return math.prod(len(d.values) for d in self.domains.values() if isinstance(d, Values))
+
+    def count(self) -> int:
+        """How many configs configs() yields (random search may find fewer distinct ones; see configs())."""
+        if self.method == "grid":
+            return min(self.grid_size(), self.trials) if self.trials else self.grid_size()
+        finite = all(isinstance(d, Values) for d in self.domains.values())
+        wanted = self.trials or DEFAULT_RANDOM_TRIALS
+        return min(wanted, self.grid_size()) if finite else wanted
+
+    def check(self) -> None:
+        if self.method == "grid" and not self.trials and self.grid_size() > MAX_GRID:
+            raise UserError(f"the grid has {self.grid_size():,} configs, more than {MAX_GRID:,}", where="parameters",
+                            hint='cap it with "search": {"trials": N}, or use random search')
+
+    def configs(self) -> Iterator[dict[str, int | float]]:
+        """Each config: every hyperparameter of the architecture, tuned ones from the search."""
+        defaults = self.architecture.defaults()
+        specs = {p.name: p for p in self.architecture.parameters}
+        names = list(self.domains)
+        if self.method == "grid":
+            value_lists = [self.domains[n].values for n in names]  # type: ignore[union-attr]
+            sizes = [len(v) for v in value_lists]
+            total = math.prod(sizes)
+            rng = random.Random(self.seed)
+            if self.trials and self.trials < total:
+                order = rng.sample(range(total), self.trials)
+            else:
+                order = list(range(total))
+                rng.shuffle(order)
+            for index in order:
+                config = dict(defaults)
+                for name, values, size in zip(reversed(names), reversed(value_lists), reversed(sizes)):
+                    index, digit = divmod(index, size)
+                    config[name] = values[digit]
+                yield config
+            return
+        rng = random.Random(self.seed)
+        seen: set[tuple] = set()
+        wanted = self.count()
+        attempts = 0
+        while len(seen) < wanted and attempts < wanted * _DRAW_ATTEMPTS:
+            attempts += 1
+            config = dict(defaults)
+            for name in names:
+                domain = self.domains[name]
+                config[name] = rng.choice(domain.values) if isinstance(domain, Values) else domain.draw(rng, specs[name])
+            key = tuple(config[n] for n in names)
+            if key in seen:
+                continue
+            seen.add(key)
+            yield config

@@ -1,0 +1,280 @@
+"""Validating a spec: the JSON Schema first (shape), then what a schema cannot say (meaning).
+
+Every problem becomes one UserError whose `where` is a JSON path (`parameters.num_of_attentions[1]`)
+and whose message says what is wrong; unknown names come with the closest valid ones.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from typing import Any
+
+from jsonschema.exceptions import ValidationError
+
+from hpt.compiler.paths import did_you_mean, json_path
+from hpt.schemas.catalog import Architecture, ParamSpec, architectures, metrics
+from hpt.schemas.errors import UserError
+from hpt.schemas.loader import load_json, schema_validator
+
+SPEC_SCHEMA = "spec.schema.json"
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def validate_spec(doc: Any) -> None:
+    """Raise UserError for the first problem in `doc`; return quietly when it compiles."""
+    check_schema(doc)
+    check_meaning(doc)
+
+
+# --- shape ------------------------------------------------------------------------------------
+
+def check_schema(doc: Any) -> None:
+    validator = schema_validator(SPEC_SCHEMA)
+    errors = list(validator.iter_errors(doc))
+    if not errors:
+        return
+    # The first in document order is the one a reader meets first.
+    error = min(errors, key=lambda e: (_order(doc, list(e.absolute_path)), -len(e.absolute_path)))
+    raise _explain(error)
+
+
+def _order(doc: Any, path: list[str | int]) -> tuple:
+    """Position of a path in document order (keys in the order they were written)."""
+    out: list[int] = []
+    node = doc
+    for part in path:
+        if isinstance(node, dict):
+            keys = list(node)
+            out.append(keys.index(part) if part in keys else len(keys))
+        elif isinstance(node, list) and isinstance(part, int):
+            out.append(part)
+        else:
+            break
+        node = node[part] if isinstance(node, dict) or isinstance(part, int) else None
+    return tuple(out)
+
+
+def _explain(error: ValidationError) -> UserError:
+    path = list(error.absolute_path)
+    where = json_path(path) or "(top level)"
+    instance = error.instance
+    kind = error.validator
+    if kind == "oneOf":
+        branch = _matching_branch(error)
+        if branch is not None:
+            return _explain(branch)
+        return UserError(_one_of_message(path, instance), where=where)
+    if kind == "additionalProperties":
+        known = list(error.schema.get("properties", {}))
+        extra = [k for k in instance if k not in known]
+        if extra:
+            key = extra[0]
+            key_where = json_path(path + [key])
+            if not known:  # an open mapping (parameters): the schema cannot name choices
+                return UserError(f"unexpected key {key!r}", where=key_where)
+            return UserError(f"unknown key {key!r}", where=key_where, hint=did_you_mean(key, known))
+    if kind == "required":
+        missing = [k for k in error.validator_value if k not in instance]
+        return UserError(f"missing required key {missing[0]!r}", where=where)
+    if kind == "type":
+        return UserError(f"expected {_type_words(error.validator_value)}, got {_describe(instance)}", where=where)
+    if kind == "enum":
+        choices = [str(c) for c in error.validator_value]
+        return UserError(f"{instance!r} is not one of {', '.join(choices)}", where=where,
+                         hint=did_you_mean(str(instance), choices) if isinstance(instance, str) else None)
+    if kind == "pattern" and error.validator_value == load_json(SPEC_SCHEMA)["$defs"]["date"]["pattern"]:
+        return UserError(f"{instance!r} is not a date (expected YYYY-MM-DD)", where=where)
+    if kind == "minItems" and isinstance(instance, list) and not instance:
+        return UserError("must not be empty", where=where)
+    if kind in ("minItems", "maxItems") and len(path) >= 2 and path[0] == "date-range":
+        return UserError(f"a date range is a pair [start, end], got {len(instance)} item(s)", where=where)
+    if kind == "uniqueItems":
+        return UserError("values must be unique", where=where)
+    return UserError(error.message, where=where)
+
+
+def _matching_branch(error: ValidationError) -> ValidationError | None:
+    """For a `oneOf` failure, the errors of the branch the user evidently meant (by type and keys)."""
+    by_branch: dict[int, list[ValidationError]] = {}
+    for sub in error.context or ():
+        by_branch.setdefault(sub.relative_schema_path[0], []).append(sub)
+    root = load_json(SPEC_SCHEMA)
+    candidates = []
+    for index, subs in by_branch.items():
+        branch = _deref(error.schema["oneOf"][index], root)
+        if any(s.validator == "type" and not s.relative_path for s in subs):
+            continue  # wrong JSON type for this branch
+        props = set(branch.get("properties", {}))
+        overlap = len(props & set(error.instance)) if isinstance(error.instance, dict) else 0
+        candidates.append((overlap, index, subs))
+    if not candidates:
+        return None
+    candidates.sort(key=lambda c: (-c[0], c[1]))
+    if len(candidates) > 1 and candidates[0][0] == candidates[1][0]:
+        return None  # ambiguous: describe the accepted forms instead
+    subs = candidates[0][2]
+    return min(subs, key=lambda e: (-len(e.absolute_path), e.validator == "type"))
+
+
+def _deref(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        schema = root["$defs"][schema["$ref"].rsplit("/", 1)[-1]]
+    return schema
+
+
+def _one_of_message(path: list[str | int], instance: Any) -> str:
+    if path and path[0] == "date-range":
+        return ('expected a list of [start, end] date pairs, or {"count": N, "months": M}, '
+                f"got {_describe(instance)}")
+    if path and path[0] == "parameters":
+        return ('expected a list of values, a number, {"values": [...]}, {"value": x} or '
+                '{"distribution": "uniform"|"log-uniform"|"int-uniform"|"q-uniform", "min": ..., "max": ...}, '
+                f"got {_describe(instance)}")
+    return f"{_describe(instance)} does not match any accepted form"
+
+
+def _type_words(expected: Any) -> str:
+    names = expected if isinstance(expected, list) else [expected]
+    words = {"object": "an object", "array": "a list", "string": "a string", "number": "a number",
+             "integer": "an integer", "boolean": "true or false", "null": "null"}
+    return " or ".join(words.get(n, n) for n in names)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean)"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return "null" if value is None else type(value).__name__
+
+
+# --- meaning ----------------------------------------------------------------------------------
+
+def check_meaning(doc: dict[str, Any]) -> None:
+    arch = check_architecture(doc["architecture"])
+    if "date-range" in doc and isinstance(doc["date-range"], list):
+        check_date_pairs(doc["date-range"])
+    for name, value in doc.get("parameters", {}).items():
+        check_parameter(arch, name, value)
+    search = doc.get("search", {})
+    distributions = [n for n, v in doc.get("parameters", {}).items() if isinstance(v, dict) and "distribution" in v]
+    if search.get("method") == "grid" and distributions:
+        raise UserError("a distribution needs random search", where=f"parameters.{distributions[0]}",
+                        hint='set "search": {"method": "random", "trials": N}, or list values for a grid')
+    known = metrics()
+    for i, name in enumerate(doc.get("metrics", ())):
+        if name not in known:
+            raise UserError(f"unknown metric {name!r}", where=f"metrics[{i}]", hint=did_you_mean(name, known))
+    objective = doc.get("objective")
+    if objective:
+        name = objective["metric"]
+        if name not in known:
+            raise UserError(f"unknown metric {name!r}", where="objective.metric", hint=did_you_mean(name, known))
+        if "metrics" in doc and name not in doc["metrics"]:
+            raise UserError(f"the objective metric {name!r} is not among the reported metrics", where="objective.metric",
+                            hint=f"add {name!r} to \"metrics\"")
+
+
+def check_architecture(name: str) -> Architecture:
+    catalog = architectures()
+    if name not in catalog:
+        raise UserError(f"unknown architecture {name!r}", where="architecture", hint=did_you_mean(name, catalog))
+    return catalog[name]
+
+
+def parse_date(text: str, where: str) -> dt.date:
+    if not _DATE.match(text):
+        raise UserError(f"{text!r} is not a date (expected YYYY-MM-DD)", where=where)
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError as err:
+        raise UserError(f"{text!r} is not a valid date: {err}", where=where) from None
+
+
+def check_date_pairs(pairs: list[list[str]]) -> list[tuple[dt.date, dt.date]]:
+    seen: dict[tuple[dt.date, dt.date], int] = {}
+    out = []
+    for i, (start_text, end_text) in enumerate(pairs):
+        start = parse_date(start_text, f"date-range[{i}][0]")
+        end = parse_date(end_text, f"date-range[{i}][1]")
+        if start >= end:
+            raise UserError(f"start {start} is not before end {end} (end is exclusive)", where=f"date-range[{i}]")
+        if (start, end) in seen:
+            raise UserError(f"the same date range as date-range[{seen[(start, end)]}]", where=f"date-range[{i}]")
+        seen[(start, end)] = i
+        out.append((start, end))
+    return out
+
+
+def check_parameter(arch: Architecture, name: str, value: Any) -> None:
+    where = f"parameters.{name}"
+    if name not in arch.param_names:
+        raise UserError(f"{arch.name} has no hyperparameter {name!r}", where=where, hint=did_you_mean(name, arch.param_names))
+    spec = arch.param(name)
+    if isinstance(value, (int, float)):
+        check_value(spec, value, where)
+    elif isinstance(value, list):
+        check_values(spec, value, where)
+    elif "values" in value:
+        check_values(spec, value["values"], where + ".values")
+    elif "value" in value:
+        check_value(spec, value["value"], where + ".value")
+    else:
+        check_distribution(spec, value, where)
+
+
+def check_values(spec: ParamSpec, values: list[Any], where: str) -> None:
+    seen: dict[int | float, int] = {}
+    for i, value in enumerate(values):
+        coerced = check_value(spec, value, f"{where}[{i}]")
+        if coerced in seen:
+            raise UserError(f"duplicate value {value!r} (same as [{seen[coerced]}]); a duplicate would run the same trial twice",
+                            where=f"{where}[{i}]")
+        seen[coerced] = i
+
+
+def check_value(spec: ParamSpec, value: Any, where: str) -> int | float:
+    if not math.isfinite(value):
+        raise UserError("must be a finite number", where=where)
+    if spec.type == "int" and float(value) != int(value):
+        raise UserError(f"{spec.name} is an integer, got {value!r}", where=where)
+    if not spec.min <= value <= spec.max:
+        raise UserError(f"{value!r} is outside {spec.name}'s range [{_num(spec.min)}, {_num(spec.max)}]", where=where)
+    return spec.coerce(value)
+
+
+def check_distribution(spec: ParamSpec, dist: dict[str, Any], where: str) -> None:
+    kind, low, high = dist["distribution"], dist["min"], dist["max"]
+    if low >= high:
+        raise UserError(f"min {low!r} must be less than max {high!r}", where=where)
+    for key in ("min", "max"):
+        if not spec.min <= dist[key] <= spec.max:
+            raise UserError(f"{dist[key]!r} is outside {spec.name}'s range [{_num(spec.min)}, {_num(spec.max)}]",
+                            where=f"{where}.{key}")
+    if kind == "log-uniform" and low <= 0:
+        raise UserError(f"log-uniform needs min > 0, got {low!r}", where=f"{where}.min")
+    if kind == "int-uniform":
+        for key in ("min", "max"):
+            if float(dist[key]) != int(dist[key]):
+                raise UserError(f"int-uniform bounds are integers, got {dist[key]!r}", where=f"{where}.{key}")
+    if "q" in dist and kind != "q-uniform":
+        raise UserError(f"q applies to q-uniform only, not {kind}", where=f"{where}.q")
+    if kind == "q-uniform":
+        q = dist.get("q", 1)
+        if q > high - low:
+            raise UserError(f"q {q!r} is larger than max - min", where=f"{where}.q")
+        if spec.type == "int" and float(q) != int(q):
+            raise UserError(f"{spec.name} is an integer: q must be an integer, got {q!r}", where=f"{where}.q")
+    if spec.type == "int" and math.floor(high) < math.ceil(low):
+        raise UserError(f"no integer lies in [{low!r}, {high!r}]", where=where)
+
+
+def _num(value: float) -> str:
+    return f"{value:g}"
