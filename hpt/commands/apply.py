@@ -1,8 +1,154 @@
-"""`hpt apply` — placeholder until its issue lands; registers nothing yet."""
+"""`hpt apply PLAN_DIR` — run a compiled plan on a backend; `hpt status PLAN_DIR` — where each trial stands."""
 from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, Optional
 
 import typer
 
+from hpt.commands.common import EXIT_OK, console, err_console, user_errors
+from hpt.schemas.errors import UserError
+
+DEFAULT_RESULTS = "./hpt-results"
+# Options that only some backends take; each is passed to the backend's constructor as a keyword.
+BACKEND_OPTIONS = {"context": ("k8s",), "namespace": ("k8s",), "cancel_on_exit": ("k8s",)}
+STATE = ".hpt"
+
+
+def _results_uri(plan, results: str | None) -> str:
+    return results or plan.results or DEFAULT_RESULTS
+
+
+def _backend_options(name: str, plan_dir: Path, given: dict[str, Any]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for key, value in given.items():
+        if value is None:
+            continue
+        if name not in BACKEND_OPTIONS[key]:
+            flag = "--" + key.replace("_", "-")
+            raise UserError(f"{flag} applies to --backend {'/'.join(BACKEND_OPTIONS[key])} only", where=flag)
+        options[key] = value
+    if name == "local":
+        # pid files of running trials live beside the plan, so a re-apply after a crash adopts them
+        options.update(state_dir=plan_dir / STATE / "local", plan_dir=plan_dir)
+    return options
+
+
+def _resume_command(plan_dir: str, backend: str, results: str, given: dict[str, Any]) -> str:
+    parts = ["hpt", "apply", plan_dir]
+    if backend != "local":
+        parts += ["--backend", backend]
+    parts += ["--results", results]
+    for key, value in given.items():
+        if value is not None:
+            flag = "--" + key.replace("_", "-")
+            parts += [flag] if value is True else [f"--no-{key.replace('_', '-')}"] if value is False else [flag, str(value)]
+    return " ".join(shlex.quote(p) for p in parts)
+
 
 def register(app: typer.Typer) -> None:
-    pass
+    @app.command("apply")
+    @user_errors
+    def apply(
+        plan_dir: Path = typer.Argument(..., help="The plan folder written by `hpt compile` (plan.json + trials/)."),
+        backend: str = typer.Option("local", "--backend", "-b", help="Where trials run: local | docker | k8s."),
+        results: Optional[str] = typer.Option(None, "--results", "-r", help="Results store: a folder or gs://BUCKET/PREFIX. Default: the spec's `results`, else ./hpt-results."),
+        parallel: Optional[int] = typer.Option(None, "--parallel", "-j", min=1, help="Trials at once. Default: what the backend allows (local: cores ÷ cpus per trial)."),
+        retries: int = typer.Option(2, "--retries", min=0, help="Extra attempts for a trial that failed transiently (killed, lost, no row written)."),
+        timeout: Optional[float] = typer.Option(None, "--timeout", min=0.001, help="Cancel a trial after this many seconds; its row says `timed out after N s`."),
+        max_failures: Optional[int] = typer.Option(None, "--max-failures", min=1, help="Stop the run (cancelling running trials) once this many trials have failed."),
+        skip_failed: bool = typer.Option(False, "--skip-failed", help="Keep trials that failed in an earlier run as failed instead of retrying them."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Print what would run (for local: the exact commands) and change nothing."),
+        output: str = typer.Option("text", "--output", "-o", help="text (a progress bar on stderr) or json (one event per line on stdout)."),
+        junit: Optional[Path] = typer.Option(None, "--junit", help="Also write a JUnit XML report of the plan's trials (for Jenkins)."),
+        backoff: float = typer.Option(5.0, "--backoff", min=0.0, help="Seconds before the first retry of a transient failure; doubles each attempt."),
+        context: Optional[str] = typer.Option(None, "--context", help="k8s: the kubeconfig context."),
+        namespace: Optional[str] = typer.Option(None, "--namespace", help="k8s: the namespace for the Jobs."),
+        cancel_on_exit: Optional[bool] = typer.Option(None, "--cancel-on-exit/--keep-on-exit", help="k8s: delete running Jobs when apply stops (default: the backend's)."),
+    ) -> None:
+        """Run every trial of a plan that has no row yet; safe to re-run (it resumes)."""
+        from hpt.executor.backends import get_backend
+        from hpt.executor.events import JsonLines, RichProgress
+        from hpt.executor.loop import RunOptions, run_plan
+        from hpt.executor.plan import load_plan
+        from hpt.executor.publish import ResultsPublisher
+        from hpt.results.store import open_store
+
+        if output not in ("text", "json"):
+            raise UserError(f"unknown output format {output!r}", where="--output", hint="text or json")
+        plan = load_plan(plan_dir)
+        uri = _results_uri(plan, results)
+        store = open_store(uri)
+        given = {"context": context, "namespace": namespace, "cancel_on_exit": cancel_on_exit}
+        runner = get_backend(backend, **_backend_options(backend, plan_dir.resolve(), given))
+        plan = plan.with_results(store.uri, timeout)
+
+        if dry_run:
+            rows = ResultsPublisher(store).sync()
+            todo = [s for s in plan.submissions
+                    if s.trial_id not in rows or (rows[s.trial_id].get("status") != "done" and not skip_failed)]
+            text = runner.dry_run(todo)
+            done = len(plan.submissions) - len(todo)
+            if output == "json":
+                print(json.dumps({"event": "dry-run", "experiment_id": plan.experiment_id, "backend": backend,
+                                  "results": store.uri, "total": len(plan.submissions), "to_run": len(todo),
+                                  "already_done": done, "trials": [s.trial_id for s in todo], "commands": text}))
+            else:
+                err_console.print(f"dry run: {len(todo)} of {len(plan.submissions)} trial(s) would run on {backend} "
+                                  f"({done} have a row already); results → {store.uri}", highlight=False)
+                sys.stdout.write(text)
+            raise typer.Exit(EXIT_OK)
+
+        reporter = JsonLines() if output == "json" else RichProgress(err_console)
+        options = RunOptions(parallel=parallel, retries=retries, timeout_s=timeout, max_failures=max_failures,
+                             skip_failed=skip_failed, backoff_s=backoff,
+                             resume_hint=_resume_command(str(plan_dir), backend, store.uri, given))
+        try:
+            outcome = run_plan(plan, runner, store, options, reporter)
+        finally:
+            reporter.close()
+        if junit is not None:
+            from hpt.results.junit import write_junit
+
+            publisher = ResultsPublisher(store)
+            ids = set(plan.trial_ids)
+            write_junit([r for tid, r in publisher.sync().items() if tid in ids], junit)
+        raise typer.Exit(outcome.exit_code)
+
+    @app.command("status")
+    @user_errors
+    def status(
+        plan_dir: Path = typer.Argument(..., help="The plan folder written by `hpt compile`."),
+        results: Optional[str] = typer.Option(None, "--results", "-r", help="Results store (default: the spec's `results`, else ./hpt-results)."),
+        output: str = typer.Option("text", "--output", "-o", help="text (a table) or json."),
+    ) -> None:
+        """Every trial of a plan: pending, running, done, or failed and why."""
+        from hpt.executor.plan import load_plan
+        from hpt.executor.status import trial_states
+        from hpt.results.store import open_store
+
+        if output not in ("text", "json"):
+            raise UserError(f"unknown output format {output!r}", where="--output", hint="text or json")
+        plan = load_plan(plan_dir)
+        store = open_store(_results_uri(plan, results))
+        states = trial_states(plan, store, plan_dir.resolve() / STATE / "local")
+        counts: dict[str, int] = {}
+        for s in states:
+            counts[s.state] = counts.get(s.state, 0) + 1
+        if output == "json":
+            print(json.dumps({"experiment_id": plan.experiment_id, "results": store.uri, "counts": counts,
+                              "trials": [s.to_dict() for s in states]}, indent=1))
+            return
+        from rich.table import Table
+
+        colour = {"done": "green", "failed": "red", "running": "cyan", "pending": "dim"}
+        table = Table(title=f"{plan.experiment_id} · {store.uri}", title_justify="left")
+        for col in ("trial", "state", "attempt", "detail"):
+            table.add_column(col, overflow="fold")
+        for s in states:
+            table.add_row(s.trial_id, f"[{colour[s.state]}]{s.state}[/]", str(s.attempt or ""), s.detail)
+        console.print(table)
+        console.print(", ".join(f"{counts.get(k, 0)} {k}" for k in ("done", "failed", "running", "pending")), highlight=False)

@@ -1,0 +1,418 @@
+"""The scheduling loop: run a plan's trials on any Backend, resumably.
+
+The results store is the source of truth: a trial is done when its row is there. So the loop
+1. lists the store and skips trials whose row says done (and, with skip_failed, those that failed);
+2. adopts trials an earlier `hpt apply` left running (crash, kill -9) instead of starting them again;
+3. submits the rest with bounded concurrency, a per-trial timeout, and retries with exponential
+   backoff for failures that may be transient (a trial killed from outside, a backend hiccup, a
+   trainer that died without writing its row);
+4. after each finished trial, copies its log to logs/<id>.log and refreshes results.csv.
+
+A failed trial's row is the only thing ever replaced: before a failed trial is run again, its row
+is moved aside to rows-failed/<id>.<n>.csv (copy first, then delete, so a crash in between loses
+nothing). The loop never interprets hyperparameters.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from hpt.executor.backend import Backend, Phase, Submission, TrialStatus
+from hpt.executor.events import Reporter
+from hpt.executor.plan import Plan
+from hpt.executor.publish import ResultsPublisher
+from hpt.results.store import LOGS, AlreadyExists, Store, row_key
+from hpt.schemas.row import PARAM_PREFIX, STATUS_DONE, STATUS_FAILED, parse_row_csv, row_csv
+
+ROWS_FAILED = "rows-failed/"
+RUNS = "runs/"
+MAX_BACKOFF_S = 300.0
+
+
+@dataclass
+class RunOptions:
+    parallel: int | None = None          # None: backend.capacity()
+    retries: int = 2                     # extra attempts for transient failures
+    timeout_s: float | None = None       # per attempt
+    max_failures: int | None = None      # stop the run after this many failed trials
+    skip_failed: bool = False            # keep failed rows instead of retrying them
+    backoff_s: float = 5.0               # first retry delay; doubles each attempt
+    poll_interval_s: float | None = None  # None: the backend's `poll_interval` or 0.2 s
+    resume_hint: str = ""                # the command that resumes this run (for messages)
+
+
+@dataclass
+class RunResult:
+    total: int = 0
+    done: int = 0            # done in this run
+    failed: int = 0          # failed in this run (after retries)
+    already_done: int = 0    # skipped: their row said done
+    kept_failed: int = 0     # skipped with skip_failed: their row said failed
+    adopted: int = 0
+    retried: int = 0
+    not_run: int = 0         # left pending: stopped or interrupted
+    stopped: str = ""        # why the run stopped early ("" if it did not)
+    interrupted: bool = False
+    failures: dict[str, str] = field(default_factory=dict)  # trial id → reason
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return 130
+        return 1 if (self.failed or self.kept_failed or self.not_run) else 0
+
+    def counts(self) -> dict[str, int]:
+        return {"total": self.total, "done": self.done, "failed": self.failed, "already_done": self.already_done,
+                "kept_failed": self.kept_failed, "adopted": self.adopted, "retried": self.retried, "not_run": self.not_run}
+
+
+@dataclass
+class _Running:
+    sub: Submission
+    handle: Any
+    attempt: int
+    started: float            # time.monotonic()
+    started_at: str           # wall clock, for a failed row
+    adopted: bool = False
+    timed_out: float | None = None
+
+
+def _utc() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _last_lines(text: str, n: int = 3, width: int = 300) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return " | ".join(lines[-n:])[-width:]
+
+
+def failed_row(sub: Submission, reason: str, started_at: str) -> dict[str, Any]:
+    """The row the loop writes when a trial ended without writing its own: identity columns copied
+    from the manifest (never interpreted), status failed and why."""
+    m = sub.manifest
+    window = m.get("window", {}) if isinstance(m.get("window"), dict) else {}
+    train, valid = window.get("train") or ["", ""], window.get("validation") or ["", ""]
+    budget = m.get("budget", {}) if isinstance(m.get("budget"), dict) else {}
+    row: dict[str, Any] = {
+        "trial_id": sub.trial_id, "experiment_id": sub.experiment_id, "config_id": m.get("config", ""),
+        "architecture": m.get("architecture", ""), "repeat": m.get("repeat", ""), "seed": m.get("seed", ""),
+        "train_start": train[0], "train_end": train[1], "valid_start": valid[0], "valid_end": valid[1],
+        "mode": budget.get("mode", ""), "max_epochs": budget.get("epochs", ""),
+        "status": STATUS_FAILED, "reason": reason, "started_at": started_at, "finished_at": _utc(),
+        "hpt_version": m.get("hpt_version", ""),
+    }
+    for name, value in (m.get("params") or {}).items():
+        row[PARAM_PREFIX + name] = value
+    return row
+
+
+class Scheduler:
+    def __init__(self, plan: Plan, backend: Backend, store: Store, options: RunOptions, reporter: Reporter):
+        self.plan = plan
+        self.backend = backend
+        self.store = store
+        self.opt = options
+        self.report = reporter
+        self.publisher = ResultsPublisher(store)
+        self.result = RunResult(total=len(plan.submissions))
+        self.running: dict[str, _Running] = {}
+        self.queue: deque[tuple[Submission, int]] = deque()      # (submission, attempt)
+        self.waiting: list[tuple[float, Submission, int]] = []   # retries: (not before, sub, attempt)
+        self.attempt_logs: dict[str, list[str]] = {}
+        self.failed_rows: set[str] = set()                       # failed in the store, to move aside before running
+        self._stop_signal: str | None = None
+        self._runs_dirty = True
+
+    # --- helpers ---------------------------------------------------------------------------------
+    def emit(self, event: str, **fields: Any) -> None:
+        self.report.emit({"event": event, "experiment_id": self.plan.experiment_id, **fields})
+
+    def _row(self, trial_id: str) -> dict[str, str] | None:
+        try:
+            return parse_row_csv(self.store.get(row_key(trial_id)).decode("utf-8"))
+        except KeyError:
+            return None
+        except ValueError:
+            return None
+
+    def _move_failed_row_aside(self, trial_id: str) -> None:
+        """Copy rows/<id>.csv to rows-failed/<id>.<n>.csv (create-only), then delete it."""
+        try:
+            data = self.store.get(row_key(trial_id))
+        except KeyError:
+            return
+        row = parse_row_csv(data.decode("utf-8"))
+        if row.get("status") == STATUS_DONE:
+            return  # never touch a done row (another apply finished it meanwhile)
+        taken = {k for k in self.store.list(f"{ROWS_FAILED}{trial_id}.")}
+        n = len(taken) + 1
+        while True:
+            key = f"{ROWS_FAILED}{trial_id}.{n}.csv"
+            try:
+                self.store.put_once(key, data)
+                break
+            except AlreadyExists:
+                n += 1
+        self.store.delete(row_key(trial_id))
+        self.publisher.forget([trial_id])
+
+    def _write_runs(self, finished: bool = False) -> None:
+        doc = {"experiment_id": self.plan.experiment_id, "backend": getattr(self.backend, "name", "?"),
+               "host": socket.gethostname(), "pid": os.getpid(), "updated_at": _utc(), "finished": finished,
+               "running": {tid: {"attempt": r.attempt, "started_at": r.started_at} for tid, r in self.running.items()}}
+        try:
+            self.store.put(f"{RUNS}{self.plan.experiment_id}.json", json.dumps(doc, indent=1).encode())
+        except Exception:  # a status hint only: never fail a run for it
+            pass
+        self._runs_dirty = False
+
+    def _signal(self, signum, _frame) -> None:
+        if self._stop_signal is not None:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop waiting for a clean cancel
+        self._stop_signal = signal.Signals(signum).name
+
+    # --- phases ----------------------------------------------------------------------------------
+    def _classify(self) -> list[Submission]:
+        rows = self.publisher.sync()
+        to_run = []
+        for sub in self.plan.submissions:
+            row = rows.get(sub.trial_id)
+            if row is None:
+                to_run.append(sub)
+            elif row.get("status") == STATUS_DONE:
+                self.result.already_done += 1
+            elif self.opt.skip_failed:
+                self.result.kept_failed += 1
+                self.result.failures[sub.trial_id] = row.get("reason", "") or "failed"
+            else:
+                self.failed_rows.add(sub.trial_id)
+                to_run.append(sub)
+        return to_run
+
+    def _submit(self, sub: Submission, attempt: int) -> None:
+        tid = sub.trial_id
+        if tid in self.failed_rows:
+            self._move_failed_row_aside(tid)
+            self.failed_rows.discard(tid)
+        elif self.store.exists(row_key(tid)):
+            # Finished meanwhile (another apply, or a trial that outlived a crash and was not adopted).
+            row = self._row(tid) or {}
+            self._record_existing(sub, row, attempt)
+            return
+        job = Submission(tid, sub.experiment_id, sub.manifest_json, sub.results_uri, self.opt.timeout_s, attempt,
+                         sub.manifest)
+        handle = self.backend.submit(job)
+        self.running[tid] = _Running(job, handle, attempt, time.monotonic(), _utc())
+        self._runs_dirty = True
+        self.emit("trial-started", trial_id=tid, attempt=attempt)
+
+    def _record_existing(self, sub: Submission, row: dict[str, str], attempt: int) -> None:
+        if row.get("status") == STATUS_DONE:
+            self.result.done += 1
+            self.emit("trial-finished", trial_id=sub.trial_id, attempt=attempt, status=STATUS_DONE)
+        else:
+            self._count_failure(sub.trial_id, row.get("reason", "") or "failed", attempt)
+
+    def _count_failure(self, tid: str, reason: str, attempt: int) -> None:
+        self.result.failed += 1
+        self.result.failures[tid] = reason
+        self.emit("trial-failed", trial_id=tid, attempt=attempt, reason=reason)
+        limit = self.opt.max_failures
+        if limit is not None and self.result.failed >= limit and not self.result.stopped:
+            self.result.stopped = f"stopped after {self.result.failed} failed trial(s) (--max-failures {limit})"
+
+    def _finish(self, run: _Running, status: TrialStatus) -> None:
+        """A trial ended: keep its log, decide done / failed / retry."""
+        tid, sub = run.sub.trial_id, run.sub
+        del self.running[tid]
+        self._runs_dirty = True
+        try:
+            text = self.backend.logs(run.handle)
+        except Exception as err:  # a log we cannot read must not lose the result
+            text = f"(could not read the trial's log: {err})\n"
+        attempts = self.attempt_logs.setdefault(tid, [])
+        attempts.append(f"===== {tid} attempt {run.attempt} ({status.phase.value}{': ' + status.reason if status.reason else ''}) =====\n{text}")
+        try:
+            self.store.put(f"{LOGS}{tid}.log", "\n".join(attempts).encode("utf-8"))
+        except Exception:
+            pass
+        try:
+            self.backend.release(run.handle)
+        except Exception:
+            pass
+
+        self.publisher.forget([tid])
+        row = self._row(tid)
+        if row is not None:
+            if row.get("status") == STATUS_DONE:
+                self.result.done += 1
+                self.emit("trial-finished", trial_id=tid, attempt=run.attempt, status=STATUS_DONE,
+                          seconds=round(time.monotonic() - run.started, 3))
+            else:  # the trainer recorded its own failure: a result, not worth retrying
+                self._count_failure(tid, row.get("reason", "") or status.reason or "failed", run.attempt)
+            return
+
+        if run.timed_out is not None:
+            reason = f"timed out after {run.timed_out:g} s"
+            transient = False
+        elif status.phase == Phase.SUCCEEDED:
+            reason, transient = "the trainer exited 0 without writing its row", True
+        else:
+            reason = status.reason or "failed"
+            tail = _last_lines(text)
+            if tail and not status.transient:
+                reason = f"{reason}: {tail}"
+            # No row means the trainer never got to record anything: killed, lost, or a backend hiccup.
+            transient = status.transient or status.exit_code is None or (status.exit_code or 0) < 0
+        if transient and run.attempt <= self.opt.retries and not self.result.stopped and self._stop_signal is None:
+            delay = min(self.opt.backoff_s * 2 ** (run.attempt - 1), MAX_BACKOFF_S)
+            self.waiting.append((time.monotonic() + delay, sub, run.attempt + 1))
+            self.result.retried += 1
+            self.emit("trial-retrying", trial_id=tid, attempt=run.attempt + 1, delay_s=delay, reason=reason)
+            return
+        if transient and run.attempt > 1:
+            reason = f"{reason} (after {run.attempt} attempts)"
+        try:
+            self.store.put_once(row_key(tid), row_csv(failed_row(sub, reason, run.started_at)).encode("utf-8"))
+        except AlreadyExists:  # the trainer got there at the last moment: its row wins
+            row = self._row(tid) or {}
+            self._record_existing(sub, row, run.attempt)
+            return
+        self._count_failure(tid, reason, run.attempt)
+
+    def _cancel_all(self, why: str) -> None:
+        for tid, run in list(self.running.items()):
+            try:
+                self.backend.cancel(run.handle)
+            except Exception:
+                pass
+            try:
+                self.backend.release(run.handle)
+            except Exception:
+                pass
+            del self.running[tid]
+            self.emit("trial-cancelled", trial_id=tid, attempt=run.attempt, reason=why)
+        self._runs_dirty = True
+
+    # --- the loop --------------------------------------------------------------------------------
+    def run(self) -> RunResult:
+        plan, backend = self.plan, self.backend
+        backend.preflight(plan.submissions)
+        to_run = self._classify()
+        adopted = backend.adopt(plan.experiment_id) or {}
+        now = time.monotonic()
+        for tid, handle in adopted.items():
+            sub = next((s for s in to_run if s.trial_id == tid), None)
+            if sub is None:  # done already (or not this plan's): let it end on its own
+                try:
+                    backend.release(handle)
+                except Exception:
+                    pass
+                continue
+            attempt = int(getattr(handle, "attempt", 1) or 1)
+            self.running[tid] = _Running(sub, handle, attempt, now, _utc(), adopted=True)
+            self.result.adopted += 1
+        self.queue.extend((s, 1) for s in to_run if s.trial_id not in self.running)
+
+        parallel = self.opt.parallel or backend.capacity()
+        parallel = max(1, parallel)
+        poll = self.opt.poll_interval_s or float(getattr(backend, "poll_interval", 0.2))
+        self.emit("run-started", backend=getattr(backend, "name", "?"), results=self.store.uri, total=self.result.total,
+                  already_done=self.result.already_done, kept_failed=self.result.kept_failed,
+                  to_run=len(to_run), adopted=self.result.adopted, parallel=parallel)
+        for tid in list(self.running):
+            self.emit("trial-adopted", trial_id=tid, attempt=self.running[tid].attempt)
+        self.publisher.publish()  # a crash may have left results.csv behind the rows
+        if not to_run:
+            self.emit("message", text=self._nothing_to_do())
+            return self._end()
+
+        in_main = threading.current_thread() is threading.main_thread()
+        previous = {}
+        if in_main:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, self._signal)
+        try:
+            while self.queue or self.running or self.waiting:
+                if self._stop_signal is not None:
+                    self.result.interrupted = True
+                    self._cancel_all(f"interrupted ({self._stop_signal})")
+                    break
+                if self.result.stopped:
+                    self._cancel_all(self.result.stopped)
+                    break
+                now = time.monotonic()
+                ready = [w for w in self.waiting if w[0] <= now]
+                for item in ready:
+                    self.waiting.remove(item)
+                    self.queue.appendleft((item[1], item[2]))
+                while self.queue and len(self.running) < parallel and not self.result.stopped:
+                    sub, attempt = self.queue.popleft()
+                    self._submit(sub, attempt)
+                finished_any = False
+                for tid, run in list(self.running.items()):
+                    status = backend.poll(run.handle)
+                    limit = self.opt.timeout_s
+                    if not status.finished and limit and time.monotonic() - run.started > limit and not run.adopted:
+                        backend.cancel(run.handle)
+                        run.timed_out = limit
+                        status = TrialStatus(Phase.FAILED, reason=f"timed out after {limit:g} s")
+                    if status.finished:
+                        self._finish(run, status)
+                        finished_any = True
+                if finished_any:
+                    self.publisher.publish()
+                if self._runs_dirty:
+                    self._write_runs()
+                if finished_any or self._stop_signal or self.result.stopped:
+                    continue
+                time.sleep(poll)
+        except KeyboardInterrupt:
+            self.result.interrupted = True
+            self._cancel_all("interrupted")
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return self._end()
+
+    def _nothing_to_do(self) -> str:
+        r = self.result
+        if r.kept_failed:
+            return (f"nothing to run: {r.already_done} of {r.total} trials done, {r.kept_failed} failed and kept "
+                    "(--skip-failed); drop --skip-failed to retry them")
+        return f"nothing to run: all {r.total} trials are done"
+
+    def _end(self) -> RunResult:
+        r = self.result
+        r.not_run = len(self.queue) + len(self.waiting) + len(self.running)
+        self.publisher.publish()
+        self._write_runs(finished=True)
+        parts = [f"{r.done + r.already_done}/{r.total} done"]
+        if r.already_done:
+            parts.append(f"{r.already_done} were done already")
+        if r.failed or r.kept_failed:
+            parts.append(f"{r.failed + r.kept_failed} failed")
+        if r.not_run:
+            parts.append(f"{r.not_run} not run")
+        summary = ", ".join(parts)
+        if r.stopped:
+            summary = f"{r.stopped}; {summary}"
+        if r.interrupted:
+            summary = f"interrupted; {summary}; running trials were cancelled"
+        if (r.interrupted or r.stopped or r.not_run) and self.opt.resume_hint:
+            summary += f". Resume with: {self.opt.resume_hint}"
+        elif r.failed and self.opt.resume_hint:
+            summary += f". Re-apply to retry the failed trials: {self.opt.resume_hint}"
+        self.emit("run-finished", summary=summary, results=self.store.uri, exit_code=r.exit_code, **r.counts())
+        return r
+
+
+def run_plan(plan: Plan, backend: Backend, store: Store, options: RunOptions, reporter: Reporter) -> RunResult:
+    return Scheduler(plan, backend, store, options, reporter).run()

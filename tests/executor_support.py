@@ -1,0 +1,88 @@
+"""Helpers for the executor tests: a plan folder from manifests, and a scripted stand-in trainer.
+
+The stand-in is a real program run by the real local backend (via HPT_TRIAL_COMMAND); it writes real
+rows to the real store but skips the training, so the loop's edge cases (failures, kills, hangs,
+flaky trials) take a fraction of a second each. The end-to-end tests use the real trainer.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import textwrap
+from pathlib import Path
+from typing import Iterable
+
+from hpt.schemas.manifest import TrialManifest
+
+FAKE_TRIAL = textwrap.dedent('''
+    """Stand-in trainer: behaviour per trial id from $FAKE_TRIAL (JSON), attempts counted in $FAKE_TRIAL_COUNTS."""
+    import json, os, signal, sys, time
+    from hpt.results.store import open_store, row_key
+    from hpt.schemas.row import row_csv
+
+    path, results = sys.argv[1], sys.argv[sys.argv.index("--results") + 1]
+    m = json.load(open(path))
+    tid = m["id"]
+    plan = json.loads(os.environ.get("FAKE_TRIAL", "{}"))
+    behaviour = plan.get(tid, plan.get("*", "ok"))
+    counts = os.environ["FAKE_TRIAL_COUNTS"]
+    os.makedirs(counts, exist_ok=True)
+    with open(os.path.join(counts, tid), "a") as fh:
+        fh.write(f"{os.getpid()}\\n")
+    n = len(open(os.path.join(counts, tid)).read().split())
+    print(f"fake trial {tid} attempt {n} behaviour {behaviour} cpus {os.environ.get('HPT_CPUS')}", flush=True)
+    kind, _, arg = behaviour.partition(":")
+    if kind == "sleep":
+        time.sleep(float(arg)); kind = "ok"
+    if kind == "flaky":
+        kind = "die" if n <= int(arg) else "ok"
+    if kind == "failfirst":
+        kind = "fail" if n == 1 else "ok"
+    if kind == "die":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if kind == "exit":
+        print("boom: bad manifest", flush=True); sys.exit(int(arg))
+    if kind == "hang":
+        time.sleep(3600)
+    status = "failed" if kind == "fail" else "done"
+    row = {"trial_id": tid, "experiment_id": m["experiment"], "architecture": m["architecture"], "status": status,
+           "reason": "loss became NaN" if status == "failed" else "", "mse": 0.5 + m["seed"] / 100}
+    row.update({"param." + k: v for k, v in m["params"].items()})
+    open_store(results).put_once(row_key(tid), row_csv(row).encode())
+    sys.exit(1 if status == "failed" else 0)
+''')
+
+
+def write_plan(folder: Path, manifests: Iterable[TrialManifest], results: str | None = None) -> Path:
+    """A plan folder as `hpt compile` writes it: plan.json (experiment, trial ids) + trials/<id>.json."""
+    manifests = list(manifests)
+    (folder / "trials").mkdir(parents=True, exist_ok=True)
+    for m in manifests:
+        (folder / "trials" / f"{m.id}.json").write_text(m.to_json(), encoding="utf-8")
+    doc = {"experiment": manifests[0].experiment, "trials": [m.id for m in manifests], "counts": {"trials": len(manifests)}}
+    if results:
+        doc["results"] = results
+    (folder / "plan.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
+    return folder
+
+
+def fake_env(tmp: Path, behaviour: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment that makes the local backend run the stand-in trainer."""
+    script = tmp / "fake_trial.py"
+    script.write_text(FAKE_TRIAL, encoding="utf-8")
+    return {"HPT_TRIAL_COMMAND": f"{sys.executable} {script}", "FAKE_TRIAL": json.dumps(behaviour or {}),
+            "FAKE_TRIAL_COUNTS": str(tmp / "counts")}
+
+
+def attempts(tmp: Path, trial_id: str) -> int:
+    f = tmp / "counts" / trial_id
+    return len(f.read_text().split()) if f.exists() else 0
+
+
+def hpt_exe() -> str:
+    return str(Path(sys.executable).parent / "hpt")
+
+
+def child_env(extra: dict[str, str]) -> dict[str, str]:
+    return {**os.environ, **extra}
