@@ -1,8 +1,355 @@
-"""`hpt results` — placeholder until its issue lands; registers nothing yet."""
+"""`hpt results`, `hpt fidelity`, `hpt report` — read a results store while trials run, and after.
+
+Everything reads the store (rows/*.csv, the source of truth), never the plan: any machine that can
+read the store can watch a run. Tables go to stdout (rich, or CSV/JSON for machines); notes and
+counts to stderr. Exit codes: 0 ok, 2 user error (bad URI, empty store, unknown metric).
+"""
 from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
 
 import typer
 
+from hpt.commands.common import console as _shared_console, err_console, user_errors
+from hpt.schemas.errors import UserError
 
+# Shown after the objective when --metrics is not given (kept short so the table fits a terminal).
+DEFAULT_SHOWN = ("mse", "loss", "train_time_s", "best_epoch")
+
+
+def _wide_console():
+    """Tables are wide; without a terminal (CI logs, pipes) use 160 columns instead of rich's 80."""
+    import os
+
+    from rich.console import Console
+
+    if _shared_console.is_terminal or os.environ.get("COLUMNS"):
+        return _shared_console
+    return Console(width=160)
+
+
+class _Lazy:
+    def __getattr__(self, name):
+        return getattr(_wide_console(), name)
+
+
+console = _Lazy()
+
+
+def _range(label: str) -> str:
+    """`2010-03-01..2010-06-01` → `2010-03..2010-06` when both ends fall on the 1st of a month."""
+    start, sep, end = label.partition("..")
+    if sep and start.endswith("-01") and end.endswith("-01") and len(start) == len(end) == 10:
+        return f"{start[:7]}..{end[:7]}"
+    return label
+
+
+class Format(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+class By(str, Enum):
+    config = "config"
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ""
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def _p(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3g}"
+
+
+def _json_default(value: Any) -> Any:
+    item = getattr(value, "item", None)
+    if callable(item):
+        return item()
+    return str(value)
+
+
+def _clean(value: Any) -> Any:
+    """NaN → None recursively, so JSON output is valid JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    item = getattr(value, "item", None)
+    if callable(item) and not isinstance(value, (str, bytes)):
+        return _clean(item())
+    return value
+
+
+def _emit_json(doc: Any) -> None:
+    typer.echo(json.dumps(_clean(doc), indent=2, default=_json_default, allow_nan=False))
+
+
+def _emit_csv(records: list[dict[str, Any]], columns: list[str]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", extrasaction="ignore", restval="")
+    writer.writeheader()
+    for rec in records:
+        writer.writerow({k: "" if v is None or (isinstance(v, float) and math.isnan(v)) else v for k, v in rec.items()})
+    typer.echo(buf.getvalue(), nl=False)
+
+
+# ---------------------------------------------------------------------------------------------- views
+def _trial_view(table, obj, metrics: list[str], top: int | None, fmt: Format) -> None:
+    from rich.table import Table
+
+    from hpt.results.table import short_param
+
+    done = table.done.copy()
+    has_obj = obj.metric in done.columns
+    if has_obj:
+        done = done.sort_values(obj.metric, ascending=obj.ascending, na_position="last", kind="stable")
+    shown_metrics = metrics or [m for m in dict.fromkeys((obj.metric,) + DEFAULT_SHOWN) if m in table.metrics]
+    if has_obj and obj.metric not in shown_metrics:
+        shown_metrics = [obj.metric] + shown_metrics
+    extra = [c for c in ("repeat",) if c in done.columns and done[c].nunique() > 1]
+    columns = ["trial_id", "range"] + extra + table.params + shown_metrics
+    rows = done.head(top) if top else done
+    failed = table.failed
+
+    if fmt is Format.json:
+        pick = lambda df, cols: [{c: r.get(c) for c in cols if c in df.columns} for r in df.to_dict("records")]
+        _emit_json({"store": table.uri, "objective": {"metric": obj.metric, "goal": obj.goal},
+                    "n_done": len(table.done), "n_failed": len(failed), "params": table.params,
+                    "metrics": shown_metrics, "rows": pick(rows, ["config_id", "status"] + columns),
+                    "failed": pick(failed, ["trial_id", "config_id", "range", "status", "reason"] + table.params)})
+        return
+    if fmt is Format.csv:
+        records = [dict(r, status=r.get("status")) for r in rows.to_dict("records")]
+        records += failed.to_dict("records")
+        cols = ["trial_id", "config_id", "status", "range"] + extra + table.params + shown_metrics + ["reason"]
+        _emit_csv(records, cols)
+        return
+
+    t = Table(title=f"{len(table.done)} finished trial(s), sorted by {obj}", title_justify="left")
+    t.add_column("#", justify="right", style="dim")
+    for c in columns:
+        header = short_param(c)
+        t.add_column(f"[bold]{header}[/]" if c == obj.metric else header,
+                     justify="right" if c in shown_metrics or c in table.params else "left", overflow="fold")
+    for i, rec in enumerate(rows.to_dict("records"), 1):
+        t.add_row(str(i), *[_range(rec.get(c)) if c == "range" else _num(rec.get(c)) for c in columns])
+    console.print(t)
+    _failed_table(failed, table.params)
+
+
+def _failed_table(failed, params: list[str]) -> None:
+    from rich.table import Table
+
+    from hpt.results.table import short_param
+
+    if failed.empty:
+        return
+    t = Table(title=f"{len(failed)} failed trial(s)", title_justify="left", title_style="red")
+    for c in ["trial_id", "range"] + params + ["reason"]:
+        t.add_column(short_param(c), overflow="fold")
+    for rec in failed.to_dict("records"):
+        t.add_row(*[_range(rec.get(c)) if c == "range" else _num(rec.get(c)) for c in ["trial_id", "range"] + params + ["reason"]])
+    console.print(t)
+
+
+def _config_view(table, obj, top: int | None, fmt: Format) -> dict | None:
+    from rich.table import Table
+
+    from hpt.results.compare import compare
+
+    cmp = compare(table, obj)
+    configs = cmp.configs[:top] if top else cmp.configs
+    if fmt is Format.json:
+        return cmp.record() | {"configs": [c.record() for c in configs]}
+    if fmt is Format.csv:
+        records = []
+        for c in configs:
+            rec = {"config": c.config, "label": c.label, "architecture": c.architecture, "best_on_every_range": c.best_everywhere,
+                   "mean": c.mean, "mean_rank": c.mean_rank, "wins": c.wins, "tied_best": c.tied_best, "n_ranges": c.n_ranges,
+                   "n_trials": c.n_trials, "n_pairs": c.n_pairs, "sign_p": c.sign_p, "wilcoxon_p": c.wilcoxon_p}
+            for r in cmp.ranges:
+                rec[f"{obj.metric}@{r}"] = c.per_range.get(r)
+                rec[f"rank@{r}"] = c.ranks.get(r)
+            records.append(rec | c.params)
+        cols = list(records[0]) if records else []
+        _emit_csv(records, cols)
+        return None
+
+    n = len(cmp.ranges)
+    t = Table(title=f"{len(cmp.configs)} config(s) over {n} date range(s): {obj.metric} (rank)", title_justify="left")
+    t.add_column("", width=1)
+    t.add_column("config", overflow="fold")
+    for r in cmp.ranges:
+        t.add_column(_range(r), justify="right")
+    t.add_column("mean", justify="right")
+    t.add_column("mean\nrank", justify="right")
+    t.add_column("wins", justify="right")
+    t.add_column("vs best\nsign p", justify="right")
+    t.add_column("vs best\nwilcoxon p", justify="right")
+    for i, c in enumerate(configs):
+        cells = []
+        for r in cmp.ranges:
+            if r in c.per_range:
+                mark = "[bold green]" if c.ranks[r] == 1 else ""
+                cells.append(f"{mark}{_num(c.per_range[r])} ({c.ranks[r]}){'[/]' if mark else ''}")
+            else:
+                cells.append("[dim]—[/]")
+        wins = f"{c.wins}/{n}" + (f" +{c.tied_best} tied" if c.tied_best else "")
+        vs = ("best", "") if i == 0 else (_p(c.sign_p) + f" ({c.best_better}/{c.n_pairs})", _p(c.wilcoxon_p))
+        t.add_row("[bold yellow]★[/]" if c.best_everywhere else "", c.label, *cells, _num(c.mean), f"{c.mean_rank:.2f}",
+                  wins, *vs)
+    console.print(t)
+    console.print("[dim]wins k/n: ranges where the config is strictly best (+t tied: shares the best value on t more); "
+                  "sign p (b/n): b of n paired results where the best config did better.[/]")
+    for note in cmp.notes():
+        console.print(f"• {note}", highlight=False)
+    _failed_table(table.failed, table.params)
+    return None
+
+
+def _trend_view(table, obj, fmt: Format) -> list | None:
+    from rich.table import Table
+
+    from hpt.results.trends import trends
+
+    rows = trends(table, obj)
+    if fmt is Format.json:
+        return [r.record() for r in rows]
+    if fmt is Format.csv:
+        _emit_csv([r.record() for r in rows], ["param", "value", "count", "mean", "median", "best", "best_value"])
+        return None
+    if not rows:
+        console.print("No parameter varies: no trends to show.")
+        return None
+    t = Table(title=f"Per-value trends of {obj}", title_justify="left")
+    for c in ("param", "value", "count", "mean", "median", "best"):
+        t.add_column(c, justify="left" if c in ("param", "value") else "right")
+    last = None
+    for r in rows:
+        style = "bold green" if r.best_value else None
+        t.add_row(r.param if r.param != last else "", _num(r.value), str(r.count), _num(r.mean), _num(r.median),
+                  _num(r.best), style=style, end_section=False)
+        last = r.param
+    console.print(t)
+    console.print("[dim]Green: the value with the best mean for its parameter. Means mix date ranges and the other "
+                  "parameters; a balanced grid keeps that fair.[/]")
+    return None
+
+
+# ------------------------------------------------------------------------------------------ commands
 def register(app: typer.Typer) -> None:
-    pass
+    @app.command("results")
+    @user_errors
+    def results_cmd(
+        uri: str = typer.Argument(..., help="The results store: a folder, file://PATH or gs://BUCKET/PREFIX."),
+        metrics: Optional[str] = typer.Option(None, "--metrics", help="Comma-separated metric columns to show (e.g. mse,train_time_s)."),
+        objective: Optional[str] = typer.Option(None, "--objective", help="Metric to sort and compare by (default mse; NAME:min / NAME:max for a custom column)."),
+        fmt: Format = typer.Option(Format.table, "--format", "-f", help="table (for people), csv or json (for machines)."),
+        by: Optional[By] = typer.Option(None, "--by", help="`config`: group trials of one config across date ranges and repeats — is the winner real?"),
+        show_trends: bool = typer.Option(False, "--trends", help="Per parameter value: count, mean, median and best of the objective."),
+        top: Optional[int] = typer.Option(None, "--top", min=1, help="Show only the best N rows / configs."),
+    ) -> None:
+        """Read results (also mid-run): rows sorted by the objective, or --by config, or --trends."""
+        from hpt.results.table import load_table, objective as make_objective, parse_metric_list
+
+        obj = make_objective(objective)
+        table = load_table(uri)
+        chosen = parse_metric_list(metrics, table)
+        if by or show_trends:
+            table.require(obj)
+        elif obj.metric not in table.done.columns and len(table.done):
+            table.require(obj)
+        err_console.print(f"{table.uri}: {len(table.done)} finished, {len(table.failed)} failed (read from {table.source})",
+                          highlight=False, soft_wrap=True)
+        if fmt is Format.csv and by and show_trends:
+            raise UserError("--format csv holds one table: choose --by config or --trends", where="--format")
+        if not by and not show_trends:
+            _trial_view(table, obj, chosen, top, fmt)
+            return
+        doc: dict[str, Any] = {}
+        if by:
+            got = _config_view(table, obj, top, fmt)
+            if got is not None:
+                doc["by_config"] = got
+        if show_trends:
+            got = _trend_view(table, obj, fmt)
+            if got is not None:
+                doc["trends"] = got
+        if fmt is Format.json:
+            _emit_json({"store": table.uri, **doc})
+
+    @app.command("fidelity")
+    @user_errors
+    def fidelity_cmd(
+        low: str = typer.Argument(..., help="Store of the cheap run (quick mode: one month, few epochs)."),
+        high: str = typer.Argument(..., help="Store of the expensive run of the same configs."),
+        objective: Optional[str] = typer.Option(None, "--objective", help="Metric to rank configs by (default mse)."),
+        k: int = typer.Option(5, "--k", "-k", min=1, help="Size of the top-k sets to compare."),
+        fmt: Format = typer.Option(Format.table, "--format", "-f", help="table, csv or json."),
+    ) -> None:
+        """Can the cheap run be trusted? Rank agreement of the configs two stores share."""
+        from rich.table import Table
+
+        from hpt.results.fidelity import fidelity
+        from hpt.results.table import load_table, objective as make_objective
+
+        obj = make_objective(objective)
+        result = fidelity(load_table(low), load_table(high), obj, k=k, moved=10)
+        if fmt is Format.json:
+            _emit_json({"low": low, "high": high, **result.record(), "verdict": result.verdict()})
+            return
+        if fmt is Format.csv:
+            _emit_csv([{"config": m.config, "label": m.label, "low_rank": m.low_rank, "high_rank": m.high_rank,
+                        "shift": m.shift, "low": m.low, "high": m.high} for m in result.moved],
+                      ["config", "label", "low_rank", "high_rank", "shift", "low", "high"])
+            return
+        t = Table(title=f"Fidelity: {result.n_common} common configs (low {result.n_low}, high {result.n_high}), by {obj}",
+                  title_justify="left", show_header=False)
+        t.add_column("what")
+        t.add_column("value", justify="right")
+        t.add_row("Spearman ρ", f"{_num(result.spearman, 3)} (p {_p(result.spearman_p)})" if result.spearman is not None else "–")
+        t.add_row("Kendall τ", f"{_num(result.kendall, 3)} (p {_p(result.kendall_p)})" if result.kendall is not None else "–")
+        t.add_row(f"top-{result.k} overlap", f"{result.overlap}/{result.k}")
+        t.add_row("low's best, rank in high", str(result.best_low_rank_in_high))
+        console.print(t)
+        if result.moved:
+            m = Table(title="Moved most", title_justify="left")
+            for c in ("config", "low rank", "high rank", "shift", "low", "high"):
+                m.add_column(c, justify="left" if c == "config" else "right", overflow="fold")
+            for mv in result.moved:
+                m.add_row(mv.label, str(mv.low_rank), str(mv.high_rank), f"{mv.shift:+d}", _num(mv.low), _num(mv.high))
+            console.print(m)
+        console.print(result.verdict(), highlight=False)
+
+    @app.command("report")
+    @user_errors
+    def report_cmd(
+        uri: str = typer.Argument(..., help="The results store: a folder, file://PATH or gs://BUCKET/PREFIX."),
+        out: Path = typer.Option(Path("report.html"), "--out", "-o", help="The HTML file to write (one self-contained page)."),
+        objective: Optional[str] = typer.Option(None, "--objective", help="Metric to compare by (default mse)."),
+        top: int = typer.Option(8, "--top", min=1, help="Configs drawn in the per-range and learning-curve plots."),
+        curves: bool = typer.Option(True, "--curves/--no-curves", help="Read learning curves from the TensorBoard logs."),
+    ) -> None:
+        """One self-contained HTML page: per-range objective, trends, learning curves, the tables."""
+        from hpt.results.report import write_report
+        from hpt.results.table import load_table, objective as make_objective
+
+        obj = make_objective(objective)
+        table = load_table(uri)
+        path = write_report(table, obj, out, top=top, curves=curves)
+        err_console.print(f"wrote {path} ({path.stat().st_size // 1024} KiB)", highlight=False)

@@ -1,0 +1,141 @@
+"""`hpt results`, `hpt fidelity`, `hpt report` end to end through the real CLI (typer's CliRunner)."""
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import re
+
+import pytest
+from results_fixtures import DOMINATE, LR, RANGES, make_row, put_matrix, put_row, put_trial
+from typer.testing import CliRunner
+
+from hpt.cli import app
+from hpt.results.store import open_store
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = open_store(str(tmp_path / "store"))
+    put_matrix(s, DOMINATE, skip={("C", 2)})
+    put_row(s, make_row("lstm", {"learning_rate": LR["C"], "hidden_size": 64}, RANGES[2], status="failed",
+                        reason="CUDA out of memory"))
+    return s
+
+
+def _ok(result):
+    assert result.exit_code == 0, (result.output, getattr(result, "stderr", ""))
+    return result.stdout
+
+
+def test_results_table_sorted_with_failed_apart(runner, store):
+    out = _ok(runner.invoke(app, ["results", store.uri]))
+    assert "8 finished trial(s)" in out and "sorted by mse" in out
+    assert "learning_rate" in out and "hidden_size" not in out  # only the parameters that vary
+    assert "1 failed trial(s)" in out and "CUDA out of memory" in out
+    first_rows = [line for line in out.splitlines() if re.match(r"^│\s+\d+ │", line)]
+    assert "0.5 " in first_rows[0] and "0.95" in first_rows[-1]
+
+
+def test_results_csv_and_json_parse(runner, store):
+    out = _ok(runner.invoke(app, ["results", store.uri, "--format", "csv", "--metrics", "mse,train_time_s"]))
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 9
+    assert [r["status"] for r in rows].count("failed") == 1 and rows[-1]["reason"] == "CUDA out of memory"
+    done = [float(r["mse"]) for r in rows if r["status"] == "done"]
+    assert done == sorted(done) and set(rows[0]) >= {"trial_id", "param.learning_rate", "mse", "train_time_s"}
+    assert "loss" not in rows[0]
+
+    doc = json.loads(_ok(runner.invoke(app, ["results", store.uri, "--format", "json", "--top", "2"])))
+    assert doc["n_done"] == 8 and doc["n_failed"] == 1 and len(doc["rows"]) == 2
+    assert doc["rows"][0]["mse"] == 0.5 and doc["objective"] == {"metric": "mse", "goal": "minimize"}
+
+
+def test_results_by_config_and_trends(runner, store):
+    out = _ok(runner.invoke(app, ["results", store.uri, "--by", "config"]))
+    assert "★" in out and "3/3" in out and "smallest two-sided" in out
+    doc = json.loads(_ok(runner.invoke(app, ["results", store.uri, "--by", "config", "--trends", "-f", "json"])))
+    best = doc["by_config"]["configs"][0]
+    assert best["best_everywhere"] and best["wins"] == 3 and best["params"]["param.learning_rate"] == LR["A"]
+    assert any("p < 0.05 is out of reach" in n for n in doc["by_config"]["notes"])
+    trends = {t["value"]: t for t in doc["trends"]}
+    assert trends[LR["A"]]["mean"] == pytest.approx(0.55) and trends[LR["C"]]["count"] == 2
+    rows = list(csv.DictReader(io.StringIO(_ok(runner.invoke(app, ["results", store.uri, "--by", "config", "-f", "csv"])))))
+    assert rows[0]["best_on_every_range"] == "True" and rows[1]["sign_p"] == "0.25"
+    rows = list(csv.DictReader(io.StringIO(_ok(runner.invoke(app, ["results", store.uri, "--trends", "-f", "csv"])))))
+    assert [r["value"] for r in rows] == ["0.001", "0.01", "0.1"]
+
+
+def test_fidelity_command(runner, tmp_path):
+    low, high = open_store(str(tmp_path / "low")), open_store(str(tmp_path / "high"))
+    for i, letter in enumerate("ABCDE"):
+        params = {"learning_rate": LR[letter]}
+        put_trial(low, "lstm", params, RANGES[0], mse=1.0 + i, mode="quick")
+        put_trial(high, "lstm", params, RANGES[0], mse=5.0 - i)
+    doc = json.loads(_ok(runner.invoke(app, ["fidelity", low.uri, high.uri, "-k", "2", "-f", "json"])))
+    assert doc["spearman"] == pytest.approx(-1.0) and doc["kendall"] == pytest.approx(-1.0) and doc["overlap"] == 0
+    out = _ok(runner.invoke(app, ["fidelity", low.uri, low.uri]))
+    assert "Spearman" in out and "1 (p" in out and "Strong agreement" in out
+
+
+def test_user_errors_exit_2(runner, tmp_path):
+    for args, message in [
+        (["results", str(tmp_path / "nope")], "no such results folder"),
+        (["results", "s3://bucket/x"], "unsupported results URI scheme"),
+        (["results", str(tmp_path)], "no results in this store"),
+        (["fidelity", str(tmp_path), str(tmp_path)], "no results in this store"),
+        (["report", str(tmp_path / "nope"), "--out", str(tmp_path / "r.html")], "no such results folder"),
+        (["results", str(tmp_path), "--objective", "accuracy"], "unknown metric"),
+    ]:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.stderr and "Traceback" not in result.output
+    store = open_store(str(tmp_path / "s"))
+    put_matrix(store, DOMINATE)
+    result = runner.invoke(app, ["results", store.uri, "--metrics", "mse,accuracy"])
+    assert result.exit_code == 2 and "no such metric column: accuracy" in result.stderr
+    result = runner.invoke(app, ["results", store.uri, "--by", "config", "--trends", "-f", "csv"])
+    assert result.exit_code == 2 and "one table" in result.stderr
+
+
+def test_report_is_self_contained_with_images_and_curves(runner, store, tmp_path):
+    from results_fixtures import write_curves
+
+    from hpt.results.table import load_table
+
+    done = load_table(store.uri).done
+    for i, trial in enumerate(sorted(done["trial_id"])[:4]):
+        write_curves(store, trial, [2.0 / (e + 1) + 0.1 * i for e in range(6)], tmp_path / "tb")
+    out = tmp_path / "out" / "report.html"
+    result = runner.invoke(app, ["report", store.uri, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    page = out.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>")
+    # self-contained: every src/href is a data: URI, nothing external
+    refs = re.findall(r'(?:src|href)\s*=\s*"([^"]*)"', page)
+    assert refs and all(r.startswith("data:image/png;base64,") for r in refs)
+    assert "<link" not in page and "<script" not in page
+    images = [base64.b64decode(r.split(",", 1)[1]) for r in refs]
+    assert len(images) == 3  # per-range, trends, learning curves
+    assert all(img.startswith(b"\x89PNG\r\n\x1a\n") and len(img) > 5000 for img in images)
+    assert "Is it real?" in page and "★" in page and "CUDA out of memory" in page and "valid/mse" in page
+
+
+def test_report_from_gcs_store(runner, gcs_bucket, tmp_path):
+    from results_fixtures import write_curves
+
+    store = open_store(gcs_bucket + "/exp")
+    put_matrix(store, DOMINATE)
+    trial = sorted(k[len("rows/"):-4] for k in store.list("rows/"))[0]
+    write_curves(store, trial, [1.0, 0.8, 0.7], tmp_path / "tb")
+    out = tmp_path / "r.html"
+    result = runner.invoke(app, ["report", gcs_bucket + "/exp", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    assert page.count("data:image/png;base64,") == 3 and "1 trial(s) of the top" in page
