@@ -1,8 +1,45 @@
-"""`hpt delete` — placeholder until its issue lands; registers nothing yet."""
+"""`hpt delete PLAN_DIR` — remove a plan's Kubernetes Jobs and ConfigMaps (the results store is untouched)."""
 from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
 
 import typer
 
+from hpt.commands.common import EXIT_OK, err_console, user_errors
+from hpt.schemas.errors import UserError
+
 
 def register(app: typer.Typer) -> None:
-    pass
+    @app.command("delete")
+    @user_errors
+    def delete(
+        plan_dir: Path = typer.Argument(..., help="The plan folder written by `hpt compile` (plan.json + trials/)."),
+        context: Optional[str] = typer.Option(None, "--context", help="The kubeconfig context (default: the current one)."),
+        namespace: Optional[str] = typer.Option(None, "--namespace", help="Namespace of the Jobs (default: the spec's kubernetes.namespace, else the context's)."),
+        kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig", help="Path of the kubeconfig (default: $KUBECONFIG or ~/.kube/config)."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="List what would be deleted and delete nothing."),
+        output: str = typer.Option("text", "--output", "-o", help="text or json."),
+    ) -> None:
+        """Delete the plan's Jobs (running ones are stopped) and ConfigMaps from the cluster. Rows, models
+        and logs in the results store stay; `hpt apply` again starts the unfinished trials anew."""
+        from hpt.executor.backends import get_backend
+        from hpt.executor.plan import load_plan
+
+        if output not in ("text", "json"):
+            raise UserError(f"unknown output format {output!r}", where="--output", hint="text or json")
+        plan = load_plan(plan_dir)
+        backend = get_backend("k8s", context=context, namespace=namespace, kubeconfig=kubeconfig)
+        found = backend.delete_plan(plan.submissions, dry_run=dry_run)
+        ns = backend.namespace
+        if output == "json":
+            print(json.dumps({"experiment_id": plan.experiment_id, "namespace": ns, "dry_run": dry_run, **found}))
+        else:
+            for kind in ("jobs", "configmaps"):
+                for name in found.get(kind, []):
+                    typer.echo(f"{kind[:-1]}/{name}")
+            verb = "would delete" if dry_run else "deleted"
+            err_console.print(f"{verb} {len(found.get('jobs', []))} Job(s) and {len(found.get('configmaps', []))} "
+                              f"ConfigMap(s) of {plan.experiment_id} in namespace {ns}", highlight=False)
+        raise typer.Exit(EXIT_OK)

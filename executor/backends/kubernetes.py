@@ -1,0 +1,830 @@
+"""The k8s backend: each trial is a batch/v1 Job on a Kubernetes cluster (GPU requests, Secrets by reference).
+
+    hpt apply PLAN --backend k8s --results gs://BUCKET/PREFIX [--context CTX] [--namespace NS] [--parallel N]
+    hpt apply PLAN --backend k8s --results gs://... --dry-run | kubectl apply -f -
+
+How it talks to the cluster:
+- Config: the kubeconfig (`context`, `kubeconfig` or $KUBECONFIG) or, inside a pod, the in-cluster config.
+  Neither → one clear UserError. `dry_run` needs neither: it only renders (hpt.k8s.render).
+- One watch per plan, on the plan's label selector, keeps a small cache of every Job's state; `poll`
+  reads that cache and never calls the API. After a disconnect the watch resumes from the last
+  resourceVersion it saw; on 410 Gone (too old) it lists again and continues from the list's version.
+  Label selectors are also checked client-side (some API emulators ignore them).
+- `submit` creates the Job (and its ConfigMap with manifest_via="configmap"). 409 Conflict: a Job of the
+  same name exists — still running → adopted (re-applying after a crash continues); finished (an
+  earlier failed attempt) → deleted and created again.
+- Failure reasons come from the Job's conditions and its pod: exit code, OOM-killed, deadline
+  exceeded, image pull errors and unschedulable pods (both failed by hpt after a grace period).
+- Ctrl-C: with cancel_on_exit=False (the default) the loop should leave Jobs running; the backend says
+  so through `cancel_on_interrupt` and `follow_hint(...)`. `cancel` deletes the Job (propagation Background).
+
+Results must go to gs://: a pod cannot write to a folder on the machine running `hpt apply`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+from hpt.executor.backend import Phase, Submission, TrialStatus
+from hpt.k8s import render as k8s
+from hpt.schemas.errors import UserError
+
+log = logging.getLogger("hpt.k8s")
+
+DEFAULT_CAPACITY = 16
+GiB = 1 << 30
+
+
+@dataclass
+class JobHandle:
+    trial_id: str
+    name: str
+    namespace: str
+    attempt: int = 1
+    configmap: bool = False
+    adopted: bool = False
+
+
+@dataclass
+class JobState:
+    """What the watch keeps of one Job: enough to decide the trial's phase, no more."""
+    name: str
+    trial_id: str
+    attempt: int
+    results: str = ""
+    active: int = 0
+    ready: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    conditions: dict[str, tuple[str, str]] = field(default_factory=dict)  # type → (reason, message) for status True
+    deadline_s: int | None = None
+    memory: str = ""
+    deleted: bool = False
+    seen: float = 0.0          # time.monotonic() of the last update
+
+    @property
+    def complete(self) -> bool:
+        return "Complete" in self.conditions or "SuccessCriteriaMet" in self.conditions
+
+    @property
+    def failed_condition(self) -> tuple[str, str] | None:
+        return self.conditions.get("Failed") or self.conditions.get("FailureTarget")
+
+    @property
+    def finished(self) -> bool:
+        return self.complete or self.failed_condition is not None
+
+
+def _matches(labels: Mapping[str, str] | None, required: Mapping[str, str]) -> bool:
+    labels = labels or {}
+    return all(labels.get(k) == v for k, v in required.items())
+
+
+def job_state(obj: Mapping[str, Any]) -> JobState:
+    meta = obj.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    status = obj.get("status") or {}
+    spec = obj.get("spec") or {}
+    conditions = {c.get("type", ""): (c.get("reason") or "", c.get("message") or "")
+                  for c in status.get("conditions") or [] if str(c.get("status")) == "True"}
+    try:
+        container = spec["template"]["spec"]["containers"][0]
+        memory = container.get("resources", {}).get("limits", {}).get("memory", "")
+    except (KeyError, IndexError, TypeError):
+        memory = ""
+    try:
+        attempt = int(labels.get(k8s.ATTEMPT_LABEL, "1"))
+    except ValueError:
+        attempt = 1
+    return JobState(
+        name=meta.get("name", ""), trial_id=(meta.get("annotations") or {}).get("hpt.dev/trial-id") or labels.get(k8s.TRIAL_LABEL, ""),
+        attempt=attempt, results=(meta.get("annotations") or {}).get(k8s.RESULTS_ANNOTATION, ""),
+        active=int(status.get("active") or 0), ready=int(status.get("ready") or 0),
+        succeeded=int(status.get("succeeded") or 0), failed=int(status.get("failed") or 0),
+        conditions=conditions, deadline_s=spec.get("activeDeadlineSeconds"), memory=memory, seen=time.monotonic())
+
+
+class JobWatch:
+    """One watch on a plan's Jobs, in a daemon thread; `get(name)` reads its cache."""
+
+    def __init__(self, api_factory: Callable[[], Any], namespace: str, selector: str, required: Mapping[str, str],
+                 read_timeout_s: float = 60.0, server_timeout_s: int = 300):
+        self._api_factory = api_factory
+        self.namespace = namespace
+        self.selector = selector
+        self.required = dict(required)
+        self.read_timeout_s = read_timeout_s
+        self.server_timeout_s = server_timeout_s
+        self.cache: dict[str, JobState] = {}
+        self.lock = threading.Lock()
+        self.resource_version: str | None = None
+        self.lists = 0               # how many times it listed (first sync + every 410)
+        self.watches = 0             # how many watch requests it made
+        self.synced = threading.Event()
+        self.failing_since: float | None = None
+        self.last_error = ""
+        self._stop = threading.Event()
+        self._resp = None
+        self._thread = threading.Thread(target=self._run, name="hpt-k8s-watch", daemon=True)
+
+    def start(self) -> "JobWatch":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        resp = self._resp
+        if resp is not None:
+            import socket
+
+            try:   # unblock the thread's read: shut the socket down under it (as kubernetes.watch does)
+                sock = getattr(getattr(resp, "connection", None), "sock", None)
+                if sock is not None:
+                    sock.shutdown(socket.SHUT_RDWR)
+            except Exception:
+                pass
+        if self._thread.is_alive():
+            self._thread.join(5)
+
+    def get(self, name: str) -> JobState | None:
+        with self.lock:
+            return self.cache.get(name)
+
+    def put(self, state: JobState) -> None:
+        """Record what a create/read returned, so poll sees the Job before its first watch event."""
+        with self.lock:
+            old = self.cache.get(state.name)
+            if old is None or not old.finished or state.finished:
+                self.cache[state.name] = state
+
+    def forget(self, name: str) -> None:
+        with self.lock:
+            self.cache.pop(name, None)
+
+    def states(self) -> list[JobState]:
+        with self.lock:
+            return list(self.cache.values())
+
+    # -- the thread ---------------------------------------------------------------------------
+    def _run(self) -> None:
+        from kubernetes.client import BatchV1Api
+        from kubernetes.client.exceptions import ApiException
+
+        api = BatchV1Api(self._api_factory())
+        delay = 0.2
+        while not self._stop.is_set():
+            try:
+                if self.resource_version is None:
+                    self._list(api)
+                self._watch(api)
+                delay = 0.2
+                self.failing_since = None
+            except ApiException as err:
+                if err.status == 410:      # our resourceVersion is too old: list again
+                    log.info("watch expired (410 Gone); listing the plan's Jobs again")
+                    self.resource_version = None
+                    continue
+                self._failed(err, f"HTTP {err.status} {err.reason}")
+            except Exception as err:        # disconnects, timeouts, refused connections
+                if self._stop.is_set():
+                    break
+                self._failed(err, f"{type(err).__name__}: {err}")
+            if self._stop.wait(delay):
+                break
+            delay = min(delay * 2, 5.0)
+
+    def _failed(self, err: Exception, text: str) -> None:
+        if self.failing_since is None:
+            self.failing_since = time.monotonic()
+        self.last_error = text
+        log.debug("Job watch interrupted (%s); resuming from resourceVersion %s", text, self.resource_version)
+
+    def _list(self, api) -> None:
+        started = time.monotonic()
+        resp = api.list_namespaced_job(self.namespace, label_selector=self.selector, _preload_content=False,
+                                       _request_timeout=(10, 120))
+        doc = json.loads(resp.data)
+        self.lists += 1
+        fresh = {}
+        for item in doc.get("items") or []:
+            if _matches((item.get("metadata") or {}).get("labels"), self.required):
+                state = job_state(item)
+                fresh[state.name] = state
+        with self.lock:
+            for name, old in self.cache.items():
+                # Gone while we were not watching (but not created after the list began).
+                if name not in fresh and not old.deleted and old.seen < started:
+                    old.deleted = True
+            self.cache.update(fresh)
+        self.resource_version = (doc.get("metadata") or {}).get("resourceVersion") or None
+        self.synced.set()
+
+    def _watch(self, api) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        kwargs: dict[str, Any] = dict(label_selector=self.selector, watch=True, allow_watch_bookmarks=True,
+                                      timeout_seconds=self.server_timeout_s, _preload_content=False,
+                                      _request_timeout=(10, self.read_timeout_s))
+        if self.resource_version:
+            kwargs["resource_version"] = self.resource_version
+        from urllib3.exceptions import ProtocolError, ReadTimeoutError
+
+        self.watches += 1
+        resp = api.list_namespaced_job(self.namespace, **kwargs)
+        self._resp = resp
+        self.failing_since = None   # the API server answered
+        try:
+            for line in _lines(resp):
+                if self._stop.is_set():
+                    return
+                if not line or not line.strip():
+                    continue
+                event = json.loads(line)
+                kind, obj = event.get("type"), event.get("object") or {}
+                if kind == "ERROR":
+                    raise ApiException(status=int(obj.get("code") or 500), reason=f"{obj.get('reason')}: {obj.get('message')}")
+                meta = obj.get("metadata") or {}
+                rv = meta.get("resourceVersion")
+                if kind != "BOOKMARK" and _matches(meta.get("labels"), self.required):
+                    state = job_state(obj)
+                    with self.lock:
+                        if kind == "DELETED":
+                            old = self.cache.get(state.name)
+                            state = old if old is not None else state
+                            state.deleted = True
+                        self.cache[state.name] = state
+                if rv:
+                    self.resource_version = rv
+                self.failing_since = None
+        except (ReadTimeoutError, ProtocolError):
+            return   # a quiet or dropped stream: watch again from the last resourceVersion
+        finally:
+            self._resp = None
+            try:
+                resp.release_conn()
+            except Exception:
+                pass
+
+
+def _lines(resp):
+    from kubernetes.watch.watch import iter_resp_lines
+
+    return iter_resp_lines(resp)
+
+
+class KubernetesBackend:
+    """Trials as Kubernetes Jobs. Options (all optional, unknown ones ignored):
+
+    context, kubeconfig — which cluster; namespace — overrides the spec's kubernetes.namespace;
+    cancel_on_exit — delete running Jobs when `hpt apply` is interrupted (default False: leave them);
+    retries — the Job's backoffLimit (pod retries inside the cluster; default 0, the loop retries);
+    manifest_via — "env" (default) or "configmap"; ttl_s — ttlSecondsAfterFinished (default 1 day);
+    image_pull_timeout_s (300) / unschedulable_timeout_s (900) — how long a pod may wait on an image
+    pull error or an unschedulable pod before hpt fails the trial and deletes its Job;
+    watch_read_timeout_s — reconnect the watch after this many quiet seconds (default 60);
+    pod_check_interval_s — how often a pending Job's pod is inspected (default 15 s).
+    """
+
+    name = "k8s"
+    poll_interval = 0.5
+
+    def __init__(self, context: str | None = None, namespace: str | None = None, cancel_on_exit: bool | None = None,
+                 kubeconfig: str | None = None, retries: int | None = None, manifest_via: str = "env",
+                 ttl_s: int = 86400, image_pull_timeout_s: float = 300.0, unschedulable_timeout_s: float = 900.0,
+                 watch_read_timeout_s: float = 60.0, pod_check_interval_s: float = 15.0, capacity: int | None = None,
+                 **_unknown: Any):
+        self.context = context
+        self.kubeconfig = kubeconfig
+        self.cancel_on_exit = bool(cancel_on_exit)
+        self.options = k8s.RenderOptions(namespace=namespace, manifest_via=manifest_via,
+                                         backoff_limit=int(retries or 0), ttl_seconds_after_finished=int(ttl_s))
+        self.image_pull_timeout_s = image_pull_timeout_s
+        self.unschedulable_timeout_s = unschedulable_timeout_s
+        self.watch_read_timeout_s = watch_read_timeout_s
+        self._capacity = capacity
+        self._settings: k8s.ClusterSettings | None = None
+        self._namespace: str | None = None
+        self._experiment: str | None = None
+        self._gpus_per_trial = 0
+        self._config = None
+        self._api = None
+        self._watch: JobWatch | None = None
+        self._waiting_since: dict[str, tuple[str, float]] = {}   # job → (problem kind, since)
+        self._verdicts: dict[str, TrialStatus] = {}               # job → failure decided by hpt or read from its pod
+        self._pod_checked: dict[str, tuple[float, tuple[str, str] | None]] = {}   # job → (when, problem)
+        self.pod_check_interval_s = pod_check_interval_s
+        self._lock = threading.Lock()
+
+    # -- what the loop may read ---------------------------------------------------------------
+    @property
+    def cancel_on_interrupt(self) -> bool:
+        """Whether an interrupted `hpt apply` should cancel running trials (False: leave the Jobs running)."""
+        return self.cancel_on_exit
+
+    def follow_hint(self, experiment_id: str | None = None) -> str:
+        """How to follow Jobs left running, for the loop's message on Ctrl-C."""
+        exp = experiment_id or self._experiment or "<experiment>"
+        ns = self._namespace or self.options.namespace or "<namespace>"
+        ctx = f" --context {self.context}" if self.context else ""
+        return (f"the Jobs keep running; follow them with `kubectl{ctx} -n {ns} get jobs -l "
+                f"{k8s.plan_selector(exp)} -w`, re-run the same `hpt apply` to collect them, "
+                f"or `hpt delete PLAN{ctx} --namespace {ns}` to stop them")
+
+    # -- config -------------------------------------------------------------------------------
+    def _load_config(self):
+        if self._config is not None:
+            return self._config
+        from kubernetes import client, config
+        from kubernetes.config.config_exception import ConfigException
+
+        cfg = client.Configuration()
+        namespace = None
+        try:
+            config.load_kube_config(config_file=self.kubeconfig, context=self.context, client_configuration=cfg)
+            try:
+                _, active = config.list_kube_config_contexts(config_file=self.kubeconfig)
+                if self.context:
+                    contexts, _ = config.list_kube_config_contexts(config_file=self.kubeconfig)
+                    active = next((c for c in contexts if c.get("name") == self.context), active)
+                namespace = (active or {}).get("context", {}).get("namespace")
+            except Exception:
+                namespace = None
+        except (ConfigException, OSError, TypeError) as kube_err:
+            if self.context or self.kubeconfig:
+                raise UserError(f"cannot use the kubeconfig: {kube_err}", where=f"--context {self.context}" if self.context else self.kubeconfig,
+                                hint="check `kubectl config get-contexts`") from None
+            try:
+                config.load_incluster_config(client_configuration=cfg)
+                try:
+                    with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as f:
+                        namespace = f.read().strip() or None
+                except OSError:
+                    namespace = None
+            except ConfigException:
+                raise UserError("no Kubernetes cluster configured: no kubeconfig (~/.kube/config or $KUBECONFIG) "
+                                "and not running inside a cluster",
+                                where="--backend k8s",
+                                hint="set up kubectl access (e.g. `gcloud container clusters get-credentials CLUSTER`), "
+                                     "pass --context, or use --dry-run to print the Jobs without a cluster") from None
+        self._config = cfg
+        self._context_namespace = namespace
+        return cfg
+
+    def _api_client(self):
+        from kubernetes import client
+
+        return client.ApiClient(self._load_config())
+
+    def _batch(self):
+        from kubernetes.client import BatchV1Api
+
+        if self._api is None:
+            self._api = self._api_client()
+        return BatchV1Api(self._api)
+
+    def _core(self):
+        from kubernetes.client import CoreV1Api
+
+        if self._api is None:
+            self._api = self._api_client()
+        return CoreV1Api(self._api)
+
+    def _resolve(self, submissions: Sequence[Submission]) -> None:
+        """Cluster settings and namespace from the manifests (one plan → one section)."""
+        if not submissions:
+            return
+        first = submissions[0]
+        section = first.manifest.get("kubernetes") if first.manifest else None
+        settings = k8s.ClusterSettings.parse(section, where=f"{first.trial_id}: kubernetes")
+        for sub in submissions[1:]:
+            if (sub.manifest or {}).get("kubernetes") != section:
+                raise UserError("trials of one plan carry different kubernetes sections", where=sub.trial_id,
+                                hint="compile the plan again")
+        self._settings = settings
+        self._experiment = first.experiment_id
+        self._gpus_per_trial = max(int(((s.manifest or {}).get("resources") or {}).get("gpus", 0) or 0) for s in submissions)
+
+    def _settings_for(self, sub: Submission) -> k8s.ClusterSettings:
+        if self._settings is None:
+            self._resolve([sub])
+        assert self._settings is not None
+        return self._settings
+
+    @property
+    def namespace(self) -> str:
+        """Where the Jobs go: --namespace, else the spec's kubernetes.namespace, else the context's, else default."""
+        return self._ns()
+
+    def _ns(self) -> str:
+        if self._namespace is None:
+            explicit = k8s.namespace_for(self._settings or k8s.ClusterSettings(), self.options)
+            if explicit is None:
+                self._load_config()
+            self._namespace = explicit or getattr(self, "_context_namespace", None) or "default"
+        return self._namespace
+
+    # -- the protocol -------------------------------------------------------------------------
+    def preflight(self, submissions: Sequence[Submission]) -> None:
+        self._check_offline(submissions)
+        self._resolve(submissions)
+        namespace = self._ns()
+        self._check_cluster(namespace)
+        if submissions:
+            self._ensure_watch(submissions[0].experiment_id)
+
+    def _check_offline(self, submissions: Sequence[Submission]) -> None:
+        """What can be checked without a cluster: results location, data, settings, rendering."""
+        for sub in submissions:
+            if not sub.results_uri.startswith("gs://"):
+                raise UserError(f"results go to {sub.results_uri!r}, a folder on this machine, which pods on a cluster "
+                                "cannot write to", where="--results",
+                                hint="pass --results gs://BUCKET/PREFIX and give the Job's service account write access "
+                                     "(Workload Identity, see docs/kubernetes.md)")
+        if not submissions:
+            return
+        first = submissions[0]
+        data_uri = str(((first.manifest or {}).get("data") or {}).get("uri", ""))
+        if data_uri and not data_uri.startswith("gs://"):
+            log.warning("the dataset %s is a local path: the pods can read it only if the image contains it "
+                        "(use a gs:// dataset for a cluster)", data_uri)
+        image = str((first.manifest or {}).get("image", ""))
+        registry = image.split("/", 1)[0] if "/" in image else ""
+        if not ("." in registry or ":" in registry or registry == "localhost"):
+            log.warning("the image %s names no registry: the cluster will look for it on Docker Hub "
+                        "(push it to your registry and set `image` in the spec)", image)
+        # Render one trial: a bad kubernetes section fails here, before anything is created.
+        settings = k8s.ClusterSettings.parse((first.manifest or {}).get("kubernetes"), where=f"{first.trial_id}: kubernetes")
+        for doc in self._render(first, settings):
+            problems = k8s.check_object(doc)
+            if problems:
+                raise UserError("; ".join(problems), where=f"{first.trial_id}: rendered {doc.get('kind')}")
+
+    def _check_cluster(self, namespace: str) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        batch = self._batch()
+        try:
+            batch.list_namespaced_job(namespace, limit=1, _preload_content=False, _request_timeout=(10, 30))
+        except ApiException as err:
+            raise self._api_error(err, f"list Jobs in namespace {namespace}") from None
+        except Exception as err:
+            host = getattr(self._config, "host", "?")
+            raise UserError(f"cannot reach the Kubernetes API server at {host}: {type(err).__name__}",
+                            where=f"--context {self.context}" if self.context else "kubeconfig",
+                            hint="check `kubectl cluster-info`, your VPN, or the context") from None
+
+    def _api_error(self, err, doing: str) -> UserError:
+        text = err.reason or ""
+        try:
+            body = json.loads(err.body or "{}")
+            text = body.get("message") or text
+        except (ValueError, TypeError):
+            pass
+        if err.status in (401, 403):
+            return UserError(f"not allowed to {doing}: {text}", where=f"namespace {self._namespace}",
+                             hint="the account needs create/get/list/watch/delete on jobs (and configmaps), get/list on pods and pods/log")
+        if err.status == 404:
+            return UserError(f"cannot {doing}: {text}", where=f"namespace {self._namespace}",
+                             hint="does the namespace exist? `kubectl create namespace NAME` or pass --namespace")
+        return UserError(f"cannot {doing}: HTTP {err.status} {text}", where=f"namespace {self._namespace}")
+
+    def _ensure_watch(self, experiment_id: str) -> JobWatch:
+        with self._lock:
+            if self._watch is None:
+                self._experiment = experiment_id
+                self._watch = JobWatch(self._api_client, self._ns(), k8s.plan_selector(experiment_id),
+                                       k8s.plan_labels(experiment_id), read_timeout_s=self.watch_read_timeout_s).start()
+            return self._watch
+
+    def capacity(self) -> int:
+        if self._capacity:
+            return int(self._capacity)
+        if self._gpus_per_trial and self._config is not None:
+            try:
+                nodes = json.loads(self._core().list_node(_preload_content=False, _request_timeout=(10, 30)).data)
+                gpus = sum(int((n.get("status") or {}).get("allocatable", {}).get(k8s.GPU_RESOURCE, 0) or 0)
+                           for n in nodes.get("items") or [])
+                if gpus >= self._gpus_per_trial:
+                    return gpus // self._gpus_per_trial
+            except Exception:   # nodes are cluster-scoped: often forbidden; an autoscaled pool may be at 0
+                pass
+        return DEFAULT_CAPACITY
+
+    def adopt(self, experiment_id: str) -> dict[str, JobHandle]:
+        """This plan's Jobs still running (or waiting to start) in the cluster: trial id → handle."""
+        watch = self._ensure_watch(experiment_id)
+        if not watch.synced.wait(60):
+            raise UserError(f"could not list the plan's Jobs: {watch.last_error or 'no answer in 60 s'}",
+                            where=f"namespace {self._ns()}")
+        found: dict[str, JobHandle] = {}
+        for state in watch.states():
+            if state.deleted or state.finished or not state.trial_id:
+                continue
+            known = found.get(state.trial_id)
+            if known is None or state.attempt > known.attempt:
+                found[state.trial_id] = JobHandle(state.trial_id, state.name, self._ns(), state.attempt,
+                                                  self.options.manifest_via == "configmap", adopted=True)
+        return found
+
+    def _render(self, sub: Submission, settings: k8s.ClusterSettings | None = None) -> list[dict[str, Any]]:
+        return k8s.render_trial(trial_id=sub.trial_id, experiment_id=sub.experiment_id, manifest_json=sub.manifest_json,
+                                manifest=sub.manifest or json.loads(sub.manifest_json), results_uri=sub.results_uri,
+                                timeout_s=sub.timeout_s, attempt=sub.attempt, options=self.options,
+                                settings=settings or self._settings_for(sub))
+
+    def submit(self, submission: Submission) -> JobHandle:
+        from kubernetes.client.exceptions import ApiException
+
+        settings = self._settings_for(submission)
+        namespace = self._ns()
+        watch = self._ensure_watch(submission.experiment_id)
+        docs = self._render(submission, settings)
+        job = docs[-1]
+        name = job["metadata"]["name"]
+        handle = JobHandle(submission.trial_id, name, namespace, submission.attempt, configmap=len(docs) > 1)
+        batch = self._batch()
+        if handle.configmap:
+            self._create_configmap(docs[0], namespace)
+        for _ in range(60):
+            try:
+                resp = batch.create_namespaced_job(namespace, job, _preload_content=False, _request_timeout=(10, 60))
+                created = json.loads(resp.data)
+                watch.put(job_state(created))
+                if handle.configmap:
+                    self._own_configmap(name, namespace, created)
+                return handle
+            except ApiException as err:
+                if err.status != 409:
+                    raise self._api_error(err, f"create Job {name}") from None
+            existing = self._read_job(name, namespace)
+            if existing is None:
+                continue           # deleted in between: create again
+            state = job_state(existing)
+            if state.trial_id != submission.trial_id:
+                raise UserError(f"a Job named {name} exists for another trial ({state.trial_id or 'not hpt'})",
+                                where=f"namespace {namespace}", hint=f"delete it: kubectl -n {namespace} delete job {name}")
+            if not state.finished and not state.deleted:
+                if state.results and state.results != submission.results_uri:
+                    raise UserError(f"Job {name} is running for results {state.results}, not {submission.results_uri}",
+                                    where=f"namespace {namespace}", hint="apply with the same --results, or `hpt delete PLAN` first")
+                log.info("adopting Job %s (already in the cluster)", name)
+                watch.put(state)
+                handle.adopted = True
+                return handle
+            # A finished Job of an earlier run (its trial is being run again): replace it.
+            self._delete_job(name, namespace)
+            time.sleep(0.5)
+        raise UserError(f"Job {name} still exists after deleting it (30 s)", where=f"namespace {namespace}")
+
+    def _create_configmap(self, doc: dict[str, Any], namespace: str) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self._core().create_namespaced_config_map(namespace, doc, _preload_content=False, _request_timeout=(10, 60))
+        except ApiException as err:
+            if err.status != 409:   # same name = same trial and attempt = same immutable content
+                raise self._api_error(err, f"create ConfigMap {doc['metadata']['name']}") from None
+
+    def _own_configmap(self, name: str, namespace: str, job: Mapping[str, Any]) -> None:
+        """Let the Job own its ConfigMap, so the cluster deletes both together (after ttlSecondsAfterFinished)."""
+        uid = (job.get("metadata") or {}).get("uid")
+        if not uid:        # emulators give no uid; `hpt delete` removes ConfigMaps by label anyway
+            return
+        owner = {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": uid, "blockOwnerDeletion": False}
+        try:
+            self._core().patch_namespaced_config_map(name, namespace, {"metadata": {"ownerReferences": [owner]}},
+                                                     _preload_content=False, _request_timeout=(10, 60))
+        except Exception as err:
+            log.debug("could not set the owner of ConfigMap %s: %s", name, err)
+
+    def _read_job(self, name: str, namespace: str) -> dict[str, Any] | None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return json.loads(self._batch().read_namespaced_job(name, namespace, _preload_content=False,
+                                                                _request_timeout=(10, 60)).data)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise self._api_error(err, f"read Job {name}") from None
+
+    def _delete_job(self, name: str, namespace: str, configmap: bool = False) -> bool:
+        from kubernetes.client.exceptions import ApiException
+
+        gone = False
+        try:
+            self._batch().delete_namespaced_job(name, namespace, propagation_policy="Background",
+                                                _preload_content=False, _request_timeout=(10, 60))
+            gone = True
+        except ApiException as err:
+            if err.status != 404:
+                raise self._api_error(err, f"delete Job {name}") from None
+        if configmap:
+            try:
+                self._core().delete_namespaced_config_map(name, namespace, _preload_content=False, _request_timeout=(10, 60))
+            except ApiException as err:
+                if err.status != 404:
+                    log.debug("could not delete ConfigMap %s: %s", name, err)
+        return gone
+
+    def poll(self, handle: JobHandle) -> TrialStatus:
+        verdict = self._verdicts.get(handle.name)
+        if verdict is not None:
+            return verdict
+        watch = self._watch
+        state = watch.get(handle.name) if watch is not None else None
+        if watch is not None and watch.failing_since is not None and time.monotonic() - watch.failing_since > 600:
+            raise UserError(f"lost the Kubernetes API for 10 minutes: {watch.last_error}",
+                            hint="the Jobs keep running; re-run the same `hpt apply` to collect them")
+        if state is None:
+            return TrialStatus(Phase.PENDING)
+        if state.complete:
+            return TrialStatus(Phase.SUCCEEDED, exit_code=0)
+        failure = state.failed_condition
+        if failure is not None:
+            verdict = self._failure(handle, state, failure)
+            self._verdicts[handle.name] = verdict
+            return verdict
+        if state.deleted:
+            return TrialStatus(Phase.FAILED, reason="its Job was deleted before it finished", transient=True)
+        if state.ready > 0:
+            self._waiting_since.pop(handle.name, None)
+            return TrialStatus(Phase.RUNNING)
+        if state.active > 0:
+            return self._pending(handle)
+        return TrialStatus(Phase.PENDING)
+
+    # -- reasons --------------------------------------------------------------------------------
+    def _pods(self, handle: JobHandle) -> list[dict[str, Any]]:
+        """The Job's pods, newest first (label selector, checked here too)."""
+        required = {k8s.TRIAL_LABEL: k8s.label_value(handle.trial_id), k8s.ATTEMPT_LABEL: str(handle.attempt)}
+        if self._experiment:
+            required[k8s.EXPERIMENT_LABEL] = k8s.label_value(self._experiment)
+        selector = ",".join(f"{k}={v}" for k, v in required.items())
+        try:
+            doc = json.loads(self._core().list_namespaced_pod(handle.namespace, label_selector=selector,
+                                                              _preload_content=False, _request_timeout=(10, 30)).data)
+        except Exception as err:
+            log.debug("could not list the pods of %s: %s", handle.name, err)
+            return []
+        pods = [p for p in doc.get("items") or [] if _matches((p.get("metadata") or {}).get("labels"), required)]
+        pods.sort(key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "", reverse=True)
+        return pods
+
+    def _pending(self, handle: JobHandle) -> TrialStatus:
+        """A pod exists but is not running yet: waiting on an image or a node. Fail it after a grace period."""
+        now = time.monotonic()
+        checked = self._pod_checked.get(handle.name)
+        if checked is None or now - checked[0] >= self.pod_check_interval_s:   # not a pod list per poll
+            problem = _waiting_problem(self._pods(handle))
+            self._pod_checked[handle.name] = (now, problem)
+        else:
+            problem = checked[1]
+        if problem is None:
+            self._waiting_since.pop(handle.name, None)
+            return TrialStatus(Phase.PENDING)
+        kind, detail = problem
+        previous = self._waiting_since.get(handle.name)
+        if previous is None or previous[0] != kind:
+            self._waiting_since[handle.name] = (kind, now)
+            return TrialStatus(Phase.PENDING, reason=detail)
+        limit = self.image_pull_timeout_s if kind == "image" else self.unschedulable_timeout_s
+        waited = now - previous[1]
+        if waited < limit:
+            return TrialStatus(Phase.PENDING, reason=detail)
+        what = "unschedulable" if kind == "unschedulable" else "could not start its container"
+        verdict = TrialStatus(Phase.FAILED, reason=f"{what} for {waited:.0f} s: {detail}")
+        self._verdicts[handle.name] = verdict
+        self._delete_job(handle.name, handle.namespace, handle.configmap)   # free its place in the queue
+        return verdict
+
+    def _failure(self, handle: JobHandle, state: JobState, condition: tuple[str, str]) -> TrialStatus:
+        reason, message = condition
+        pod = _pod_failure(self._pods(handle), state.memory)
+        if reason == "DeadlineExceeded":
+            return TrialStatus(Phase.FAILED, reason=f"timed out after {state.deadline_s} s (DeadlineExceeded)")
+        if pod is not None:
+            return pod
+        text = f"Job failed: {reason}" + (f" ({message})" if message else "")
+        return TrialStatus(Phase.FAILED, reason=text)
+
+    def cancel(self, handle: JobHandle) -> None:
+        self._delete_job(handle.name, handle.namespace, handle.configmap)
+
+    def logs(self, handle: JobHandle) -> str:
+        pods = self._pods(handle)
+        if not pods:
+            return ""
+        name = pods[0]["metadata"]["name"]
+        try:
+            text = self._core().read_namespaced_pod_log(name, handle.namespace, container=k8s.CONTAINER,
+                                                        _preload_content=False, _request_timeout=(10, 60)).data
+            return text.decode("utf-8", errors="replace")
+        except Exception as err:
+            return f"(no log from pod {name}: {getattr(err, 'reason', err)})\n"
+
+    def release(self, handle: JobHandle) -> None:
+        # The Job stays (ttlSecondsAfterFinished removes it) so `kubectl logs job/NAME` works meanwhile.
+        self._waiting_since.pop(handle.name, None)
+        self._verdicts.pop(handle.name, None)
+        self._pod_checked.pop(handle.name, None)
+        if self._watch is not None:
+            self._watch.forget(handle.name)
+
+    def dry_run(self, submissions: Sequence[Submission]) -> str:
+        """Every object as multi-document YAML (for `kubectl apply -f -`); needs no cluster."""
+        self._check_offline(submissions)
+        if not submissions:
+            return ""
+        self._resolve(submissions)
+        docs: list[dict[str, Any]] = []
+        for sub in submissions:
+            docs += self._render(sub)
+        return k8s.to_yaml(docs)
+
+    def delete_plan(self, submissions: Sequence[Submission], dry_run: bool = False) -> dict[str, list[str]]:
+        """Delete every Job and ConfigMap of the plan (`hpt delete PLAN`); with dry_run only list them."""
+        from kubernetes.client.exceptions import ApiException
+
+        if not submissions:
+            return {"jobs": [], "configmaps": []}
+        self._resolve(submissions)
+        experiment = submissions[0].experiment_id
+        namespace = self._ns()
+        selector, required = k8s.plan_selector(experiment), k8s.plan_labels(experiment)
+        found: dict[str, list[str]] = {}
+        for kind, lister, deleter in (
+                ("jobs", self._batch().list_namespaced_job,
+                 lambda n: self._batch().delete_namespaced_job(n, namespace, propagation_policy="Background",
+                                                               _preload_content=False, _request_timeout=(10, 60))),
+                ("configmaps", self._core().list_namespaced_config_map,
+                 lambda n: self._core().delete_namespaced_config_map(n, namespace, _preload_content=False,
+                                                                     _request_timeout=(10, 60)))):
+            try:
+                doc = json.loads(lister(namespace, label_selector=selector, _preload_content=False,
+                                        _request_timeout=(10, 120)).data)
+            except ApiException as err:
+                raise self._api_error(err, f"list {kind} in namespace {namespace}") from None
+            except Exception as err:
+                raise UserError(f"cannot reach the Kubernetes API server at {getattr(self._config, 'host', '?')}: "
+                                f"{type(err).__name__}", where="kubeconfig") from None
+            names = sorted(item["metadata"]["name"] for item in doc.get("items") or []
+                           if _matches((item.get("metadata") or {}).get("labels"), required))
+            found[kind] = names
+            if dry_run:
+                continue
+            for name in names:
+                try:
+                    deleter(name)
+                except ApiException as err:
+                    if err.status != 404:
+                        raise self._api_error(err, f"delete {kind[:-1]} {name}") from None
+        return found
+
+    def close(self) -> None:
+        if self._watch is not None:
+            self._watch.stop()
+            self._watch = None
+
+
+def _waiting_problem(pods: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """("image" | "unschedulable", detail) when the newest pod is stuck, else None."""
+    if not pods:
+        return None
+    status = pods[0].get("status") or {}
+    for c in status.get("containerStatuses") or []:
+        waiting = (c.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName",
+                                     "CreateContainerConfigError", "CreateContainerError"):
+            detail = waiting["reason"] + (f": {waiting['message']}" if waiting.get("message") else "")
+            return "image", detail
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "PodScheduled" and str(cond.get("status")) == "False" and cond.get("reason") == "Unschedulable":
+            return "unschedulable", cond.get("message") or "no node fits the pod"
+    return None
+
+
+def _pod_failure(pods: list[dict[str, Any]], memory: str) -> TrialStatus | None:
+    """Why the newest failed pod failed: OOM-killed, an exit code, an eviction."""
+    for pod in pods:
+        status = pod.get("status") or {}
+        for c in status.get("containerStatuses") or []:
+            term = (c.get("state") or {}).get("terminated") or (c.get("lastState") or {}).get("terminated")
+            if not term:
+                continue
+            code = term.get("exitCode")
+            if term.get("reason") == "OOMKilled":
+                limit = f" (memory limit {memory})" if memory else ""
+                return TrialStatus(Phase.FAILED, reason=f"OOM-killed{limit}", exit_code=code if code is not None else 137)
+            if code not in (None, 0):
+                extra = f" ({term['reason']})" if term.get("reason") not in (None, "", "Error") else ""
+                return TrialStatus(Phase.FAILED, reason=f"exit code {code}{extra}", exit_code=int(code))
+        if status.get("phase") == "Failed" and status.get("reason"):
+            # Evicted, NodeLost, Shutdown...: the pod was taken away, not a trainer error.
+            return TrialStatus(Phase.FAILED, reason=f"pod {status['reason']}: {status.get('message', '')}".rstrip(": "),
+                               transient=True)
+    return None
