@@ -162,26 +162,31 @@ def plot_curves(curves: dict[str, dict[str, list[tuple[int, float]]]], trial_con
             break
     if not panels:
         panels = all_tags[:2]
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
     fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels) + 0.8, 4.4), squeeze=False)
     color = {c: _PALETTE[i % len(_PALETTE)] for i, c in enumerate(config_order)}
-    seen: set[str] = set()
+    rank = {c: i for i, c in enumerate(config_order)}
+    drawn: set[str] = set()
+    # Worst configs first so the best one's lines end up on top.
+    order = sorted(curves, key=lambda t: (-rank.get(trial_config.get(t, ""), len(rank)), t))
     for ax, tag in zip(axes.flat, panels):
-        for trial, tags in sorted(curves.items()):
-            if tag not in tags:
+        for trial in order:
+            pts = curves[trial].get(tag)
+            if not pts:
                 continue
             config = trial_config.get(trial, "")
-            pts = tags[tag]
-            first = config not in seen and ax is axes.flat[0]
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], color=color.get(config, "#999999"), alpha=0.75, lw=1.3,
-                    label=_short(labels.get(config, config), 36) if first else None)
-            if first:
-                seen.add(config)
+            drawn.add(config)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], color=color.get(config, "#999999"), alpha=0.75, lw=1.3)
         ax.set_title(tag)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    handles, _ = axes.flat[0].get_legend_handles_labels()
-    if handles:
-        fig.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
+    legend = [c for c in config_order if c in drawn]
+    if legend:
+        fig.legend([Line2D([], [], color=color[c], lw=2) for c in legend], [_short(labels.get(c, c), 36) for c in legend],
+                   loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9, frameon=False)
     fig.suptitle("Learning curves from TensorBoard (one line per trial, colour = config)", fontsize=12)
     fig.tight_layout()
     return _fig_png(fig), panels
