@@ -78,10 +78,11 @@ def select_device(prefer: str | None = None) -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
-def describe_device(device: torch.device) -> str:
+def describe_device(device: torch.device, cpus: float | None = None) -> str:
+    """For the row: 'cuda:NVIDIA H100 80GB HBM3' or 'cpu:2threads'."""
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}"
-    return f"cpu:{torch.get_num_threads()}threads"
+    return f"cpu:{cpu_limit(cpus)}threads"
 
 
 def configure(seed: int, device: torch.device, cpus: float | None = None) -> None:
@@ -94,10 +95,12 @@ def configure(seed: int, device: torch.device, cpus: float | None = None) -> Non
         pass
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
+    # set_deterministic_debug_mode is use_deterministic_algorithms without its import of
+    # torch._inductor (2+ s per trial, for a compiler we do not use).
     if device.type == "cpu":
-        torch.use_deterministic_algorithms(True)
+        torch.set_deterministic_debug_mode("error")
     else:
-        torch.use_deterministic_algorithms(False)
+        torch.set_deterministic_debug_mode("default")
         torch.backends.cudnn.benchmark = True
 
 
@@ -247,4 +250,4 @@ def fit(architecture: str, params: dict[str, Any], prepared: Prepared, *, seed: 
         "n_train": n,
         "n_valid": len(x_valid),
     }
-    return FitResult(model=model, metrics=metrics, history=history, device=describe_device(device))
+    return FitResult(model=model, metrics=metrics, history=history, device=describe_device(device, cpus))

@@ -78,7 +78,7 @@ def run_trial(manifest: TrialManifest, store: Store, device: str | None = None) 
     try:
         from hpt.trainer.train import TrainingFailed, describe_device, select_device
 
-        device_name = describe_device(select_device(device))
+        device_name = describe_device(select_device(device), manifest.resources.get("cpus"))
     except ImportError as err:  # torch missing in the image: still a result
         return _finish(store, build_row(manifest, status=STATUS_FAILED, reason=f"trainer unavailable: {err}",
                                         started_at=started_at, finished_at=_now()), EXIT_FAILED)
