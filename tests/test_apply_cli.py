@@ -1,0 +1,167 @@
+"""`hpt apply` / `hpt status` as a user runs them: real `hpt` subprocesses, real signals, a real
+store (a folder and fake-gcs-server), with the scripted stand-in trainer so each case takes seconds."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from executor_support import attempts, child_env, fake_env, hpt_exe, write_plan
+from hpt.results.store import open_store
+from trial_factory import make_manifest
+
+
+def manifests(n: int):
+    return [make_manifest("/data/none", "bag-of-words", epochs=1, seed=i, experiment="e-abcdefabcdef") for i in range(n)]
+
+
+def plan_with(tmp_path: Path, n: int, behaviour: dict[str, str]):
+    ms = manifests(n)
+    ids = [m.id for m in ms]
+    env = child_env(fake_env(tmp_path, {ids[int(k)] if k.isdigit() else k: v for k, v in behaviour.items()}))
+    return write_plan(tmp_path / "plan", ms), ids, env
+
+
+def hpt(*args, env, timeout=120, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([hpt_exe(), *map(str, args)], env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+
+
+def rows_in(uri: str) -> list[str]:
+    store = open_store(uri)
+    return [k for k in store.list("rows/")]
+
+
+def results_table(uri: str) -> list[dict[str, str]]:
+    try:
+        text = open_store(uri).get("results.csv").decode()
+    except KeyError:
+        return []
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def wait_for(predicate, timeout=60.0, every=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("condition not met in time")
+
+
+def test_exit_codes_json_events_and_dry_run(tmp_path):
+    plan_dir, ids, env = plan_with(tmp_path, 3, {"2": "fail"})
+    results = tmp_path / "results"
+
+    dry = hpt("apply", plan_dir, "--results", results, "--dry-run", env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert len(dry.stdout.splitlines()) == 3 and f"trials/{ids[0]}.json" in dry.stdout
+    assert not results.exists() and not (plan_dir / ".hpt").exists()  # changed nothing
+
+    proc = hpt("apply", plan_dir, "--results", results, "--output", "json", "--junit", tmp_path / "junit.xml", env=env)
+    assert proc.returncode == 1 and proc.stdout, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    names = [e["event"] for e in events]
+    assert names[0] == "run-started" and names[-1] == "run-finished"
+    assert names.count("trial-started") == 3 and names.count("trial-finished") == 2 and names.count("trial-failed") == 1
+    assert events[-1]["done"] == 2 and events[-1]["failed"] == 1 and events[-1]["exit_code"] == 1
+    assert "failures=\"1\"" in (tmp_path / "junit.xml").read_text()
+
+    status = hpt("status", plan_dir, "--results", results, "--output", "json", env=env)
+    assert status.returncode == 0, status.stderr
+    doc = json.loads(status.stdout)
+    assert doc["counts"] == {"done": 2, "failed": 1}
+    assert {t["trial_id"]: t["state"] for t in doc["trials"]}[ids[2]] == "failed"
+    table = hpt("status", plan_dir, "--results", results, env=env)
+    assert "loss became NaN" in table.stdout
+
+    # --skip-failed: nothing runs, the failure stays (exit 1); dry run says what a retry would run
+    kept = hpt("apply", plan_dir, "--results", results, "--skip-failed", env=env)
+    assert kept.returncode == 1 and "nothing to run" in kept.stderr
+    again = hpt("apply", plan_dir, "--results", results, "--dry-run", env=env)
+    assert f"trials/{ids[2]}.json" in again.stdout and len(again.stdout.splitlines()) == 1
+
+    # user errors: exit 2, one line, no traceback
+    bad = hpt("apply", tmp_path / "no-such-plan", env=env)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "does not exist" in bad.stderr
+    bad = hpt("apply", plan_dir, "--backend", "nomad", env=env)
+    assert bad.returncode == 2 and "unknown backend" in bad.stderr
+    bad = hpt("apply", plan_dir, "--namespace", "x", env=env)
+    assert bad.returncode == 2 and "--namespace" in bad.stderr
+    bad = hpt("status", tmp_path, env=env)
+    assert bad.returncode == 2 and "plan.json" in bad.stderr
+
+
+def test_default_results_is_the_plans_then_hpt_results(tmp_path):
+    plan_dir, ids, env = plan_with(tmp_path, 1, {})
+    proc = hpt("apply", plan_dir, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert rows_in(str(tmp_path / "hpt-results")) == [f"rows/{ids[0]}.csv"]
+
+
+def test_sigkill_mid_run_then_reapply_ends_with_one_row_per_trial(tmp_path):
+    # the first trial finishes fast; the long ones are still running when apply is killed
+    plan_dir, ids, env = plan_with(tmp_path, 4, {"0": "sleep:0.3", "1": "sleep:6", "2": "sleep:6", "3": "sleep:0.3"})
+    results = str(tmp_path / "results")
+    apply = subprocess.Popen([hpt_exe(), "apply", str(plan_dir), "--results", results, "--parallel", "2",
+                              "--output", "json"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: len(rows_in(results)) >= 1)
+    apply.send_signal(signal.SIGKILL)
+    apply.wait()
+    done_at_kill = {Path(k).stem for k in rows_in(results)}
+    records = [p.name.split(".")[0] for p in (plan_dir / ".hpt" / "local").rglob("*.pid.json")]
+    survivors = [t for t in records if t not in done_at_kill]
+    assert survivors  # the running trials outlive the killed apply
+
+    proc = hpt("apply", plan_dir, "--results", results, "--output", "json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    finished = json.loads(proc.stdout.splitlines()[-1])
+    assert finished["adopted"] == len(survivors)
+    assert sorted(rows_in(results)) == sorted(f"rows/{t}.csv" for t in ids)
+    assert sorted(r["trial_id"] for r in results_table(results)) == sorted(ids)
+    # nothing ran twice: the trials running at the kill were adopted, not restarted
+    assert [attempts(tmp_path, t) for t in ids] == [1] * 4
+    assert not list((plan_dir / ".hpt" / "local").rglob("*.pid.json"))
+
+
+def test_ctrl_c_cancels_running_trials_and_says_how_to_resume(tmp_path):
+    plan_dir, ids, env = plan_with(tmp_path, 3, {"*": "hang"})
+    results = str(tmp_path / "results")
+    apply = subprocess.Popen([hpt_exe(), "apply", str(plan_dir), "--results", results, "--parallel", "2"],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: sum(attempts(tmp_path, t) for t in ids) == 2)
+    apply.send_signal(signal.SIGINT)
+    _, err = apply.communicate(timeout=60)
+    assert apply.returncode == 130
+    assert "Resume with: hpt apply" in " ".join(err.split())
+    pids = [int((tmp_path / "counts" / t).read_text().split()[0]) for t in ids if attempts(tmp_path, t)]
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert rows_in(results) == []  # cancelled trials are pending, not failed
+
+
+@pytest.mark.parametrize("where", ["folder", "gcs"])
+def test_results_csv_grows_while_the_run_is_in_progress(tmp_path, where, request):
+    results = request.getfixturevalue("gcs_bucket") + "/run" if where == "gcs" else str(tmp_path / "results")
+    plan_dir, ids, env = plan_with(tmp_path, 3, {"*": "sleep:1"})
+    env = child_env({**fake_env(tmp_path, {"*": "sleep:1"})})  # inherits STORAGE_EMULATOR_HOST
+    apply = subprocess.Popen([hpt_exe(), "apply", str(plan_dir), "--results", results, "--parallel", "1"],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seen = set()
+    while apply.poll() is None:
+        rows = results_table(results)
+        if rows and apply.poll() is None:
+            seen.add(len(rows))
+        time.sleep(0.1)
+    assert apply.returncode == 0, apply.stderr.read()
+    assert seen & {1, 2}, f"results.csv never showed a partial run (saw {seen})"
+    assert sorted(r["trial_id"] for r in results_table(results)) == sorted(ids)
+    assert open_store(results).exists(f"logs/{ids[0]}.log")
