@@ -35,6 +35,7 @@ PY=${PYTHON:-.venv/bin/python}
 TORCH=${HPT_TORCH:-torch==2.13.0}
 BUILD=images/.build
 CTX=$BUILD/context
+(( ONLINE )) && CTX=$BUILD/context-online  # keep the offline wheels when building the other kind
 # Debian's client has BuildKit built in (RUN --mount); a newer client without buildx does not.
 DOCKER=docker
 [[ -x /usr/bin/docker ]] && DOCKER=/usr/bin/docker
