@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import queue
 import threading
 from pathlib import Path
 from typing import Any
@@ -202,3 +203,153 @@ class EmulatedCluster:
         }
         path.write_text(json.dumps(doc, indent=2))   # JSON is YAML: kubeconfig loaders read it
         return path
+
+
+# -- playing the cluster's part: what the Job controller and kubelet would write ------------------
+def api_client(kubeconfig: str | Path, context: str = "emulator"):
+    """An official-client ApiClient for the kubeconfig written by `EmulatedCluster.write_kubeconfig`."""
+    from kubernetes import client, config
+
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=str(kubeconfig), context=context, client_configuration=cfg)
+    return client.ApiClient(cfg)
+
+
+def set_job_status(api, name: str, namespace: str, status: dict[str, Any]) -> None:
+    """PATCH the Job's status subresource, as the Job controller does (watchers get MODIFIED)."""
+    from kubernetes.client import BatchV1Api
+
+    BatchV1Api(api).patch_namespaced_job_status(name, namespace, {"status": status}, _preload_content=False)
+
+
+def condition(kind: str, reason: str = "", message: str = "") -> dict[str, str]:
+    return {"type": kind, "status": "True", "reason": reason, "message": message,
+            "lastTransitionTime": "2026-01-01T00:00:00Z"}
+
+
+def add_pod(api, job: dict[str, Any], status: dict[str, Any], suffix: str = "x1") -> str:
+    """Create the Job's pod with the template's labels (as the Job controller would) and a status."""
+    from kubernetes.client import CoreV1Api
+
+    meta = job["metadata"]
+    labels = dict(job["spec"]["template"]["metadata"]["labels"])
+    labels["batch.kubernetes.io/job-name"] = meta["name"]
+    name = f"{meta['name']}-{suffix}"
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": name, "namespace": meta.get("namespace", "default"), "labels": labels,
+                        "creationTimestamp": "2026-01-01T00:00:00Z"},
+           "spec": job["spec"]["template"]["spec"], "status": status}
+    CoreV1Api(api).create_namespaced_pod(pod["metadata"]["namespace"], pod, _preload_content=False)
+    return name
+
+
+def terminated(exit_code: int, reason: str = "Error") -> dict[str, Any]:
+    """A pod status whose trial container ended."""
+    return {"phase": "Failed" if exit_code else "Succeeded",
+            "containerStatuses": [{"name": "trial", "ready": False, "restartCount": 0, "image": "x", "imageID": "",
+                                   "state": {"terminated": {"exitCode": exit_code, "reason": reason}}}]}
+
+
+def manifest_of(job: dict[str, Any]) -> dict[str, Any]:
+    """The trial manifest a Job carries in HPT_MANIFEST (env delivery)."""
+    env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+    value = next(e["value"] for e in env if e["name"] == "HPT_MANIFEST")
+    return json.loads(value)
+
+
+def done_row(manifest: dict[str, Any], mse: float = 0.5) -> dict[str, Any]:
+    """The row a successful trainer would leave (identity columns, status done, one metric)."""
+    from hpt.schemas.row import PARAM_PREFIX, STATUS_DONE
+
+    window = manifest["window"]
+    row: dict[str, Any] = {
+        "trial_id": manifest["id"], "experiment_id": manifest["experiment"], "config_id": manifest.get("config", ""),
+        "architecture": manifest["architecture"], "repeat": manifest["repeat"], "seed": manifest["seed"],
+        "train_start": window["train"][0], "train_end": window["train"][1],
+        "valid_start": window["validation"][0], "valid_end": window["validation"][1],
+        "mode": manifest["budget"]["mode"], "max_epochs": manifest["budget"]["epochs"],
+        "status": STATUS_DONE, "reason": "", "mse": mse, "hpt_version": manifest["hpt_version"],
+    }
+    for name, value in manifest["params"].items():
+        row[PARAM_PREFIX + name] = value
+    return row
+
+
+class FakeJobController:
+    """Runs every new Job of the emulator to an end, in a thread: running → (row written) → Complete.
+
+    `outcome(manifest) -> int` picks each trial's exit code (default 0). Exit 0 writes the trial's row
+    into the results store named by the Job (like the real trainer), then marks the Job Complete;
+    any other code adds a failed pod with that exit code and marks the Job Failed (BackoffLimitExceeded).
+    """
+
+    def __init__(self, kubeconfig: str | Path, namespace: str = "default", outcome=None, workers: int = 4):
+        self.kubeconfig = kubeconfig
+        self.namespace = namespace
+        self.outcome = outcome or (lambda manifest: 0)
+        self.workers = workers
+        self.finished = 0
+        self._stop = threading.Event()
+        self._seen: set[str] = set()
+        self._queue: "queue.Queue[dict[str, Any] | None]" = queue.Queue()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> "FakeJobController":
+        self._threads = [threading.Thread(target=self._watch, daemon=True, name="fake-job-controller")]
+        self._threads += [threading.Thread(target=self._work, daemon=True, name=f"fake-kubelet-{i}") for i in range(self.workers)]
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for _ in range(self.workers):
+            self._queue.put(None)
+
+    def _watch(self) -> None:
+        from kubernetes.client import BatchV1Api
+        from kubernetes.watch.watch import iter_resp_lines
+
+        api = BatchV1Api(api_client(self.kubeconfig))
+        while not self._stop.is_set():
+            try:
+                resp = api.list_namespaced_job(self.namespace, watch=True, _preload_content=False, _request_timeout=(5, 2))
+                for line in iter_resp_lines(resp):
+                    if self._stop.is_set():
+                        return
+                    event = json.loads(line)
+                    job = event.get("object") or {}
+                    name = (job.get("metadata") or {}).get("name")
+                    if event.get("type") == "ADDED" and name not in self._seen and not job.get("status"):
+                        self._seen.add(name)
+                        self._queue.put(job)
+            except Exception:
+                continue   # read timeout on a quiet stream: watch again
+
+    def _work(self) -> None:
+        from hpt.results.store import open_store, row_key
+        from hpt.schemas.row import row_csv
+
+        api = api_client(self.kubeconfig)
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            name = job["metadata"]["name"]
+            try:
+                manifest = manifest_of(job)
+                set_job_status(api, name, self.namespace, {"active": 1, "ready": 1})
+                code = int(self.outcome(manifest))
+                if code == 0:
+                    results = job["metadata"]["annotations"]["hpt.dev/results"]
+                    open_store(results).put_once(row_key(manifest["id"]), row_csv(done_row(manifest)).encode())
+                    set_job_status(api, name, self.namespace, {"active": 0, "ready": 0, "succeeded": 1,
+                                                               "conditions": [condition("Complete")]})
+                else:
+                    add_pod(api, job, terminated(code))
+                    set_job_status(api, name, self.namespace, {"active": 0, "ready": 0, "failed": 1,
+                                                               "conditions": [condition("Failed", "BackoffLimitExceeded",
+                                                                                        "Job has reached the specified backoff limit")]})
+                self.finished += 1
+            except Exception as err:  # keep serving other Jobs; a test will see this Job never end
+                print(f"fake job controller: {name}: {err!r}")

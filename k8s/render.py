@@ -226,6 +226,7 @@ def _environment():
 
     env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
     env.filters["tojson"] = tojson
+    env.globals.clear()   # no range/namespace/lipsum...: a missing value must fail, not resolve to a builtin
     return env
 
 
