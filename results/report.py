@@ -147,7 +147,7 @@ def plot_curves(curves: dict[str, dict[str, list[tuple[int, float]]]], trial_con
     """Per-epoch curves: the validation objective and the training loss, one colour per config."""
     import matplotlib.pyplot as plt
 
-    from hpt.results.tensorboard import pick_tag
+    from hpt.results.tensorboard import pick_tag, pick_train_tag
 
     if not curves:
         return None, []
@@ -156,10 +156,9 @@ def plot_curves(curves: dict[str, dict[str, list[tuple[int, float]]]], trial_con
     valid = pick_tag(all_tags, obj.metric)
     if valid:
         panels.append(valid)
-    for t in ("train/loss", "train/mse", "loss"):
-        if t in all_tags and t not in panels:
-            panels.append(t)
-            break
+    train = pick_train_tag(all_tags)
+    if train and train not in panels:
+        panels.append(train)
     if not panels:
         panels = all_tags[:2]
     from matplotlib.lines import Line2D

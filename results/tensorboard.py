@@ -55,14 +55,25 @@ def load_curves(store: Store, trial_ids: list[str], scratch: Path) -> dict[str, 
 
 
 def pick_tag(tags: list[str], metric: str) -> str | None:
-    """The tag that best shows the objective per epoch: valid/<metric>, then any tag naming it, then a loss."""
-    for want in (f"valid/{metric}", f"validation/{metric}", f"val/{metric}", f"eval/{metric}"):
+    """The tag that best shows the objective per epoch on validation data.
+
+    The trainer writes `<metric>/<split>` (mse/valid, loss/train, lr); `valid/<metric>` is accepted too.
+    """
+    for want in (f"{metric}/valid", f"{metric}/validation", f"valid/{metric}", f"validation/{metric}", f"val/{metric}"):
         if want in tags:
             return want
-    named = [t for t in tags if t.split("/")[-1] == metric and not t.startswith("train")]
+    named = [t for t in tags if metric in t.split("/") and "train" not in t]
     if named:
         return sorted(named)[0]
-    for fallback in ("valid/loss", "validation/loss", "val/loss"):
+    for fallback in ("loss/valid", "valid/loss", "validation/loss", "val/loss"):
         if fallback in tags:
             return fallback
+    return None
+
+
+def pick_train_tag(tags: list[str]) -> str | None:
+    """The training loss per epoch, to set beside the validation curve."""
+    for want in ("loss/train", "train/loss", "mse/train", "train/mse", "loss"):
+        if want in tags:
+            return want
     return None

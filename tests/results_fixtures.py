@@ -77,7 +77,9 @@ def write_curves(store: Store, trial: str, values: list[float], scratch: Path) -
     folder = scratch / trial
     writer = SummaryWriter(log_dir=str(folder))
     for epoch, value in enumerate(values, 1):
-        writer.add_scalar("valid/mse", value, epoch)
-        writer.add_scalar("train/loss", value * 0.9, epoch)
+        # the trainer's tags (trainer/trial.py): <metric>/<split>, and the learning rate
+        writer.add_scalar("mse/valid", value, epoch)
+        writer.add_scalar("loss/train", value * 0.9, epoch)
+        writer.add_scalar("lr", 0.001, epoch)
     writer.close()
     store.put_tree(f"tensorboard/{trial}", folder)

@@ -189,3 +189,13 @@ def test_gcs_store_by_config(gcs_bucket):
     ids = put_matrix(store, DOMINATE)
     cmp = compare(load_table(store.uri), MSE)
     assert cmp.configs[0].config == ids["A"] and cmp.configs[0].best_everywhere and cmp.configs[0].wins == 3
+
+
+def test_curve_tags_follow_the_trainer():
+    from hpt.results.tensorboard import pick_tag, pick_train_tag
+
+    trainer_tags = ["loss/train", "loss/valid", "mse/train", "mse/valid", "lr"]
+    assert pick_tag(trainer_tags, "mse") == "mse/valid"
+    assert pick_tag(trainer_tags, "mae") == "loss/valid"  # no curve of that metric: the validation loss
+    assert pick_tag(["valid/mse", "train/loss"], "mse") == "valid/mse"
+    assert pick_train_tag(trainer_tags) == "loss/train" and pick_train_tag(["lr"]) is None

@@ -124,7 +124,7 @@ def test_report_is_self_contained_with_images_and_curves(runner, store, tmp_path
     images = [base64.b64decode(r.split(",", 1)[1]) for r in refs]
     assert len(images) == 3  # per-range, trends, learning curves
     assert all(img.startswith(b"\x89PNG\r\n\x1a\n") and len(img) > 5000 for img in images)
-    assert "Is it real?" in page and "★" in page and "CUDA out of memory" in page and "valid/mse" in page
+    assert "Is it real?" in page and "★" in page and "CUDA out of memory" in page and "tags: mse/valid, loss/train" in page
 
 
 def test_report_from_gcs_store(runner, gcs_bucket, tmp_path):
