@@ -48,9 +48,13 @@ def _short_value(value: Any) -> str:
     return f"{number:g}"
 
 
-def short_config(row: Mapping[str, Any]) -> str:
-    """`lstm lr=0.001 dropout=0.1 …` — readable in a CI listing; the full params are in properties."""
-    params = [(k[len(PARAM_PREFIX):], v) for k, v in row.items() if k.startswith(PARAM_PREFIX) and _text(v) != ""]
+def short_config(row: Mapping[str, Any], varying: set[str] | None = None) -> str:
+    """`lstm lr=0.001 dropout=0.1 …` — readable in a CI listing; the full params are in properties.
+
+    With `varying` (the param columns that differ across the run), only those are named.
+    """
+    params = [(k[len(PARAM_PREFIX):], v) for k, v in row.items() if k.startswith(PARAM_PREFIX) and _text(v) != ""
+              and (varying is None or k in varying)]
     params.sort()
     shown = " ".join(f"{name}={_short_value(v)}" for name, v in params[:_SHORT_PARAMS])
     more = f" +{len(params) - _SHORT_PARAMS}" if len(params) > _SHORT_PARAMS else ""
@@ -68,6 +72,8 @@ def write_junit(rows: list[dict], path, suite_name: str = "hpt") -> None:
     rows = sorted(rows, key=lambda r: _text(r.get("trial_id")))
     failures = [r for r in rows if _text(r.get("status")) != STATUS_DONE]
     total_time = sum(_seconds(r) for r in rows)
+    columns = {k for r in rows for k in r if k.startswith(PARAM_PREFIX)}
+    varying = {c for c in columns if len({_text(r.get(c)) for r in rows}) > 1} if len(rows) > 1 else None
 
     root = ET.Element("testsuites", name=suite_name, tests=str(len(rows)), failures=str(len(failures)),
                       errors="0", time=f"{total_time:.3f}")
@@ -75,7 +81,7 @@ def write_junit(rows: list[dict], path, suite_name: str = "hpt") -> None:
                           errors="0", skipped="0", time=f"{total_time:.3f}")
     for row in rows:
         trial = _text(row.get("trial_id")) or "unknown-trial"
-        config = short_config(row)
+        config = short_config(row, varying)
         window = _window(row)
         name = " ".join(part for part in (trial, config, f"[{window}]" if window else "") if part)
         case = ET.SubElement(suite, "testcase", name=name,

@@ -143,8 +143,9 @@ def plot_trends(table: ResultTable, obj: Objective, rows: list[TrendRow]) -> str
 
 
 def plot_curves(curves: dict[str, dict[str, list[tuple[int, float]]]], trial_config: dict[str, str],
-                config_order: list[str], labels: dict[str, str], obj: Objective) -> tuple[str | None, list[str]]:
-    """Per-epoch curves: the validation objective and the training loss, one colour per config."""
+                config_order: list[str], labels: dict[str, str], obj: Objective,
+                trial_range: dict[str, str] | None = None) -> tuple[str | None, list[str]]:
+    """Per-epoch curves: the validation objective and the training loss; colour = config, line style = date range."""
     import matplotlib.pyplot as plt
 
     from hpt.results.tensorboard import pick_tag, pick_train_tag
@@ -167,6 +168,9 @@ def plot_curves(curves: dict[str, dict[str, list[tuple[int, float]]]], trial_con
     fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels) + 0.8, 4.4), squeeze=False)
     color = {c: _PALETTE[i % len(_PALETTE)] for i, c in enumerate(config_order)}
     rank = {c: i for i, c in enumerate(config_order)}
+    trial_range = trial_range or {}
+    ranges = sorted({trial_range.get(t, "") for t in curves})
+    style = {r: ("-", "--", ":", "-.")[i % 4] for i, r in enumerate(ranges)}
     drawn: set[str] = set()
     # Worst configs first so the best one's lines end up on top.
     order = sorted(curves, key=lambda t: (-rank.get(trial_config.get(t, ""), len(rank)), t))
@@ -177,16 +181,21 @@ def plot_curves(curves: dict[str, dict[str, list[tuple[int, float]]]], trial_con
                 continue
             config = trial_config.get(trial, "")
             drawn.add(config)
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], color=color.get(config, "#999999"), alpha=0.75, lw=1.3)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], color=color.get(config, "#999999"), alpha=0.8, lw=1.5,
+                    ls=style[trial_range.get(trial, "")])
         ax.set_title(tag)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     legend = [c for c in config_order if c in drawn]
-    if legend:
-        fig.legend([Line2D([], [], color=color[c], lw=2) for c in legend], [_short(labels.get(c, c), 36) for c in legend],
-                   loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9, frameon=False)
-    fig.suptitle("Learning curves from TensorBoard (one line per trial, colour = config)", fontsize=12)
+    handles = [Line2D([], [], color=color[c], lw=2) for c in legend]
+    names = [_short(labels.get(c, c), 36) for c in legend]
+    if len(ranges) > 1:  # line styles tell the date ranges apart
+        handles += [Line2D([], [], color="#444444", lw=1.5, ls=style[r]) for r in ranges]
+        names += [r or "(no range)" for r in ranges]
+    if handles:
+        fig.legend(handles, names, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9, frameon=False)
+    fig.suptitle("Learning curves from TensorBoard (one line per trial; colour = config, line style = date range)", fontsize=12)
     fig.tight_layout()
     return _fig_png(fig), panels
 
@@ -311,9 +320,11 @@ def render(table: ResultTable, obj: Objective, top: int = 8, curves: bool = True
         trials = [t for t, c in trial_config.items() if c in chosen]
         with tempfile.TemporaryDirectory(prefix="hpt-report-tb-") as scratch:
             data = load_curves(store, trials, Path(scratch))
-        png, tags = plot_curves(data, trial_config, chosen, labels, obj)
+        trial_range = dict(zip(done["trial_id"], done["range"]))
+        png, tags = plot_curves(data, trial_config, chosen, labels, obj, trial_range)
         if png:
-            curve_html = _img(png, f"{len(data)} trial(s) of the top {len(chosen)} configs; tags: {', '.join(tags)}.",
+            curve_html = _img(png, f"{len(data)} trial(s) of the top {len(chosen)} configs; colour = config, line style = "
+                                   f"date range; tags: {', '.join(tags)}.",
                               "learning curves")
     parts.append(curve_html)
 

@@ -17,7 +17,8 @@ def _row(trial: str, status: str = "done", reason: str = "", **extra) -> dict:
 
 
 def test_junit_counts_failures_and_reasons(tmp_path):
-    rows = [_row("t-aaa", train_time_s="12.5"), _row("t-bbb", "failed", "CUDA out of memory\nstack..."), _row("t-ccc")]
+    rows = [_row("t-aaa", train_time_s="12.5"), _row("t-bbb", "failed", "CUDA out of memory\nstack..."),
+            _row("t-ccc", **{"param.lr": "0.01"})]
     out = tmp_path / "ci" / "junit.xml"
     write_junit(rows, out, suite_name="nightly")
     root = ET.parse(out).getroot()
@@ -45,3 +46,11 @@ def test_junit_empty_and_odd_rows(tmp_path):
     case = ET.parse(out).getroot().find("testsuite/testcase")
     assert case.find("failure").get("message") == "<&> \"quoted\""
     assert case.get("time") == "0.000"
+
+
+def test_junit_names_only_the_params_that_vary(tmp_path):
+    rows = [_row("t-aaa", **{"param.lr": "0.01"}), _row("t-bbb")]
+    out = tmp_path / "j.xml"
+    write_junit(rows, out)
+    names = [c.get("name") for c in ET.parse(out).getroot().iter("testcase")]
+    assert names[0] == "t-aaa lstm lr=0.01 [2011-01-01..2011-04-01]" and "dropout" not in names[1]
