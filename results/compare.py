@@ -114,8 +114,9 @@ def _pair_values(done: "pd.DataFrame", metric: str) -> dict[str, dict[tuple[str,
 
 def compare(table: ResultTable, obj: Objective) -> Comparison:
     """Group finished trials by config and compare them across date ranges."""
-    table.require(obj)
-    done = table.done[table.done[obj.metric].notna()]
+    done = table.finished(obj)
+    if done.empty:
+        return Comparison(objective=obj, ranges=[], configs=[], n_failed=len(table.failed))
     ranges = sorted(done["range"].unique().tolist())
     labels = config_labels(done, table.params)
     per = done.groupby(["config", "range"])[obj.metric].mean().unstack("range")  # configs × ranges
@@ -163,7 +164,7 @@ def explain(cmp: Comparison) -> list[str]:
     m = sum(1 for c in cmp.configs if c.n_ranges == n)
     need = pairs_needed()
     if not cmp.configs:
-        return notes
+        return [f"No finished trial yet ({cmp.n_failed} failed)." if cmp.n_failed else "No finished trial yet."]
     if n <= 1:
         notes.append("Only one date range: the ranking may be luck of that range. Run the configs that matter on "
                      "several ranges (spec `date-range` with several pairs) before trusting a winner.")

@@ -67,8 +67,9 @@ class Fidelity:
 
 
 def _scores(table: ResultTable, obj: Objective) -> dict[str, float]:
-    table.require(obj)
-    done = table.done[table.done[obj.metric].notna()]
+    done = table.finished(obj)
+    if done.empty:
+        return {}
     return {k: float(v) for k, v in done.groupby("config")[obj.metric].mean().items()}
 
 

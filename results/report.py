@@ -115,7 +115,7 @@ def plot_trends(table: ResultTable, obj: Objective, rows: list[TrendRow]) -> str
     params = list(dict.fromkeys(r.param for r in rows))
     if not params:
         return None
-    done = table.done[table.done[obj.metric].notna()]
+    done = table.finished(obj)
     ncol = min(3, len(params))
     nrow = math.ceil(len(params) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(4.0 * ncol + 0.6, 3.3 * nrow + 0.4), squeeze=False)

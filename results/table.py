@@ -85,10 +85,20 @@ class ResultTable:
         return len(self.done) + len(self.failed)
 
     def require(self, obj: Objective) -> None:
+        """Finished trials must carry the objective. No finished trial yet is fine (a run just started)."""
+        if self.done.empty:
+            return
         if obj.metric not in self.done.columns or self.done[obj.metric].notna().sum() == 0:
             present = ", ".join(self.metrics) or "none"
             raise UserError(f"no finished trial has the metric {obj.metric!r}", where=self.uri,
                             hint=f"metrics present: {present}; choose one with --objective")
+
+    def finished(self, obj: Objective) -> "pd.DataFrame":
+        """Finished trials that have a value of the objective (possibly none)."""
+        self.require(obj)
+        if self.done.empty or obj.metric not in self.done.columns:
+            return self.done.iloc[0:0].assign(**{obj.metric: [], "config": [], "range": []})
+        return self.done[self.done[obj.metric].notna()]
 
     def ranges(self) -> list[str]:
         """Date-range labels present among finished trials, in time order."""

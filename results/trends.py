@@ -39,8 +39,7 @@ def _plain(value: Any) -> Any:
 
 
 def trends(table: ResultTable, obj: Objective) -> list[TrendRow]:
-    table.require(obj)
-    done = table.done[table.done[obj.metric].notna()]
+    done = table.finished(obj)
     out: list[TrendRow] = []
     for column in table.params:
         if column not in done.columns:

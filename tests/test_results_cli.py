@@ -139,3 +139,16 @@ def test_report_from_gcs_store(runner, gcs_bucket, tmp_path):
     assert result.exit_code == 0, result.output
     page = out.read_text()
     assert page.count("data:image/png;base64,") == 3 and "1 trial(s) of the top" in page
+
+
+def test_store_with_only_failed_trials(runner, tmp_path):
+    store = open_store(str(tmp_path / "s"))
+    for lr in (0.1, 0.2):
+        put_row(store, make_row("lstm", {"learning_rate": lr}, RANGES[0], status="failed", reason=f"boom {lr}"))
+    out = _ok(runner.invoke(app, ["results", store.uri, "--by", "config", "--trends"]))
+    assert "No finished trial yet (2 failed)" in out and "boom 0.2" in out
+    doc = json.loads(_ok(runner.invoke(app, ["results", store.uri, "-f", "json"])))
+    assert doc["n_done"] == 0 and len(doc["failed"]) == 2
+    report = tmp_path / "r.html"
+    _ok(runner.invoke(app, ["report", store.uri, "--out", str(report)]))
+    assert "boom 0.1" in report.read_text() and "No finished trial" in report.read_text()

@@ -190,6 +190,11 @@ def _config_view(table, obj, top: int | None, fmt: Format) -> dict | None:
         _emit_csv(records, cols)
         return None
 
+    if not cmp.configs:
+        for note in cmp.notes():
+            console.print(note, highlight=False)
+        _failed_table(table.failed, table.params)
+        return None
     n = len(cmp.ranges)
     t = Table(title=f"{len(cmp.configs)} config(s) over {n} date range(s): {obj.metric} (rank)", title_justify="left")
     t.add_column("", width=1)
@@ -234,7 +239,8 @@ def _trend_view(table, obj, fmt: Format) -> list | None:
         _emit_csv([r.record() for r in rows], ["param", "value", "count", "mean", "median", "best", "best_value"])
         return None
     if not rows:
-        console.print("No parameter varies: no trends to show.")
+        console.print("No finished trial yet: no trends to show." if table.done.empty
+                      else "No parameter varies: no trends to show.")
         return None
     t = Table(title=f"Per-value trends of {obj}", title_justify="left")
     for c in ("param", "value", "count", "mean", "median", "best"):
@@ -270,10 +276,7 @@ def register(app: typer.Typer) -> None:
         obj = make_objective(objective)
         table = load_table(uri)
         chosen = parse_metric_list(metrics, table)
-        if by or show_trends:
-            table.require(obj)
-        elif obj.metric not in table.done.columns and len(table.done):
-            table.require(obj)
+        table.require(obj)
         err_console.print(f"{table.uri}: {len(table.done)} finished, {len(table.failed)} failed (read from {table.source})",
                           highlight=False, soft_wrap=True)
         if fmt is Format.csv and by and show_trends:
