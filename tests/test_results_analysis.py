@@ -199,3 +199,15 @@ def test_curve_tags_follow_the_trainer():
     assert pick_tag(trainer_tags, "mae") == "loss/valid"  # no curve of that metric: the validation loss
     assert pick_tag(["valid/mse", "train/loss"], "mse") == "valid/mse"
     assert pick_train_tag(trainer_tags) == "loss/train" and pick_train_tag(["lr"]) is None
+
+
+def test_rows_without_config_id_group_by_architecture_and_params(tmp_path):
+    store = _store(tmp_path)
+    for j, rng in enumerate(RANGES[:2]):
+        for lr, mse in ((0.1, 0.5 + j), (0.2, 0.7 + j)):
+            row = make_row("lstm", {"learning_rate": lr}, rng, mse=mse)
+            row["config_id"] = ""  # an older writer, or a hand-made row
+            put_row(store, row)
+    cmp = compare(load_table(store.uri), MSE)
+    assert len(cmp.configs) == 2 and all(c.n_ranges == 2 for c in cmp.configs)
+    assert cmp.configs[0].config.startswith("lstm ") and cmp.configs[0].best_everywhere
