@@ -21,7 +21,7 @@ read the caller's dataset and write the caller's results folder, and what it wri
 to the caller. The image itself runs as a non-root user (uid 10001) when started by hand. When hpt
 itself runs as root (CI), the container runs as uid 0 but with every capability dropped and
 no-new-privileges: root's own files stay reachable, root's powers do not come along. The `user`
-option overrides this (None: the image's user).
+option or $HPT_DOCKER_USER overrides this: "UID:GID", or "image" for the image's own user.
 
 Failures the trainer cannot record itself come back as TrialStatus reasons, which the executor
 loop writes into the trial's row: "exit code N", "OOM-killed (memory limit 64Mi)", "killed (SIGKILL)",
@@ -159,8 +159,9 @@ class RunSpec:
         return kwargs
 
     def command_line(self) -> str:
-        """The equivalent `docker run` command (GPUs by count: the real run picks free device ids)."""
-        q = shlex.quote
+        """The equivalent `docker run` command, on one line for bash (GPUs by count: the real run
+        picks free device ids)."""
+        q = shell_quote
         parts = ["docker", "run", "-d", "--init", "--name", q(self.name)]
         parts += [f"--label {q(f'{k}={v}')}" for k, v in self.labels.items()]
         parts += [f"--cpus {self.nano_cpus / 1e9:g}", f"--memory {self.mem_limit}b", f"--memory-swap {self.mem_limit}b"]
@@ -205,8 +206,8 @@ class DockerBackend:
                  **_ignored: Any):
         """Options (all optional): gpus_available — GPU device ids this backend may hand out (default:
         $HPT_GPUS, else `nvidia-smi -L`); docker_client — a docker SDK client (default: from the
-        environment, DOCKER_HOST); user — "auto" (see the module doc), None for the image's user, or
-        "UID:GID"; pass_env — names of environment variables to pass into every container (values
+        environment, DOCKER_HOST); user — "auto" (see the module doc), "image" or None for the image's
+        user, or "UID:GID" ($HPT_DOCKER_USER wins); pass_env — names of environment variables to pass into every container (values
         never printed); pull — pull a missing image instead of failing."""
         self._client_obj = docker_client
         self._gpu_option = gpus_available
@@ -254,8 +255,11 @@ class DockerBackend:
         return cpus, memory, gpus
 
     def _user(self) -> str | None:
-        if self.user_option != "auto":
-            return self.user_option or None
+        option = os.environ.get("HPT_DOCKER_USER") or self.user_option
+        if option == "image":
+            return None
+        if option != "auto":
+            return option or None
         if not hasattr(os, "getuid"):
             return None
         return f"{os.getuid()}:{os.getgid()}"
@@ -619,6 +623,15 @@ class DockerBackend:
                 print(f"warning: image {image!r} is not on this Docker host ({BUILD_HINT})", file=sys.stderr)
             except docker.errors.APIError:
                 pass
+
+
+def shell_quote(value: str) -> str:
+    """shlex.quote, but text with newlines (a manifest file's last byte) as bash's $'...', so that
+    every command stays on one line and the value is passed byte for byte."""
+    if "\n" not in value and "\r" not in value:
+        return shlex.quote(value)
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n").replace("\r", "\\r")
+    return f"$'{escaped}'"
 
 
 def container_name(experiment_id: str, trial_id: str) -> str:

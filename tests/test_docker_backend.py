@@ -1,0 +1,426 @@
+"""The Docker backend: real trials in real containers of the offline-built trainer image.
+
+Every test here talks to a real Docker daemon (marked `docker`: skipped without one unless
+HPT_REQUIRE_DOCKER=1) except the dry-run and pure-logic tests at the end, which need none.
+The image is built (or found up to date) by images/build-offline.sh, as CI does before pytest.
+Each test uses its own experiment id, so the containers it looks for are its own.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from executor_support import write_plan
+from hpt.executor.backend import Phase, Submission
+from hpt.executor.backends.docker import (LABEL_ATTEMPT, LABEL_EXPERIMENT, LABEL_TRIAL, LABEL_VERSION,
+                                          DockerBackend, container_name, detect_gpus, memory_bytes,
+                                          rewrite_emulator_host)
+from hpt.results.store import open_store, row_key
+from hpt.schemas.errors import UserError
+from hpt.schemas.row import parse_row_csv
+from trial_factory import make_manifest
+
+ROOT = Path(__file__).resolve().parent.parent
+IMAGE = "hpt-trainer:latest"
+FAST = {"epochs": 1, "batch_size": 512, "vocab_size": 1000, "embedding_dim": 16, "hidden_size": 16}
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+def experiment() -> str:
+    return "e-" + uuid.uuid4().hex[:12]
+
+
+def hpt(*args: str, env: dict[str, str] | None = None, timeout: float = 240, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hpt.cli", *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})}, **kw)
+
+
+def events(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+def containers(client, exp: str) -> list:
+    return client.containers.list(all=True, filters={"label": f"{LABEL_EXPERIMENT}={exp}"})
+
+
+def rows(store_uri: str) -> dict[str, dict[str, str]]:
+    store = open_store(store_uri)
+    return {k[len("rows/"):-4]: parse_row_csv(store.get(k).decode()) for k in store.list("rows/") if k.endswith(".csv")}
+
+
+def manifest(dataset: Path, exp: str, seed: int = 0, resources: dict | None = None, image: str = IMAGE, **params):
+    return make_manifest(dataset, "bag-of-words", **{**FAST, **params}, seed=seed, experiment=exp, image=image,
+                         resources=resources or {"gpus": 0, "cpus": 1, "memory": "2Gi"})
+
+
+def submission(m, results: str) -> Submission:
+    return Submission(m.id, m.experiment, m.to_json(), results, manifest=json.loads(m.to_json()))
+
+
+@pytest.fixture(scope="session")
+def trainer_image(docker_client) -> str:
+    """The trainer image, built offline if missing or out of date (seconds when up to date)."""
+    proc = subprocess.run([str(ROOT / "images" / "build-offline.sh")], capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        pytest.fail(f"images/build-offline.sh failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return IMAGE
+
+
+@pytest.fixture(scope="session")
+def shared_dataset(small_dataset) -> Path:
+    """The small dataset where any uid can read it (a container may run as another user)."""
+    folder = Path(tempfile.mkdtemp(prefix="hpt-docker-data-"))
+    shutil.copytree(small_dataset, folder, dirs_exist_ok=True)
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+# --- end to end ------------------------------------------------------------------------------------
+@pytest.mark.docker
+def test_plan_runs_in_containers_as_the_calling_user_with_results_in_a_folder(docker_client, trainer_image,
+                                                                              shared_dataset):
+    """`hpt apply --backend docker`: each trial in a container running as a non-root user that owns the
+    results folder (as it would for a normal user), writing rows and models into the bind-mounted
+    folder; logs saved, containers removed."""
+    base = Path(tempfile.mkdtemp(prefix="hpt-docker-e2e-"))
+    try:
+        base.chmod(0o755)
+        exp = experiment()
+        ms = [manifest(shared_dataset, exp, seed=s) for s in range(2)]
+        plan_dir = write_plan(base / "plan", ms)
+        results = base / "results"
+        uid, gid = os.getuid(), os.getgid()
+        env = {}
+        if uid == 0:  # CI runs as root: play a normal user, as whom the folder is owned
+            uid = gid = 4321
+            results.mkdir()
+            os.chown(results, uid, gid)
+            env["HPT_DOCKER_USER"] = f"{uid}:{gid}"
+        proc = hpt("apply", str(plan_dir), "--backend", "docker", "--results", str(results), "-o", "json", env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        got = rows(str(results))
+        assert set(got) == {m.id for m in ms}
+        for m in ms:
+            row = got[m.id]
+            assert row["status"] == "done", row
+            assert float(row["mse"]) > 0
+            # the folder is mounted at the same path: the row's model_uri is valid on the host
+            assert row["model_uri"].startswith(str(results)) and Path(row["model_uri"]).is_dir()
+            assert (results / "logs" / f"{m.id}.log").read_text().count("attempt 1") == 1
+            assert (results / "rows" / f"{m.id}.csv").stat().st_uid == uid
+            assert Path(row["model_uri"]).stat().st_uid == uid
+        finished = [e for e in events(proc.stdout) if e["event"] == "run-finished"][-1]
+        assert finished["done"] == 2 and finished["failed"] == 0
+        assert containers(docker_client, exp) == []
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.docker
+def test_plan_writes_results_to_gcs_emulator_from_containers(docker_client, trainer_image, shared_dataset,
+                                                             gcs_bucket, tmp_path):
+    """gs:// results: the container reaches fake-gcs-server on the host via host.docker.internal."""
+    exp = experiment()
+    m = manifest(shared_dataset, exp)
+    plan_dir = write_plan(tmp_path / "plan", [m])
+    proc = hpt("apply", str(plan_dir), "--backend", "docker", "--results", gcs_bucket, "-o", "json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    store = open_store(gcs_bucket)
+    row = parse_row_csv(store.get(row_key(m.id)).decode())
+    assert row["status"] == "done" and row["model_uri"].startswith(gcs_bucket)
+    assert store.list(f"models/{m.id}/"), "the model was not uploaded"
+    assert "attempt 1" in store.get(f"logs/{m.id}.log").decode()
+    assert containers(docker_client, exp) == []
+
+
+# --- failures the trainer cannot record ------------------------------------------------------------
+@pytest.mark.docker
+def test_oom_killed_trial_says_so_in_its_row(docker_client, trainer_image, shared_dataset, tmp_path):
+    exp = experiment()
+    m = manifest(shared_dataset, exp, resources={"gpus": 0, "cpus": 1, "memory": "40Mi"})
+    plan_dir = write_plan(tmp_path / "plan", [m])
+    results = tmp_path / "results"
+    proc = hpt("apply", str(plan_dir), "--backend", "docker", "--results", str(results), "--retries", "0")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    row = rows(str(results))[m.id]
+    assert row["status"] == "failed"
+    assert row["reason"].startswith("OOM-killed (memory limit 40Mi)"), row["reason"]
+    assert (results / "logs" / f"{m.id}.log").exists()
+    assert containers(docker_client, exp) == []
+
+
+@pytest.mark.docker
+def test_timed_out_trial_is_killed_and_recorded(docker_client, trainer_image, shared_dataset, tmp_path):
+    exp = experiment()
+    m = manifest(shared_dataset, exp, epochs=500, early_stopping_patience=500)
+    plan_dir = write_plan(tmp_path / "plan", [m])
+    results = tmp_path / "results"
+    proc = hpt("apply", str(plan_dir), "--backend", "docker", "--results", str(results), "--timeout", "3")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    row = rows(str(results))[m.id]
+    assert row["status"] == "failed" and row["reason"].startswith("timed out after 3 s"), row
+    assert containers(docker_client, exp) == []
+
+
+@pytest.mark.docker
+def test_missing_image_is_one_clear_error_before_anything_runs(docker_client, shared_dataset, tmp_path):
+    exp = experiment()
+    ms = [manifest(shared_dataset, exp, seed=s, image="hpt-no-such-image:never") for s in range(2)]
+    plan_dir = write_plan(tmp_path / "plan", ms)
+    results = tmp_path / "results"
+    proc = hpt("apply", str(plan_dir), "--backend", "docker", "--results", str(results))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    message = " ".join(proc.stderr.split())
+    assert "hpt-no-such-image:never" in message and "hpt image build" in message
+    assert "Traceback" not in proc.stderr
+    assert rows(str(results)) == {}
+    assert containers(docker_client, exp) == []
+
+
+@pytest.mark.docker
+def test_gpu_trial_on_a_host_without_gpus(docker_client, trainer_image, shared_dataset, tmp_path):
+    """Up front: more GPUs than the host has is a user error. And if a GPU is named that the daemon
+    cannot give (no NVIDIA runtime here), the trial fails with docker's reason and leaves no container."""
+    exp = experiment()
+    m = manifest(shared_dataset, exp, resources={"gpus": 1, "cpus": 1, "memory": "1Gi"})
+    plan_dir = write_plan(tmp_path / "plan", [m])
+    results = tmp_path / "results"
+    proc = hpt("apply", str(plan_dir), "--backend", "docker", "--results", str(results), env={"HPT_GPUS": ""})
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "asks for 1 GPU(s); this host has none" in " ".join(proc.stderr.split())
+    assert containers(docker_client, exp) == []
+    if detect_gpus():
+        pytest.skip("this host has GPUs: a start failure cannot be provoked")
+    proc = hpt("apply", str(plan_dir), "--backend", "docker", "--results", str(results), env={"HPT_GPUS": "0"})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    row = rows(str(results))[m.id]
+    assert row["status"] == "failed" and row["reason"].startswith("could not start: "), row
+    assert "gpu" in row["reason"].lower()
+    assert containers(docker_client, exp) == []
+
+
+# --- crash and re-attach ---------------------------------------------------------------------------
+@pytest.mark.docker
+def test_reapply_after_kill_9_adopts_the_running_container(docker_client, trainer_image, shared_dataset, tmp_path):
+    exp = experiment()
+    m = manifest(shared_dataset, exp, epochs=4, early_stopping_patience=10)
+    plan_dir = write_plan(tmp_path / "plan", [m])
+    results = tmp_path / "results"
+    args = ["apply", str(plan_dir), "--backend", "docker", "--results", str(results), "-o", "json"]
+    first = subprocess.Popen([sys.executable, "-m", "hpt.cli", *args], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        running = []
+        while time.monotonic() < deadline and not running:
+            running = [c for c in containers(docker_client, exp) if c.status == "running"]
+            time.sleep(0.1)
+        assert running, "the container never ran"
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.communicate(timeout=30)
+    original = running[0]
+    original.reload()
+    assert original.status == "running", "the container did not outlive hpt apply"
+
+    proc = hpt("apply", *args[1:])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    evs = events(proc.stdout)
+    assert [e["trial_id"] for e in evs if e["event"] == "trial-adopted"] == [m.id]
+    assert not [e for e in evs if e["event"] == "trial-started"], "a duplicate container was started"
+    assert rows(str(results))[m.id]["status"] == "done"
+    assert open_store(str(results)).list("rows/") == [row_key(m.id)]
+    assert containers(docker_client, exp) == []
+
+
+@pytest.mark.docker
+def test_adopt_keeps_live_containers_cleans_up_dead_ones_and_never_duplicates(docker_client, trainer_image,
+                                                                             shared_dataset, tmp_path):
+    exp = experiment()
+    backend = DockerBackend(docker_client=docker_client)
+    ids = [manifest(shared_dataset, exp, seed=s) for s in range(3)]
+
+    def leftover(m, command: str, start: bool):
+        c = docker_client.containers.create(
+            IMAGE, entrypoint=["python3", "-c", command], name=container_name(exp, m.id),
+            labels={LABEL_EXPERIMENT: exp, LABEL_TRIAL: m.id, LABEL_ATTEMPT: "1", LABEL_VERSION: "0"})
+        if start:
+            c.start()
+        return c
+
+    live = leftover(ids[0], "import time; time.sleep(60)", True)
+    dead = leftover(ids[1], "raise SystemExit(3)", True)
+    never = leftover(ids[2], "pass", False)
+    try:
+        dead.wait(timeout=60)
+        adopted = backend.adopt(exp)
+        assert set(adopted) == {ids[0].id, ids[1].id}
+        assert adopted[ids[0].id].attempt == 1
+        assert backend.poll(adopted[ids[0].id]).phase == Phase.RUNNING
+        ended = backend.poll(adopted[ids[1].id])
+        assert ended.phase == Phase.FAILED and ended.reason == "exit code 3" and ended.exit_code == 3
+        assert {c.id for c in containers(docker_client, exp)} == {live.id, dead.id}, "the never-started one stays"
+        # A second apply racing the first: submitting the live trial attaches to its container.
+        twin = backend.submit(submission(ids[0], str(tmp_path / "results")))
+        assert twin.container_id == live.id
+        assert len(containers(docker_client, exp)) == 2
+        for handle in (adopted[ids[0].id], adopted[ids[1].id]):
+            backend.cancel(handle)
+            backend.release(handle)
+        assert containers(docker_client, exp) == []
+        del never
+    finally:
+        for c in containers(docker_client, exp):
+            c.remove(force=True)
+
+
+# --- what a container gets -------------------------------------------------------------------------
+@pytest.mark.docker
+def test_labels_limits_user_mounts_and_env_as_docker_inspect_sees_them(docker_client, trainer_image,
+                                                                      shared_dataset, tmp_path, monkeypatch):
+    exp = experiment()
+    creds = tmp_path / "creds.json"
+    creds.write_text('{"type": "service_account", "private_key": "SECRET"}')
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(creds))
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:4443")
+    m = manifest(shared_dataset, exp, resources={"gpus": 0, "cpus": 0.5, "memory": "300Mi"})
+    backend = DockerBackend(docker_client=docker_client)
+    sub = submission(m, "gs://some-bucket/exp")
+    backend.preflight([sub])
+    handle = backend.submit(sub)
+    try:
+        info = docker_client.api.inspect_container(handle.container_id)
+        labels = info["Config"]["Labels"]
+        assert labels[LABEL_EXPERIMENT] == exp and labels[LABEL_TRIAL] == m.id and labels[LABEL_VERSION]
+        assert labels[LABEL_ATTEMPT] == "1"
+        host = info["HostConfig"]
+        assert host["NanoCpus"] == 500_000_000
+        assert host["Memory"] == 300 * 2**20 and host["MemorySwap"] == 300 * 2**20
+        assert host["Init"] is True
+        assert "host.docker.internal:host-gateway" in host["ExtraHosts"]
+        assert info["Config"]["User"] == f"{os.getuid()}:{os.getgid()}"
+        if os.getuid() == 0:
+            assert host["CapDrop"] == ["ALL"] and "no-new-privileges" in host["SecurityOpt"]
+        env = dict(e.split("=", 1) for e in info["Config"]["Env"])
+        assert env["HPT_MANIFEST"] == m.to_json()          # the manifest, unchanged
+        assert env["HPT_RESULTS"] == "gs://some-bucket/exp"
+        assert env["HPT_CPUS"] == "0.5" and env["OMP_NUM_THREADS"] == "1"
+        assert env["STORAGE_EMULATOR_HOST"] == "http://host.docker.internal:4443"
+        assert env["GOOGLE_APPLICATION_CREDENTIALS"] == "/var/run/secrets/hpt/google-credentials.json"
+        mounts = {mt["Destination"]: mt for mt in info["Mounts"]}
+        assert mounts[str(shared_dataset)]["RW"] is False
+        assert mounts["/var/run/secrets/hpt/google-credentials.json"]["RW"] is False
+        assert mounts["/var/run/secrets/hpt/google-credentials.json"]["Source"] == str(creds)
+        image_user = docker_client.images.get(IMAGE).attrs["Config"]["User"]
+        assert image_user and image_user.split(":")[0] not in ("0", "root"), "the image must not run as root"
+    finally:
+        backend.cancel(handle)
+        status = backend.poll(handle)
+        assert status.phase == Phase.FAILED and status.reason.startswith("cancelled")
+        backend.release(handle)
+    assert containers(docker_client, exp) == []
+
+
+@pytest.mark.docker
+def test_no_daemon_is_a_user_error(tmp_path, shared_dataset):
+    exp = experiment()
+    plan_dir = write_plan(tmp_path / "plan", [manifest(shared_dataset, exp)])
+    proc = hpt("apply", str(plan_dir), "--backend", "docker", "--results", str(tmp_path / "r"),
+               env={"DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"})
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "no Docker daemon answers" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# --- no daemon needed ------------------------------------------------------------------------------
+def test_dry_run_prints_docker_run_lines_without_a_daemon(tmp_path, gcs_bucket):
+    exp = experiment()
+    data = tmp_path / "data"
+    data.mkdir()
+    ms = [make_manifest(data, "bag-of-words", epochs=1, seed=0, experiment=exp, image="hpt-trainer:latest",
+                        resources={"gpus": 2, "cpus": 4, "memory": "8Gi"}),
+          make_manifest(data, "bag-of-words", epochs=1, seed=1, experiment=exp, image="hpt-trainer:latest")]
+    plan_dir = write_plan(tmp_path / "plan", ms)
+    creds = tmp_path / "creds.json"
+    creds.write_text('{"private_key": "TOP-SECRET"}')
+    port = os.environ["STORAGE_EMULATOR_HOST"].rsplit(":", 1)[1]   # the emulator on 127.0.0.1
+    proc = hpt("apply", str(plan_dir), "--backend", "docker", "--results", gcs_bucket, "--dry-run",
+               env={"DOCKER_HOST": f"unix://{tmp_path}/none.sock", "HPT_GPUS": "",
+                    "GOOGLE_APPLICATION_CREDENTIALS": str(creds)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith("docker run ") for line in lines), proc.stdout
+    gpu_line = next(line for line in lines if ms[0].id in line)
+    assert "--gpus 2" in gpu_line and "--cpus 4" in gpu_line and f"--memory {8 * 2**30}b" in gpu_line
+    for line in lines:
+        assert f"--label hpt.experiment={exp}" in line and "--label hpt.version=" in line
+        assert f"-v {data}:{data}:ro" in line
+        assert f"{creds}:/var/run/secrets/hpt/google-credentials.json:ro" in line
+        assert f"STORAGE_EMULATOR_HOST=http://host.docker.internal:{port}" in line
+        assert "--add-host host.docker.internal:host-gateway" in line
+        assert "TOP-SECRET" not in line
+        assert line.endswith(" hpt-trainer:latest")
+    assert "--gpus" not in next(line for line in lines if ms[1].id in line)
+    assert "no Docker daemon answers" in proc.stderr
+    assert "this host has 0" in proc.stderr
+
+
+def test_dry_run_lines_run_the_same_container_spec(tmp_path):
+    """The dry-run line is rendered from the same spec submit uses: bash parses it back to the same values."""
+    m = make_manifest(tmp_path, "bag-of-words", epochs=1, experiment=experiment(), image="img:1",
+                      resources={"gpus": 0, "cpus": 1.5, "memory": "512M"})
+    backend = DockerBackend(docker_client=object(), gpus_available=[])
+    sub = submission(m, str(tmp_path / "res"))
+    spec = backend.spec(sub)
+    line = backend.dry_run([sub])
+    assert line.count("\n") == 1 and line.strip() == spec.command_line()
+    assert line.startswith("docker run ")
+    argv = subprocess.run(["bash", "-c", f"set -- {line[len('docker run '):]}\nprintf '%s\\0' \"$@\""],
+                          capture_output=True, text=True, check=True).stdout.split("\0")[:-1]
+    env = dict(argv[i + 1].split("=", 1) for i, a in enumerate(argv) if a == "-e" and "=" in argv[i + 1])
+    assert env["HPT_MANIFEST"] == m.to_json()          # byte for byte, trailing newline included
+    kwargs = spec.create_kwargs([])
+    assert kwargs["environment"] == env
+    assert kwargs["nano_cpus"] == 1_500_000_000 and kwargs["mem_limit"] == 512_000_000
+    assert argv[argv.index("--cpus") + 1] == "1.5" and argv[argv.index("--memory") + 1] == "512000000b"
+    assert argv[argv.index("--name") + 1] == kwargs["name"]
+    assert argv[-1] == "img:1"
+
+
+def test_memory_quantities_and_emulator_rewrite():
+    assert memory_bytes("4Gi") == 4 * 2**30 and memory_bytes("512M") == 512 * 10**6
+    assert memory_bytes("1.5Gi") == int(1.5 * 2**30) and memory_bytes("1048576") == 2**20
+    with pytest.raises(UserError):
+        memory_bytes("lots")
+    assert rewrite_emulator_host("http://127.0.0.1:4443") == "http://host.docker.internal:4443"
+    assert rewrite_emulator_host("localhost:9000") == "host.docker.internal:9000"
+    assert rewrite_emulator_host("http://0.0.0.0:1/x") == "http://host.docker.internal:1/x"
+    assert rewrite_emulator_host("http://gcs.example:4443") == "http://gcs.example:4443"
+
+
+def test_gpus_are_never_given_to_two_trials_at_once(tmp_path):
+    backend = DockerBackend(docker_client=object(), gpus_available="0,1,2")
+    assert backend.gpu_pool == ["0", "1", "2"]
+    first = backend._take_gpus(2)
+    assert first == ("0", "1")
+    assert backend._take_gpus(2) is None          # only GPU 2 is free: the trial waits
+    second = backend._take_gpus(1)
+    assert second == ("2",)
+    from hpt.executor.backends.docker import DockerHandle
+
+    backend._free_gpus(DockerHandle("t", "e", "n", gpus=first))
+    assert backend._take_gpus(2) == ("0", "1")
+    m = make_manifest(tmp_path, "bag-of-words", epochs=1, resources={"gpus": 4, "cpus": 1, "memory": "1Gi"})
+    with pytest.raises(UserError, match="asks for 4 GPU"):
+        backend.preflight([submission(m, str(tmp_path / "r"))])
