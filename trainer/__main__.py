@@ -12,7 +12,12 @@ import logging
 import os
 import sys
 
-from hpt.schemas.errors import UserError
+# Before torch loads OpenMP: idle worker threads sleep instead of spinning. Trials often share a
+# machine (parallel local trials, a busy node); spinning threads then steal each other's cores and
+# a 2-thread trial ran 5-20x slower than with passive waiting (bench/bench_trainer.py notes).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from hpt.schemas.errors import UserError  # noqa: E402
 
 log = logging.getLogger("hpt.trainer")
 
