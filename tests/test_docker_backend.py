@@ -424,3 +424,15 @@ def test_gpus_are_never_given_to_two_trials_at_once(tmp_path):
     m = make_manifest(tmp_path, "bag-of-words", epochs=1, resources={"gpus": 4, "cpus": 1, "memory": "1Gi"})
     with pytest.raises(UserError, match="asks for 4 GPU"):
         backend.preflight([submission(m, str(tmp_path / "r"))])
+
+
+@pytest.mark.gpu
+def test_gpu_check_each_trial_sees_exactly_its_own_gpu():
+    """bench/gpu_check.py on a GPU machine (CUDA image from `hpt image build`); skips without GPUs."""
+    if not detect_gpus():
+        pytest.skip("no NVIDIA GPU on this host")
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_check.py")], capture_output=True, text=True,
+                          timeout=1800)
+    if proc.stdout.startswith("SKIP:"):
+        pytest.skip(proc.stdout.strip())
+    assert proc.returncode == 0 and "PASS" in proc.stdout, proc.stdout + proc.stderr
