@@ -21,7 +21,7 @@ class TextRegressor(nn.Module):
     n_targets: int = 1  # columns of y the model uses (main target first)
 
     def loss(self, out: Any, y: torch.Tensor) -> torch.Tensor:
-        return F.mse_loss(self.mean(out), y[:, 0])
+        return F.mse_loss(self.mean(out).float(), y[:, 0])
 
     def mean(self, out: Any) -> torch.Tensor:
         return out
