@@ -425,7 +425,7 @@ class DockerBackend:
 
     def _fail_start(self, handle: DockerHandle, message: str) -> None:
         handle.failure = TrialStatus(Phase.FAILED, reason=f"could not start: {message}", exit_code=EXIT_COULD_NOT_START)
-        handle.failure_log = f"hpt docker backend: container {handle.name} could not start: {message}\n"
+        # No log of its own: the reason (in the row and the log's attempt header) says it all.
         self._free_gpus(handle)
 
     def _start(self, handle: DockerHandle) -> bool:
@@ -473,7 +473,11 @@ class DockerBackend:
             except docker.errors.APIError:
                 pass
             handle.container_id = None
-            self._fail_start(handle, _short(err))
+            message = _short(err)
+            if spec.gpus:
+                message += ("; this Docker host cannot give containers GPUs (install the NVIDIA Container "
+                            "Toolkit there, or set resources.gpus to 0)")
+            self._fail_start(handle, message)
         return True
 
     def _clear_name(self, client: Any, handle: DockerHandle) -> bool:
