@@ -215,7 +215,7 @@ def test_gpu_trial_on_a_host_without_gpus(docker_client, trainer_image, shared_d
 @pytest.mark.docker
 def test_reapply_after_kill_9_adopts_the_running_container(docker_client, trainer_image, shared_dataset, tmp_path):
     exp = experiment()
-    m = manifest(shared_dataset, exp, epochs=4, early_stopping_patience=10)
+    m = manifest(shared_dataset, exp, epochs=20, early_stopping_patience=30)  # outlives the re-apply's start
     plan_dir = write_plan(tmp_path / "plan", [m])
     results = tmp_path / "results"
     args = ["apply", str(plan_dir), "--backend", "docker", "--results", str(results), "-o", "json"]
@@ -333,7 +333,6 @@ def test_labels_limits_user_mounts_and_env_as_docker_inspect_sees_them(docker_cl
     assert containers(docker_client, exp) == []
 
 
-@pytest.mark.docker
 def test_no_daemon_is_a_user_error(tmp_path, shared_dataset):
     exp = experiment()
     plan_dir = write_plan(tmp_path / "plan", [manifest(shared_dataset, exp)])
