@@ -109,7 +109,7 @@ def test_a_window_reads_only_its_months(small_dataset, tmp_path):
     shutil.copytree(small_dataset, data)
     (data / "month=2011-06" / "part-0.parquet").write_bytes(b"not parquet at all")  # outside the windows
     assert months_between(*(pd.Timestamp(d).date() for d in ("2010-09-15", "2010-12-01"))) == ["2010-09", "2010-10", "2010-11"]
-    prepared = _prepare(make_manifest(data, epochs=1), use_cache=False)
+    prepared = _prepare(make_manifest(f"file://{data}", epochs=1), use_cache=False)
     assert prepared.n_train == 4500 and prepared.n_valid == 1500
     window = Dataset(str(data)).read_window("2010-09-15", "2010-10-10")
     assert window["timestamp"].min() >= pd.Timestamp("2010-09-15") and window["timestamp"].max() < pd.Timestamp("2010-10-10")
@@ -220,3 +220,16 @@ def test_cpu_limit_honours_hpt_cpus_and_the_request(monkeypatch):
     monkeypatch.setenv("HPT_CPUS", "64")
     assert cpu_limit(requested=1.5) == 1
     assert cpu_limit() <= 64
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("architecture", sorted(LEARNS))
+def test_every_architecture_learns_on_cuda(small_dataset, tmp_path, architecture):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    manifest = make_manifest(small_dataset, architecture, epochs=4, metrics=["mse", "baseline_mse"], **LEARNS[architecture])
+    assert run_trial(manifest, open_store(str(tmp_path))) == 0  # CUDA is picked when present; bf16/fp16 autocast
+    row = _row(tmp_path, manifest.id)
+    assert row["device"].startswith("cuda:")
+    assert float(row["mse"]) < 0.97 * float(row["baseline_mse"])
