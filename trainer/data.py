@@ -202,7 +202,12 @@ class Prepared:
 
 def cache_root() -> Path:
     configured = os.environ.get("HPT_CACHE")
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "hpt"
+    if configured:
+        return Path(configured).expanduser()
+    try:
+        return Path.home() / ".cache" / "hpt"
+    except (RuntimeError, KeyError):  # a container user with no HOME and no passwd entry
+        return Path(tempfile.gettempdir()) / "hpt-cache"
 
 
 def _cache_key(dataset: Dataset, window: dict[str, Any], vocab_size: int, max_tokens: int) -> str:

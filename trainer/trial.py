@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import tempfile
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR = 0, 1, 2
 MAX_REASON = 500
+CURVES_EVERY_S = 30.0  # upload the TensorBoard curves during training at most this often
 
 
 def _now() -> str:
@@ -112,6 +114,7 @@ def _train_and_store(manifest: TrialManifest, store: Store, scratch: Path, tb_di
     log.info("data: %d training rows, %d validation rows, vocabulary %d (%s, %.2fs)", prepared.n_train, prepared.n_valid,
              len(prepared.prep.vocab), "cached" if prepared.cache_hit else "fitted", prepared.seconds)
     writer = _tensorboard_writer(tb_dir)
+    last_upload = [time.monotonic()]
 
     def on_epoch(record) -> None:
         if writer is None:
@@ -120,6 +123,9 @@ def _train_and_store(manifest: TrialManifest, store: Store, scratch: Path, tb_di
                            ("mse/train", record.train_mse), ("mse/valid", record.val_mse), ("lr", record.lr)):
             writer.add_scalar(tag, value, record.epoch)
         writer.flush()
+        if time.monotonic() - last_upload[0] >= CURVES_EVERY_S:  # long trials: curves visible while running
+            _upload_best_effort(store, f"{TENSORBOARD}{manifest.id}", tb_dir)
+            last_upload[0] = time.monotonic()
 
     try:
         result = fit(manifest.architecture, params, prepared, seed=manifest.seed, max_epochs=manifest.epochs,
