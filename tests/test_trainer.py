@@ -233,3 +233,14 @@ def test_every_architecture_learns_on_cuda(small_dataset, tmp_path, architecture
     row = _row(tmp_path, manifest.id)
     assert row["device"].startswith("cuda:")
     assert float(row["mse"]) < 0.97 * float(row["baseline_mse"])
+
+
+def test_incomplete_params_leave_a_failed_row(small_dataset, tmp_path):
+    from hpt.schemas.manifest import TrialManifest, trial_id
+
+    doc = make_manifest(small_dataset).to_dict()
+    del doc["params"]["dropout"]
+    doc["id"] = trial_id(doc)
+    manifest = TrialManifest.from_dict(doc)
+    assert run_trial(manifest, open_store(str(tmp_path))) == 2
+    assert "missing hyperparameter(s) dropout" in _row(tmp_path, manifest.id)["reason"]

@@ -110,6 +110,7 @@ def _train_and_store(manifest: TrialManifest, store: Store, scratch: Path, tb_di
     from hpt.trainer.train import fit, select_device
 
     params = manifest.params
+    _check_params(manifest)
     prepared = prepare(manifest.data["uri"], manifest.window, int(params["vocab_size"]), int(params["max_tokens"]))
     log.info("data: %d training rows, %d validation rows, vocabulary %d (%s, %.2fs)", prepared.n_train, prepared.n_valid,
              len(prepared.prep.vocab), "cached" if prepared.cache_hit else "fitted", prepared.seconds)
@@ -142,6 +143,24 @@ def _train_and_store(manifest: TrialManifest, store: Store, scratch: Path, tb_di
         store.put_tree(f"{TENSORBOARD}{manifest.id}", tb_dir)
     return build_row(manifest, status=STATUS_DONE, metrics=result.metrics, started_at=started_at, finished_at=_now(),
                      model_uri=store.url(prefix + "/"), device=result.device)
+
+
+def _check_params(manifest: TrialManifest) -> None:
+    """The manifest must name a catalog architecture and give every one of its hyperparameters."""
+    from hpt.schemas.catalog import architectures
+
+    arch = architectures().get(manifest.architecture)
+    if arch is None:
+        raise UserError(f"unknown architecture {manifest.architecture!r} (known: {', '.join(sorted(architectures()))})",
+                        where="manifest: architecture")
+    missing = [name for name in arch.param_names if name not in manifest.params]
+    if missing:
+        raise UserError(f"missing hyperparameter(s) {', '.join(missing)} for {arch.name}", where="manifest: params",
+                        hint="manifests are written by `hpt compile`, which resolves every default")
+    for name in arch.param_names:
+        value = manifest.params[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UserError(f"hyperparameter {name} must be a number, got {value!r}", where=f"manifest: params.{name}")
 
 
 def _tensorboard_writer(folder: Path):
