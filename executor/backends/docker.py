@@ -193,8 +193,7 @@ class DockerHandle:
     adopted: bool = False
     cancelled: bool = False
     failure: TrialStatus | None = None      # could not start
-    failure_log: str = ""
-    memory: str = ""
+    memory: str = ""                        # the limit as the manifest says it, for an OOM reason
 
 
 class DockerBackend:
@@ -207,8 +206,8 @@ class DockerBackend:
         """Options (all optional): gpus_available — GPU device ids this backend may hand out (default:
         $HPT_GPUS, else `nvidia-smi -L`); docker_client — a docker SDK client (default: from the
         environment, DOCKER_HOST); user — "auto" (see the module doc), "image" or None for the image's
-        user, or "UID:GID" ($HPT_DOCKER_USER wins); pass_env — names of environment variables to pass into every container (values
-        never printed); pull — pull a missing image instead of failing."""
+        user, or "UID:GID" ($HPT_DOCKER_USER wins); pass_env — names of environment variables to pass
+        into every container (values never printed); pull — pull a missing image instead of failing."""
         self._client_obj = docker_client
         self._gpu_option = gpus_available
         self._pool: list[str] | None = None
@@ -218,7 +217,6 @@ class DockerBackend:
             pass_env = [n for n in pass_env.split(",") if n]
         self.pass_env = tuple(pass_env or ())
         self.pull = pull
-        self._image_users: dict[str, str] = {}
         self._needs: tuple[float, int, int] = (1.0, 0, 0)   # max cpus, memory bytes, gpus per trial
 
     # --- the daemon ----------------------------------------------------------------------------------
@@ -335,19 +333,18 @@ class DockerBackend:
 
         for image in sorted({s.image for s in specs}):
             try:
-                attrs = client.images.get(image).attrs
+                client.images.get(image)
             except docker.errors.ImageNotFound:
                 if not self.pull:
                     raise UserError(f"the trainer image {image!r} is not on this Docker host", where="image",
                                     hint=BUILD_HINT) from None
                 try:
-                    attrs = client.images.pull(image).attrs
+                    client.images.pull(image)
                 except docker.errors.APIError as err:
                     raise UserError(f"cannot pull the trainer image {image!r}: {_short(err)}", where="image",
                                     hint=BUILD_HINT) from None
             except docker.errors.APIError as err:
                 raise UserError(f"cannot inspect the image {image!r}: {_short(err)}", where="image") from None
-            self._image_users[image] = str((attrs.get("Config") or {}).get("User") or "")
         for spec in specs:
             self._prepare_results(spec)
         self._needs = (max(s.nano_cpus for s in specs) / 1e9, max(s.mem_limit for s in specs), worst.gpus)
@@ -570,16 +567,15 @@ class DockerBackend:
         self._free_gpus(handle)
 
     def logs(self, handle: DockerHandle) -> str:
-        text = handle.failure_log
         if handle.container_id is None:
-            return text
+            return ""  # never started (its reason says why) or waiting for a GPU
         import docker.errors
 
         try:
             raw = self._client().api.logs(handle.container_id, stdout=True, stderr=True, tail=LOG_TAIL_LINES)
         except docker.errors.APIError as err:
-            return text + f"(could not read the container's log: {_short(err)})\n"
-        return text + raw.decode("utf-8", errors="replace")
+            return f"(could not read the container's log: {_short(err)})\n"
+        return raw.decode("utf-8", errors="replace")
 
     def release(self, handle: DockerHandle) -> None:
         self._free_gpus(handle)
