@@ -82,6 +82,7 @@ class _Running:
     started_at: str           # wall clock, for a failed row
     adopted: bool = False
     timed_out: float | None = None
+    row_seen: bool = False    # its row is in the store already (the process may still be exiting)
 
 
 def _utc() -> str:
@@ -129,6 +130,7 @@ class Scheduler:
         self.failed_rows: set[str] = set()                       # failed in the store, to move aside before running
         self._stop_signal: str | None = None
         self._runs_dirty = True
+        self._last_row_check = 0.0
 
     # --- helpers ---------------------------------------------------------------------------------
     def emit(self, event: str, **fields: Any) -> None:
@@ -269,8 +271,9 @@ class Scheduler:
             tail = _last_lines(text)
             if tail and not status.transient:
                 reason = f"{reason}: {tail}"
-            # No row means the trainer never got to record anything: killed, lost, or a backend hiccup.
-            transient = status.transient or status.exit_code is None or (status.exit_code or 0) < 0
+            # No row and killed by a signal (OOM killer, a user, a lost node): the trainer never got to
+            # record anything, so another attempt may well succeed. The backend flags its own hiccups.
+            transient = status.transient or (status.exit_code is not None and status.exit_code < 0)
         if transient and run.attempt <= self.opt.retries and not self.result.stopped and self._stop_signal is None:
             delay = min(self.opt.backoff_s * 2 ** (run.attempt - 1), MAX_BACKOFF_S)
             self.waiting.append((time.monotonic() + delay, sub, run.attempt + 1))
@@ -286,6 +289,17 @@ class Scheduler:
             self._record_existing(sub, row, run.attempt)
             return
         self._count_failure(tid, reason, run.attempt)
+
+    def _rows_appeared(self, interval: float) -> bool:
+        now = time.monotonic()
+        if now - self._last_row_check < interval or not self.running:
+            return False
+        self._last_row_check = now
+        appeared = False
+        for tid, run in self.running.items():
+            if not run.row_seen and self.store.exists(row_key(tid)):
+                run.row_seen = appeared = True
+        return appeared
 
     def _cancel_all(self, why: str) -> None:
         for tid, run in list(self.running.items()):
@@ -324,6 +338,9 @@ class Scheduler:
         parallel = self.opt.parallel or backend.capacity()
         parallel = max(1, parallel)
         poll = self.opt.poll_interval_s or float(getattr(backend, "poll_interval", 0.2))
+        # A trainer writes its row a moment before it exits (torch's teardown takes a second or so):
+        # look for rows of running trials now and then, so results.csv shows them at once.
+        row_check = 0.25 if "://" not in self.store.uri else 2.0
         self.emit("run-started", backend=getattr(backend, "name", "?"), results=self.store.uri, total=self.result.total,
                   already_done=self.result.already_done, kept_failed=self.result.kept_failed,
                   to_run=len(to_run), adopted=self.result.adopted, parallel=parallel)
@@ -367,7 +384,7 @@ class Scheduler:
                     if status.finished:
                         self._finish(run, status)
                         finished_any = True
-                if finished_any:
+                if finished_any or self._rows_appeared(row_check):
                     self.publisher.publish()
                 if self._runs_dirty:
                     self._write_runs()

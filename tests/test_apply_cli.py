@@ -137,6 +137,8 @@ def test_ctrl_c_cancels_running_trials_and_says_how_to_resume(tmp_path):
     apply = subprocess.Popen([hpt_exe(), "apply", str(plan_dir), "--results", results, "--parallel", "2"],
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: sum(attempts(tmp_path, t) for t in ids) == 2)
+    status = hpt("status", plan_dir, "--results", results, "--output", "json", env=env)
+    assert json.loads(status.stdout)["counts"] == {"running": 2, "pending": 1}, status.stderr
     apply.send_signal(signal.SIGINT)
     _, err = apply.communicate(timeout=60)
     assert apply.returncode == 130

@@ -108,6 +108,8 @@ def register(app: typer.Typer) -> None:
                              resume_hint=_resume_command(str(plan_dir), backend, store.uri, given))
         try:
             outcome = run_plan(plan, runner, store, options, reporter)
+        except OSError as err:  # a results folder or state folder we cannot write: the user can fix it
+            raise UserError(f"cannot write: {err.strerror or err}", where=err.filename or store.uri) from None
         finally:
             reporter.close()
         if junit is not None:
