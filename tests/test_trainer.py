@@ -14,6 +14,7 @@ from trial_factory import make_manifest
 
 from hpt.results.store import open_store, row_key
 from hpt.schemas.catalog import architectures, metrics as catalog_metrics
+from hpt.schemas.errors import UserError
 from hpt.schemas.row import LEADING, TRAILING, parse_row_csv
 from hpt.trainer.data import Dataset, Preprocessing, months_between, prepare
 from hpt.trainer.models import REGISTRY
@@ -111,6 +112,8 @@ def test_a_window_reads_only_its_months(small_dataset, tmp_path):
     assert months_between(*(pd.Timestamp(d).date() for d in ("2010-09-15", "2010-12-01"))) == ["2010-09", "2010-10", "2010-11"]
     prepared = _prepare(make_manifest(f"file://{data}", epochs=1), use_cache=False)
     assert prepared.n_train == 4500 and prepared.n_valid == 1500
+    with pytest.raises(UserError, match="unreadable Parquet partition"):
+        Dataset(str(data)).read_window("2011-06-01", "2011-07-01")  # the broken month itself is an error
     window = Dataset(str(data)).read_window("2010-09-15", "2010-10-10")
     assert window["timestamp"].min() >= pd.Timestamp("2010-09-15") and window["timestamp"].max() < pd.Timestamp("2010-10-10")
 

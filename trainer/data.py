@@ -84,29 +84,48 @@ class Dataset:
     def read_window(self, start: str, end: str, where: str = "window"):
         """Rows with start ≤ timestamp < end (a pandas DataFrame), reading only the months it overlaps."""
         import pandas as pd
-        import pyarrow as pa
-        import pyarrow.parquet as pq
 
         first, stop = _date(start, where), _date(end, where)
         if stop <= first:
             raise UserError(f"empty date range [{start}, {end})", where=where)
-        tables = []
+        frames = []
         for month in months_between(first, stop):
             for key in self.store.list(f"month={month}/"):
                 if key.endswith(".parquet"):
-                    data = self.store.get(key)
-                    try:
-                        tables.append(pq.read_table(pa.BufferReader(data), columns=self.columns))
-                    except (pa.ArrowInvalid, KeyError) as err:
-                        raise UserError(f"unreadable partition: {err}", where=f"{self.uri}/{key}") from None
-        if not tables:
+                    frames.append(self._read_part(key))
+        if not frames:
             return pd.DataFrame({c: [] for c in self.columns})
-        frame = pa.concat_tables(tables).to_pandas()
-        stamps = pd.to_datetime(frame[self.info.timestamp])
-        keep = (stamps >= pd.Timestamp(first)) & (stamps < pd.Timestamp(stop))
+        frame = pd.concat(frames, ignore_index=True)
+        keep = (frame[self.info.timestamp] >= pd.Timestamp(first)) & (frame[self.info.timestamp] < pd.Timestamp(stop))
         frame = frame[keep]
         # Parquet files within a month may come in any order; sort so encoding is deterministic.
         return frame.sort_values([self.info.timestamp, self.info.text], kind="stable").reset_index(drop=True)
+
+    def _read_part(self, key: str):
+        """One Parquet file's columns as a DataFrame, timestamps as naive UTC."""
+        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        where = f"{self.uri}/{key}"
+        try:
+            buffer = pa.BufferReader(self.store.get(key))
+            names = set(pq.read_schema(buffer).names)
+            missing = [c for c in self.columns if c not in names]
+            if missing:
+                raise UserError(f"partition lacks column(s) {', '.join(missing)} named in {DESCRIPTOR}", where=where)
+            buffer.seek(0)
+            frame = pq.read_table(buffer, columns=self.columns).to_pandas()
+        except (pa.ArrowException, OSError) as err:
+            raise UserError(f"unreadable Parquet partition: {str(err).splitlines()[0]}", where=where) from None
+        try:
+            stamps = pd.to_datetime(frame[self.info.timestamp])
+        except (ValueError, TypeError) as err:
+            raise UserError(f"column {self.info.timestamp!r} is not a timestamp: {err}", where=where) from None
+        if getattr(stamps.dt, "tz", None) is not None:  # windows are calendar dates in UTC
+            stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
+        frame[self.info.timestamp] = stamps
+        return frame
 
 
 def _date(value: str, where: str) -> dt.date:
