@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 BIN = Path(sys.executable).parent
+CPU: list[float] = []  # CPU seconds each `hpt apply` itself used (not its trials)
 
 
 def build(work: Path, trials: int, epochs: int, rows: int) -> tuple[Path, list[str]]:
@@ -96,8 +97,9 @@ def apply(plan: Path, results: Path, parallel: int, probe: bool = False) -> tupl
     proc = subprocess.run([str(BIN / "hpt"), "apply", str(plan), "--results", str(results), "--parallel", str(parallel),
                            "--output", "json"], check=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     elapsed = time.perf_counter() - start
-    in_trials = sum(e.get("seconds", 0.0) for e in map(json.loads, proc.stdout.splitlines())
-                    if e["event"] == "trial-finished")
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    in_trials = sum(e.get("seconds", 0.0) for e in events if e["event"] == "trial-finished")
+    CPU.append(events[-1].get("apply_cpu_s", 0.0))
     if watcher:
         time.sleep(0.05)
         watcher.stop.set()
@@ -147,6 +149,9 @@ def main() -> None:
         print(f"  hpt apply --parallel 1                  {a1:8.2f} s   ratio {ratio:.3f} (per round: "
               f"{', '.join(f'{x:.3f}' for x in ratios)}; target ≤ 1.05)")
         print(f"    of which apply's own time outside the trials: {out:.2f} s ({out / args.trials * 1000:.0f} ms per trial)")
+        cpu = statistics.median(CPU[: args.rounds])
+        figures["apply_cpu_s"] = round(cpu, 3)
+        print(f"    apply's own CPU: {cpu:.2f} CPU-s per run ({cpu / args.trials * 1000:.0f} ms per trial)")
         print(f"  hpt apply --parallel 2                  {j2:8.2f} s   speed-up over -j1 {a1 / j2:.2f}×")
         if lat:
             print(f"  row → results.csv                       median {statistics.median(lat) * 1000:.0f} ms, "

@@ -85,6 +85,17 @@ class _Running:
     row_seen: bool = False    # its row is in the store already (the process may still be exiting)
 
 
+def _own_cpu_s() -> float:
+    """CPU seconds this process used (not its trials): what apply itself costs the machine."""
+    try:
+        import resource
+
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    except ImportError:  # not POSIX
+        return 0.0
+
+
 def _utc() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -427,7 +438,8 @@ class Scheduler:
             summary += f". Resume with: {self.opt.resume_hint}"
         elif r.failed and self.opt.resume_hint:
             summary += f". Re-apply to retry the failed trials: {self.opt.resume_hint}"
-        self.emit("run-finished", summary=summary, results=self.store.uri, exit_code=r.exit_code, **r.counts())
+        self.emit("run-finished", summary=summary, results=self.store.uri, exit_code=r.exit_code, **r.counts(),
+                  apply_cpu_s=round(_own_cpu_s(), 3))
         return r
 
 
