@@ -101,6 +101,8 @@ class RichProgress:
         elif kind == "run-finished":
             self.close()
             self.console.print(event["summary"], highlight=False, soft_wrap=True)
+            self.console.print(f"results: {event['results']} (results.csv, rows/, models/, logs/)", highlight=False,
+                               soft_wrap=True)
 
     def close(self) -> None:
         if self.task is not None:
