@@ -13,10 +13,12 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from hpt.schemas.errors import UserError
-from hpt.schemas.manifest import TrialManifest
+
+if TYPE_CHECKING:
+    from hpt.compiler.trials import RenderedTrial
 
 PLAN = "plan.json"
 TRIALS = "trials"
@@ -64,19 +66,19 @@ def check_target(out: Path, experiment: str, version: str, force: bool) -> bool:
                     where=str(out), hint="choose another --out, or pass --force to replace it")
 
 
-def write_plan(out: Path, trials: Iterable[TrialManifest], make_plan: Callable[[list[str]], dict[str, Any]]) -> WriteResult:
+def write_plan(out: Path, trials: Iterable[RenderedTrial], make_plan: Callable[[list[str]], dict[str, Any]]) -> WriteResult:
     """Stream `trials` to files, then write plan.json from `make_plan(trial_ids)`."""
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".trials-", dir=out))
     ids: list[str] = []
     seen: set[str] = set()
     try:
-        for manifest in trials:
-            if manifest.id in seen:
-                raise AssertionError(f"bug: trial {manifest.id} emitted twice")
-            seen.add(manifest.id)
-            ids.append(manifest.id)
-            _write(staging / f"{manifest.id}.json", manifest.to_json())
+        for trial in trials:
+            if trial.id in seen:
+                raise AssertionError(f"bug: trial {trial.id} emitted twice")
+            seen.add(trial.id)
+            ids.append(trial.id)
+            _write(staging / f"{trial.id}.json", trial.text)
         plan_text = plan_json(make_plan(ids))
         tmp_plan = out / f".{PLAN}.tmp"
         _write(tmp_plan, plan_text)
@@ -96,5 +98,5 @@ def write_plan(out: Path, trials: Iterable[TrialManifest], make_plan: Callable[[
 
 
 def _write(path: Path, text: str) -> None:
-    with open(path, "w", encoding="utf-8", newline="\n") as fh:
-        fh.write(text)
+    with open(path, "wb") as fh:
+        fh.write(text.encode("utf-8"))

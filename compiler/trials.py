@@ -3,6 +3,14 @@
 A trial's training seed comes from the search seed and the repeat index only, so the configs of one
 repeat start from the same initialisation on every window (fair comparisons), and the whole plan is
 a function of the spec, the options and the month.
+
+Rendering is the compiler's hot loop (a 100,000-trial grid), so manifests are not built as objects
+and serialized one by one: the canonical JSON of the fields every trial shares is computed once,
+the params once per config, the window once per window, and each trial only splices in its own
+id, seed and repeat. The first trial of every window × repeat is parsed back with
+`TrialManifest.from_json` — full schema validation plus the id check — and re-serialized with
+`TrialManifest.to_json`, and its bytes must equal the spliced ones; the tests check the same for
+every trial of smaller plans. So the files are exactly `TrialManifest.to_json()`.
 """
 from __future__ import annotations
 
@@ -12,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from hpt.compiler.dates import Window
-from hpt.schemas.manifest import TrialManifest, config_id, trial_id, validate_manifest
+from hpt.schemas.manifest import API_VERSION, TrialManifest, canonical_json, config_id, trial_id
 from hpt.schemas.version import __version__
 
 
@@ -38,34 +46,95 @@ class TrialShape:
     repeats: int
 
 
-def iter_trials(shape: TrialShape, configs: Iterator[dict[str, Any]], windows: list[Window]) -> Iterator[TrialManifest]:
+@dataclass(frozen=True)
+class RenderedTrial:
+    id: str
+    text: str           # == TrialManifest.to_json() of this trial
+
+
+class _Template:
+    """Canonical JSON of a dict, with some values given later as ready-made JSON fragments."""
+
+    def __init__(self, fixed: dict[str, Any], slots: tuple[str, ...]):
+        keys = sorted([*fixed, *slots])  # canonical_json sorts keys; so must we
+        self.parts: list[str] = []        # literal text between slots
+        self.order: list[str] = []        # slot names in key order
+        text = "{"
+        for i, key in enumerate(keys):
+            text += ("," if i else "") + canonical_json(key) + ":"
+            if key in fixed:
+                text += canonical_json(fixed[key])
+            else:
+                self.parts.append(text)
+                self.order.append(key)
+                text = ""
+        self.parts.append(text + "}")
+        self._slot_index = {key: i for i, key in enumerate(slots)}
+        self._positions = [self._slot_index[key] for key in self.order]
+
+    def render(self, *values: str) -> str:
+        """`values` in the order the slots were given to the constructor."""
+        parts = self.parts
+        out = [parts[0]]
+        for position, part in zip(self._positions, parts[1:]):
+            out.append(values[position])
+            out.append(part)
+        return "".join(out)
+
+
+def number_json(value: int | float) -> str:
+    """What canonical_json writes for a finite number (json uses the types' own repr)."""
+    return float.__repr__(value) if isinstance(value, float) else int.__repr__(value)
+
+
+def iter_trials(shape: TrialShape, configs: Iterator[dict[str, Any]], windows: list[Window]) -> Iterator[RenderedTrial]:
     """Config-major order: each config on every window and repeat before the next config, so results
     read mid-run already say whether a config wins on every range."""
     seeds = [trial_seed(shape.search_seed, r) for r in range(shape.repeats)]
     budget = {"mode": shape.mode, "epochs": shape.epochs}
     data = {"uri": shape.data_uri}
-    validated = 0
+    # What the id hashes (schemas.manifest.trial_id): the result fields, the window without its index.
+    id_template = _Template({"architecture": shape.architecture, "data": data, "budget": budget},
+                            ("params", "window", "seed"))
+    fixed: dict[str, Any] = {"apiVersion": API_VERSION, "kind": "Trial", "experiment": shape.experiment,
+                             "architecture": shape.architecture, "data": data, "budget": budget,
+                             "metrics": shape.metrics, "objective": shape.objective, "image": shape.image,
+                             "resources": shape.resources, "hpt_version": __version__}
+    if shape.kubernetes:  # TrialManifest.to_dict() leaves an empty section out
+        fixed["kubernetes"] = shape.kubernetes
+    template = _Template(fixed, ("id", "params", "window", "seed", "repeat", "config"))
+    id_windows = [canonical_json({"train": w.train, "validation": w.validation}) for w in windows]
+    full_windows = [canonical_json(w.to_dict()) for w in windows]
+    seed_texts = [str(s) for s in seeds]
+    config_template = _Template({"architecture": shape.architecture}, ("params",))
+    checked = 0
+    names: list[str] = []
+    params_template: _Template | None = None
     for params in configs:
-        config = config_id(shape.architecture, params)
-        for window in windows:
-            window_doc = window.to_dict()
-            for repeat, seed in enumerate(seeds):
-                doc = {"architecture": shape.architecture, "params": params, "data": data, "window": window_doc,
-                       "budget": budget, "seed": seed}
-                manifest = TrialManifest(
-                    id=trial_id(doc), experiment=shape.experiment, architecture=shape.architecture, params=params,
-                    data=data, window=window_doc, budget=budget, seed=seed, repeat=repeat, metrics=shape.metrics,
-                    objective=shape.objective, image=shape.image, resources=shape.resources, hpt_version=__version__,
-                    config=config, kubernetes=shape.kubernetes)
-                # The full schema check costs more than everything else here; every trial has the
-                # shape of the first config's trials (one per window and repeat), whose values
-                # validation already bounded, so those are checked fully and the rest cheaply.
-                if validated < len(windows) * len(seeds):
-                    validate_manifest(manifest.to_dict(), where=f"trial {manifest.id}")
-                    validated += 1
-                else:
+        if params_template is None:  # every config has the same names: the architecture's hyperparameters
+            names = list(params)
+            params_template = _Template({}, tuple(names))
+        params_text = params_template.render(*[number_json(params[n]) for n in names])
+        config_text = '"c-' + hashlib.sha256(config_template.render(params_text).encode()).hexdigest()[:12] + '"'
+        for w, window in enumerate(windows):
+            for repeat, seed_text in enumerate(seed_texts):
+                digest = hashlib.sha256(id_template.render(params_text, id_windows[w], seed_text).encode()).hexdigest()
+                tid = "t-" + digest[:16]
+                text = template.render('"' + tid + '"', params_text, full_windows[w], seed_text, str(repeat), config_text) + "\n"
+                if checked < len(windows) * len(seeds):
                     _check_params(params)
-                yield manifest
+                    _check_against_manifest(text, tid, params, window, seeds[repeat], shape.architecture)
+                    checked += 1
+                yield RenderedTrial(tid, text)
+
+
+def _check_against_manifest(text: str, tid: str, params: dict[str, Any], window: Window, seed: int,
+                            architecture: str) -> None:
+    manifest = TrialManifest.from_json(text, where=f"trial {tid}")  # full schema validation + id check
+    doc = manifest.to_dict()
+    if manifest.to_json() != text or trial_id(doc) != tid or doc["params"] != params or doc["seed"] != seed \
+            or doc["window"]["train"] != window.train or doc["config"] != config_id(architecture, params):
+        raise AssertionError(f"bug: rendered trial {tid} differs from TrialManifest.to_json()")
 
 
 def _check_params(params: dict[str, Any]) -> None:
