@@ -1,7 +1,7 @@
 """What the scheduling loop tells the world: one event per thing that happened.
 
 Events are plain dicts with an `event` name (trial-started, trial-finished, trial-failed, trial-retrying,
-trial-adopted, trial-cancelled, message, run-started, run-finished). Two reporters render them: JSON
+trial-adopted, trial-cancelled, trial-left-running, message, run-started, run-finished). Two reporters render them: JSON
 lines on stdout (`--output json`, for CI logs) and a rich progress bar with counts and an ETA on stderr.
 """
 from __future__ import annotations
@@ -90,7 +90,7 @@ class RichProgress:
             self._update(1)
             self.console.print(f"[red]failed[/] {event['trial_id']}: {event.get('reason', '')}", highlight=False,
                                soft_wrap=True)
-        elif kind in ("trial-retrying", "trial-cancelled"):
+        elif kind in ("trial-retrying", "trial-cancelled", "trial-left-running"):
             self.counts["running"] -= 1
             self._update()
             if kind == "trial-retrying":

@@ -60,6 +60,7 @@ class RunResult:
     not_run: int = 0         # left pending: stopped or interrupted
     stopped: str = ""        # why the run stopped early ("" if it did not)
     interrupted: bool = False
+    left_running: int = 0    # interrupted, on a backend whose trials outlive apply
     failures: dict[str, str] = field(default_factory=dict)  # trial id → reason
 
     @property
@@ -70,7 +71,8 @@ class RunResult:
 
     def counts(self) -> dict[str, int]:
         return {"total": self.total, "done": self.done, "failed": self.failed, "already_done": self.already_done,
-                "kept_failed": self.kept_failed, "adopted": self.adopted, "retried": self.retried, "not_run": self.not_run}
+                "kept_failed": self.kept_failed, "adopted": self.adopted, "retried": self.retried, "not_run": self.not_run,
+                "left_running": self.left_running}
 
 
 @dataclass
@@ -312,6 +314,18 @@ class Scheduler:
                 run.row_seen = appeared = True
         return appeared
 
+    def _interrupt(self, why: str) -> None:
+        """Ctrl-C / SIGTERM: cancel running trials, unless the backend's trials are meant to outlive
+        apply (k8s without --cancel-on-exit: the Jobs keep running, a re-apply collects them)."""
+        if getattr(self.backend, "cancel_on_interrupt", True):
+            self._cancel_all(why)
+            return
+        for tid, run in list(self.running.items()):
+            self.result.left_running += 1
+            self.emit("trial-left-running", trial_id=tid, attempt=run.attempt)
+        self.running.clear()
+        self._runs_dirty = True
+
     def _cancel_all(self, why: str) -> None:
         for tid, run in list(self.running.items()):
             try:
@@ -371,7 +385,7 @@ class Scheduler:
             while self.queue or self.running or self.waiting:
                 if self._stop_signal is not None:
                     self.result.interrupted = True
-                    self._cancel_all(f"interrupted ({self._stop_signal})")
+                    self._interrupt(f"interrupted ({self._stop_signal})")
                     break
                 if self.result.stopped:
                     self._cancel_all(self.result.stopped)
@@ -404,11 +418,19 @@ class Scheduler:
                 time.sleep(poll)
         except KeyboardInterrupt:
             self.result.interrupted = True
-            self._cancel_all("interrupted")
+            self._interrupt("interrupted")
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         return self._end()
+
+    def close(self) -> None:
+        close = getattr(self.backend, "close", None)  # optional: stop watches, close clients
+        if callable(close):
+            try:
+                close()
+            except Exception:
+                pass
 
     def _nothing_to_do(self) -> str:
         r = self.result
@@ -432,7 +454,11 @@ class Scheduler:
         summary = ", ".join(parts)
         if r.stopped:
             summary = f"{r.stopped}; {summary}"
-        if r.interrupted:
+        if r.interrupted and r.left_running:
+            hint = getattr(self.backend, "follow_hint", None)
+            follow = hint(self.plan.experiment_id) if callable(hint) else "they keep running"
+            summary = f"interrupted; {summary}; {r.left_running} trial(s) left running: {follow}"
+        elif r.interrupted:
             summary = f"interrupted; {summary}; running trials were cancelled"
         if (r.interrupted or r.stopped or r.not_run) and self.opt.resume_hint:
             summary += f". Resume with: {self.opt.resume_hint}"
@@ -444,4 +470,8 @@ class Scheduler:
 
 
 def run_plan(plan: Plan, backend: Backend, store: Store, options: RunOptions, reporter: Reporter) -> RunResult:
-    return Scheduler(plan, backend, store, options, reporter).run()
+    scheduler = Scheduler(plan, backend, store, options, reporter)
+    try:
+        return scheduler.run()
+    finally:
+        scheduler.close()

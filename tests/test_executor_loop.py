@@ -182,3 +182,37 @@ def test_capacity_follows_cores_and_cpus(tmp_path, setup):
     plan = load_plan(plan_dir)
     backend.preflight(plan.submissions)
     assert backend.capacity() == max(1, len(os.sched_getaffinity(0)))
+
+
+def test_interrupt_leaves_trials_running_when_the_backend_says_so(tmp_path, setup):
+    """A backend whose trials outlive apply (k8s without --cancel-on-exit) is not cancelled on Ctrl-C."""
+    import signal
+    import threading
+
+    class Outliving(LocalBackend):
+        cancel_on_interrupt = False
+
+        def follow_hint(self, experiment_id):
+            return f"follow {experiment_id}"
+
+    plan_dir, ids = setup(2, {"*": "hang"})
+    plan = load_plan(plan_dir)
+    store = open_store(str(tmp_path / "results"))
+    backend = Outliving(state_dir=plan_dir / ".hpt" / "local", plan_dir=plan_dir)
+    events = Collect()
+
+    def interrupt_when_started():
+        deadline = time.monotonic() + 60
+        while sum(attempts(tmp_path, t) for t in ids) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_when_started, daemon=True).start()
+    result = run_plan(plan.with_results(store.uri), backend, store, RunOptions(parallel=2), events)
+    assert result.interrupted and result.exit_code == 130 and result.left_running == 2
+    assert "2 trial(s) left running: follow e-0123456789ab" in kinds(events.events, "run-finished")[0]["summary"]
+    survivors = backend.adopt(plan.experiment_id)
+    assert sorted(survivors) == sorted(ids)  # still running, adoptable by the next apply
+    for handle in survivors.values():
+        backend.cancel(handle)
+        backend.release(handle)
