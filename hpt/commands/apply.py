@@ -81,27 +81,38 @@ def register(app: typer.Typer) -> None:
             raise UserError(f"unknown output format {output!r}", where="--output", hint="text or json")
         plan = load_plan(plan_dir)
         uri = _results_uri(plan, results)
-        store = open_store(uri)
         given = {"context": context, "namespace": namespace, "cancel_on_exit": cancel_on_exit}
         runner = get_backend(backend, **_backend_options(backend, plan_dir.resolve(), given))
-        plan = plan.with_results(store.uri, timeout)
 
         if dry_run:
-            rows = ResultsPublisher(store).sync()
+            # Like `kubectl apply --dry-run`: works without credentials; the store only trims what is done.
+            try:
+                store = open_store(uri)
+                rows = ResultsPublisher(store).sync()
+                uri = store.uri
+            except UserError as err:
+                if uri.startswith("gs://"):
+                    err_console.print(f"note: cannot read {uri} ({err.message}); listing every trial", highlight=False)
+                    rows = {}
+                else:
+                    raise
+            plan = plan.with_results(uri, timeout)
             todo = [s for s in plan.submissions
                     if s.trial_id not in rows or (rows[s.trial_id].get("status") != "done" and not skip_failed)]
             text = runner.dry_run(todo)
             done = len(plan.submissions) - len(todo)
             if output == "json":
                 print(json.dumps({"event": "dry-run", "experiment_id": plan.experiment_id, "backend": backend,
-                                  "results": store.uri, "total": len(plan.submissions), "to_run": len(todo),
+                                  "results": uri, "total": len(plan.submissions), "to_run": len(todo),
                                   "already_done": done, "trials": [s.trial_id for s in todo], "commands": text}))
             else:
                 err_console.print(f"dry run: {len(todo)} of {len(plan.submissions)} trial(s) would run on {backend} "
-                                  f"({done} have a row already); results → {store.uri}", highlight=False)
+                                  f"({done} have a row already); results → {uri}", highlight=False)
                 sys.stdout.write(text)
             raise typer.Exit(EXIT_OK)
 
+        store = open_store(uri)
+        plan = plan.with_results(store.uri, timeout)
         reporter = JsonLines() if output == "json" else RichProgress(err_console)
         options = RunOptions(parallel=parallel, retries=retries, timeout_s=timeout, max_failures=max_failures,
                              skip_failed=skip_failed, backoff_s=backoff,
