@@ -61,12 +61,13 @@ def _read(uri: str, where: str, warnings: list[str], missing_ok: bool) -> Datase
             return None
         raise UserError(f"no {DESCRIPTOR} at {location}", where=where,
                         hint="a dataset is a folder with dataset.json and month partitions; `hpt data` builds one") from None
-    except UserError:
-        raise
     except Exception as err:  # noqa: BLE001 — gs:// without credentials, network down: anything the client raises
         if not uri.startswith("gs://"):
+            if isinstance(err, UserError):
+                raise
             raise UserError(f"cannot read {location}: {err}", where=where) from None
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        text = err.message if isinstance(err, UserError) else str(err)
+        first_line = text.strip().splitlines()[0] if text.strip() else type(err).__name__
         warnings.append(f"{where}: cannot read {location} from this machine ({first_line[:160]}); "
                         "date coverage was not checked")
         return None
