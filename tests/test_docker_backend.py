@@ -435,3 +435,14 @@ def test_gpu_check_each_trial_sees_exactly_its_own_gpu():
     if proc.stdout.startswith("SKIP:"):
         pytest.skip(proc.stdout.strip())
     assert proc.returncode == 0 and "PASS" in proc.stdout, proc.stdout + proc.stderr
+
+
+@pytest.mark.docker
+def test_image_build_offline_is_a_no_op_when_up_to_date(docker_client, trainer_image):
+    proc = hpt("image", "build", "--offline")
+    assert proc.returncode == 0, proc.stderr
+    assert "is up to date" in proc.stderr or "built hpt-trainer:latest" in proc.stderr
+    proc = hpt("image", "build", "--offline")        # nothing changed in between: nothing to do
+    assert proc.returncode == 0 and "is up to date" in proc.stderr, proc.stderr
+    attrs = docker_client.images.get(IMAGE).attrs["Config"]
+    assert attrs["Labels"]["hpt.source-hash"] and attrs["Entrypoint"] == ["hpt-trial"]
