@@ -6,6 +6,8 @@ that points at it. Nothing in hpt's runtime imports this module.
 
 kmock keeps objects as plain JSON and ignores label selectors; this subclass adds what the k8s
 backend's tests need to see and nothing more:
+- on create, metadata.namespace (from the URL), uid and creationTimestamp, as an API server sets them
+  (without the namespace, kmock's watch drops every event of a namespaced watch);
 - a monotonic `metadata.resourceVersion` on every create/patch, so a resumed watch can be checked;
 - `expire_watches(n)`: the next n watches answer with an ERROR event of code 410 (Gone), as an
   API server does when the watch's resourceVersion is too old;
@@ -23,6 +25,8 @@ import asyncio
 import json
 import queue
 import threading
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +59,14 @@ class _Emulator(kmock.KubernetesEmulator):
             return aiohttp.web.Response(text=text, content_type="text/plain")
         if request.action in (enums.action.CREATE, enums.action.UPDATE) and isinstance(request.data, dict):
             self.rv += 1
-            request.data.setdefault("metadata", {})["resourceVersion"] = str(self.rv)
+            meta = request.data.setdefault("metadata", {})
+            meta["resourceVersion"] = str(self.rv)
+            if request.action == enums.action.CREATE:
+                # What an API server fills in; kmock's watch filters events by metadata.namespace.
+                if request.namespace and not meta.get("namespace"):
+                    meta["namespace"] = request.namespace
+                meta.setdefault("uid", str(uuid.uuid4()))
+                meta.setdefault("creationTimestamp", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         return await super()._handle(request)
 
     async def _serve_list(self, request):  # type: ignore[override]
@@ -64,6 +75,8 @@ class _Emulator(kmock.KubernetesEmulator):
         return listing
 
     async def _serve_watch(self, request):  # type: ignore[override]
+        """kmock's watch, minus its gap: the replay of existing objects and the bus mark are taken under
+        the same lock that writes take, so no event between them is lost (as with a real watch)."""
         self.watch_params.append(dict(request.params or {}))
         if self.expire > 0:
             self.expire -= 1
@@ -72,25 +85,43 @@ class _Emulator(kmock.KubernetesEmulator):
                                                 "code": 410, "reason": "Expired",
                                                 "message": "too old resource version"}}
             return
+        yield b""
         generation = self.watch_generation
-        stream = super()._serve_watch(request).__aiter__()
-        while True:
-            step = asyncio.ensure_future(stream.__anext__())
-            while not step.done():
-                await asyncio.wait([step], timeout=0.05)
-                if generation != self.watch_generation:   # dropped: end the stream like a lost connection
-                    step.cancel()
-                    try:
-                        await step
-                    except (asyncio.CancelledError, StopAsyncIteration):
-                        pass
-                    await stream.aclose()
+        bus = self._buses[request.resource]
+        async with self._lock:
+            events = [{"type": "ADDED", "object": obj.raw}
+                      for (res, ns, name), obj in self.objects.items()
+                      if res == request.resource and not obj.deleted
+                      and (request.namespace is None or ns == request.namespace)
+                      and (request.name is None or name == request.name)]
+            mark = await bus.mark()
+        try:
+            for event in events:
+                yield event
+            stream = bus.stream(since=mark).__aiter__()
+            while True:
+                step = asyncio.ensure_future(stream.__anext__())
+                while not step.done():
+                    await asyncio.wait([step], timeout=0.05)
+                    if generation != self.watch_generation:   # dropped: end the stream like a lost connection
+                        step.cancel()
+                        try:
+                            await step
+                        except (asyncio.CancelledError, StopAsyncIteration):
+                            pass
+                        return
+                try:
+                    event = step.result()
+                except StopAsyncIteration:
                     return
-            try:
-                event = step.result()
-            except StopAsyncIteration:
-                return
-            yield event
+                meta = (event.get("object") or {}).get("metadata") or {}
+                if request.namespace is not None and meta.get("namespace") != request.namespace:
+                    continue
+                if request.name is not None and meta.get("name") != request.name:
+                    continue
+                yield event
+        finally:
+            await bus.unmark(mark)
 
 
 class EmulatedCluster:
@@ -137,6 +168,9 @@ class EmulatedCluster:
 
     def stop(self) -> None:
         if self._loop is not None and self._stopped is not None and self._thread is not None:
+            if self._thread.is_alive():
+                self.drop_watches()      # open watch streams would hold the server's shutdown
+                time.sleep(0.1)
             self._loop.call_soon_threadsafe(self._stopped.set)
             self._thread.join(10)
 
@@ -283,8 +317,10 @@ class FakeJobController:
     any other code adds a failed pod with that exit code and marks the Job Failed (BackoffLimitExceeded).
     """
 
-    def __init__(self, kubeconfig: str | Path, namespace: str = "default", outcome=None, workers: int = 4):
+    def __init__(self, kubeconfig: str | Path, namespace: str = "default", outcome=None, workers: int = 4,
+                 experiment: str | None = None):
         self.kubeconfig = kubeconfig
+        self.experiment = experiment      # only this plan's Jobs (the emulator ignores label selectors)
         self.namespace = namespace
         self.outcome = outcome or (lambda manifest: 0)
         self.workers = workers
@@ -320,6 +356,9 @@ class FakeJobController:
                     event = json.loads(line)
                     job = event.get("object") or {}
                     name = (job.get("metadata") or {}).get("name")
+                    labels = (job.get("metadata") or {}).get("labels") or {}
+                    if self.experiment and labels.get("hpt.dev/experiment") != self.experiment:
+                        continue
                     if event.get("type") == "ADDED" and name not in self._seen and not job.get("status"):
                         self._seen.add(name)
                         self._queue.put(job)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ class JobState:
     name: str
     trial_id: str
     attempt: int
+    uid: str = ""
     results: str = ""
     active: int = 0
     ready: int = 0
@@ -102,7 +104,7 @@ def job_state(obj: Mapping[str, Any]) -> JobState:
         attempt = 1
     return JobState(
         name=meta.get("name", ""), trial_id=(meta.get("annotations") or {}).get("hpt.dev/trial-id") or labels.get(k8s.TRIAL_LABEL, ""),
-        attempt=attempt, results=(meta.get("annotations") or {}).get(k8s.RESULTS_ANNOTATION, ""),
+        attempt=attempt, uid=meta.get("uid") or "", results=(meta.get("annotations") or {}).get(k8s.RESULTS_ANNOTATION, ""),
         active=int(status.get("active") or 0), ready=int(status.get("ready") or 0),
         succeeded=int(status.get("succeeded") or 0), failed=int(status.get("failed") or 0),
         conditions=conditions, deadline_s=spec.get("activeDeadlineSeconds"), memory=memory, seen=time.monotonic())
@@ -120,6 +122,7 @@ class JobWatch:
         self.read_timeout_s = read_timeout_s
         self.server_timeout_s = server_timeout_s
         self.cache: dict[str, JobState] = {}
+        self.gone_uids: set[str] = set()    # Jobs replaced by a new one of the same name: ignore their events
         self.lock = threading.Lock()
         self.resource_version: str | None = None
         self.lists = 0               # how many times it listed (first sync + every 410)
@@ -147,8 +150,8 @@ class JobWatch:
                     sock.shutdown(socket.SHUT_RDWR)
             except Exception:
                 pass
-        if self._thread.is_alive():
-            self._thread.join(5)
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(2)
 
     def get(self, name: str) -> JobState | None:
         with self.lock:
@@ -158,8 +161,14 @@ class JobWatch:
         """Record what a create/read returned, so poll sees the Job before its first watch event."""
         with self.lock:
             old = self.cache.get(state.name)
-            if old is None or not old.finished or state.finished:
+            if old is None or not old.finished or state.finished or (state.uid and old.uid != state.uid):
                 self.cache[state.name] = state
+
+    def replaced(self, uid: str) -> None:
+        """The Job with this uid was deleted to make way for a new one of the same name."""
+        if uid:
+            with self.lock:
+                self.gone_uids.add(uid)
 
     def forget(self, name: str) -> None:
         with self.lock:
@@ -237,6 +246,9 @@ class JobWatch:
         resp = api.list_namespaced_job(self.namespace, **kwargs)
         self._resp = resp
         self.failing_since = None   # the API server answered
+        if self._stop.is_set():     # stop() ran before _resp was set: it could not shut this one down
+            resp.release_conn()
+            return
         try:
             for line in _lines(resp):
                 if self._stop.is_set():
@@ -249,11 +261,13 @@ class JobWatch:
                     raise ApiException(status=int(obj.get("code") or 500), reason=f"{obj.get('reason')}: {obj.get('message')}")
                 meta = obj.get("metadata") or {}
                 rv = meta.get("resourceVersion")
-                if kind != "BOOKMARK" and _matches(meta.get("labels"), self.required):
+                if kind != "BOOKMARK" and _matches(meta.get("labels"), self.required) and meta.get("uid") not in self.gone_uids:
                     state = job_state(obj)
                     with self.lock:
                         if kind == "DELETED":
                             old = self.cache.get(state.name)
+                            if old is not None and old.uid and state.uid and old.uid != state.uid:
+                                continue   # an older Job of that name
                             state = old if old is not None else state
                             state.deleted = True
                         self.cache[state.name] = state
@@ -343,12 +357,14 @@ class KubernetesBackend:
 
         cfg = client.Configuration()
         namespace = None
+        # The client reads $KUBECONFIG once, at import; read it now.
+        files = self.kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
         try:
-            config.load_kube_config(config_file=self.kubeconfig, context=self.context, client_configuration=cfg)
+            config.load_kube_config(config_file=files, context=self.context, client_configuration=cfg)
             try:
-                _, active = config.list_kube_config_contexts(config_file=self.kubeconfig)
+                _, active = config.list_kube_config_contexts(config_file=files)
                 if self.context:
-                    contexts, _ = config.list_kube_config_contexts(config_file=self.kubeconfig)
+                    contexts, _ = config.list_kube_config_contexts(config_file=files)
                     active = next((c for c in contexts if c.get("name") == self.context), active)
                 namespace = (active or {}).get("context", {}).get("namespace")
             except Exception:
@@ -576,8 +592,9 @@ class KubernetesBackend:
                 handle.adopted = True
                 return handle
             # A finished Job of an earlier run (its trial is being run again): replace it.
+            watch.replaced(state.uid)
             self._delete_job(name, namespace)
-            time.sleep(0.5)
+            time.sleep(0.2)
         raise UserError(f"Job {name} still exists after deleting it (30 s)", where=f"namespace {namespace}")
 
     def _create_configmap(self, doc: dict[str, Any], namespace: str) -> None:
