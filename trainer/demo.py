@@ -160,7 +160,10 @@ def build_demo_dataset(out: Path | str | None = None, rows_per_month: int | None
             extra={"months": written, "build": _build_settings(rows_per_month, seed), "dropped_rows": dropped,
                    "target_definition": "log1p(quantity * price); cancellations and non-positive quantity/price dropped"})
         (tmp / DESCRIPTOR).write_text(info.to_json(), encoding="utf-8")
-        _swap_in(tmp, out)
+        if is_complete(out, rows_per_month, seed):  # a concurrent build finished first: keep its copy
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            _swap_in(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
