@@ -128,8 +128,8 @@ class FitResult:
 
 
 def _autocast(device: torch.device):
-    if device.type != "cuda":
-        return contextlib.nullcontext(), None  # fp32 on CPU; a disabled autocast still costs per batch
+    if device.type != "cuda" or os.environ.get("HPT_AMP", "1") == "0":
+        return contextlib.nullcontext(), None  # fp32 (CPU, or HPT_AMP=0); a disabled autocast still costs per batch
     if torch.cuda.is_bf16_supported():
         return torch.autocast("cuda", dtype=torch.bfloat16), None
     return torch.autocast("cuda", dtype=torch.float16), torch.amp.GradScaler("cuda")
