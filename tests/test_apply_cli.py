@@ -13,9 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from executor_support import attempts, child_env, fake_env, hpt_exe, write_plan
+from executor_support import attempts, kill_leftovers, child_env, fake_env, hpt_exe, write_plan
 from hpt.results.store import open_store
 from trial_factory import make_manifest
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_trials(tmp_path):
+    yield
+    kill_leftovers(tmp_path)
 
 
 def manifests(n: int):
@@ -153,8 +159,7 @@ def test_ctrl_c_cancels_running_trials_and_says_how_to_resume(tmp_path):
 @pytest.mark.parametrize("where", ["folder", "gcs"])
 def test_results_csv_grows_while_the_run_is_in_progress(tmp_path, where, request):
     results = request.getfixturevalue("gcs_bucket") + "/run" if where == "gcs" else str(tmp_path / "results")
-    plan_dir, ids, env = plan_with(tmp_path, 3, {"*": "sleep:1"})
-    env = child_env({**fake_env(tmp_path, {"*": "sleep:1"})})  # inherits STORAGE_EMULATOR_HOST
+    plan_dir, ids, env = plan_with(tmp_path, 3, {"*": "sleep:1"})  # env inherits STORAGE_EMULATOR_HOST
     apply = subprocess.Popen([hpt_exe(), "apply", str(plan_dir), "--results", results, "--parallel", "1"],
                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     seen = set()

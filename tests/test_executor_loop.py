@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from executor_support import attempts, fake_env, write_plan
+from executor_support import attempts, kill_leftovers, fake_env, write_plan
 from hpt.executor.backends.local import LocalBackend
 from hpt.executor.events import Collect
 from hpt.executor.loop import RunOptions, run_plan
@@ -22,6 +22,12 @@ from hpt.executor.status import trial_states
 from hpt.results.store import open_store
 from hpt.schemas.errors import UserError
 from trial_factory import make_manifest
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_trials(tmp_path):
+    yield
+    kill_leftovers(tmp_path)
 
 
 def manifests(n: int, experiment: str = "e-0123456789ab"):
