@@ -68,6 +68,13 @@ def check_target(out: Path, experiment: str, version: str, force: bool) -> bool:
 
 def write_plan(out: Path, trials: Iterable[RenderedTrial], make_plan: Callable[[list[str]], dict[str, Any]]) -> WriteResult:
     """Stream `trials` to files, then write plan.json from `make_plan(trial_ids)`."""
+    try:
+        return _write_plan(out, trials, make_plan)
+    except OSError as err:  # read-only folder, full disk: the user's to fix
+        raise UserError(f"cannot write the plan: {err.strerror or err}", where=str(err.filename or out)) from None
+
+
+def _write_plan(out: Path, trials: Iterable[RenderedTrial], make_plan: Callable[[list[str]], dict[str, Any]]) -> WriteResult:
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".trials-", dir=out))
     ids: list[str] = []

@@ -64,12 +64,11 @@ def compile_command(
 
 def _review(result) -> None:  # noqa: ANN001 — CompileResult, imported lazily
     resolved = result.resolved
-    head = (f"[bold]{result.experiment}[/]  {resolved.architecture.name}  mode [bold]{resolved.mode}[/]  "
-            f"epochs ≤ {resolved.epochs}  search {resolved.space.method}"
-            + ("  (auto: learning-rate family)" if resolved.auto else "")
-            + f"  seed {resolved.space.seed}  month {result.month}")
-    console.print(head, highlight=False)
-    console.print(f"data {result.dataset.uri}", highlight=False)
+    console.print(f"[bold]{result.experiment}[/]  {resolved.architecture.name}  mode [bold]{resolved.mode}[/]  "
+                  f"epochs ≤ {resolved.epochs}  month {result.month}", highlight=False)
+    console.print(f"search {resolved.space.method}, seed {resolved.space.seed}"
+                  + (" (auto mode: the learning-rate family)" if resolved.auto else ""), highlight=False)
+    console.print(f"data {result.dataset.uri}", highlight=False, soft_wrap=True)
 
     windows = Table(title="date ranges", title_justify="left")
     for column in ("#", "train", "validation", "trials"):
@@ -141,15 +140,14 @@ def architectures_command(
         return
     arch = chosen[0]
     table = Table(title=f"{arch.name}: {arch.description}", title_justify="left")
-    table.add_column("hyperparameter", no_wrap=True, style="bold")
+    table.add_column("hyperparameter", ratio=1)
     table.add_column("default", no_wrap=True)
     table.add_column("range", no_wrap=True)
-    table.add_column("auto mode tries")
-    table.add_column("meaning", ratio=1)
+    table.add_column("auto mode tries", max_width=16)
     for p in arch.parameters:
         scale = " log" if p.log else ""
-        table.add_row(p.name, f"{p.default:g}", f"{p.type} [{p.min:g}, {p.max:g}]{scale}",
-                      ", ".join(f"{v:g}" for v in p.auto), p.help)
+        table.add_row(f"[bold]{p.name}[/]\n[dim]{p.help}[/]", f"{p.default:g}", f"{p.type} [{p.min:g}, {p.max:g}]{scale}",
+                      ", ".join(f"{v:g}" for v in p.auto))
     console.print(table)
 
 
