@@ -96,7 +96,7 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
         ids = list(previous.get("trials", []))
         configs_seen = int(previous.get("counts", {}).get("configs", 0))
         values = {k: list(v) for k, v in previous.get("values", {}).items()}
-        warnings = list(previous.get("warnings", warnings))
+        warnings += [w for w in previous.get("warnings", []) if w not in warnings]  # e.g. the search's, not rerun
     else:
         shape = TrialShape(experiment=experiment, architecture=resolved.architecture.name, data_uri=dataset.uri,
                            mode=resolved.mode, epochs=resolved.epochs, metrics=resolved.metrics,

@@ -44,14 +44,13 @@ def _order(doc: Any, path: list[str | int]) -> tuple:
     out: list[int] = []
     node = doc
     for part in path:
-        if isinstance(node, dict):
-            keys = list(node)
-            out.append(keys.index(part) if part in keys else len(keys))
-        elif isinstance(node, list) and isinstance(part, int):
+        if isinstance(node, dict) and part in node:
+            out.append(list(node).index(part))
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
             out.append(part)
         else:
             break
-        node = node[part] if isinstance(node, dict) or isinstance(part, int) else None
+        node = node[part]
     return tuple(out)
 
 
