@@ -30,6 +30,13 @@ def gcs_server():
     port = _free_port()
     server = FakeGCSServer(host="0.0.0.0", port=port)
     server.start()
+    # The wrapper pipes the server's stderr and never reads it: once ~64 KiB of request logs pile up
+    # (a few hundred requests) the server blocks and every client call times out. Drain it.
+    import threading
+
+    stream = server._process.stderr
+    threading.Thread(target=lambda: [None for _ in iter(lambda: stream.read(65536), b"")], daemon=True,
+                     name="fake-gcs-stderr").start()
     url = f"http://127.0.0.1:{port}"
     old = os.environ.get("STORAGE_EMULATOR_HOST")
     os.environ["STORAGE_EMULATOR_HOST"] = url
