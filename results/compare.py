@@ -9,6 +9,7 @@ signed-rank) over the (range, repeat) pairs both have. `notes()` says in words w
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -78,25 +79,40 @@ def pairs_needed(alpha: float = ALPHA) -> int:
     return n
 
 
-def _sign_test(diffs: list[float]) -> float | None:
+@lru_cache(maxsize=None)
+def _binomial_p(k: int, n: int) -> float:
     from scipy.stats import binomtest
 
+    return float(binomtest(k, n, 0.5, alternative="two-sided").pvalue)
+
+
+def _sign_test(diffs: list[float]) -> float | None:
     nonzero = [d for d in diffs if d != 0]
     if not nonzero:
         return None
-    return float(binomtest(sum(d > 0 for d in nonzero), len(nonzero), 0.5, alternative="two-sided").pvalue)
+    return _binomial_p(sum(d > 0 for d in nonzero), len(nonzero))
+
+
+@lru_cache(maxsize=None)
+def _wilcoxon_signed_ranks(signed_ranks: tuple[float, ...]) -> float | None:
+    from scipy.stats import wilcoxon
+
+    try:
+        return float(wilcoxon(signed_ranks, alternative="two-sided").pvalue)
+    except ValueError:
+        return None
 
 
 def _wilcoxon(diffs: list[float]) -> float | None:
-    from scipy.stats import wilcoxon
+    """Wilcoxon signed-rank p. It depends only on the signed ranks of the differences, so results are
+    cached by those: hundreds of configs over a few ranges share a handful of patterns."""
+    from scipy.stats import rankdata
 
     nonzero = [d for d in diffs if d != 0]
     if len(nonzero) < 2:  # one pair carries no rank information
         return None
-    try:
-        return float(wilcoxon(nonzero, alternative="two-sided").pvalue)
-    except ValueError:
-        return None
+    ranks = rankdata([abs(d) for d in nonzero])
+    return _wilcoxon_signed_ranks(tuple(sorted(float(r) if d > 0 else -float(r) for r, d in zip(ranks, nonzero))))
 
 
 def _pair_values(done: "pd.DataFrame", metric: str) -> dict[str, dict[tuple[str, Any], float]]:
@@ -123,20 +139,22 @@ def compare(table: ResultTable, obj: Objective) -> Comparison:
     ranks = per.rank(axis=0, method="min", ascending=obj.ascending)
     best_counts = (ranks == 1).sum(axis=0)  # per range: how many share rank 1
 
+    sizes = done.groupby("config").size()
+    firsts = done.drop_duplicates("config").set_index("config")  # one representative row per config
+    param_cols = [c for c in done.columns if c.startswith("param.")]
     results: list[ConfigResult] = []
     for config in per.index:
         values = {r: float(per.at[config, r]) for r in ranges if per.at[config, r] == per.at[config, r]}
         rk = {r: int(ranks.at[config, r]) for r in values}
         wins = sum(1 for r, k in rk.items() if k == 1 and best_counts[r] == 1)
         tied = sum(1 for r, k in rk.items() if k == 1 and best_counts[r] > 1)
-        trials = done[done["config"] == config]
-        first = trials.iloc[0]
-        params = {c: first[c] for c in trials.columns if c.startswith("param.")}
+        first = firsts.loc[config]
+        params = {c: first[c] for c in param_cols}
         results.append(ConfigResult(
             config=config, label=labels.get(config, config), architecture=str(first.get("architecture") or ""),
             per_range=values, ranks=rk, mean=sum(values.values()) / len(values),
             mean_rank=sum(rk.values()) / len(rk), n_ranges=len(values), wins=wins, tied_best=tied,
-            best_everywhere=len(ranges) >= 2 and wins == len(ranges), n_trials=len(trials),
+            best_everywhere=len(ranges) >= 2 and wins == len(ranges), n_trials=int(sizes[config]),
             params={k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in params.items()}))
 
     sign = 1.0 if obj.ascending else -1.0
