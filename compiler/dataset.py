@@ -60,7 +60,7 @@ def _read(uri: str, where: str, warnings: list[str], missing_ok: bool) -> Datase
         if missing_ok:
             return None
         raise UserError(f"no {DESCRIPTOR} at {location}", where=where,
-                        hint="a dataset is a folder with dataset.json and month partitions; `hpt data` builds one") from None
+                        hint="a dataset is a folder with dataset.json and month partitions; `hpt data demo --out DIR` builds the demo one there") from None
     except Exception as err:  # noqa: BLE001 — gs:// without credentials, network down: anything the client raises
         if not uri.startswith("gs://"):
             if isinstance(err, UserError):
