@@ -158,7 +158,7 @@ def main() -> None:
         print(f"  hpt apply --parallel 2                  {j2:8.2f} s   speed-up over -j1 {a1 / j2:.2f}×")
         if lat:
             print(f"  row → results.csv                       median {statistics.median(lat) * 1000:.0f} ms, "
-                  f"max {max(lat) * 1000:.0f} ms over {len(lat)} trials (includes the trainer's exit after its row)")
+                  f"max {max(lat) * 1000:.0f} ms over {len(lat)} trials (apply looks for rows of running trials every 0.25 s on a folder, 2 s on gs://)")
         if args.json:
             print(json.dumps(figures))
     finally:

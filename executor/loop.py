@@ -255,7 +255,9 @@ class Scheduler:
         attempts = self.attempt_logs.setdefault(tid, [])
         attempts.append(f"===== {tid} attempt {run.attempt} ({status.phase.value}{': ' + status.reason if status.reason else ''}) =====\n{text}")
         try:
-            self.store.put(f"{LOGS}{tid}.log", "\n".join(attempts).encode("utf-8"))
+            # An adopted trial's output may be gone (its first apply released it): keep what is stored.
+            if text.strip() or not (run.adopted and self.store.exists(f"{LOGS}{tid}.log")):
+                self.store.put(f"{LOGS}{tid}.log", "\n".join(attempts).encode("utf-8"))
         except Exception:
             pass
         try:

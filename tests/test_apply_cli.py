@@ -145,6 +145,8 @@ def test_ctrl_c_cancels_running_trials_and_says_how_to_resume(tmp_path):
     wait_for(lambda: sum(attempts(tmp_path, t) for t in ids) == 2)
     status = hpt("status", plan_dir, "--results", results, "--output", "json", env=env)
     assert json.loads(status.stdout)["counts"] == {"running": 2, "pending": 1}, status.stderr
+    second = hpt("apply", plan_dir, "--results", results, env=env)  # one apply per plan at a time
+    assert second.returncode == 2 and "another `hpt apply`" in second.stderr
     apply.send_signal(signal.SIGINT)
     _, err = apply.communicate(timeout=60)
     assert apply.returncode == 130

@@ -91,6 +91,7 @@ class LocalHandle:
 
 class LocalBackend:
     name = "local"
+    poll_interval = 0.05  # Popen.poll is a cheap syscall; a short interval keeps per-trial overhead low
 
     def __init__(self, state_dir: str | Path | None = None, plan_dir: str | Path | None = None,
                  command: Sequence[str] | None = None, **_ignored: Any):
@@ -100,6 +101,7 @@ class LocalBackend:
         self.plan_dir = Path(plan_dir).resolve() if plan_dir else None
         self.command = list(command) if command else default_command()
         self._cpus = 1.0
+        self._locks: list[int] = []
 
     # ---------------------------------------------------------------------------------------------
     def _cpus_of(self, sub: Submission) -> float:
@@ -152,6 +154,28 @@ class LocalBackend:
             probe = probe.parent
         if not os.access(probe, os.W_OK):
             raise UserError("cannot write the local state folder (pid files of running trials)", where=str(self.state_dir))
+        for experiment in sorted({s.experiment_id for s in submissions}):
+            self._lock(experiment)
+
+    def _lock(self, experiment_id: str) -> None:
+        """One `hpt apply` per plan at a time on this machine. The kernel drops the lock when the process
+        dies, even by kill -9, so a crashed apply never blocks the next one."""
+        import fcntl
+
+        folder = self._dir(experiment_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / "apply.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise UserError(f"another `hpt apply` (pid {holder}) is running this plan on this machine",
+                            where=str(self.plan_dir or folder),
+                            hint="wait for it, or watch it with `hpt status PLAN`") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._locks.append(fd)  # held until this process exits
 
     def capacity(self) -> int:
         return max(1, int(_cores() // max(self._cpus, 1e-9)))
@@ -260,6 +284,11 @@ class LocalBackend:
         handle.log.unlink(missing_ok=True)
         if handle.manifest_copy is not None:
             handle.manifest_copy.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """The run is over: let the next `hpt apply` of these plans in."""
+        while self._locks:
+            os.close(self._locks.pop())
 
     def dry_run(self, submissions: Sequence[Submission]) -> str:
         lines = []
