@@ -1,8 +1,10 @@
 """The results table: every row in a store as a pandas DataFrame, ready for analysis.
 
 rows/<trial-id>.csv is the source of truth (results.csv is a merged copy that may lag a finished
-trial by a moment), so rows are read one by one; results.csv is only a fallback for a store that
-holds nothing else. A store may be mid-run: missing trials are simply absent, failed rows are kept
+trial by a moment): the listing of rows/ decides which trials exist. A finished row never changes,
+so one found finished in results.csv is taken from there (one request instead of one per trial);
+every other row is read from its own file. results.csv alone is a fallback for a store that holds
+nothing else. A store may be mid-run: missing trials are simply absent, failed rows are kept
 apart. pandas is imported here only, so `hpt compile` never pays for it.
 """
 from __future__ import annotations
@@ -105,8 +107,24 @@ class ResultTable:
         return sorted(self.done["range"].dropna().unique().tolist()) if len(self.done) else []
 
 
+def _merged_done(store: Store) -> dict[str, dict[str, str]]:
+    """Finished rows in results.csv, by trial id. A finished row is written once and never changes, so its
+    copy in results.csv is as good as rows/<id>.csv; anything else (failed, retried since) is read afresh."""
+    import csv
+
+    try:
+        text = store.get(RESULTS_CSV).decode("utf-8")
+        return {r["trial_id"]: r for r in csv.DictReader(io.StringIO(text))
+                if r.get("trial_id") and r.get("status") == STATUS_DONE}
+    except (KeyError, ValueError, UnicodeDecodeError, csv.Error):
+        return {}
+
+
 def _read_rows(store: Store) -> list[dict[str, str]]:
-    ids = list(iter_row_ids(store))
+    ids = list(iter_row_ids(store))  # the listing decides which trials exist
+    merged = _merged_done(store) if ids else {}
+    known = [merged[t] for t in ids if t in merged]
+    missing = [t for t in ids if t not in merged]
 
     def read(trial: str) -> dict[str, str] | None:
         try:
@@ -117,8 +135,8 @@ def _read_rows(store: Store) -> list[dict[str, str]]:
             return None
 
     # Rows are small and independent; a few threads hide GCS round trips.
-    with ThreadPoolExecutor(max_workers=8 if len(ids) > 8 else max(len(ids), 1)) as pool:
-        return [r for r in pool.map(read, ids) if r is not None]
+    with ThreadPoolExecutor(max_workers=8 if len(missing) > 8 else max(len(missing), 1)) as pool:
+        return known + [r for r in pool.map(read, missing) if r is not None]
 
 
 def read_rows(uri_or_store: str | Store) -> tuple[list[dict[str, str]], str]:

@@ -211,3 +211,20 @@ def test_rows_without_config_id_group_by_architecture_and_params(tmp_path):
     cmp = compare(load_table(store.uri), MSE)
     assert len(cmp.configs) == 2 and all(c.n_ranges == 2 for c in cmp.configs)
     assert cmp.configs[0].config.startswith("lstm ") and cmp.configs[0].best_everywhere
+
+
+def test_rows_listing_wins_over_a_lagging_results_csv(tmp_path):
+    from hpt.schemas.row import table_csv
+
+    store = _store(tmp_path)
+    params = {"learning_rate": 0.1}
+    done = make_row("lstm", params, RANGES[0], mse=0.5)
+    put_row(store, done)
+    retried = make_row("lstm", params, RANGES[1], mse=0.7)
+    put_row(store, retried)
+    stale = dict(retried, status="failed", reason="killed", mse="")      # results.csv from before the retry
+    gone = make_row("lstm", params, RANGES[2], mse=0.1)                  # row deleted since (not in rows/)
+    store.put("results.csv", table_csv([done, stale, gone]).encode())
+    table = load_table(store.uri)
+    assert sorted(table.done["trial_id"]) == sorted([done["trial_id"], retried["trial_id"]])
+    assert table.failed.empty and sorted(table.done["mse"]) == [0.5, 0.7]
