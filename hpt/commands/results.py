@@ -321,10 +321,10 @@ def register(app: typer.Typer) -> None:
                         "shift": m.shift, "low": m.low, "high": m.high} for m in result.moved],
                       ["config", "label", "low_rank", "high_rank", "shift", "low", "high"])
             return
-        t = Table(title=f"Fidelity: {result.n_common} common configs (low {result.n_low}, high {result.n_high}), by {obj}",
-                  title_justify="left", show_header=False)
+        t = Table(title=f"Fidelity by {obj.metric}", title_justify="left", show_header=False)
         t.add_column("what")
         t.add_column("value", justify="right")
+        t.add_row("configs in common", f"{result.n_common} (low {result.n_low}, high {result.n_high})")
         t.add_row("Spearman ρ", f"{_num(result.spearman, 3)} (p {_p(result.spearman_p)})" if result.spearman is not None else "–")
         t.add_row("Kendall τ", f"{_num(result.kendall, 3)} (p {_p(result.kendall_p)})" if result.kendall is not None else "–")
         t.add_row(f"top-{result.k} overlap", f"{result.overlap}/{result.k}")
