@@ -40,6 +40,7 @@ class ConfigResult:
     sign_p: float | None = None          # two-sided exact binomial sign test vs the best
     wilcoxon_p: float | None = None      # two-sided Wilcoxon signed-rank vs the best
     params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float | None] = field(default_factory=dict)  # other chosen metrics: mean over the config's trials
 
     def record(self) -> dict[str, Any]:
         return asdict(self)
@@ -128,8 +129,18 @@ def _pair_values(done: "pd.DataFrame", metric: str) -> dict[str, dict[tuple[str,
     return out
 
 
-def compare(table: ResultTable, obj: Objective) -> Comparison:
-    """Group finished trials by config and compare them across date ranges."""
+def _mean_or_none(means, config: str, metric: str) -> float | None:
+    if means is None or metric not in means.columns:
+        return None
+    value = means.at[config, metric]
+    return None if value != value else float(value)
+
+
+def compare(table: ResultTable, obj: Objective, metrics: list[str] | tuple[str, ...] = ()) -> Comparison:
+    """Group finished trials by config and compare them across date ranges.
+
+    `metrics`: other columns to summarise per config (mean over its finished trials), e.g. train_time_s.
+    """
     done = table.finished(obj)
     if done.empty:
         return Comparison(objective=obj, ranges=[], configs=[], n_failed=len(table.failed))
@@ -142,6 +153,8 @@ def compare(table: ResultTable, obj: Objective) -> Comparison:
     sizes = done.groupby("config").size()
     firsts = done.drop_duplicates("config").set_index("config")  # one representative row per config
     param_cols = [c for c in done.columns if c.startswith("param.")]
+    extra = [m for m in metrics if m != obj.metric and m in done.columns]
+    means = done.groupby("config")[extra].mean(numeric_only=True) if extra else None
     results: list[ConfigResult] = []
     for config in per.index:
         values = {r: float(per.at[config, r]) for r in ranges if per.at[config, r] == per.at[config, r]}
@@ -155,7 +168,8 @@ def compare(table: ResultTable, obj: Objective) -> Comparison:
             per_range=values, ranks=rk, mean=sum(values.values()) / len(values),
             mean_rank=sum(rk.values()) / len(rk), n_ranges=len(values), wins=wins, tied_best=tied,
             best_everywhere=len(ranges) >= 2 and wins == len(ranges), n_trials=int(sizes[config]),
-            params={k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in params.items()}))
+            params={k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in params.items()},
+            metrics={m: _mean_or_none(means, config, m) for m in extra}))
 
     sign = 1.0 if obj.ascending else -1.0
     # Complete configs first (a config seen on one lucky range must not top the list), then mean rank, mean.

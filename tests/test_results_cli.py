@@ -68,6 +68,8 @@ def test_results_by_config_and_trends(runner, store):
     assert trends[LR["A"]]["mean"] == pytest.approx(0.55) and trends[LR["C"]]["count"] == 2
     rows = list(csv.DictReader(io.StringIO(_ok(runner.invoke(app, ["results", store.uri, "--by", "config", "-f", "csv"])))))
     assert rows[0]["best_on_every_range"] == "True" and rows[1]["sign_p"] == "0.25"
+    out = _ok(runner.invoke(app, ["results", store.uri, "--by", "config", "--metrics", "train_time_s", "-f", "json"]))
+    assert [c["metrics"] for c in json.loads(out)["by_config"]["configs"]] == [{"train_time_s": 42.0}] * 3
     rows = list(csv.DictReader(io.StringIO(_ok(runner.invoke(app, ["results", store.uri, "--trends", "-f", "csv"])))))
     assert [r["value"] for r in rows] == ["0.001", "0.01", "0.1"]
 

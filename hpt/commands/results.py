@@ -167,12 +167,13 @@ def _failed_table(failed, params: list[str]) -> None:
     console.print(t)
 
 
-def _config_view(table, obj, top: int | None, fmt: Format) -> dict | None:
+def _config_view(table, obj, top: int | None, fmt: Format, metrics: list[str]) -> dict | None:
     from rich.table import Table
 
     from hpt.results.compare import compare
 
-    cmp = compare(table, obj)
+    cmp = compare(table, obj, metrics)
+    extra = [m for m in metrics if m != obj.metric]
     configs = cmp.configs[:top] if top else cmp.configs
     if fmt is Format.json:
         return cmp.record() | {"configs": [c.record() for c in configs]}
@@ -185,7 +186,7 @@ def _config_view(table, obj, top: int | None, fmt: Format) -> dict | None:
             for r in cmp.ranges:
                 rec[f"{obj.metric}@{r}"] = c.per_range.get(r)
                 rec[f"rank@{r}"] = c.ranks.get(r)
-            records.append(rec | c.params)
+            records.append(rec | {f"mean_{m}": c.metrics.get(m) for m in extra} | c.params)
         cols = list(records[0]) if records else []
         _emit_csv(records, cols)
         return None
@@ -204,6 +205,8 @@ def _config_view(table, obj, top: int | None, fmt: Format) -> dict | None:
     t.add_column("mean", justify="right")
     t.add_column("mean\nrank", justify="right")
     t.add_column("wins", justify="right")
+    for m in extra:
+        t.add_column(f"mean\n{m}", justify="right")
     t.add_column("vs best\nsign p", justify="right")
     t.add_column("vs best\nwilcoxon p", justify="right")
     for i, c in enumerate(configs):
@@ -217,7 +220,7 @@ def _config_view(table, obj, top: int | None, fmt: Format) -> dict | None:
         wins = f"{c.wins}/{n}" + (f" +{c.tied_best} tied" if c.tied_best else "")
         vs = ("best", "") if i == 0 else (_p(c.sign_p) + f" ({c.best_better}/{c.n_pairs})", _p(c.wilcoxon_p))
         t.add_row("[bold yellow]★[/]" if c.best_everywhere else "", c.label, *cells, _num(c.mean), f"{c.mean_rank:.2f}",
-                  wins, *vs)
+                  wins, *[_num(c.metrics.get(m)) for m in extra], *vs)
     console.print(t)
     console.print("[dim]wins k/n: ranges where the config is strictly best (+t tied: shares the best value on t more); "
                   "sign p (b/n): b of n paired results where the best config did better.[/]")
@@ -286,7 +289,7 @@ def register(app: typer.Typer) -> None:
             return
         doc: dict[str, Any] = {}
         if by:
-            got = _config_view(table, obj, top, fmt)
+            got = _config_view(table, obj, top, fmt, chosen)
             if got is not None:
                 doc["by_config"] = got
         if show_trends:
