@@ -211,7 +211,7 @@ def explain(cmp: Comparison) -> list[str]:
             notes.append(f"If all {m} configs seen on every range were equally good, one of them would win all {n} "
                          f"ranges by luck alone with probability about {m}^(1-{n}) = {chance:.2g}.")
     pairs = max((c.n_pairs for c in cmp.configs[1:]), default=0)
-    if len(cmp.configs) >= 2:
+    if len(cmp.configs) >= 2 and pairs >= 2:
         floor = min_two_sided_p(pairs)
         if pairs < need:
             notes.append(f"Paired tests vs the best use at most {pairs} pair(s) (ranges × repeats): the smallest two-sided "

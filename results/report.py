@@ -78,17 +78,22 @@ def plot_per_range(cmp: Comparison, top: int) -> str | None:
     if not configs:
         return None
     obj = cmp.objective
-    if len(cmp.ranges) <= 1:  # one range: a ranked bar chart says more than a single column of dots
-        fig, ax = plt.subplots(figsize=(10, 0.45 * len(configs) + 1.5))
+    if len(cmp.ranges) <= 1:  # one range: ranked dots (no bars: a zoomed axis would exaggerate bar lengths)
+        fig, ax = plt.subplots(figsize=(10, 0.42 * len(configs) + 1.6))
         labels = [_short(c.label) for c in configs][::-1]
         values = [c.mean for c in configs][::-1]
         colors = [_PALETTE[i % len(_PALETTE)] for i in range(len(configs))][::-1]
-        ax.barh(labels, values, color=colors)
-        ax.set_xlabel(obj.metric)
+        ys = list(range(len(configs)))
+        ax.hlines(ys, min(values), values, color="#dde1e7", lw=1)
+        ax.scatter(values, ys, color=colors, s=70, zorder=3)
+        for y, v in zip(ys, values):
+            ax.annotate(f"{v:.4g}", (v, y), xytext=(7, 0), textcoords="offset points", va="center", fontsize=9)
+        ax.set_yticks(ys, labels)
+        ax.set_xlabel(f"{obj.metric} ({'lower' if obj.ascending else 'higher'} is better)")
         lo, hi = min(values), max(values)
-        pad = (hi - lo) * 0.15 or abs(hi) * 0.05 or 1.0
-        ax.set_xlim(lo - pad if lo - pad > 0 or lo < 0 else 0, hi + pad)
-        ax.set_title(f"{obj.metric} per config ({cmp.ranges[0] if cmp.ranges else 'one range'})")
+        pad = (hi - lo) * 0.12 or abs(hi) * 0.02 or 1.0
+        ax.set_xlim(lo - pad, hi + pad * 1.6)
+        ax.set_title(f"{obj.metric} per config on the one date range {cmp.ranges[0] if cmp.ranges else ''}")
         ax.grid(axis="x", alpha=0.3)
         return _fig_png(fig)
     fig, ax = plt.subplots(figsize=(10, 5.2))
@@ -266,6 +271,8 @@ def _verdict(cmp: Comparison) -> tuple[str, bool]:
             f"{_num(best.mean)}, strictly best on {best.wins} of {n} date range(s).")
     if best.best_everywhere:
         return text + ' <span class="star">★</span> It beats every other config on every range.', True
+    if n <= 1:
+        return text + " With one date range this is a ranking, not yet evidence: confirm it on more ranges.", False
     return text + " It is not best on every range, so treat the ranking as tentative.", False
 
 

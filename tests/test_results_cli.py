@@ -154,3 +154,14 @@ def test_store_with_only_failed_trials(runner, tmp_path):
     report = tmp_path / "r.html"
     _ok(runner.invoke(app, ["report", store.uri, "--out", str(report)]))
     assert "boom 0.1" in report.read_text() and "No finished trial" in report.read_text()
+
+
+def test_report_with_one_date_range(runner, tmp_path):
+    store = open_store(str(tmp_path / "one"))
+    for i, letter in enumerate("ABC"):
+        put_trial(store, "lstm", {"learning_rate": LR[letter]}, RANGES[0], mse=1.0 + i)
+    out = tmp_path / "r.html"
+    _ok(runner.invoke(app, ["report", store.uri, "--out", str(out), "--no-curves"]))
+    page = out.read_text()
+    assert "ranking, not yet evidence" in page and "Only one date range" in page and "★" not in page.split("<h2>")[2]
+    assert page.count("data:image/png;base64,") == 2 and "Skipped (--no-curves)" in page
