@@ -1,7 +1,9 @@
 """JUnit XML for CI: one testcase per trial, so Jenkins' `junit` step shows which trials failed and why.
 
 `write_junit(rows, path)` takes result rows (dicts as in rows/<id>.csv, values may be strings) and writes
-one <testsuite> inside <testsuites>. A row whose status is not "done" is a <failure> carrying its reason.
+one <testsuite> inside <testsuites>. A row whose status is not "done" is a <failure> carrying its reason;
+a trial that never ran to an end (status skipped / pending / cancelled / not run — a caller may pass such
+pseudo-rows for plan trials without a row) is <skipped>.
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from typing import Any, Mapping, Sequence
 from hpt.schemas.row import PARAM_PREFIX, STATUS_DONE
 
 _SHORT_PARAMS = 4  # params shown in a testcase name; the full set is in the <properties>
+# Statuses of trials that never ran to an end (a stopped run): <skipped>, not <failure>.
+SKIPPED_STATUSES = {"skipped", "pending", "cancelled", "canceled", "not run"}
 
 
 def _text(value: Any) -> str:
@@ -70,15 +74,16 @@ def _window(row: Mapping[str, Any]) -> str:
 def write_junit(rows: list[dict], path, suite_name: str = "hpt") -> None:
     """Write one JUnit testsuite with a testcase per trial; failed trials become <failure> with their reason."""
     rows = sorted(rows, key=lambda r: _text(r.get("trial_id")))
-    failures = [r for r in rows if _text(r.get("status")) != STATUS_DONE]
+    skipped = [r for r in rows if _text(r.get("status")) in SKIPPED_STATUSES]
+    failures = [r for r in rows if _text(r.get("status")) not in SKIPPED_STATUSES | {STATUS_DONE}]
     total_time = sum(_seconds(r) for r in rows)
     columns = {k for r in rows for k in r if k.startswith(PARAM_PREFIX)}
     varying = {c for c in columns if len({_text(r.get(c)) for r in rows}) > 1} if len(rows) > 1 else None
 
     root = ET.Element("testsuites", name=suite_name, tests=str(len(rows)), failures=str(len(failures)),
-                      errors="0", time=f"{total_time:.3f}")
+                      errors="0", skipped=str(len(skipped)), time=f"{total_time:.3f}")
     suite = ET.SubElement(root, "testsuite", name=suite_name, tests=str(len(rows)), failures=str(len(failures)),
-                          errors="0", skipped="0", time=f"{total_time:.3f}")
+                          errors="0", skipped=str(len(skipped)), time=f"{total_time:.3f}")
     for row in rows:
         trial = _text(row.get("trial_id")) or "unknown-trial"
         config = short_config(row, varying)
@@ -95,7 +100,9 @@ def write_junit(rows: list[dict], path, suite_name: str = "hpt") -> None:
         if params:
             ET.SubElement(props, "property", name="params", value=json.dumps(params, sort_keys=True))
         status = _text(row.get("status"))
-        if status != STATUS_DONE:
+        if status in SKIPPED_STATUSES:
+            ET.SubElement(case, "skipped", message=_text(row.get("reason")) or status)
+        elif status != STATUS_DONE:
             reason = _text(row.get("reason")) or f"status {status or 'missing'}"
             first_line = reason.strip().splitlines()[0] if reason.strip() else reason
             failure = ET.SubElement(case, "failure", message=first_line[:500], type=status or "failed")

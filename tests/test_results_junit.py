@@ -54,3 +54,15 @@ def test_junit_names_only_the_params_that_vary(tmp_path):
     write_junit(rows, out)
     names = [c.get("name") for c in ET.parse(out).getroot().iter("testcase")]
     assert names[0] == "t-aaa lstm lr=0.01 [2011-01-01..2011-04-01]" and "dropout" not in names[1]
+
+
+def test_junit_trials_that_never_ran_are_skipped(tmp_path):
+    rows = [_row("t-aaa"), {"trial_id": "t-bbb", "status": "pending", "reason": "run stopped after 3 failures"},
+            _row("t-ccc", "failed", "boom")]
+    out = tmp_path / "j.xml"
+    write_junit(rows, out)
+    suite = ET.parse(out).getroot().find("testsuite")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("3", "1", "1")
+    cases = {c.get("name").split()[0]: c for c in suite.iter("testcase")}
+    assert cases["t-bbb"].find("skipped").get("message") == "run stopped after 3 failures"
+    assert cases["t-bbb"].find("failure") is None and cases["t-ccc"].find("failure") is not None
