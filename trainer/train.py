@@ -194,8 +194,8 @@ def fit(architecture: str, params: dict[str, Any], prepared: Prepared, *, seed: 
         lr = optimizer.param_groups[0]["lr"]
         model.train()
         order = torch.randperm(n, generator=shuffle).to(device)
-        loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-        sq_sum = torch.zeros((), device=device, dtype=torch.float64)
+        losses: list[torch.Tensor] = []
+        predictions: list[torch.Tensor] = []
         for start in range(0, n, batch_size):
             idx = order[start:start + batch_size]
             x, y = x_train[idx], y_train[idx]
@@ -210,11 +210,17 @@ def fit(architecture: str, params: dict[str, Any], prepared: Prepared, *, seed: 
             else:
                 loss.backward()
                 optimizer.step()
-            with torch.no_grad():  # running epoch numbers, accumulated on the device: no sync per batch
-                loss_sum += loss.double() * len(idx)
-                diff = model.mean(out).float() - y[:, 0]
-                sq_sum += (diff * diff).sum().double()
-        train_loss = loss_sum.item() / n  # .item() syncs CUDA, so the timing below is honest
+            # Keep references only: the epoch's running numbers are computed once, after the loop
+            # (no extra kernels per batch, no sync).
+            losses.append(loss.detach())
+            with torch.no_grad():
+                predictions.append(model.mean(out))
+        with torch.no_grad():
+            sizes = torch.full((len(losses),), float(batch_size), dtype=torch.float64, device=device)
+            sizes[-1] = n - batch_size * (len(losses) - 1)
+            train_loss = (torch.stack(losses).double() * sizes).sum().item() / n  # syncs CUDA: honest timing
+            diff = torch.cat(predictions).float() - y_train[order, 0]
+            train_sq = (diff.double() ** 2).sum().item()
         step_seconds += time.perf_counter() - epoch_start
         step_cpu_seconds += time.process_time() - epoch_cpu
         if not math.isfinite(train_loss):
@@ -223,7 +229,7 @@ def fit(architecture: str, params: dict[str, Any], prepared: Prepared, *, seed: 
         if not math.isfinite(val["mse"]):
             raise TrainingFailed(f"validation MSE became {val['mse']} in epoch {epoch} (learning rate {lr:g})")
         scheduler.step()
-        record = EpochRecord(epoch=epoch, lr=lr, train_loss=train_loss, train_mse=sq_sum.item() / n * std * std,
+        record = EpochRecord(epoch=epoch, lr=lr, train_loss=train_loss, train_mse=train_sq / n * std * std,
                              val_loss=val["loss"], val_mse=val["mse"], seconds=time.perf_counter() - epoch_start)
         history.append(record)
         log.info("epoch %d/%d  lr %.3g  train loss %.4f mse %.4f  valid loss %.4f mse %.4f  (%.2fs)", epoch, max_epochs,
