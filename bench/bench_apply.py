@@ -9,6 +9,8 @@ Measured in one run, on the same real trials (the real trainer on a slice of the
 Baseline and apply -j1 alternate (ROUNDS times each) so drift on a shared machine hits both alike; the
 median is reported. Usage:
     .venv/bin/python bench/bench_apply.py [--trials 4] [--epochs 3] [--rows 3000] [--rounds 3]
+    .venv/bin/python bench/bench_apply.py --stand-in 5 --trials 6   # apply's own overhead only: trials that
+        # sleep 5 s and write a real row (no CPU contention, so a loaded machine does not blur the ratio)
 """
 from __future__ import annotations
 
@@ -43,10 +45,30 @@ def build(work: Path, trials: int, epochs: int, rows: int) -> tuple[Path, list[s
     return plan, [m.id for m in ms]
 
 
+def build_stand_in(work: Path, trials: int, seconds: float) -> tuple[Path, list[str]]:
+    """Trials that only sleep, then write a real row: apply's own overhead, free of CPU contention."""
+    import os
+
+    from executor_support import fake_env, write_plan
+    from trial_factory import make_manifest
+
+    ms = [make_manifest("/data/none", "bag-of-words", epochs=1, seed=i, experiment="e-bbbbbbbbbbbb") for i in range(trials)]
+    plan = write_plan(work / "plan", ms)
+    os.environ.update(fake_env(work, {"*": f"sleep:{seconds}"}))  # HPT_TRIAL_COMMAND: apply runs the stand-in too
+    return plan, [m.id for m in ms]
+
+
+def trial_command() -> list[str]:
+    import os
+    import shlex
+
+    return shlex.split(os.environ["HPT_TRIAL_COMMAND"]) if os.environ.get("HPT_TRIAL_COMMAND") else [str(BIN / "hpt-trial")]
+
+
 def baseline(plan: Path, ids: list[str], results: Path) -> float:
     start = time.perf_counter()
     for tid in ids:
-        subprocess.run([str(BIN / "hpt-trial"), str(plan / "trials" / f"{tid}.json"), "--results", str(results)],
+        subprocess.run([*trial_command(), str(plan / "trials" / f"{tid}.json"), "--results", str(results)],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**_env(), "HPT_CPUS": "1",
                        "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
     return time.perf_counter() - start
@@ -118,11 +140,16 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=3000, help="demo rows per month (trial length)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    ap.add_argument("--stand-in", type=float, default=None, metavar="SECONDS",
+                    help="trials that sleep SECONDS instead of training: apply's pure overhead, immune to CPU load")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="hpt-bench-apply-"))
     try:
-        plan, ids = build(work, args.trials, args.epochs, args.rows)
+        if args.stand_in is not None:
+            plan, ids = build_stand_in(work, args.trials, args.stand_in)
+        else:
+            plan, ids = build(work, args.trials, args.epochs, args.rows)
         base, j1, outside, lat = [], [], [], []
         for r in range(args.rounds):
             base.append(baseline(plan, ids, work / f"base-{r}"))
@@ -147,7 +174,8 @@ def main() -> None:
             "results_csv_latency_s": {"median": round(statistics.median(lat), 3), "max": round(max(lat), 3), "n": len(lat)}
             if lat else None,
         }
-        print(f"{args.trials} trials of ~{figures['per_trial_s']} s each (hpt-trial, by hand); median of {args.rounds} rounds")
+        kind = f"stand-in trials sleeping {args.stand_in:g} s" if args.stand_in is not None else "real trials"
+        print(f"{args.trials} {kind}, ~{figures['per_trial_s']} s each by hand; median of {args.rounds} rounds")
         print(f"  baseline (hpt-trial one after another)  {b:8.2f} s")
         print(f"  hpt apply --parallel 1                  {a1:8.2f} s   ratio {ratio:.3f} (per round: "
               f"{', '.join(f'{x:.3f}' for x in ratios)}; target ≤ 1.05)")
