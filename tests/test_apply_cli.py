@@ -174,3 +174,17 @@ def test_results_csv_grows_while_the_run_is_in_progress(tmp_path, where, request
     assert seen & {1, 2}, f"results.csv never showed a partial run (saw {seen})"
     assert sorted(r["trial_id"] for r in results_table(results)) == sorted(ids)
     assert open_store(results).exists(f"logs/{ids[0]}.log")
+
+
+def test_failed_trial_retried_on_reapply_against_gcs(tmp_path, gcs_bucket):
+    """The one replaced row (a failed trial's, moved to rows-failed/ first) works on a bucket too."""
+    results = gcs_bucket + "/retry"
+    plan_dir, ids, env = plan_with(tmp_path, 2, {"0": "failfirst"})
+    first = hpt("apply", plan_dir, "--results", results, env=env)
+    assert first.returncode == 1, first.stderr
+    second = hpt("apply", plan_dir, "--results", results, env=env)
+    assert second.returncode == 0, second.stderr
+    store = open_store(results)
+    assert store.list("rows-failed/") == [f"rows-failed/{ids[0]}.1.csv"]
+    assert {r["trial_id"]: r["status"] for r in results_table(results)} == {ids[0]: "done", ids[1]: "done"}
+    assert attempts(tmp_path, ids[0]) == 2 and attempts(tmp_path, ids[1]) == 1
