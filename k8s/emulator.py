@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import queue
 import threading
 import time
@@ -47,11 +48,27 @@ class _Emulator(kmock.KubernetesEmulator):
         self.watch_generation = 0            # bumped by drop_watches(): open streams end
         self.pod_logs: dict[str, str] = {}
         self.watch_params: list[dict[str, str]] = []   # query of every watch request, in order
+        self.log: list[tuple[str, str, str]] = []       # (action, plural, path) of every request
+        self._inflight: set[Any] = set()
         for plural, kind in RESOURCES.items():
             self.resources[plural] = kmock.ResourceInfo(kind=kind, namespaced=kind != "Namespace",
                                                         verbs={"list", "watch", "get", "create", "patch", "delete"})
 
     async def _handle(self, request):  # type: ignore[override]
+        # kmock matches each request against its whole request history (quadratic: 95 % of the
+        # emulator's time at a few thousand requests). Keep only requests still being served there,
+        # and a light log for assertions.
+        self.log.append((request.action.value if request.action is not None else "",
+                         request.resource.plural if request.resource is not None else "", str(request.url.path)))
+        self._inflight.add(request)
+        if len(self._requests) > 8:
+            self._requests[:] = [r for r in self._requests if r in self._inflight]
+        try:
+            return await self._handle_tracked(request)
+        finally:
+            self._inflight.discard(request)
+
+    async def _handle_tracked(self, request):
         if request.subresource == "log" and request.action == enums.action.FETCH:
             text = self.pod_logs.get(request.name or "")
             if text is None:
@@ -141,8 +158,18 @@ class EmulatedCluster:
         def run() -> None:
             loop = asyncio.new_event_loop()
             self._loop = loop
+            profile_to = os.environ.get("HPT_EMULATOR_PROFILE")   # where to dump a cProfile of the server
+            profiler = None
+            if profile_to:
+                import cProfile
+
+                profiler = cProfile.Profile()
+                profiler.enable()
             try:
                 loop.run_until_complete(self._serve(ready))
+                if profiler is not None:
+                    profiler.disable()
+                    profiler.dump_stats(profile_to)
             except BaseException as err:  # surface start-up failures to start()
                 failure.append(err)
                 ready.set()
@@ -210,13 +237,8 @@ class EmulatedCluster:
         """(action, plural, path) of every request served so far, optionally filtered."""
         def collect() -> list[tuple[str, str, str]]:
             assert self.handler is not None
-            out = []
-            for req in self.handler._requests:
-                act = req.action.value if req.action is not None else ""
-                res = req.resource.plural if req.resource is not None else ""
-                if (action is None or act == action) and (plural is None or res == plural):
-                    out.append((act, res or "", str(req.url.path)))
-            return out
+            return [(act, res, path) for act, res, path in self.handler.log
+                    if (action is None or act == action) and (plural is None or res == plural)]
         return self.call(collect)
 
     def objects(self, plural: str) -> list[dict[str, Any]]:
