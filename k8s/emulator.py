@@ -112,6 +112,7 @@ class _Emulator(kmock.KubernetesEmulator):
                       and (request.namespace is None or ns == request.namespace)
                       and (request.name is None or name == request.name)]
             mark = await bus.mark()
+        step: asyncio.Future | None = None
         try:
             for event in events:
                 yield event
@@ -137,7 +138,13 @@ class _Emulator(kmock.KubernetesEmulator):
                 if request.name is not None and meta.get("name") != request.name:
                     continue
                 yield event
-        finally:
+        finally:   # the client went away or the stream was dropped: stop reading the bus first
+            if step is not None and not step.done():
+                step.cancel()
+                try:
+                    await step
+                except (asyncio.CancelledError, StopAsyncIteration, KeyError):
+                    pass
             await bus.unmark(mark)
 
 

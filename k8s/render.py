@@ -244,7 +244,7 @@ class RenderOptions:
     backoff_limit: int = 0                # pod retries inside the Job (from --retries)
     ttl_seconds_after_finished: int = 86400
     image_pull_policy: str = "IfNotPresent"
-    run_as_user: int = 1000
+    run_as_user: int = 10001              # the trainer image's user (images/trainer/Dockerfile)
     shm_size: str = "1Gi"
     scratch_size: str | None = None       # emptyDir sizeLimit for /scratch (HOME, caches); None = no limit
 
