@@ -439,3 +439,34 @@ def test_hpt_delete_without_a_cluster_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     result = CliRunner().invoke(app, ["delete", str(plan)])
     assert result.exit_code == 2 and "no Kubernetes cluster configured" in result.stderr
+
+
+@pytest.mark.parametrize("cancel", [False, True])
+def test_ctrl_c_leaves_jobs_running_unless_cancel_on_exit(cluster, kubeconfig, tmp_path, gcs_bucket, cancel):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    plan, manifests = _plan(tmp_path, 3)
+    names = [k8s.job_name(m.experiment, m.id) for m in manifests]
+    cmd = [sys.executable, "-m", "hpt.cli", "apply", str(plan), "--backend", "k8s", "--results", gcs_bucket,
+           "--parallel", "2", "--output", "json"] + (["--cancel-on-exit"] if cancel else [])
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ})
+    try:
+        wait_for(lambda: sum(_job(cluster, n) is not None for n in names) == 2, timeout=60, what="two Jobs")
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    finished = [json.loads(line) for line in out.splitlines() if '"run-finished"' in line][-1]
+    running = [n for n in names if _job(cluster, n) is not None]
+    if cancel:
+        assert running == [] and "cancelled" in finished["summary"]
+    else:
+        assert len(running) == 2
+        assert "left running" in finished["summary"] and "kubectl" in finished["summary"]
+        assert "hpt.dev/experiment=" + manifests[0].experiment in finished["summary"]
