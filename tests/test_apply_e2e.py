@@ -68,15 +68,22 @@ def test_real_sigkill_mid_run_then_reapply(tmp_path, small_dataset):
     results = str(tmp_path / "results")
     apply = subprocess.Popen([hpt_exe(), "apply", str(plan_dir), "--results", results, "--parallel", "1"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = plan_dir / ".hpt" / "local"
+
+    def second_trial_running() -> bool:
+        done = {Path(k).stem for k in row_keys(results)}
+        return bool(done) and any(p.name.split(".")[0] not in done for p in state.rglob("*.pid.json"))
+
     deadline = time.monotonic() + 240
-    while not row_keys(results):
+    while not second_trial_running():  # kill while a trial is in flight, after one has finished
         assert time.monotonic() < deadline and apply.poll() is None
-        time.sleep(0.1)
+        time.sleep(0.05)
     apply.send_signal(signal.SIGKILL)
     apply.wait()
 
-    proc = hpt("apply", plan_dir, "--results", results)
+    proc = hpt("apply", plan_dir, "--results", results, "--output", "json")
     assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1])["adopted"] <= 1
     assert row_keys(results) == sorted(f"rows/{t}.csv" for t in ids)  # one row per trial, none lost
     assert sorted(r["trial_id"] for r in table(results)) == sorted(ids)
     assert all(r["status"] == "done" for r in table(results))
