@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hpt.results.store import read_text
-from hpt.schemas.dataset import DEMO_COVERAGE, DESCRIPTOR, DatasetInfo, demo_dataset_dir
+from hpt.schemas.dataset import DEMO_COVERAGE, DEMO_URI, DESCRIPTOR, DatasetInfo, demo_dataset_dir
 from hpt.schemas.errors import UserError
 
 
@@ -40,11 +40,11 @@ def resolve_dataset(spec_data: str | None, cli_data: str | None, spec_dir: Path,
         return _named(absolute_uri(cli_data, Path.cwd()), "--data", warnings)
     if spec_data:
         return _named(absolute_uri(spec_data, spec_dir), "data", warnings)
-    uri = demo_dataset_dir()
-    info = _read(uri, "demo dataset", warnings, missing_ok=True)
+    # Manifests carry the demo URI, not this machine's cache path, so trial ids stay machine-independent.
+    info = _read(demo_dataset_dir(), "demo dataset", warnings, missing_ok=True)
     if info is None:
-        return DatasetRef(uri=uri, named=False, coverage=DEMO_COVERAGE)
-    return DatasetRef(uri=uri, named=False, coverage=(info.start, info.end), info=info)
+        return DatasetRef(uri=DEMO_URI, named=False, coverage=DEMO_COVERAGE)
+    return DatasetRef(uri=DEMO_URI, named=False, coverage=(info.start, info.end), info=info)
 
 
 def _named(uri: str, where: str, warnings: list[str]) -> DatasetRef:

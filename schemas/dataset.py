@@ -19,6 +19,10 @@ DESCRIPTOR = "dataset.json"
 # demo folder has not been built yet, so a spec on the default data compiles on a fresh machine.
 DEMO_NAME = "online-retail-ii"
 DEMO_COVERAGE = (dt.date(2009, 12, 1), dt.date(2011, 12, 9))
+# What a manifest says when it means "the demo dataset, wherever this machine keeps it": a path
+# would put the user's home folder into the trial id, and the same trial must have the same id
+# on any machine.
+DEMO_URI = "demo://" + DEMO_NAME
 
 
 def demo_dataset_dir() -> str:
@@ -30,6 +34,12 @@ def demo_dataset_dir() -> str:
     if configured:
         return os.path.abspath(os.path.expanduser(configured))
     return os.path.join(os.path.expanduser("~"), ".cache", "hpt", "demo", DEMO_NAME)
+
+
+def local_data_uri(uri: str) -> str:
+    """The location a manifest's data.uri means on this machine: the demo URI (or an empty one)
+    becomes the demo folder; every other URI is returned as it is."""
+    return demo_dataset_dir() if uri in ("", DEMO_URI) else uri
 
 
 @dataclass(frozen=True)

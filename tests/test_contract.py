@@ -172,3 +172,11 @@ def test_floors_import_only_downwards(folder):
     for path in (ROOT / folder).rglob("*.py"):
         illegal = _hpt_imports(path) - FLOORS[folder] - {folder}
         assert not illegal, f"{path.relative_to(ROOT)} imports {sorted(illegal)}"
+
+
+def test_the_demo_uri_resolves_to_this_machines_demo_folder(monkeypatch, tmp_path):
+    from hpt.schemas.dataset import DEMO_URI, local_data_uri
+
+    monkeypatch.setenv("HPT_DEMO_DATA", str(tmp_path / "demo"))
+    assert local_data_uri(DEMO_URI) == str(tmp_path / "demo")
+    assert local_data_uri("gs://b/d") == "gs://b/d" and local_data_uri("/data/x") == "/data/x"

@@ -28,7 +28,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from hpt.schemas.dataset import DESCRIPTOR, DatasetInfo, demo_dataset_dir
+from hpt.schemas.dataset import DESCRIPTOR, DatasetInfo, demo_dataset_dir, local_data_uri
 from hpt.schemas.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -45,9 +45,8 @@ def tokenize(text: str) -> list[str]:
 
 # --------------------------------------------------------------------------------------- reading
 def resolve_uri(uri: str) -> str:
-    """The dataset URI a manifest means: empty → the demo dataset folder; local paths made absolute."""
-    if not uri:
-        return demo_dataset_dir()
+    """The dataset URI a manifest means: the demo URI → the demo dataset folder; local paths made absolute."""
+    uri = local_data_uri(uri)
     if uri.startswith("gs://"):
         return uri.rstrip("/")
     path = uri[len("file://"):] if uri.startswith("file://") else uri

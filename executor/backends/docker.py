@@ -44,6 +44,7 @@ from typing import Any, Sequence
 
 from hpt.executor.backend import Phase, Submission, TrialStatus
 from hpt.schemas.errors import UserError
+from hpt.schemas.dataset import local_data_uri
 
 LABEL_EXPERIMENT = "hpt.experiment"
 LABEL_TRIAL = "hpt.trial"
@@ -279,10 +280,8 @@ class DockerBackend:
             binds.append((results_path, results_path, "rw"))
         data_uri = str((m.get("data") or {}).get("uri") or "")
         data_path = _local_path(data_uri)
-        if data_uri == "":  # the demo dataset cache, as the host knows it
-            from hpt.schemas.dataset import demo_dataset_dir
-
-            data_path = demo_dataset_dir()
+        if local_data_uri(data_uri) != data_uri:  # the demo dataset cache, as the host knows it
+            data_path = local_data_uri(data_uri)
             env["HPT_DEMO_DATA"] = data_path
         if data_path and not (results_path and (data_path == results_path or data_path.startswith(results_path + "/"))):
             binds.append((data_path, data_path, "ro"))
