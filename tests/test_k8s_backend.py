@@ -241,9 +241,10 @@ def test_an_existing_running_job_is_adopted_not_duplicated(cluster, api):
     again.close()
 
 
-def test_a_finished_job_of_an_earlier_attempt_is_replaced(cluster, api):
+@pytest.mark.parametrize("via", ["env", "configmap"])
+def test_a_finished_job_of_an_earlier_attempt_is_replaced(cluster, api, via):
     subs = _subs(1)
-    backend = _backend()
+    backend = _backend(manifest_via=via)
     watches_before = _watches(cluster, subs[0].experiment_id)
     backend.preflight(subs)
     watching(cluster, backend, watches_before)
@@ -256,6 +257,9 @@ def test_a_finished_job_of_an_earlier_attempt_is_replaced(cluster, api):
     job = wait_for(lambda: _job(cluster, new.name))
     assert "status" not in job or not job.get("status")
     assert backend.poll(new).phase == Phase.PENDING
+    if via == "configmap":   # replaced with the Job (the old one owned it), and there again for the new pod
+        assert any(r[2].endswith("/configmaps/" + new.name) for r in cluster.requests("DELETE", "configmaps"))
+        assert [c["metadata"]["name"] for c in cluster.objects("configmaps")].count(new.name) == 1
     backend.close()
 
 

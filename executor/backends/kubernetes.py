@@ -563,9 +563,9 @@ class KubernetesBackend:
         name = job["metadata"]["name"]
         handle = JobHandle(submission.trial_id, name, namespace, submission.attempt, configmap=len(docs) > 1)
         batch = self._batch()
-        if handle.configmap:
-            self._create_configmap(docs[0], namespace)
         for _ in range(60):
+            if handle.configmap:
+                self._create_configmap(docs[0], namespace)
             try:
                 resp = batch.create_namespaced_job(namespace, job, _preload_content=False, _request_timeout=(10, 60))
                 created = json.loads(resp.data)
@@ -593,7 +593,8 @@ class KubernetesBackend:
                 return handle
             # A finished Job of an earlier run (its trial is being run again): replace it.
             watch.replaced(state.uid)
-            self._delete_job(name, namespace)
+            # Its ConfigMap goes too: it is owned by the old Job and would be garbage-collected with it.
+            self._delete_job(name, namespace, configmap=handle.configmap)
             time.sleep(0.2)
         raise UserError(f"Job {name} still exists after deleting it (30 s)", where=f"namespace {namespace}")
 
