@@ -38,6 +38,7 @@ if [[ $want_test == 1 ]]; then
   need=()
   command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
   command -v mmdebstrap >/dev/null 2>&1 || need+=(mmdebstrap)
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)   # looks at `hpt report` as a person would
   if (( ${#need[@]} )); then
     if [[ $(id -u) == 0 ]]; then
       apt-get update -q
