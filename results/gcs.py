@@ -9,13 +9,12 @@ exponential backoff by the client's own retry policy, permanent ones are not.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from google.api_core import exceptions as gexc
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
-from hpt.results.store import AlreadyExists
+from hpt.results.store import AlreadyExists, TreeTransfer
 from hpt.schemas.errors import UserError
 
 # Retry transient failures for up to two minutes, starting at 0.5 s and doubling.
@@ -34,7 +33,7 @@ def _client() -> storage.Client:
                         hint="set GOOGLE_APPLICATION_CREDENTIALS or run `gcloud auth application-default login`") from None
 
 
-class GCSStore:
+class GCSStore(TreeTransfer):
     def __init__(self, uri: str):
         rest = uri[len("gs://"):]
         bucket, _, prefix = rest.partition("/")
@@ -88,18 +87,6 @@ class GCSStore:
             return sorted(b.name[len(self.prefix):] for b in blobs)
 
         return self._call(prefix, names)
-
-    def put_tree(self, prefix: str, folder: Path) -> None:
-        for path in sorted(Path(folder).rglob("*")):
-            if path.is_file():
-                self.put(f"{prefix.rstrip('/')}/{path.relative_to(folder).as_posix()}", path.read_bytes())
-
-    def get_tree(self, prefix: str, folder: Path) -> None:
-        prefix = prefix.rstrip("/") + "/"
-        for key in self.list(prefix):
-            target = Path(folder) / key[len(prefix):]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(self.get(key))
 
     def url(self, key: str) -> str:
         return f"{self.uri}/{key}"

@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
-from hpt.results.store import AlreadyExists
+from hpt.results.store import AlreadyExists, TreeTransfer
 from hpt.schemas.errors import UserError
 
 
-class LocalStore:
+class LocalStore(TreeTransfer):
     def __init__(self, uri: str):
         self.root = Path(uri[len("file://"):] if uri.startswith("file://") else uri).expanduser().resolve()
         self.uri = str(self.root)
@@ -70,18 +69,6 @@ class LocalStore:
                 if key.startswith(prefix):
                     keys.append(key)
         return sorted(keys)
-
-    def put_tree(self, prefix: str, folder: Path) -> None:
-        for path in sorted(Path(folder).rglob("*")):
-            if path.is_file():
-                self.put(f"{prefix.rstrip('/')}/{path.relative_to(folder).as_posix()}", path.read_bytes())
-
-    def get_tree(self, prefix: str, folder: Path) -> None:
-        prefix = prefix.rstrip("/") + "/"
-        for key in self.list(prefix):
-            target = Path(folder) / key[len(prefix):]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(self._path(key), target)
 
     def url(self, key: str) -> str:
         return str(self._path(key))

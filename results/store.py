@@ -62,6 +62,22 @@ class Store(Protocol):
         """A URI naming the object, for rows and messages."""
 
 
+class TreeTransfer:
+    """put_tree/get_tree in terms of put/list/get: shared by every store implementation."""
+
+    def put_tree(self, prefix: str, folder: Path) -> None:
+        for path in sorted(Path(folder).rglob("*")):
+            if path.is_file():
+                self.put(f"{prefix.rstrip('/')}/{path.relative_to(folder).as_posix()}", path.read_bytes())  # type: ignore[attr-defined]
+
+    def get_tree(self, prefix: str, folder: Path) -> None:
+        prefix = prefix.rstrip("/") + "/"
+        for key in self.list(prefix):  # type: ignore[attr-defined]
+            target = Path(folder) / key[len(prefix):]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(self.get(key))  # type: ignore[attr-defined]
+
+
 def open_store(uri: str) -> Store:
     """The store for a URI: gs://bucket[/prefix] → GCS, anything else (path, file://) → a local folder."""
     if not uri:
