@@ -287,3 +287,27 @@ def test_dry_run_yaml_pipes_to_kubectl_shape():
     docs = list(yaml.safe_load_all(text))
     assert [(d["apiVersion"], d["kind"]) for d in docs] == [("v1", "ConfigMap"), ("batch/v1", "Job")]
     assert all(d["metadata"]["name"] for d in docs)
+
+
+def test_a_compiled_specs_kubernetes_section_reaches_the_jobs(tmp_path, no_kubeconfig, gcs_bucket, small_dataset):
+    spec = {"architecture": "bag-of-words", "date-range": [["2010-09-01", "2010-12-01"]],
+            "parameters": {"learning_rate": [0.001, 0.01]}, "image": "europe-docker.pkg.dev/proj/hpt/trainer:0.1.0",
+            "resources": {"gpus": 1, "cpus": 4, "memory": "16Gi"}, "kubernetes": FULL_SETTINGS}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    runner = CliRunner()
+    compiled = runner.invoke(app, ["compile", str(tmp_path / "spec.json"), "-o", str(tmp_path / "plan"),
+                                   "--data", str(small_dataset), "--today", "2011-01-15"])
+    assert compiled.exit_code == 0, compiled.output
+    result = runner.invoke(app, ["apply", str(tmp_path / "plan"), "--backend", "k8s", "--results", gcs_bucket, "--dry-run"])
+    assert result.exit_code == 0, result.output
+    jobs = list(yaml.safe_load_all(result.stdout))
+    assert len(jobs) >= 2
+    for job in jobs:
+        pod = job["spec"]["template"]["spec"]
+        assert job["metadata"]["namespace"] == "ml-team"
+        assert pod["serviceAccountName"] == "hpt-trainer" and pod["nodeSelector"] == FULL_SETTINGS["nodeSelector"]
+        assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+        manifest = json.loads(_env(job)["HPT_MANIFEST"]["value"])
+        assert manifest["kubernetes"] == FULL_SETTINGS
+        kubernetes_validate.validate(job, CLAIMED[0], strict=True)
+        assert k8s.check_object(job) == []
