@@ -188,3 +188,19 @@ def test_failed_trial_retried_on_reapply_against_gcs(tmp_path, gcs_bucket):
     assert store.list("rows-failed/") == [f"rows-failed/{ids[0]}.1.csv"]
     assert {r["trial_id"]: r["status"] for r in results_table(results)} == {ids[0]: "done", ids[1]: "done"}
     assert attempts(tmp_path, ids[0]) == 2 and attempts(tmp_path, ids[1]) == 1
+
+
+def test_the_resume_hint_is_a_command_the_cli_accepts():
+    import shlex
+
+    import typer.main
+
+    from hpt.cli import app
+    from hpt.commands.apply import _resume_command
+
+    hint = _resume_command("plan dir", "k8s", "gs://b/p", {"cancel_on_exit": False, "context": "ctx", "namespace": None})
+    argv = shlex.split(hint)
+    assert argv[:2] == ["hpt", "apply"] and "--keep-on-exit" in argv
+    command = typer.main.get_command(app).get_command(None, "apply")  # type: ignore[attr-defined]
+    ctx = command.make_context("apply", argv[2:], resilient_parsing=False)
+    assert ctx.params["cancel_on_exit"] is False and ctx.params["context"] == "ctx" and ctx.params["plan_dir"].name == "plan dir"

@@ -16,6 +16,8 @@ DEFAULT_RESULTS = "./hpt-results"
 # Options that only some backends take; each is passed to the backend's constructor as a keyword.
 BACKEND_OPTIONS = {"context": ("k8s",), "namespace": ("k8s",), "cancel_on_exit": ("k8s",)}
 STATE = ".hpt"
+# The spelling of a boolean option's "off" form, where it is not --no-<name>.
+OFF_FLAGS = {"cancel_on_exit": "--keep-on-exit"}
 
 
 def _results_uri(plan, results: str | None) -> str:
@@ -45,7 +47,8 @@ def _resume_command(plan_dir: str, backend: str, results: str, given: dict[str, 
     for key, value in given.items():
         if value is not None:
             flag = "--" + key.replace("_", "-")
-            parts += [flag] if value is True else [f"--no-{key.replace('_', '-')}"] if value is False else [flag, str(value)]
+            off = OFF_FLAGS.get(key, "--no-" + key.replace("_", "-"))
+            parts += [flag] if value is True else [off] if value is False else [flag, str(value)]
     return " ".join(shlex.quote(p) for p in parts)
 
 
