@@ -15,6 +15,7 @@ nothing). The loop never interprets hyperparameters.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -30,6 +31,8 @@ from hpt.executor.plan import Plan
 from hpt.executor.publish import ResultsPublisher
 from hpt.results.store import LOGS, AlreadyExists, Store, row_key
 from hpt.schemas.row import PARAM_PREFIX, STATUS_DONE, STATUS_FAILED, parse_row_csv, row_csv
+
+log = logging.getLogger(__name__)
 
 ROWS_FAILED = "rows-failed/"
 RUNS = "runs/"
@@ -342,6 +345,18 @@ class Scheduler:
             self.emit("trial-cancelled", trial_id=tid, attempt=run.attempt, reason=why)
         self._runs_dirty = True
 
+    def _keep_log_of_finished(self, tid: str, handle) -> None:
+        """A trial that finished while no apply watched it (a crash): store its output before the
+        backend forgets it, unless a log is already there."""
+        try:
+            if self.store.exists(f"{LOGS}{tid}.log"):
+                return
+            text = self.backend.logs(handle)
+            if text.strip():
+                self.store.put(f"{LOGS}{tid}.log", text.encode("utf-8"))
+        except Exception:  # a log is a convenience; never let it stop the run
+            log.debug("could not keep the log of %s", tid, exc_info=True)
+
     # --- the loop --------------------------------------------------------------------------------
     def run(self) -> RunResult:
         plan, backend = self.plan, self.backend
@@ -352,6 +367,8 @@ class Scheduler:
         for tid, handle in adopted.items():
             sub = next((s for s in to_run if s.trial_id == tid), None)
             if sub is None:  # done already (or not this plan's): let it end on its own
+                if any(s.trial_id == tid for s in plan.submissions):
+                    self._keep_log_of_finished(tid, handle)
                 try:
                     backend.release(handle)
                 except Exception:

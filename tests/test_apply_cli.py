@@ -137,6 +137,23 @@ def test_sigkill_mid_run_then_reapply_ends_with_one_row_per_trial(tmp_path):
     assert not list((plan_dir / ".hpt" / "local").rglob("*.pid.json"))
 
 
+def test_trials_that_finish_while_apply_is_dead_keep_their_logs(tmp_path):
+    plan_dir, ids, env = plan_with(tmp_path, 2, {"0": "sleep:0.2", "1": "sleep:2"})
+    results = str(tmp_path / "results")
+    apply = subprocess.Popen([hpt_exe(), "apply", str(plan_dir), "--results", results, "--parallel", "2"],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: attempts(tmp_path, ids[1]) == 1)
+    apply.send_signal(signal.SIGKILL)
+    apply.wait()
+    wait_for(lambda: len(rows_in(results)) == 2)  # both finish with nobody watching
+    proc = hpt("apply", plan_dir, "--results", results, "--output", "json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    store = open_store(results)
+    for tid in ids:
+        assert f"fake trial {tid} attempt 1" in store.get(f"logs/{tid}.log").decode()
+    assert [attempts(tmp_path, t) for t in ids] == [1, 1]
+
+
 def test_ctrl_c_cancels_running_trials_and_says_how_to_resume(tmp_path):
     plan_dir, ids, env = plan_with(tmp_path, 3, {"*": "hang"})
     results = str(tmp_path / "results")

@@ -190,12 +190,11 @@ class LocalBackend:
             except (OSError, ValueError, KeyError, TypeError):
                 record.unlink(missing_ok=True)
                 continue
-            if _alive(pid, info.get("ticks")):
-                adopted[tid] = LocalHandle(tid, pid, record, Path(info["log"]),
-                                           Path(info["manifest_copy"]) if info.get("manifest_copy") else None,
-                                           info.get("ticks"), None, int(info.get("attempt", 1)), list(info.get("command", [])))
-            else:
-                record.unlink(missing_ok=True)  # it ended while nobody watched; the store says how
+            # Trials that ended while nobody watched are returned too: the loop keeps their log and
+            # the store's row says how they ended; poll() reports them finished, release() cleans up.
+            adopted[tid] = LocalHandle(tid, pid, record, Path(info["log"]),
+                                       Path(info["manifest_copy"]) if info.get("manifest_copy") else None,
+                                       info.get("ticks"), None, int(info.get("attempt", 1)), list(info.get("command", [])))
         return adopted
 
     def submit(self, submission: Submission) -> LocalHandle:
