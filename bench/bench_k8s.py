@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 def serve(workdir: Path) -> None:
     """Child process: the emulator and the fake Job controller, until SIGTERM."""
-    from hpt.k8s.emulator import EmulatedCluster, FakeJobController
+    from k8s_emulator import EmulatedCluster, FakeJobController
 
     cluster = EmulatedCluster().start()
     kubeconfig = cluster.write_kubeconfig(workdir / "kubeconfig")
@@ -113,7 +113,7 @@ def main() -> None:
     from hpt.executor.loop import RunOptions, run_plan
     from hpt.executor.plan import load_plan
     from hpt.k8s import render as k8s
-    from hpt.k8s.emulator import api_client
+    from k8s_emulator import api_client
     from hpt.results.store import open_store
     from trial_factory import make_manifest
 

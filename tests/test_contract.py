@@ -141,14 +141,16 @@ def test_unsupported_scheme_is_a_user_error():
 
 # The floors (DESIGN.md): a folder imports only folders below it, and compiler, executor and trainer
 # never import each other.
+# k8s/ (Job templates and their renderer) sits beside schemas: only the kubernetes backend uses it.
 FLOORS = {
     "schemas": set(),
+    "k8s": {"schemas"},
     "results": {"schemas"},
     "compiler": {"schemas", "results"},
-    "executor": {"schemas", "results"},
+    "executor": {"schemas", "results", "k8s"},
     "trainer": {"schemas", "results"},
 }
-PACKAGE_OF = {"hpt.schemas": "schemas", "hpt.results": "results", "hpt.compiler": "compiler",
+PACKAGE_OF = {"hpt.schemas": "schemas", "hpt.results": "results", "hpt.compiler": "compiler", "hpt.k8s": "k8s",
               "hpt.executor": "executor", "hpt.trainer": "trainer", "hpt.commands": "cli", "hpt.cli": "cli"}
 
 

@@ -17,7 +17,7 @@ from hpt.executor.backend import Backend, Phase, Submission
 from hpt.executor.backends import get_backend
 from hpt.executor.backends.kubernetes import KubernetesBackend
 from hpt.k8s import render as k8s
-from hpt.k8s.emulator import (EmulatedCluster, FakeJobController, add_pod, api_client, condition, set_job_status,
+from k8s_emulator import (EmulatedCluster, FakeJobController, add_pod, api_client, condition, set_job_status,
                               terminated)
 from hpt.results.store import open_store, row_key
 from hpt.schemas.errors import UserError
