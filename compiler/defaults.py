@@ -9,6 +9,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from hpt.compiler.fidelities import Fidelity, resolve_fidelities
 from hpt.compiler.search import DEFAULT_RANDOM_TRIALS, Distribution, Domain, SearchSpace, Values, domain_from_spec
 from hpt.compiler.validation import check_date_pairs
 from hpt.schemas.catalog import Architecture, architecture, default_metrics, learning_rate_family, metrics, mode_defaults
@@ -42,6 +43,7 @@ class Resolved:
     validation_days: int
     repeats: int
     kubernetes: dict[str, Any] = field(default_factory=dict)
+    fidelities: tuple[Fidelity, ...] = ()    # none: one trial per config × range × repeat, at `epochs`
 
 
 # With no date-range at all: three rotating windows of three months (the seed's "is it real" check).
@@ -101,4 +103,5 @@ def resolve(doc: dict[str, Any], *, mode: str | None = None, seed: int | None = 
         resources={**DEFAULT_RESOURCES, **doc.get("resources", {})},
         validation_days=int(doc.get("validation-days", DEFAULT_VALIDATION_DAYS)),
         repeats=int(doc.get("repeats", 1)), kubernetes=dict(doc.get("kubernetes", {})),
+        fidelities=resolve_fidelities(doc.get("fidelities"), epochs),
     )

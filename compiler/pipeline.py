@@ -16,6 +16,7 @@ from typing import Any
 from hpt.compiler.dataset import DatasetRef, resolve_dataset
 from hpt.compiler.dates import Window, check_inside, explicit_windows, month_start, quick_window, rotating_windows
 from hpt.compiler.defaults import Resolved, Rotating, resolve
+from hpt.compiler.fidelities import check_fidelities
 from hpt.compiler.loading import load_spec
 from hpt.compiler.plan import TRIALS, check_target, existing_plan, write_plan
 from hpt.compiler.trials import TrialShape, iter_trials
@@ -57,10 +58,14 @@ class CompileResult:
             "epochs": self.resolved.epochs, "method": self.resolved.space.method, "auto": self.resolved.auto,
             "month": self.month, "data": self.dataset.uri, "configs": self.configs, "windows": [w.to_dict() for w in self.windows],
             "repeats": self.resolved.repeats, "trials": len(self.trial_ids),
-            "trials_per_window": {str(w.index): self.configs * self.resolved.repeats for w in self.windows},
+            "trials_per_window": {str(w.index): self.configs * self.resolved.repeats * self.n_fidelities for w in self.windows},
             "parameters": {name: d.to_json() for name, d in self.resolved.space.domains.items()},
             "warnings": self.warnings,
-        }
+        } | ({"fidelities": [f.to_dict() for f in self.resolved.fidelities]} if self.resolved.fidelities else {})
+
+    @property
+    def n_fidelities(self) -> int:
+        return max(1, len(self.resolved.fidelities))
 
 
 def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
@@ -73,6 +78,8 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
     run_month = month_start(today)
     dataset = resolve_dataset(resolved.data, options.data, loaded.directory, warnings)
     windows = choose_windows(resolved, dataset, run_month, warnings)
+    rotating_months = resolved.date_range.months if isinstance(resolved.date_range, Rotating) else None
+    check_fidelities(resolved.fidelities, windows, rotating_months, resolved.mode)
 
     spec_doc = resolved_spec(resolved, dataset, windows)
     experiment = "e-" + hashlib.sha256(canonical_json({"spec": spec_doc, "month": f"{run_month:%Y-%m}"}).encode()).hexdigest()[:12]
@@ -101,17 +108,21 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
         shape = TrialShape(experiment=experiment, architecture=resolved.architecture.name, data_uri=dataset.uri,
                            mode=resolved.mode, epochs=resolved.epochs, metrics=resolved.metrics,
                            objective=resolved.objective, image=resolved.image, resources=resolved.resources,
-                           kubernetes=resolved.kubernetes, search_seed=resolved.space.seed, repeats=resolved.repeats)
+                           kubernetes=resolved.kubernetes, search_seed=resolved.space.seed, repeats=resolved.repeats,
+                           fidelities=resolved.fidelities)
         expected = resolved.space.count()
 
         def make_plan(trial_ids: list[str]) -> dict[str, Any]:
             if resolved.space.method == "random" and configs_seen < expected:
                 warnings.append(f"search: only {configs_seen} distinct configs exist among the {expected} draws asked for")
+            counts = {"configs": configs_seen, "windows": len(windows), "repeats": resolved.repeats, "trials": len(trial_ids)}
+            if resolved.fidelities:  # only then: plans without fidelities stay byte-identical
+                counts["fidelities"] = len(resolved.fidelities)
             return {
                 "apiVersion": API_VERSION, "kind": "Plan", "experiment": experiment, "hpt_version": __version__,
                 "month": f"{run_month:%Y-%m}", "reference_date": run_month.isoformat(), "spec": spec_doc,
                 "windows": [w.to_dict() for w in windows],
-                "counts": {"configs": configs_seen, "windows": len(windows), "repeats": resolved.repeats, "trials": len(trial_ids)},
+                "counts": counts,
                 "values": {name: sorted(seen_values[name]) for name in tuned},
                 "trials_dir": TRIALS, "trials": trial_ids, "warnings": warnings,
             }
@@ -171,4 +182,6 @@ def resolved_spec(resolved: Resolved, dataset: DatasetRef, windows: list[Window]
         spec["rotating"] = {"count": resolved.date_range.count, "months": resolved.date_range.months}
     if resolved.kubernetes:
         spec["kubernetes"] = resolved.kubernetes
+    if resolved.fidelities:
+        spec["fidelities"] = [f.to_dict() for f in resolved.fidelities]
     return spec

@@ -1,4 +1,4 @@
-"""Trials: every config × every date range × every repeat, as trial manifests, one at a time.
+"""Trials: every config × every date range × every repeat (× every fidelity), as trial manifests, one at a time.
 
 A trial's training seed comes from the search seed and the repeat index only, so the configs of one
 repeat start from the same initialisation on every window (fair comparisons), and the whole plan is
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from hpt.compiler.dates import Window
+from hpt.compiler.fidelities import Fidelity
 from hpt.schemas.manifest import API_VERSION, TrialManifest, canonical_json, config_id, trial_id
 from hpt.schemas.version import __version__
 
@@ -44,6 +45,7 @@ class TrialShape:
     kubernetes: dict[str, Any]
     search_seed: int
     repeats: int
+    fidelities: tuple[Fidelity, ...] = ()   # none: one budget {mode, epochs} for every trial
 
 
 @dataclass(frozen=True)
@@ -91,20 +93,23 @@ def iter_trials(shape: TrialShape, configs: Iterator[dict[str, Any]], windows: l
     """Config-major order: each config on every window and repeat before the next config, so results
     read mid-run already say whether a config wins on every range."""
     seeds = [trial_seed(shape.search_seed, r) for r in range(shape.repeats)]
-    budget = {"mode": shape.mode, "epochs": shape.epochs}
     data = {"uri": shape.data_uri}
-    # What the id hashes (schemas.manifest.trial_id): the result fields, the window without its index.
-    id_template = _Template({"architecture": shape.architecture, "data": data, "budget": budget},
-                            ("params", "window", "seed"))
-    fixed: dict[str, Any] = {"apiVersion": API_VERSION, "kind": "Trial", "experiment": shape.experiment,
-                             "architecture": shape.architecture, "data": data, "budget": budget,
-                             "metrics": shape.metrics, "objective": shape.objective, "image": shape.image,
-                             "resources": shape.resources, "hpt_version": __version__}
+    budgets: list[dict[str, Any]] = [{"mode": shape.mode, "epochs": f.epochs, "fidelity": f.name} for f in shape.fidelities]
+    budgets = budgets or [{"mode": shape.mode, "epochs": shape.epochs}]
+    # Per window, per fidelity: the window it trains on (a fidelity may shorten it).
+    variant_windows = [[f.window(w) for f in shape.fidelities] or [w] for w in windows]
+    base: dict[str, Any] = {"apiVersion": API_VERSION, "kind": "Trial", "experiment": shape.experiment,
+                            "architecture": shape.architecture, "data": data, "metrics": shape.metrics,
+                            "objective": shape.objective, "image": shape.image, "resources": shape.resources,
+                            "hpt_version": __version__}
     if shape.kubernetes:  # TrialManifest.to_dict() leaves an empty section out
-        fixed["kubernetes"] = shape.kubernetes
-    template = _Template(fixed, ("id", "params", "window", "seed", "repeat", "config"))
-    id_windows = [canonical_json({"train": w.train, "validation": w.validation}) for w in windows]
-    full_windows = [canonical_json(w.to_dict()) for w in windows]
+        base["kubernetes"] = shape.kubernetes
+    # What the id hashes (schemas.manifest.trial_id): the result fields, the window without its index.
+    id_templates = [_Template({"architecture": shape.architecture, "data": data, "budget": b}, ("params", "window", "seed"))
+                    for b in budgets]
+    templates = [_Template({**base, "budget": b}, ("id", "params", "window", "seed", "repeat", "config")) for b in budgets]
+    id_windows = [[canonical_json({"train": v.train, "validation": v.validation}) for v in vs] for vs in variant_windows]
+    full_windows = [[canonical_json(v.to_dict()) for v in vs] for vs in variant_windows]
     seed_texts = [str(s) for s in seeds]
     config_template = _Template({"architecture": shape.architecture}, ("params",))
     checked = 0
@@ -116,16 +121,18 @@ def iter_trials(shape: TrialShape, configs: Iterator[dict[str, Any]], windows: l
             params_template = _Template({}, tuple(names))
         params_text = params_template.render(*[number_json(params[n]) for n in names])
         config_text = '"c-' + hashlib.sha256(config_template.render(params_text).encode()).hexdigest()[:12] + '"'
-        for w, window in enumerate(windows):
-            for repeat, seed_text in enumerate(seed_texts):
-                digest = hashlib.sha256(id_template.render(params_text, id_windows[w], seed_text).encode()).hexdigest()
-                tid = "t-" + digest[:16]
-                text = template.render('"' + tid + '"', params_text, full_windows[w], seed_text, str(repeat), config_text) + "\n"
-                if checked < len(windows) * len(seeds):
-                    _check_params(params)
-                    _check_against_manifest(text, tid, params, window, seeds[repeat], shape.architecture)
-                    checked += 1
-                yield RenderedTrial(tid, text)
+        for w in range(len(windows)):
+            for f, (id_template, template) in enumerate(zip(id_templates, templates)):
+                for repeat, seed_text in enumerate(seed_texts):
+                    digest = hashlib.sha256(id_template.render(params_text, id_windows[w][f], seed_text).encode()).hexdigest()
+                    tid = "t-" + digest[:16]
+                    text = template.render('"' + tid + '"', params_text, full_windows[w][f], seed_text, str(repeat),
+                                           config_text) + "\n"
+                    if checked < len(windows) * len(budgets) * len(seeds):
+                        _check_params(params)
+                        _check_against_manifest(text, tid, params, variant_windows[w][f], seeds[repeat], shape.architecture)
+                        checked += 1
+                    yield RenderedTrial(tid, text)
 
 
 def _check_against_manifest(text: str, tid: str, params: dict[str, Any], window: Window, seed: int,

@@ -86,6 +86,10 @@ def _explain(error: ValidationError) -> UserError:
         return UserError(f"{instance!r} is not a date (expected YYYY-MM-DD)", where=where)
     if kind == "minItems" and isinstance(instance, list) and not instance:
         return UserError("must not be empty", where=where)
+    if kind in ("minItems", "maxItems") and path == ["fidelities"]:
+        return UserError(f"list 2 to 8 fidelities to compare, got {len(instance)}", where=where)
+    if kind == "anyOf" and path and path[0] == "fidelities":
+        return UserError("a fidelity needs months, epochs or both", where=where)
     if kind in ("minItems", "maxItems") and len(path) >= 2 and path[0] == "date-range":
         return UserError(f"a date range is a pair [start, end], got {len(instance)} item(s)", where=where)
     if kind == "uniqueItems":

@@ -121,7 +121,7 @@ def failed_row(sub: Submission, reason: str, started_at: str) -> dict[str, Any]:
         "trial_id": sub.trial_id, "experiment_id": sub.experiment_id, "config_id": m.get("config", ""),
         "architecture": m.get("architecture", ""), "repeat": m.get("repeat", ""), "seed": m.get("seed", ""),
         "train_start": train[0], "train_end": train[1], "valid_start": valid[0], "valid_end": valid[1],
-        "mode": budget.get("mode", ""), "max_epochs": budget.get("epochs", ""),
+        "mode": budget.get("mode", ""), "max_epochs": budget.get("epochs", ""), "fidelity": budget.get("fidelity", ""),
         "status": STATUS_FAILED, "reason": reason, "started_at": started_at, "finished_at": _utc(),
         "hpt_version": m.get("hpt_version", ""),
     }

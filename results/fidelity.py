@@ -4,6 +4,9 @@ The seed tuned its tuner this way: run the same configs with one month of data /
 the full budget, and check that the cheap run ranks configs like the expensive one. Configs are
 matched by config_id (architecture + params; the budget is not part of it), else by params. Each
 config's score is its objective averaged over ranges and repeats in that store.
+
+Two stores (a quick run and a full run), or one store whose rows carry several fidelities (a spec with
+`fidelities`): then each fidelity is compared with the most expensive one (`ladder`).
 """
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from hpt.results.table import Objective, ResultTable, config_labels
+from hpt.results.table import Objective, ResultTable, config_labels, varying_params
 from hpt.schemas.errors import UserError
 
 MIN_COMMON = 3
@@ -115,3 +118,76 @@ def fidelity(low: ResultTable, high: ResultTable, obj: Objective, k: int = 5, mo
                     spearman_p=rho_p, kendall=tau, kendall_p=tau_p, k=k, top_low=top_lo, top_high=top_hi,
                     overlap=len(set(top_lo) & set(top_hi)), moved=[m for m in movers if m.shift][:moved],
                     best_low_rank_in_high=rhi[top_lo[0]])
+
+
+# ---------------------------------------------------------------------- one store, several fidelities
+FIDELITY = "fidelity"
+
+
+def fidelity_names(table: ResultTable) -> list[str]:
+    """The fidelities the store's rows carry, cheapest first: by epochs × days of training data (the mean over
+    the fidelity's trials; the manifest's months are not in the row, its train window is)."""
+    import pandas as pd
+
+    rows = table.all
+    if FIDELITY not in rows.columns:
+        return []
+    rows = rows[rows[FIDELITY].notna() & (rows[FIDELITY].astype(str) != "")]
+    if rows.empty:
+        return []
+    days = (pd.to_datetime(rows["train_end"], errors="coerce") - pd.to_datetime(rows["train_start"], errors="coerce")).dt.days
+    epochs = pd.to_numeric(rows["max_epochs"], errors="coerce")
+    cost = (days * epochs).groupby(rows[FIDELITY].astype(str)).mean()
+    return sorted(cost.index, key=lambda name: (float(cost[name]) if cost[name] == cost[name] else 0.0, name))
+
+
+def at_fidelity(table: ResultTable, name: str) -> ResultTable:
+    """The store's trials at one fidelity, as a table of their own."""
+    def pick(df):
+        if df.empty or FIDELITY not in df.columns:
+            return df.iloc[0:0]
+        return df[df[FIDELITY].astype(str) == name].reset_index(drop=True)
+
+    done, failed = pick(table.done), pick(table.failed)
+    both = pick(table.all)
+    params = varying_params(both) if not both.empty else []
+    if "architecture" in table.params:
+        params = ["architecture"] + params
+    return ResultTable(uri=f"{table.uri} [fidelity {name}]", done=done, failed=failed, source=table.source,
+                       params=params, metrics=table.metrics)
+
+
+@dataclass
+class Rung:
+    low: str                     # fidelity name
+    high: str
+    result: Fidelity | None      # None: too few configs in common yet (see `problem`)
+    problem: str = ""
+
+
+def ladder(table: ResultTable, obj: Objective, high: str | None = None, k: int = 5, moved: int = 5) -> list[Rung]:
+    """Each fidelity of one store against `high` (default: the most expensive one). A pair with too few
+    common configs (mid-run) is reported, not fatal, unless no pair can be compared."""
+    names = fidelity_names(table)
+    if len(names) < 2:
+        found = f"only {names[0]!r}" if names else "none"
+        raise UserError(f"this store's rows carry fewer than 2 fidelities ({found}); one store is compared with itself "
+                        "across the fidelities of a spec's `fidelities`", where=table.uri,
+                        hint="pass two stores, LOW HIGH (e.g. a quick run and a full run), or compile a spec with fidelities")
+    if high is None:
+        high = names[-1]
+    elif high not in names:
+        raise UserError(f"no fidelity {high!r} in this store", where="--high", hint=f"present: {', '.join(names)}")
+    top = at_fidelity(table, high)
+    rungs, errors = [], []
+    for name in names:
+        if name == high:
+            continue
+        try:
+            rungs.append(Rung(name, high, fidelity(at_fidelity(table, name), top, obj, k=k, moved=moved)))
+        except UserError as err:
+            rungs.append(Rung(name, high, None, str(err)))
+            errors.append(err)
+    if len(errors) == len(rungs):
+        raise errors[0]
+    return rungs

@@ -81,6 +81,11 @@ class TrialManifest:
     def mode(self) -> str:
         return str(self.budget["mode"])
 
+    @property
+    def fidelity(self) -> str:
+        """The spec's fidelity this trial runs at; empty for plans without fidelities."""
+        return str(self.budget.get("fidelity", ""))
+
     # (de)serialization -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         doc = {"apiVersion": API_VERSION, "kind": "Trial", **asdict(self)}

@@ -16,7 +16,7 @@ PARAM_PREFIX = "param."
 
 # Identity and provenance, before the hyperparameters.
 LEADING = ["trial_id", "experiment_id", "config_id", "architecture", "repeat", "seed",
-           "train_start", "train_end", "valid_start", "valid_end", "mode", "max_epochs", "status", "reason"]
+           "train_start", "train_end", "valid_start", "valid_end", "mode", "max_epochs", "fidelity", "status", "reason"]
 # After the metrics.
 TRAILING = ["started_at", "finished_at", "model_uri", "device", "hpt_version"]
 

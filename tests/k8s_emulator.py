@@ -331,6 +331,7 @@ def done_row(manifest: dict[str, Any], mse: float = 0.5) -> dict[str, Any]:
         "train_start": window["train"][0], "train_end": window["train"][1],
         "valid_start": window["validation"][0], "valid_end": window["validation"][1],
         "mode": manifest["budget"]["mode"], "max_epochs": manifest["budget"]["epochs"],
+        "fidelity": manifest["budget"].get("fidelity", ""),
         "status": STATUS_DONE, "reason": "", "mse": mse, "hpt_version": manifest["hpt_version"],
     }
     for name, value in manifest["params"].items():

@@ -28,14 +28,17 @@ REVERSAL = {"A": [0.50, 0.80], "B": [0.70, 0.60], "C": [0.90, 0.95]}
 
 
 def make_row(architecture: str, params: dict[str, Any], rng: tuple[str, str], *, repeat: int = 0,
-             status: str = "done", reason: str = "", mode: str = "full", **metrics: Any) -> dict[str, Any]:
+             status: str = "done", reason: str = "", mode: str = "full", fidelity: str = "", max_epochs: int = 20,
+             **metrics: Any) -> dict[str, Any]:
     cid = config_id(architecture, params)
-    key = canonical_json({"c": cid, "r": list(rng), "repeat": repeat, "mode": mode})
+    ident = {"c": cid, "r": list(rng), "repeat": repeat, "mode": mode} | ({"f": fidelity} if fidelity else {})
+    key = canonical_json(ident)
     tid = "t-" + hashlib.sha256(key.encode()).hexdigest()[:16]
     row: dict[str, Any] = {
         "trial_id": tid, "experiment_id": "e-fixture00000", "config_id": cid, "architecture": architecture,
         "repeat": repeat, "seed": 1000 + repeat, "train_start": rng[0], "train_end": rng[1],
-        "valid_start": rng[1], "valid_end": "", "mode": mode, "max_epochs": 20, "status": status, "reason": reason,
+        "valid_start": rng[1], "valid_end": "", "mode": mode, "max_epochs": max_epochs,
+        "fidelity": fidelity, "status": status, "reason": reason,
         "started_at": "2026-11-26T10:00:00+00:00", "finished_at": "2026-11-26T10:00:42+00:00",
         "model_uri": f"models/{tid}/" if status == "done" else "", "device": "cpu", "hpt_version": "0.1.0",
     }

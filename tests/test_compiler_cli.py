@@ -101,7 +101,8 @@ def test_every_example_compiles(name, tmp_path, monkeypatch):
     monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
     summary = compile_ok(EXAMPLES / name, tmp_path / "plan")
     trials = manifests(tmp_path / "plan")
-    assert len(trials) == summary["trials"] == summary["configs"] * len(summary["windows"]) * summary["repeats"] > 0
+    fidelities = len(summary.get("fidelities", [None]))  # a spec's fidelities multiply the trials
+    assert len(trials) == summary["trials"] == summary["configs"] * len(summary["windows"]) * summary["repeats"] * fidelities > 0
     assert len({t.id for t in trials}) == len(trials)
     for path in (tmp_path / "plan" / "trials").iterdir():
         validate_manifest(json.loads(path.read_text()), str(path))

@@ -52,7 +52,7 @@ def build_row(manifest: TrialManifest, *, status: str, reason: str = "", metrics
         "config_id": manifest.config or config_id(manifest.architecture, manifest.params),
         "architecture": manifest.architecture, "repeat": manifest.repeat, "seed": manifest.seed,
         "train_start": train_start, "train_end": train_end, "valid_start": valid_start, "valid_end": valid_end,
-        "mode": manifest.mode, "max_epochs": manifest.epochs, "status": status,
+        "mode": manifest.mode, "max_epochs": manifest.epochs, "fidelity": manifest.fidelity, "status": status,
         "reason": " ".join(reason.split())[:MAX_REASON],
     }
     for name, value in sorted(manifest.params.items()):

@@ -73,7 +73,7 @@ def _review(result) -> None:  # noqa: ANN001 — CompileResult, imported lazily
     windows = Table(title="date ranges", title_justify="left")
     for column in ("#", "train", "validation", "trials"):
         windows.add_column(column, justify="right" if column in ("#", "trials") else "left")
-    per_window = result.configs * resolved.repeats
+    per_window = result.configs * resolved.repeats * result.n_fidelities
     for w in result.windows:
         windows.add_row(str(w.index), f"{w.train[0]} → {w.train[1]}", f"{w.validation[0]} → {w.validation[1]}", str(per_window))
     console.print(windows)
@@ -94,8 +94,16 @@ def _review(result) -> None:  # noqa: ANN001 — CompileResult, imported lazily
         params.add_row("[dim]defaults[/]", "[dim]" + ", ".join(f"{p.name}={p.default:g}" if isinstance(p.default, float)
                                                               else f"{p.name}={p.default}" for p in fixed) + "[/]", "")
     console.print(params)
+    if resolved.fidelities:
+        fids = Table(title="fidelities (each config × range × repeat runs at each)", title_justify="left")
+        for column in ("name", "months", "epochs"):
+            fids.add_column(column, justify="left" if column == "name" else "right")
+        for f in resolved.fidelities:
+            fids.add_row(f.name, "whole range" if f.months is None else str(f.months), str(f.epochs))
+        console.print(fids)
     verb = "wrote" if result.written else "unchanged:"
-    console.print(f"{result.configs} configs × {len(result.windows)} date range(s) × {resolved.repeats} repeat(s) = "
+    fid_text = f" × {len(resolved.fidelities)} fidelities" if resolved.fidelities else ""
+    console.print(f"{result.configs} configs × {len(result.windows)} date range(s) × {resolved.repeats} repeat(s){fid_text} = "
                   f"[bold]{len(result.trial_ids)} trials[/]; {verb} {result.out / 'plan.json'}", highlight=False)
 
 

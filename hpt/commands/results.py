@@ -121,7 +121,7 @@ def _trial_view(table, obj, metrics: list[str], top: int | None, fmt: Format) ->
     shown_metrics = metrics or [m for m in dict.fromkeys((obj.metric,) + DEFAULT_SHOWN) if m in table.metrics]
     if has_obj and obj.metric not in shown_metrics:
         shown_metrics = [obj.metric] + shown_metrics
-    extra = [c for c in ("repeat",) if c in done.columns and done[c].nunique() > 1]
+    extra = [c for c in ("fidelity", "repeat") if c in done.columns and done[c].nunique() > 1]
     columns = ["trial_id", "range"] + extra + table.params + shown_metrics
     rows = done.head(top) if top else done
     failed = table.failed
@@ -260,6 +260,75 @@ def _trend_view(table, obj, fmt: Format) -> list | None:
     return None
 
 
+def _one_fidelity(table, name: str | None, needed: bool):  # noqa: ANN001, ANN201 — ResultTable
+    """`name`'s trials only; with none named, the most expensive fidelity when the view compares configs
+    (`needed`): ranking a config by a mean over cheap and full runs would mix two different questions."""
+    from hpt.results.fidelity import at_fidelity, fidelity_names
+
+    names = fidelity_names(table)
+    if name is not None:
+        if name not in names:
+            raise UserError(f"no fidelity {name!r} in this store", where="--fidelity",
+                            hint=f"present: {', '.join(names)}" if names else "its rows carry no fidelity")
+        return at_fidelity(table, name)
+    if not needed or len(names) < 2:
+        return table
+    err_console.print(f"the store holds {len(names)} fidelities ({', '.join(names)}): comparing configs at the most "
+                      f"expensive, {names[-1]} (--fidelity NAME for another; `hpt fidelity STORE` compares them)",
+                      highlight=False, soft_wrap=True)
+    return at_fidelity(table, names[-1])
+
+
+_MOVED_COLUMNS = ("config", "label", "low_rank", "high_rank", "shift", "low", "high")
+
+
+def _moved_record(m) -> dict[str, Any]:  # noqa: ANN001 — fidelity.Moved
+    return {"config": m.config, "label": m.label, "low_rank": m.low_rank, "high_rank": m.high_rank, "shift": m.shift,
+            "low": m.low, "high": m.high}
+
+
+def _fidelity_table(result, metric: str, title: str | None = None) -> None:  # noqa: ANN001 — fidelity.Fidelity
+    from rich.table import Table
+
+    t = Table(title=title or f"Fidelity by {metric}", title_justify="left", show_header=False)
+    t.add_column("what")
+    t.add_column("value", justify="right")
+    t.add_row("configs in common", f"{result.n_common} (low {result.n_low}, high {result.n_high})")
+    t.add_row("Spearman ρ", f"{_num(result.spearman, 3)} (p {_p(result.spearman_p)})" if result.spearman is not None else "–")
+    t.add_row("Kendall τ", f"{_num(result.kendall, 3)} (p {_p(result.kendall_p)})" if result.kendall is not None else "–")
+    t.add_row(f"top-{result.k} overlap", f"{result.overlap}/{result.k}")
+    t.add_row("low's best, rank in high", str(result.best_low_rank_in_high))
+    console.print(t)
+    if result.moved:
+        m = Table(title="Moved most", title_justify="left")
+        for c in ("config", "low rank", "high rank", "shift", "low", "high"):
+            m.add_column(c, justify="left" if c == "config" else "right", overflow="fold")
+        for mv in result.moved:
+            m.add_row(mv.label, str(mv.low_rank), str(mv.high_rank), f"{mv.shift:+d}", _num(mv.low), _num(mv.high))
+        console.print(m)
+    console.print(result.verdict(), highlight=False)
+
+
+def _ladder_view(uri: str, rungs: list, fmt: Format) -> None:
+    """One store, several fidelities: each against the high one, with the two-store view per pair."""
+    if fmt is Format.json:
+        _emit_json({"store": uri, "high": rungs[0].high,
+                    "pairs": [{"low_fidelity": r.low, "high_fidelity": r.high,
+                               **(r.result.record() | {"verdict": r.result.verdict()} if r.result else {"problem": r.problem})}
+                              for r in rungs]})
+        return
+    if fmt is Format.csv:
+        _emit_csv([{"low_fidelity": r.low, "high_fidelity": r.high, **_moved_record(m)}
+                   for r in rungs if r.result for m in r.result.moved],
+                  ["low_fidelity", "high_fidelity", *_MOVED_COLUMNS])
+        return
+    for r in rungs:
+        if r.result is None:
+            console.print(f"[bold]{r.low} vs {r.high}[/]: not yet comparable — {r.problem}", highlight=False)
+            continue
+        _fidelity_table(r.result, r.result.objective.metric, title=f"Fidelity {r.low} vs {r.high}, by {r.result.objective.metric}")
+
+
 # ------------------------------------------------------------------------------------------ commands
 def register(app: typer.Typer) -> None:
     @app.command("results")
@@ -272,12 +341,13 @@ def register(app: typer.Typer) -> None:
         by: Optional[By] = typer.Option(None, "--by", help="`config`: group trials of one config across date ranges and repeats — is the winner real?"),
         show_trends: bool = typer.Option(False, "--trends", help="Per parameter value: count, mean, median and best of the objective."),
         top: Optional[int] = typer.Option(None, "--top", min=1, help="Show only the best N rows / configs."),
+        fidelity: Optional[str] = typer.Option(None, "--fidelity", help="Only the trials of this fidelity (a spec's `fidelities`); --by config and --trends default to the most expensive one."),
     ) -> None:
         """Read results (also mid-run): rows sorted by the objective, or --by config, or --trends."""
         from hpt.results.table import load_table, objective as make_objective, parse_metric_list
 
         obj = make_objective(objective)
-        table = load_table(uri)
+        table = _one_fidelity(load_table(uri), fidelity, needed=bool(by or show_trends))
         chosen = parse_metric_list(metrics, table)
         table.require(obj)
         err_console.print(f"{table.uri}: {len(table.done)} finished, {len(table.failed)} failed (read from {table.source})",
@@ -302,45 +372,34 @@ def register(app: typer.Typer) -> None:
     @app.command("fidelity")
     @user_errors
     def fidelity_cmd(
-        low: str = typer.Argument(..., help="Store of the cheap run (quick mode: one month, few epochs)."),
-        high: str = typer.Argument(..., help="Store of the expensive run of the same configs."),
+        low: str = typer.Argument(..., metavar="STORE|LOW_STORE",
+                                  help="One store whose rows carry several fidelities (a spec with `fidelities`), or the cheap run's store."),
+        high: Optional[str] = typer.Argument(None, metavar="[HIGH_STORE]", help="Store of the expensive run of the same configs."),
         objective: Optional[str] = typer.Option(None, "--objective", help="Metric to rank configs by (default mse)."),
         k: int = typer.Option(5, "--k", "-k", min=1, help="Size of the top-k sets to compare."),
+        high_name: Optional[str] = typer.Option(None, "--high", help="One store: the fidelity to compare the others with (default: the most epochs × months)."),
         fmt: Format = typer.Option(Format.table, "--format", "-f", help="table, csv or json."),
     ) -> None:
-        """Can the cheap run be trusted? Rank agreement of the configs two stores share."""
-        from rich.table import Table
-
-        from hpt.results.fidelity import fidelity
+        """Can the cheap run be trusted? Rank agreement of the same configs at a cheap and an expensive fidelity."""
+        from hpt.results.fidelity import fidelity, ladder
         from hpt.results.table import load_table, objective as make_objective
 
         obj = make_objective(objective)
+        if high is None:
+            table = load_table(low)
+            rungs = ladder(table, obj, high=high_name, k=k, moved=10)
+            _ladder_view(table.uri, rungs, fmt)
+            return
+        if high_name is not None:
+            raise UserError("--high names a fidelity inside one store; with two stores the second is the high one", where="--high")
         result = fidelity(load_table(low), load_table(high), obj, k=k, moved=10)
         if fmt is Format.json:
             _emit_json({"low": low, "high": high, **result.record(), "verdict": result.verdict()})
             return
         if fmt is Format.csv:
-            _emit_csv([{"config": m.config, "label": m.label, "low_rank": m.low_rank, "high_rank": m.high_rank,
-                        "shift": m.shift, "low": m.low, "high": m.high} for m in result.moved],
-                      ["config", "label", "low_rank", "high_rank", "shift", "low", "high"])
+            _emit_csv([_moved_record(m) for m in result.moved], list(_MOVED_COLUMNS))
             return
-        t = Table(title=f"Fidelity by {obj.metric}", title_justify="left", show_header=False)
-        t.add_column("what")
-        t.add_column("value", justify="right")
-        t.add_row("configs in common", f"{result.n_common} (low {result.n_low}, high {result.n_high})")
-        t.add_row("Spearman ρ", f"{_num(result.spearman, 3)} (p {_p(result.spearman_p)})" if result.spearman is not None else "–")
-        t.add_row("Kendall τ", f"{_num(result.kendall, 3)} (p {_p(result.kendall_p)})" if result.kendall is not None else "–")
-        t.add_row(f"top-{result.k} overlap", f"{result.overlap}/{result.k}")
-        t.add_row("low's best, rank in high", str(result.best_low_rank_in_high))
-        console.print(t)
-        if result.moved:
-            m = Table(title="Moved most", title_justify="left")
-            for c in ("config", "low rank", "high rank", "shift", "low", "high"):
-                m.add_column(c, justify="left" if c == "config" else "right", overflow="fold")
-            for mv in result.moved:
-                m.add_row(mv.label, str(mv.low_rank), str(mv.high_rank), f"{mv.shift:+d}", _num(mv.low), _num(mv.high))
-            console.print(m)
-        console.print(result.verdict(), highlight=False)
+        _fidelity_table(result, obj.metric)
 
     @app.command("report")
     @user_errors
@@ -356,6 +415,6 @@ def register(app: typer.Typer) -> None:
         from hpt.results.table import load_table, objective as make_objective
 
         obj = make_objective(objective)
-        table = load_table(uri)
+        table = _one_fidelity(load_table(uri), None, needed=True)
         path = write_report(table, obj, out, top=top, curves=curves)
         err_console.print(f"wrote {path} ({path.stat().st_size // 1024} KiB)", highlight=False)
