@@ -153,7 +153,7 @@ def at_fidelity(table: ResultTable, name: str) -> ResultTable:
     params = varying_params(both) if not both.empty else []
     if "architecture" in table.params:
         params = ["architecture"] + params
-    return ResultTable(uri=f"{table.uri} [fidelity {name}]", done=done, failed=failed, source=table.source,
+    return ResultTable(uri=f"{table.uri} (fidelity {name})", done=done, failed=failed, source=table.source,
                        params=params, metrics=table.metrics)
 
 

@@ -37,3 +37,23 @@ def test_one_plan_measures_two_fidelities(tmp_path, small_dataset):
     assert pair["n_common"] == 4 and -1.0 <= pair["spearman"] <= 1.0 and pair["verdict"]
     table = hpt("results", store)
     assert table.returncode == 0 and "1m-3ep" in table.stdout and "3m-8ep" in table.stdout
+
+
+def test_rows_carry_the_manifests_fidelity(tmp_path):
+    """The trainer's row and the executor's failure row both copy budget.fidelity (empty without one)."""
+    from hpt.executor.backend import Submission
+    from hpt.executor.loop import failed_row
+    from hpt.schemas.manifest import TrialManifest, trial_id
+    from hpt.trainer.trial import build_row
+    from trial_factory import make_manifest
+
+    plain = make_manifest(tmp_path, epochs=2)
+    doc = plain.to_dict()
+    doc["budget"]["fidelity"] = "m1-e2"
+    doc["id"] = trial_id(doc)
+    assert doc["id"] != plain.id  # the fidelity is part of the budget, so of the id
+    cheap = TrialManifest.from_dict(doc)
+    for manifest, expected in ((plain, ""), (cheap, "m1-e2")):
+        row = build_row(manifest, status="done", started_at="s", finished_at="f")
+        sub = Submission(manifest.id, manifest.experiment, manifest.to_json(), str(tmp_path), manifest=manifest.to_dict())
+        assert row["fidelity"] == failed_row(sub, "killed", "s")["fidelity"] == expected
