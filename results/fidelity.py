@@ -85,6 +85,27 @@ def _nan_to_none(x: float) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 
 
+# Up to 8 configs (40,320 orderings) the Spearman p-value is computed exactly: scipy's t approximation
+# says p = 0 for a perfect agreement of 4 configs, where the truth is 2/24 ≈ 0.083.
+EXACT_SPEARMAN_MAX_N = 8
+
+
+def _spearman_exact_p(a: list[float], b: list[float]) -> float:
+    """Two-sided permutation p-value of Spearman's rho, over every ordering of `b` (ties handled by mid-ranks)."""
+    import itertools
+
+    import numpy as np
+    from scipy.stats import rankdata
+
+    ra, rb = rankdata(a), rankdata(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    norm = math.sqrt(float((ra ** 2).sum() * (rb ** 2).sum()))
+    observed = abs(float(ra @ rb)) / norm
+    perms = np.array(list(itertools.permutations(range(len(b)))))
+    rhos = np.abs(rb[perms] @ ra) / norm
+    return float(np.mean(rhos >= observed - 1e-12))
+
+
 def fidelity(low: ResultTable, high: ResultTable, obj: Objective, k: int = 5, moved: int = 5) -> Fidelity:
     from scipy.stats import kendalltau, spearmanr
 
@@ -105,6 +126,8 @@ def fidelity(low: ResultTable, high: ResultTable, obj: Objective, k: int = 5, mo
         r = spearmanr(a, b)
         t = kendalltau(a, b)
         rho, rho_p = _nan_to_none(r.statistic), _nan_to_none(r.pvalue)
+        if rho is not None and len(common) <= EXACT_SPEARMAN_MAX_N:
+            rho_p = _spearman_exact_p(a, b)
         tau, tau_p = _nan_to_none(t.statistic), _nan_to_none(t.pvalue)
     # Both metrics share a goal, so correlating raw scores = correlating ranks (same sign either way).
     rlo, rhi = _ranks(lo_c, obj), _ranks(hi_c, obj)

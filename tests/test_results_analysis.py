@@ -228,3 +228,13 @@ def test_rows_listing_wins_over_a_lagging_results_csv(tmp_path):
     table = load_table(store.uri)
     assert sorted(table.done["trial_id"]) == sorted([done["trial_id"], retried["trial_id"]])
     assert table.failed.empty and sorted(table.done["mse"]) == [0.5, 0.7]
+
+
+def test_spearman_p_is_exact_for_few_configs():
+    from hpt.results.fidelity import _spearman_exact_p
+
+    # 4 configs in the same order: 2 of the 24 orderings are as extreme (rho = ±1) → p = 1/12, not 0
+    assert _spearman_exact_p([0.1, 0.2, 0.3, 0.4], [1.0, 2.0, 3.0, 4.0]) == pytest.approx(2 / 24)
+    assert _spearman_exact_p([0.1, 0.2, 0.3, 0.4], [4.0, 3.0, 2.0, 1.0]) == pytest.approx(2 / 24)
+    # no agreement at all: every ordering is at least as extreme
+    assert _spearman_exact_p([1, 2, 3], [2, 3, 1]) > 0.5
