@@ -222,3 +222,19 @@ def test_interrupt_leaves_trials_running_when_the_backend_says_so(tmp_path, setu
     for handle in survivors.values():
         backend.cancel(handle)
         backend.release(handle)
+
+
+def test_a_trial_runs_only_once_its_pid_record_exists(tmp_path):
+    """The local backend's start gate: a process whose apply died before recording it gives up."""
+    import subprocess
+    import threading
+
+    from hpt.executor.backends.local import GATE
+
+    record, marker = tmp_path / "t.pid.json", tmp_path / "ran"
+    gated = ["/bin/sh", "-c", GATE, "gate", str(record), "/bin/sh", "-c", f"echo ran > {marker}"]
+    threading.Timer(0.3, record.write_text, args=("{}",)).start()
+    assert subprocess.run(gated, timeout=30).returncode == 0 and marker.exists()   # recorded late: runs
+    record.unlink()
+    marker.unlink()
+    assert subprocess.run(gated, timeout=30).returncode == 75 and not marker.exists()  # never recorded: never runs

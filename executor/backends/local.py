@@ -26,6 +26,11 @@ from hpt.schemas.errors import UserError
 
 CANCEL_GRACE_S = 3.0
 LOG_TAIL_BYTES = 2_000_000  # what logs() returns at most: the end of the output
+# A trial starts behind a gate that waits for its pid record: if `hpt apply` is killed between
+# starting the process and recording it, the process gives up (exit 75) instead of running a trial
+# that no later apply could find and adopt — which would then run it a second time.
+GATE = ('r=$1; shift; i=0; while [ ! -e "$r" ]; do i=$((i+1)); '
+        '[ "$i" -gt 500 ] && exit 75; sleep 0.01; done; exec "$@"')
 
 
 def _cores() -> int:
@@ -208,14 +213,16 @@ class LocalBackend:
         log = folder / f"{submission.trial_id}.log"
         argv = self._argv(submission, manifest)
         env = {**os.environ, **self._env(submission)}
+        record = folder / f"{submission.trial_id}.pid.json"
+        record.unlink(missing_ok=True)  # a stale record must not open the gate
         with open(log, "wb") as out:
             try:
-                popen = Popen(argv, stdout=out, stderr=STDOUT, stdin=DEVNULL, env=env, start_new_session=True,
+                popen = Popen(["/bin/sh", "-c", GATE, "hpt-trial-gate", str(record), *argv], stdout=out, stderr=STDOUT,
+                              stdin=DEVNULL, env=env, start_new_session=True,
                               close_fds=True)
             except OSError as err:
                 raise UserError(f"cannot start {argv[0]!r}: {err.strerror}", where="local backend") from None
-        ticks = _start_ticks(popen.pid)
-        record = folder / f"{submission.trial_id}.pid.json"
+        ticks = _start_ticks(popen.pid)  # exec keeps the pid and the start time: the record stays true
         tmp = record.with_suffix(".tmp")
         tmp.write_text(json.dumps({"pid": popen.pid, "ticks": ticks, "trial_id": submission.trial_id,
                                    "experiment_id": submission.experiment_id, "results": submission.results_uri,
