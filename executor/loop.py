@@ -34,6 +34,15 @@ from hpt.schemas.row import PARAM_PREFIX, STATUS_DONE, STATUS_FAILED, parse_row_
 
 log = logging.getLogger(__name__)
 
+
+def _best_effort(what: str, fn, *args) -> None:
+    """Housekeeping that must never stop a run or lose a result (a release, a cancel, a log, a status
+    hint): a failure is logged, not raised."""
+    try:
+        fn(*args)
+    except Exception:
+        log.warning("could not %s", what, exc_info=log.isEnabledFor(logging.DEBUG))
+
 ROWS_FAILED = "rows-failed/"
 RUNS = "runs/"
 MAX_BACKOFF_S = 300.0
@@ -185,10 +194,8 @@ class Scheduler:
         doc = {"experiment_id": self.plan.experiment_id, "backend": getattr(self.backend, "name", "?"),
                "host": socket.gethostname(), "pid": os.getpid(), "updated_at": _utc(), "finished": finished,
                "running": {tid: {"attempt": r.attempt, "started_at": r.started_at} for tid, r in self.running.items()}}
-        try:
-            self.store.put(f"{RUNS}{self.plan.experiment_id}.json", json.dumps(doc, indent=1).encode())
-        except Exception:  # a status hint only: never fail a run for it
-            pass
+        _best_effort("write the run's status hint", self.store.put, f"{RUNS}{self.plan.experiment_id}.json",
+                     json.dumps(doc, indent=1).encode())
         self._runs_dirty = False
 
     def _signal(self, signum, _frame) -> None:
@@ -257,16 +264,13 @@ class Scheduler:
             text = f"(could not read the trial's log: {err})\n"
         attempts = self.attempt_logs.setdefault(tid, [])
         attempts.append(f"===== {tid} attempt {run.attempt} ({status.phase.value}{': ' + status.reason if status.reason else ''}) =====\n{text}")
-        try:
+        def store_log() -> None:
             # An adopted trial's output may be gone (its first apply released it): keep what is stored.
             if text.strip() or not (run.adopted and self.store.exists(f"{LOGS}{tid}.log")):
                 self.store.put(f"{LOGS}{tid}.log", "\n".join(attempts).encode("utf-8"))
-        except Exception:
-            pass
-        try:
-            self.backend.release(run.handle)
-        except Exception:
-            pass
+
+        _best_effort(f"store the log of {tid}", store_log)
+        _best_effort(f"release {tid}", self.backend.release, run.handle)
 
         self.publisher.forget([tid])
         row = self._row(tid)
@@ -333,14 +337,8 @@ class Scheduler:
 
     def _cancel_all(self, why: str) -> None:
         for tid, run in list(self.running.items()):
-            try:
-                self.backend.cancel(run.handle)
-            except Exception:
-                pass
-            try:
-                self.backend.release(run.handle)
-            except Exception:
-                pass
+            _best_effort(f"cancel {tid}", self.backend.cancel, run.handle)
+            _best_effort(f"release {tid}", self.backend.release, run.handle)
             del self.running[tid]
             self.emit("trial-cancelled", trial_id=tid, attempt=run.attempt, reason=why)
         self._runs_dirty = True
@@ -348,14 +346,13 @@ class Scheduler:
     def _keep_log_of_finished(self, tid: str, handle) -> None:
         """A trial that finished while no apply watched it (a crash): store its output before the
         backend forgets it, unless a log is already there."""
-        try:
-            if self.store.exists(f"{LOGS}{tid}.log"):
-                return
-            text = self.backend.logs(handle)
-            if text.strip():
-                self.store.put(f"{LOGS}{tid}.log", text.encode("utf-8"))
-        except Exception:  # a log is a convenience; never let it stop the run
-            log.debug("could not keep the log of %s", tid, exc_info=True)
+        def keep() -> None:
+            if not self.store.exists(f"{LOGS}{tid}.log"):
+                text = self.backend.logs(handle)
+                if text.strip():
+                    self.store.put(f"{LOGS}{tid}.log", text.encode("utf-8"))
+
+        _best_effort(f"keep the log of {tid}", keep)
 
     # --- the loop --------------------------------------------------------------------------------
     def run(self) -> RunResult:
@@ -369,10 +366,7 @@ class Scheduler:
             if sub is None:  # done already (or not this plan's): let it end on its own
                 if any(s.trial_id == tid for s in plan.submissions):
                     self._keep_log_of_finished(tid, handle)
-                try:
-                    backend.release(handle)
-                except Exception:
-                    pass
+                _best_effort(f"release {tid}", backend.release, handle)
                 continue
             attempt = int(getattr(handle, "attempt", 1) or 1)
             self.running[tid] = _Running(sub, handle, attempt, now, _utc(), adopted=True)
@@ -446,10 +440,7 @@ class Scheduler:
     def close(self) -> None:
         close = getattr(self.backend, "close", None)  # optional: stop watches, close clients
         if callable(close):
-            try:
-                close()
-            except Exception:
-                pass
+            _best_effort("close the backend", close)
 
     def _nothing_to_do(self) -> str:
         r = self.result
