@@ -221,3 +221,19 @@ def test_the_resume_hint_is_a_command_the_cli_accepts():
     command = typer.main.get_command(app).get_command(None, "apply")  # type: ignore[attr-defined]
     ctx = command.make_context("apply", argv[2:], resilient_parsing=False)
     assert ctx.params["cancel_on_exit"] is False and ctx.params["context"] == "ctx" and ctx.params["plan_dir"].name == "plan dir"
+
+
+def test_junit_lists_every_trial_of_the_plan_even_after_a_stopped_run(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    plan_dir, ids, env = plan_with(tmp_path, 3, {"*": "fail"})
+    junit = tmp_path / "junit.xml"
+    proc = hpt("apply", plan_dir, "--results", tmp_path / "results", "--parallel", "1", "--max-failures", "1",
+               "--junit", junit, env=env)
+    assert proc.returncode == 1, proc.stderr
+    suite = ET.parse(junit).getroot()
+    suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
+    cases = suite.findall("testcase")
+    assert len(cases) == 3 and suite.get("tests") == "3"
+    assert sum(c.find("failure") is not None for c in cases) == 1
+    assert sum(c.find("skipped") is not None for c in cases) == 2

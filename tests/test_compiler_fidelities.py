@@ -65,6 +65,7 @@ def test_the_table_names_the_fidelities(tmp_path):
     path.write_text(json.dumps(SPEC), encoding="utf-8")
     result = runner.invoke(app, ["compile", str(path), "--out", str(tmp_path / "p"), "--today", TODAY])
     assert result.exit_code == 0 and "× 3 fidelities = 36 trials" in result.stdout and "cheap" in result.stdout
+    assert "epochs ≤ 2/6/9 (per fidelity)" in " ".join(result.stdout.split())  # not the spec's 6 for every trial
 
 
 @pytest.mark.parametrize("fidelities, extra, where, words", [

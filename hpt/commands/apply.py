@@ -129,9 +129,10 @@ def register(app: typer.Typer) -> None:
         if junit is not None:
             from hpt.results.junit import write_junit
 
-            publisher = ResultsPublisher(store)
-            ids = set(plan.trial_ids)
-            write_junit([r for tid, r in publisher.sync().items() if tid in ids], junit)
+            rows = ResultsPublisher(store).sync()
+            # Every trial of the plan is a testcase: one that never ran (a stopped run) is <skipped>.
+            write_junit([rows.get(tid) or {"trial_id": tid, "status": "not run", "reason": "not run by this apply"}
+                         for tid in plan.trial_ids], junit)
         raise typer.Exit(outcome.exit_code)
 
     @app.command("status")

@@ -62,10 +62,18 @@ def compile_command(
     _review(result)
 
 
+def _epochs(resolved) -> str:  # noqa: ANN001
+    """The epoch budget as the trials get it: per fidelity where the spec lists fidelities."""
+    per = sorted({f.epochs for f in resolved.fidelities})
+    if per:
+        return "epochs ≤ " + "/".join(str(e) for e in per) + " (per fidelity)"
+    return f"epochs ≤ {resolved.epochs}"
+
+
 def _review(result) -> None:  # noqa: ANN001 — CompileResult, imported lazily
     resolved = result.resolved
     console.print(f"[bold]{result.experiment}[/]  {resolved.architecture.name}  mode [bold]{resolved.mode}[/]  "
-                  f"epochs ≤ {resolved.epochs}  month {result.month}", highlight=False)
+                  f"{_epochs(resolved)}  month {result.month}", highlight=False)
     console.print(f"search {resolved.space.method}, seed {resolved.space.seed}"
                   + (" (auto mode: the learning-rate family)" if resolved.auto else ""), highlight=False)
     console.print(f"data {result.dataset.uri}", highlight=False, soft_wrap=True)
