@@ -7,7 +7,6 @@ records of trials that outlived their `hpt apply` (kill -9) and still run.
 from __future__ import annotations
 
 import json
-import os
 import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,16 +30,6 @@ class TrialState:
         return asdict(self)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _live_run(store: Store, experiment_id: str) -> dict[str, dict[str, Any]]:
     try:
         doc = json.loads(store.get(f"{RUNS}{experiment_id}.json"))
@@ -48,7 +37,9 @@ def _live_run(store: Store, experiment_id: str) -> dict[str, dict[str, Any]]:
         return {}
     if doc.get("finished"):
         return {}
-    if doc.get("host") == socket.gethostname() and not _pid_alive(int(doc.get("pid", 0) or 0)):
+    from hpt.executor.backends.local import process_alive
+
+    if doc.get("host") == socket.gethostname() and not process_alive(int(doc.get("pid", 0) or 0)):
         return {}  # that apply died here; the local pid records below say what still runs
     running = doc.get("running") or {}
     return {tid: {**info, "since": info.get("started_at", "")} for tid, info in running.items()}

@@ -63,7 +63,8 @@ def _start_ticks(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]
 
 
-def _alive(pid: int, ticks: str | None) -> bool:
+def process_alive(pid: int, ticks: str | None = None) -> bool:
+    """Whether `pid` still runs (not a zombie); with `ticks`, also that it is the same process."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -244,7 +245,7 @@ class LocalBackend:
                 # Killed from outside (OOM killer, a user): worth another try.
                 return TrialStatus(Phase.FAILED, reason=f"killed by {name}", exit_code=code, transient=True)
             return TrialStatus(Phase.FAILED, reason=f"exit code {code}", exit_code=code)
-        if _alive(handle.pid, handle.ticks):
+        if process_alive(handle.pid, handle.ticks):
             return TrialStatus(Phase.RUNNING)
         # Adopted: not our child, so its exit status is unknown; the store's row decides.
         return TrialStatus(Phase.FAILED, reason="ended while hpt apply was not watching (exit status unknown)",
@@ -264,7 +265,7 @@ class LocalBackend:
     def _signal(self, handle: LocalHandle, sig: signal.Signals) -> None:
         if handle.popen is not None and handle.popen.returncode is not None:
             return
-        if handle.popen is None and not _alive(handle.pid, handle.ticks):
+        if handle.popen is None and not process_alive(handle.pid, handle.ticks):
             return
         try:
             os.killpg(handle.pid, sig)  # its own session: the group id is its pid
