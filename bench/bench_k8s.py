@@ -114,7 +114,7 @@ def main() -> None:
     from hpt.executor.plan import load_plan
     from hpt.k8s import render as k8s
     from k8s_emulator import api_client
-    from hpt.results.store import open_store
+    from hpt.store import open_store
     from trial_factory import make_manifest
 
     work = Path(tempfile.mkdtemp(prefix="bench-k8s-"))

@@ -26,7 +26,7 @@ def main() -> None:
     from results_fixtures import RANGES, make_row
 
     from hpt.results.compare import compare
-    from hpt.results.store import open_store, row_key
+    from hpt.store import open_store, row_key
     from hpt.results.table import load_table, objective
     from hpt.schemas.row import row_csv, table_csv
 

@@ -125,7 +125,7 @@ def main() -> int:
     watcher.done.set()
     watcher.join(timeout=5)
 
-    from hpt.results.store import open_store
+    from hpt.store import open_store
     from hpt.schemas.row import parse_row_csv
 
     store = open_store(str(results))

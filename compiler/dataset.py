@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from hpt.results.store import read_text
+from hpt.store import read_text
 from hpt.schemas.dataset import DEMO_COVERAGE, DEMO_URI, DESCRIPTOR, DatasetInfo, demo_dataset_dir
 from hpt.schemas.errors import UserError
 

@@ -29,7 +29,7 @@ from hpt.executor.backend import Backend, Phase, Submission, TrialStatus
 from hpt.executor.events import Reporter
 from hpt.executor.plan import Plan
 from hpt.executor.publish import ResultsPublisher
-from hpt.results.store import LOGS, AlreadyExists, Store, row_key
+from hpt.store import LOGS, AlreadyExists, Store, row_key
 from hpt.schemas.row import PARAM_PREFIX, STATUS_DONE, STATUS_FAILED, parse_row_csv, row_csv
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from hpt.results.store import RESULTS_CSV, Store, iter_row_ids, row_key
+from hpt.store import RESULTS_CSV, Store, iter_row_ids, row_key
 from hpt.schemas.row import parse_row_csv, table_csv
 
 

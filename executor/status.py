@@ -15,7 +15,7 @@ from typing import Any
 from hpt.executor.loop import RUNS
 from hpt.executor.plan import Plan
 from hpt.executor.publish import ResultsPublisher
-from hpt.results.store import Store
+from hpt.store import Store
 from hpt.schemas.row import STATUS_DONE
 
 

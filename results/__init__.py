@@ -1,1 +1,1 @@
-"""hpt.results — the results store (the source of truth) and the analysis of what it holds."""
+"""hpt.results — the analysis of what the store (hpt.store) holds: tables, significance, trends, fidelity, report."""

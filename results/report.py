@@ -344,7 +344,7 @@ def render(table: ResultTable, obj: Objective, top: int = 8, curves: bool = True
 
 
 def write_report(table: ResultTable, obj: Objective, out: Path, top: int = 8, curves: bool = True) -> Path:
-    from hpt.results.store import open_store
+    from hpt.store import open_store
 
     store = open_store(table.uri) if curves else None
     text = render(table, obj, top=top, curves=curves, store=store)

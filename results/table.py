@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable
 
-from hpt.results.store import RESULTS_CSV, Store, iter_row_ids, open_store, row_key
+from hpt.store import RESULTS_CSV, Store, iter_row_ids, open_store, row_key
 from hpt.schemas.catalog import metrics as catalog_metrics
 from hpt.schemas.errors import UserError
 from hpt.schemas.row import LEADING, PARAM_PREFIX, STATUS_DONE, TRAILING, parse_row_csv

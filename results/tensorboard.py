@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from hpt.results.store import TENSORBOARD, Store
+from hpt.store import TENSORBOARD, Store
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from hpt.schemas.manifest import TrialManifest
 FAKE_TRIAL = textwrap.dedent('''
     """Stand-in trainer: behaviour per trial id from $FAKE_TRIAL (JSON), attempts counted in $FAKE_TRIAL_COUNTS."""
     import json, os, signal, sys, time
-    from hpt.results.store import open_store, row_key
+    from hpt.store import open_store, row_key
     from hpt.schemas.row import row_csv
 
     path, results = sys.argv[1], sys.argv[sys.argv.index("--results") + 1]

@@ -396,7 +396,7 @@ class FakeJobController:
                 continue   # read timeout on a quiet stream: watch again
 
     def _work(self) -> None:
-        from hpt.results.store import open_store, row_key
+        from hpt.store import open_store, row_key
         from hpt.schemas.row import row_csv
 
         api = api_client(self.kubeconfig)

@@ -12,7 +12,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from hpt.results.store import Store, row_key
+from hpt.store import Store, row_key
 from hpt.schemas.manifest import canonical_json, config_id
 from hpt.schemas.row import param_column, row_csv
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from executor_support import attempts, kill_leftovers, child_env, fake_env, hpt_exe, write_plan
-from hpt.results.store import open_store
+from hpt.store import open_store
 from trial_factory import make_manifest
 
 

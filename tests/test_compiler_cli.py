@@ -225,7 +225,7 @@ def test_the_built_demo_dataset_is_used(tmp_path, monkeypatch):
 
 
 def test_gs_dataset_coverage_is_read_from_the_bucket(tmp_path, gcs_bucket):
-    from hpt.results.store import open_store
+    from hpt.store import open_store
 
     info = dataset(tmp_path / "d", "2010-01-01", "2010-06-30")
     open_store(gcs_bucket + "/ds").put("dataset.json", (info / "dataset.json").read_bytes())

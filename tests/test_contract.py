@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from hpt.results.local import LocalStore
-from hpt.results.store import AlreadyExists, iter_row_ids, open_store, row_key
+from hpt.store.local import LocalStore
+from hpt.store import AlreadyExists, iter_row_ids, open_store, row_key
 from hpt.schemas import UserError
 from hpt.schemas.catalog import architectures, default_metrics, learning_rate_family, metrics
 from hpt.schemas.manifest import TrialManifest, config_id, trial_id, validate_manifest
@@ -139,18 +139,19 @@ def test_unsupported_scheme_is_a_user_error():
         open_store("s3://bucket/x")
 
 
-# The floors (DESIGN.md): a folder imports only folders below it, and compiler, executor and trainer
+# The floors (README.md, "Layout"): a folder imports only folders below it, and compiler, executor and trainer
 # never import each other.
 # k8s/ (Job templates and their renderer) sits beside schemas: only the kubernetes backend uses it.
 FLOORS = {
     "schemas": set(),
+    "store": {"schemas"},
     "k8s": {"schemas"},
-    "results": {"schemas"},
-    "compiler": {"schemas", "results"},
-    "executor": {"schemas", "results", "k8s"},
-    "trainer": {"schemas", "results"},
+    "results": {"schemas", "store"},
+    "compiler": {"schemas", "store"},
+    "executor": {"schemas", "store", "k8s"},
+    "trainer": {"schemas", "store"},
 }
-PACKAGE_OF = {"hpt.schemas": "schemas", "hpt.results": "results", "hpt.compiler": "compiler", "hpt.k8s": "k8s",
+PACKAGE_OF = {"hpt.schemas": "schemas", "hpt.store": "store", "hpt.results": "results", "hpt.compiler": "compiler", "hpt.k8s": "k8s",
               "hpt.executor": "executor", "hpt.trainer": "trainer", "hpt.commands": "cli", "hpt.cli": "cli"}
 
 
@@ -171,7 +172,9 @@ def _hpt_imports(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("folder", sorted(FLOORS))
 def test_floors_import_only_downwards(folder):
-    for path in (ROOT / folder).rglob("*.py"):
+    sources = sorted((ROOT / folder).rglob("*.py"))
+    assert sources, f"{folder}/ holds no Python files: the floors test would check nothing"
+    for path in sources:
         illegal = _hpt_imports(path) - FLOORS[folder] - {folder}
         assert not illegal, f"{path.relative_to(ROOT)} imports {sorted(illegal)}"
 

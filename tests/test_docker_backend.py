@@ -25,7 +25,7 @@ from hpt.executor.backend import Phase, Submission
 from hpt.executor.backends.docker import (LABEL_ATTEMPT, LABEL_EXPERIMENT, LABEL_TRIAL, LABEL_VERSION,
                                           DockerBackend, container_name, detect_gpus, memory_bytes,
                                           rewrite_emulator_host)
-from hpt.results.store import open_store, row_key
+from hpt.store import open_store, row_key
 from hpt.schemas.errors import UserError
 from hpt.schemas.row import parse_row_csv
 from trial_factory import make_manifest

@@ -19,7 +19,7 @@ from hpt.executor.events import Collect
 from hpt.executor.loop import RunOptions, run_plan
 from hpt.executor.plan import load_plan
 from hpt.executor.status import trial_states
-from hpt.results.store import open_store
+from hpt.store import open_store
 from hpt.schemas.errors import UserError
 from trial_factory import make_manifest
 

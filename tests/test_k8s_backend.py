@@ -19,7 +19,7 @@ from hpt.executor.backends.kubernetes import KubernetesBackend
 from hpt.k8s import render as k8s
 from k8s_emulator import (EmulatedCluster, FakeJobController, add_pod, api_client, condition, set_job_status,
                               terminated)
-from hpt.results.store import open_store, row_key
+from hpt.store import open_store, row_key
 from hpt.schemas.errors import UserError
 from hpt.schemas.row import parse_row_csv
 from test_k8s_render import write_plan

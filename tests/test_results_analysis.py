@@ -6,7 +6,7 @@ from results_fixtures import DOMINATE, LR, RANGES, REVERSAL, TIE, make_row, put_
 
 from hpt.results.compare import compare, min_two_sided_p, pairs_needed
 from hpt.results.fidelity import fidelity
-from hpt.results.store import open_store
+from hpt.store import open_store
 from hpt.results.table import load_table, objective
 from hpt.results.trends import trends
 from hpt.schemas.errors import UserError

@@ -12,7 +12,7 @@ import pytest
 from results_fixtures import DOMINATE, put_matrix, write_curves
 
 from hpt.results.report import write_report
-from hpt.results.store import open_store
+from hpt.store import open_store
 from hpt.results.table import load_table, objective
 
 

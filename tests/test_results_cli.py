@@ -12,7 +12,7 @@ from results_fixtures import DOMINATE, LR, RANGES, make_row, put_matrix, put_row
 from typer.testing import CliRunner
 
 from hpt.cli import app
-from hpt.results.store import open_store
+from hpt.store import open_store
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from hpt.cli import app
 from hpt.results.fidelity import at_fidelity, fidelity_names, ladder
-from hpt.results.store import open_store
+from hpt.store import open_store
 from hpt.results.table import load_table, objective
 from hpt.schemas.errors import UserError
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from hpt.results.gcs import GCSStore
-from hpt.results.store import AlreadyExists, iter_row_ids, open_store, read_text
+from hpt.store.gcs import GCSStore
+from hpt.store import AlreadyExists, iter_row_ids, open_store, read_text
 from hpt.schemas.errors import UserError
 
 

@@ -5,8 +5,8 @@ import threading
 
 import pytest
 
-from hpt.results.local import LocalStore
-from hpt.results.store import AlreadyExists, iter_row_ids, open_store, read_text
+from hpt.store.local import LocalStore
+from hpt.store import AlreadyExists, iter_row_ids, open_store, read_text
 
 
 def test_put_once_has_exactly_one_winner_under_concurrency(tmp_path):

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from trial_factory import make_manifest
 
-from hpt.results.store import open_store, row_key
+from hpt.store import open_store, row_key
 from hpt.schemas.catalog import architectures, metrics as catalog_metrics
 from hpt.schemas.errors import UserError
 from hpt.schemas.row import LEADING, TRAILING, parse_row_csv

@@ -13,7 +13,7 @@ import pytest
 from trial_factory import make_manifest
 from typer.testing import CliRunner
 
-from hpt.results.store import open_store, row_key
+from hpt.store import open_store, row_key
 from hpt.schemas.row import parse_row_csv
 
 HPT_TRIAL = Path(sys.executable).with_name("hpt-trial")

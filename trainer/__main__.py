@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
         manifest = load_manifest(args.manifest)
         if not args.results:
             raise UserError("no results store given", hint="pass --results PATH|gs://BUCKET/PREFIX or set HPT_RESULTS")
-        from hpt.results.store import open_store
+        from hpt.store import open_store
         from hpt.trainer.trial import run_trial
 
         store = open_store(args.results)

@@ -20,7 +20,7 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-from hpt.results.store import MODELS, Store, open_store
+from hpt.store import MODELS, Store, open_store
 from hpt.schemas.manifest import TrialManifest
 from hpt.trainer.data import Preprocessing
 from hpt.trainer.models import TextRegressor, build_model

@@ -57,7 +57,7 @@ class Dataset:
     """A month-partitioned dataset behind the results-store interface (local folder or gs://)."""
 
     def __init__(self, uri: str):
-        from hpt.results.store import open_store
+        from hpt.store import open_store
 
         self.uri = resolve_uri(uri)
         if not self.uri.startswith("gs://") and self.uri == resolve_uri(demo_dataset_dir()) \

@@ -18,7 +18,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from hpt.results.store import TENSORBOARD, AlreadyExists, Store, row_key
+from hpt.store import TENSORBOARD, AlreadyExists, Store, row_key
 from hpt.schemas.catalog import metrics as catalog_metrics
 from hpt.schemas.errors import UserError
 from hpt.schemas.manifest import TrialManifest, config_id

@@ -78,7 +78,7 @@ def register(app: typer.Typer) -> None:
         from hpt.executor.loop import RunOptions, run_plan
         from hpt.executor.plan import load_plan
         from hpt.executor.publish import ResultsPublisher
-        from hpt.results.store import open_store
+        from hpt.store import open_store
 
         if output not in ("text", "json"):
             raise UserError(f"unknown output format {output!r}", where="--output", hint="text or json")
@@ -145,7 +145,7 @@ def register(app: typer.Typer) -> None:
         """Every trial of a plan: pending, running, done, or failed and why."""
         from hpt.executor.plan import load_plan
         from hpt.executor.status import trial_states
-        from hpt.results.store import open_store
+        from hpt.store import open_store
 
         if output not in ("text", "json"):
             raise UserError(f"unknown output format {output!r}", where="--output", hint="text or json")

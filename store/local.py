@@ -5,7 +5,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from hpt.results.store import AlreadyExists, TreeTransfer
+from hpt.store.base import AlreadyExists, TreeTransfer
 from hpt.schemas.errors import UserError
 
 

@@ -14,7 +14,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
-from hpt.results.store import AlreadyExists, TreeTransfer
+from hpt.store.base import AlreadyExists, TreeTransfer
 from hpt.schemas.errors import UserError
 
 # Retry transient failures for up to two minutes, starting at 0.5 s and doubling.

@@ -83,12 +83,12 @@ def open_store(uri: str) -> Store:
     if not uri:
         raise UserError("empty results URI", hint="pass --results PATH or gs://bucket/prefix")
     if uri.startswith("gs://"):
-        from hpt.results.gcs import GCSStore
+        from hpt.store.gcs import GCSStore
 
         return GCSStore(uri)
     if "://" in uri and not uri.startswith("file://"):
         raise UserError(f"unsupported results URI scheme in {uri!r}", hint="use a folder path, file://PATH or gs://BUCKET/PREFIX")
-    from hpt.results.local import LocalStore
+    from hpt.store.local import LocalStore
 
     return LocalStore(uri)
 

@@ -1,0 +1,24 @@
+"""hpt.store — the store floor: where rows, models, logs and datasets live (a folder, or gs://).
+
+It sits at the ground beside hpt.schemas: the trainer writes to it, the executor reads what is done
+from it, and the analysis (hpt.results) reads what it holds. See hpt.store.base for the layout.
+"""
+from hpt.store.base import (
+    LOGS,
+    MODELS,
+    RESULTS_CSV,
+    ROWS,
+    TENSORBOARD,
+    AlreadyExists,
+    Store,
+    TreeTransfer,
+    iter_row_ids,
+    open_store,
+    read_text,
+    row_key,
+)
+
+__all__ = [
+    "LOGS", "MODELS", "RESULTS_CSV", "ROWS", "TENSORBOARD", "AlreadyExists", "Store", "TreeTransfer",
+    "iter_row_ids", "open_store", "read_text", "row_key",
+]
