@@ -112,7 +112,7 @@ def main() -> None:
     from hpt.executor.events import Collect
     from hpt.executor.loop import RunOptions, run_plan
     from hpt.executor.plan import load_plan
-    from hpt.k8s import render as k8s
+    from hpt.executor.backends.kubernetes import render as k8s
     from k8s_emulator import api_client
     from hpt.store import open_store
     from trial_factory import make_manifest

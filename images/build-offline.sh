@@ -57,7 +57,7 @@ fi
 # The files that make the hpt wheel and the image. git when available (a fresh clone in CI),
 # else every file under the package folders.
 source_files() {
-  local paths=(pyproject.toml README.md LICENSE hpt schemas store results compiler executor trainer k8s images)
+  local paths=(pyproject.toml README.md LICENSE hpt schemas store results compiler executor trainer images)
   if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
     git ls-files -co --exclude-standard -- "${paths[@]}"
   else

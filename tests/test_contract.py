@@ -141,17 +141,15 @@ def test_unsupported_scheme_is_a_user_error():
 
 # The floors (README.md, "Layout"): a folder imports only folders below it, and compiler, executor and trainer
 # never import each other.
-# k8s/ (Job templates and their renderer) sits beside schemas: only the kubernetes backend uses it.
 FLOORS = {
     "schemas": set(),
     "store": {"schemas"},
-    "k8s": {"schemas"},
     "results": {"schemas", "store"},
     "compiler": {"schemas", "store"},
-    "executor": {"schemas", "store", "k8s"},
+    "executor": {"schemas", "store"},
     "trainer": {"schemas", "store"},
 }
-PACKAGE_OF = {"hpt.schemas": "schemas", "hpt.store": "store", "hpt.results": "results", "hpt.compiler": "compiler", "hpt.k8s": "k8s",
+PACKAGE_OF = {"hpt.schemas": "schemas", "hpt.store": "store", "hpt.results": "results", "hpt.compiler": "compiler",
               "hpt.executor": "executor", "hpt.trainer": "trainer", "hpt.commands": "cli", "hpt.cli": "cli"}
 
 

@@ -16,7 +16,7 @@ from hpt.cli import app
 from hpt.executor.backend import Backend, Phase, Submission
 from hpt.executor.backends import get_backend
 from hpt.executor.backends.kubernetes import KubernetesBackend
-from hpt.k8s import render as k8s
+from hpt.executor.backends.kubernetes import render as k8s
 from k8s_emulator import (EmulatedCluster, FakeJobController, add_pod, api_client, condition, set_job_status,
                               terminated)
 from hpt.store import open_store, row_key

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from hpt.cli import app
 from hpt.executor.backend import Submission
-from hpt.k8s import render as k8s
+from hpt.executor.backends.kubernetes import render as k8s
 from hpt.schemas.errors import UserError
 from hpt.schemas.manifest import TrialManifest, trial_id
 from trial_factory import make_manifest

@@ -5,15 +5,13 @@
 
 How it talks to the cluster:
 - Config: the kubeconfig (`context`, `kubeconfig` or $KUBECONFIG) or, inside a pod, the in-cluster config.
-  Neither → one clear UserError. `dry_run` needs neither: it only renders (hpt.k8s.render).
-- One watch per plan, on the plan's label selector, keeps a small cache of every Job's state; `poll`
-  reads that cache and never calls the API. After a disconnect the watch resumes from the last
-  resourceVersion it saw; on 410 Gone (too old) it lists again and continues from the list's version.
-  Label selectors are also checked client-side (some API emulators ignore them).
+  Neither → one clear UserError. `dry_run` needs neither: it only renders (render.py).
+- One watch per plan (watch.py) keeps a small cache of every Job's state; `poll` reads that cache and
+  never calls the API.
 - `submit` creates the Job (and its ConfigMap with manifest_via="configmap"). 409 Conflict: a Job of the
   same name exists — still running → adopted (re-applying after a crash continues); finished (an
   earlier failed attempt) → deleted and created again.
-- Failure reasons come from the Job's conditions and its pod: exit code, OOM-killed, deadline
+- Failure reasons come from the Job's conditions and its pod (pods.py): exit code, OOM-killed, deadline
   exceeded, image pull errors and unschedulable pods (both failed by hpt after a grace period).
 - Ctrl-C: with cancel_on_exit=False (the default) the loop should leave Jobs running; the backend says
   so through `cancel_on_interrupt` and `follow_hint(...)`. `cancel` deletes the Job (propagation Background).
@@ -27,17 +25,18 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
 
 from hpt.executor.backend import Phase, Submission, TrialStatus
-from hpt.k8s import render as k8s
+from hpt.executor.backends.kubernetes import render as k8s
+from hpt.executor.backends.kubernetes.pods import pod_failure, waiting_problem
+from hpt.executor.backends.kubernetes.watch import JobState, JobWatch, job_state, labels_match
 from hpt.schemas.errors import UserError
 
 log = logging.getLogger("hpt.k8s")
 
 DEFAULT_CAPACITY = 16
-GiB = 1 << 30
 
 
 @dataclass
@@ -48,246 +47,6 @@ class JobHandle:
     attempt: int = 1
     configmap: bool = False
     adopted: bool = False
-
-
-@dataclass
-class JobState:
-    """What the watch keeps of one Job: enough to decide the trial's phase, no more."""
-    name: str
-    trial_id: str
-    attempt: int
-    uid: str = ""
-    results: str = ""
-    active: int = 0
-    ready: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    conditions: dict[str, tuple[str, str]] = field(default_factory=dict)  # type → (reason, message) for status True
-    deadline_s: int | None = None
-    memory: str = ""
-    deleted: bool = False
-    seen: float = 0.0          # time.monotonic() of the last update
-
-    @property
-    def complete(self) -> bool:
-        return "Complete" in self.conditions or "SuccessCriteriaMet" in self.conditions
-
-    @property
-    def failed_condition(self) -> tuple[str, str] | None:
-        return self.conditions.get("Failed") or self.conditions.get("FailureTarget")
-
-    @property
-    def finished(self) -> bool:
-        return self.complete or self.failed_condition is not None
-
-
-def _matches(labels: Mapping[str, str] | None, required: Mapping[str, str]) -> bool:
-    labels = labels or {}
-    return all(labels.get(k) == v for k, v in required.items())
-
-
-def job_state(obj: Mapping[str, Any]) -> JobState:
-    meta = obj.get("metadata") or {}
-    labels = meta.get("labels") or {}
-    status = obj.get("status") or {}
-    spec = obj.get("spec") or {}
-    conditions = {c.get("type", ""): (c.get("reason") or "", c.get("message") or "")
-                  for c in status.get("conditions") or [] if str(c.get("status")) == "True"}
-    try:
-        container = spec["template"]["spec"]["containers"][0]
-        memory = container.get("resources", {}).get("limits", {}).get("memory", "")
-    except (KeyError, IndexError, TypeError):
-        memory = ""
-    try:
-        attempt = int(labels.get(k8s.ATTEMPT_LABEL, "1"))
-    except ValueError:
-        attempt = 1
-    return JobState(
-        name=meta.get("name", ""), trial_id=(meta.get("annotations") or {}).get("hpt.dev/trial-id") or labels.get(k8s.TRIAL_LABEL, ""),
-        attempt=attempt, uid=meta.get("uid") or "", results=(meta.get("annotations") or {}).get(k8s.RESULTS_ANNOTATION, ""),
-        active=int(status.get("active") or 0), ready=int(status.get("ready") or 0),
-        succeeded=int(status.get("succeeded") or 0), failed=int(status.get("failed") or 0),
-        conditions=conditions, deadline_s=spec.get("activeDeadlineSeconds"), memory=memory, seen=time.monotonic())
-
-
-class JobWatch:
-    """One watch on a plan's Jobs, in a daemon thread; `get(name)` reads its cache."""
-
-    def __init__(self, api_factory: Callable[[], Any], namespace: str, selector: str, required: Mapping[str, str],
-                 read_timeout_s: float = 60.0, server_timeout_s: int = 300):
-        self._api_factory = api_factory
-        self.namespace = namespace
-        self.selector = selector
-        self.required = dict(required)
-        self.read_timeout_s = read_timeout_s
-        self.server_timeout_s = server_timeout_s
-        self.cache: dict[str, JobState] = {}
-        self.gone_uids: set[str] = set()    # Jobs replaced by a new one of the same name: ignore their events
-        self.lock = threading.Lock()
-        self.resource_version: str | None = None
-        self.lists = 0               # how many times it listed (first sync + every 410)
-        self.watches = 0             # how many watch requests it made
-        self.synced = threading.Event()
-        self.failing_since: float | None = None
-        self.last_error = ""
-        self._stop = threading.Event()
-        self._resp = None
-        self._thread = threading.Thread(target=self._run, name="hpt-k8s-watch", daemon=True)
-
-    def start(self) -> "JobWatch":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        resp = self._resp
-        if resp is not None:
-            import socket
-
-            try:   # unblock the thread's read: shut the socket down under it (as kubernetes.watch does)
-                sock = getattr(getattr(resp, "connection", None), "sock", None)
-                if sock is not None:
-                    sock.shutdown(socket.SHUT_RDWR)
-            except Exception:
-                pass
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(2)
-
-    def get(self, name: str) -> JobState | None:
-        with self.lock:
-            return self.cache.get(name)
-
-    def put(self, state: JobState) -> None:
-        """Record what a create/read returned, so poll sees the Job before its first watch event."""
-        with self.lock:
-            old = self.cache.get(state.name)
-            if old is None or not old.finished or state.finished or (state.uid and old.uid != state.uid):
-                self.cache[state.name] = state
-
-    def replaced(self, uid: str) -> None:
-        """The Job with this uid was deleted to make way for a new one of the same name."""
-        if uid:
-            with self.lock:
-                self.gone_uids.add(uid)
-
-    def forget(self, name: str) -> None:
-        with self.lock:
-            self.cache.pop(name, None)
-
-    def states(self) -> list[JobState]:
-        with self.lock:
-            return list(self.cache.values())
-
-    # -- the thread ---------------------------------------------------------------------------
-    def _run(self) -> None:
-        from kubernetes.client import BatchV1Api
-        from kubernetes.client.exceptions import ApiException
-
-        api = BatchV1Api(self._api_factory())
-        delay = 0.2
-        while not self._stop.is_set():
-            try:
-                if self.resource_version is None:
-                    self._list(api)
-                self._watch(api)
-                delay = 0.2
-                self.failing_since = None
-            except ApiException as err:
-                if err.status == 410:      # our resourceVersion is too old: list again
-                    log.info("watch expired (410 Gone); listing the plan's Jobs again")
-                    self.resource_version = None
-                    continue
-                self._failed(err, f"HTTP {err.status} {err.reason}")
-            except Exception as err:        # disconnects, timeouts, refused connections
-                if self._stop.is_set():
-                    break
-                self._failed(err, f"{type(err).__name__}: {err}")
-            if self._stop.wait(delay):
-                break
-            delay = min(delay * 2, 5.0)
-
-    def _failed(self, err: Exception, text: str) -> None:
-        if self.failing_since is None:
-            self.failing_since = time.monotonic()
-        self.last_error = text
-        log.debug("Job watch interrupted (%s); resuming from resourceVersion %s", text, self.resource_version)
-
-    def _list(self, api) -> None:
-        started = time.monotonic()
-        resp = api.list_namespaced_job(self.namespace, label_selector=self.selector, _preload_content=False,
-                                       _request_timeout=(10, 120))
-        doc = json.loads(resp.data)
-        self.lists += 1
-        fresh = {}
-        for item in doc.get("items") or []:
-            if _matches((item.get("metadata") or {}).get("labels"), self.required):
-                state = job_state(item)
-                fresh[state.name] = state
-        with self.lock:
-            for name, old in self.cache.items():
-                # Gone while we were not watching (but not created after the list began).
-                if name not in fresh and not old.deleted and old.seen < started:
-                    old.deleted = True
-            self.cache.update(fresh)
-        self.resource_version = (doc.get("metadata") or {}).get("resourceVersion") or None
-        self.synced.set()
-
-    def _watch(self, api) -> None:
-        from kubernetes.client.exceptions import ApiException
-
-        kwargs: dict[str, Any] = dict(label_selector=self.selector, watch=True, allow_watch_bookmarks=True,
-                                      timeout_seconds=self.server_timeout_s, _preload_content=False,
-                                      _request_timeout=(10, self.read_timeout_s))
-        if self.resource_version:
-            kwargs["resource_version"] = self.resource_version
-        from urllib3.exceptions import ProtocolError, ReadTimeoutError
-
-        self.watches += 1
-        resp = api.list_namespaced_job(self.namespace, **kwargs)
-        self._resp = resp
-        self.failing_since = None   # the API server answered
-        if self._stop.is_set():     # stop() ran before _resp was set: it could not shut this one down
-            resp.release_conn()
-            return
-        try:
-            for line in _lines(resp):
-                if self._stop.is_set():
-                    return
-                if not line or not line.strip():
-                    continue
-                event = json.loads(line)
-                kind, obj = event.get("type"), event.get("object") or {}
-                if kind == "ERROR":
-                    raise ApiException(status=int(obj.get("code") or 500), reason=f"{obj.get('reason')}: {obj.get('message')}")
-                meta = obj.get("metadata") or {}
-                rv = meta.get("resourceVersion")
-                if kind != "BOOKMARK" and _matches(meta.get("labels"), self.required) and meta.get("uid") not in self.gone_uids:
-                    state = job_state(obj)
-                    with self.lock:
-                        if kind == "DELETED":
-                            old = self.cache.get(state.name)
-                            if old is not None and old.uid and state.uid and old.uid != state.uid:
-                                continue   # an older Job of that name
-                            state = old if old is not None else state
-                            state.deleted = True
-                        self.cache[state.name] = state
-                if rv:
-                    self.resource_version = rv
-                self.failing_since = None
-        except (ReadTimeoutError, ProtocolError):
-            return   # a quiet or dropped stream: watch again from the last resourceVersion
-        finally:
-            self._resp = None
-            try:
-                resp.release_conn()
-            except Exception:
-                pass
-
-
-def _lines(resp):
-    from kubernetes.watch.watch import iter_resp_lines
-
-    return iter_resp_lines(resp)
 
 
 class KubernetesBackend:
@@ -689,7 +448,7 @@ class KubernetesBackend:
         except Exception as err:
             log.debug("could not list the pods of %s: %s", handle.name, err)
             return []
-        pods = [p for p in doc.get("items") or [] if _matches((p.get("metadata") or {}).get("labels"), required)]
+        pods = [p for p in doc.get("items") or [] if labels_match((p.get("metadata") or {}).get("labels"), required)]
         pods.sort(key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "", reverse=True)
         return pods
 
@@ -698,7 +457,7 @@ class KubernetesBackend:
         now = time.monotonic()
         checked = self._pod_checked.get(handle.name)
         if checked is None or now - checked[0] >= self.pod_check_interval_s:   # not a pod list per poll
-            problem = _waiting_problem(self._pods(handle))
+            problem = waiting_problem(self._pods(handle))
             self._pod_checked[handle.name] = (now, problem)
         else:
             problem = checked[1]
@@ -722,7 +481,7 @@ class KubernetesBackend:
 
     def _failure(self, handle: JobHandle, state: JobState, condition: tuple[str, str]) -> TrialStatus:
         reason, message = condition
-        pod = _pod_failure(self._pods(handle), state.memory)
+        pod = pod_failure(self._pods(handle), state.memory)
         if reason == "DeadlineExceeded":
             return TrialStatus(Phase.FAILED, reason=f"timed out after {state.deadline_s} s (DeadlineExceeded)")
         if pod is not None:
@@ -791,7 +550,7 @@ class KubernetesBackend:
                 raise UserError(f"cannot reach the Kubernetes API server at {getattr(self._config, 'host', '?')}: "
                                 f"{type(err).__name__}", where="kubeconfig") from None
             names = sorted(item["metadata"]["name"] for item in doc.get("items") or []
-                           if _matches((item.get("metadata") or {}).get("labels"), required))
+                           if labels_match((item.get("metadata") or {}).get("labels"), required))
             found[kind] = names
             if dry_run:
                 continue
@@ -807,42 +566,3 @@ class KubernetesBackend:
         if self._watch is not None:
             self._watch.stop()
             self._watch = None
-
-
-def _waiting_problem(pods: list[dict[str, Any]]) -> tuple[str, str] | None:
-    """("image" | "unschedulable", detail) when the newest pod is stuck, else None."""
-    if not pods:
-        return None
-    status = pods[0].get("status") or {}
-    for c in status.get("containerStatuses") or []:
-        waiting = (c.get("state") or {}).get("waiting") or {}
-        if waiting.get("reason") in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName",
-                                     "CreateContainerConfigError", "CreateContainerError"):
-            detail = waiting["reason"] + (f": {waiting['message']}" if waiting.get("message") else "")
-            return "image", detail
-    for cond in status.get("conditions") or []:
-        if cond.get("type") == "PodScheduled" and str(cond.get("status")) == "False" and cond.get("reason") == "Unschedulable":
-            return "unschedulable", cond.get("message") or "no node fits the pod"
-    return None
-
-
-def _pod_failure(pods: list[dict[str, Any]], memory: str) -> TrialStatus | None:
-    """Why the newest failed pod failed: OOM-killed, an exit code, an eviction."""
-    for pod in pods:
-        status = pod.get("status") or {}
-        for c in status.get("containerStatuses") or []:
-            term = (c.get("state") or {}).get("terminated") or (c.get("lastState") or {}).get("terminated")
-            if not term:
-                continue
-            code = term.get("exitCode")
-            if term.get("reason") == "OOMKilled":
-                limit = f" (memory limit {memory})" if memory else ""
-                return TrialStatus(Phase.FAILED, reason=f"OOM-killed{limit}", exit_code=code if code is not None else 137)
-            if code not in (None, 0):
-                extra = f" ({term['reason']})" if term.get("reason") not in (None, "", "Error") else ""
-                return TrialStatus(Phase.FAILED, reason=f"exit code {code}{extra}", exit_code=int(code))
-        if status.get("phase") == "Failed" and status.get("reason"):
-            # Evicted, NodeLost, Shutdown...: the pod was taken away, not a trainer error.
-            return TrialStatus(Phase.FAILED, reason=f"pod {status['reason']}: {status.get('message', '')}".rstrip(": "),
-                               transient=True)
-    return None
