@@ -54,6 +54,14 @@ def _local_survivors(state_dir: Path | None, experiment_id: str) -> dict[str, di
     return {tid: {"attempt": h.attempt, "since": "outlived its hpt apply (pid %d)" % h.pid} for tid, h in adopted.items()}
 
 
+def _rounded(value: str) -> str:
+    """A metric as people read it, to 4 significant digits (the row keeps every digit)."""
+    try:
+        return f"{float(value):.4g}"
+    except ValueError:
+        return value
+
+
 def trial_states(plan: Plan, store: Store, local_state_dir: Path | None = None) -> list[TrialState]:
     rows = ResultsPublisher(store).sync()
     running = {**_local_survivors(local_state_dir, plan.experiment_id), **_live_run(store, plan.experiment_id)}
@@ -64,7 +72,7 @@ def trial_states(plan: Plan, store: Store, local_state_dir: Path | None = None) 
         if row is not None and row.get("status") == STATUS_DONE:
             objective = (sub.manifest.get("objective") or {}).get("metric", "")
             value = row.get(objective, "")
-            states.append(TrialState(tid, "done", f"{objective}={value}" if objective and value else "done"))
+            states.append(TrialState(tid, "done", f"{objective}={_rounded(value)}" if objective and value else "done"))
         elif tid in running:
             info = running[tid]
             states.append(TrialState(tid, "running", f"since {info.get('since', '')}".strip(), int(info.get("attempt", 1))))

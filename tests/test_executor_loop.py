@@ -155,6 +155,15 @@ def test_status_shows_each_state(tmp_path, setup):
     assert states[ids[1]].state == "pending"
 
 
+def test_status_rounds_the_objective(tmp_path, setup):
+    plan_dir, ids = setup(8)
+    plan = load_plan(plan_dir)
+    store = open_store(str(tmp_path / "results"))
+    run(tmp_path, plan_dir, parallel=4)
+    assert {r["trial_id"]: r["mse"] for r in table(store)}[ids[7]] == "0.5700000000000001"  # the row keeps every digit
+    assert {s.trial_id: s.detail for s in trial_states(plan, store)}[ids[7]] == "mse=0.57"  # status shows 4 significant
+
+
 def test_dry_run_prints_exact_commands(tmp_path, setup):
     plan_dir, ids = setup(2)
     plan = load_plan(plan_dir).with_results(str(tmp_path / "results"))
