@@ -30,7 +30,8 @@ from hpt.executor.events import Reporter
 from hpt.executor.plan import Plan
 from hpt.executor.publish import ResultsPublisher
 from hpt.store import LOGS, AlreadyExists, Store, row_key
-from hpt.schemas.row import PARAM_PREFIX, STATUS_DONE, STATUS_FAILED, parse_row_csv, row_csv
+from hpt.store.rows import check_row, read_row
+from hpt.schemas.row import STATUS_DONE, STATUS_FAILED, build_row, row_csv
 
 log = logging.getLogger(__name__)
 
@@ -119,26 +120,6 @@ def _last_lines(text: str, n: int = 3, width: int = 300) -> str:
     return " | ".join(lines[-n:])[-width:]
 
 
-def failed_row(sub: Submission, reason: str, started_at: str) -> dict[str, Any]:
-    """The row the loop writes when a trial ended without writing its own: identity columns copied
-    from the manifest (never interpreted), status failed and why."""
-    m = sub.manifest
-    window = m.get("window", {}) if isinstance(m.get("window"), dict) else {}
-    train, valid = window.get("train") or ["", ""], window.get("validation") or ["", ""]
-    budget = m.get("budget", {}) if isinstance(m.get("budget"), dict) else {}
-    row: dict[str, Any] = {
-        "trial_id": sub.trial_id, "experiment_id": sub.experiment_id, "config_id": m.get("config", ""),
-        "architecture": m.get("architecture", ""), "repeat": m.get("repeat", ""), "seed": m.get("seed", ""),
-        "train_start": train[0], "train_end": train[1], "valid_start": valid[0], "valid_end": valid[1],
-        "mode": budget.get("mode", ""), "max_epochs": budget.get("epochs", ""), "fidelity": budget.get("fidelity", ""),
-        "status": STATUS_FAILED, "reason": reason, "started_at": started_at, "finished_at": _utc(),
-        "hpt_version": m.get("hpt_version", ""),
-    }
-    for name, value in (m.get("params") or {}).items():
-        row[PARAM_PREFIX + name] = value
-    return row
-
-
 class Scheduler:
     def __init__(self, plan: Plan, backend: Backend, store: Store, options: RunOptions, reporter: Reporter):
         self.plan = plan
@@ -162,12 +143,7 @@ class Scheduler:
         self.report.emit({"event": event, "experiment_id": self.plan.experiment_id, **fields})
 
     def _row(self, trial_id: str) -> dict[str, str] | None:
-        try:
-            return parse_row_csv(self.store.get(row_key(trial_id)).decode("utf-8"))
-        except KeyError:
-            return None
-        except ValueError:
-            return None
+        return read_row(self.store, trial_id)
 
     def _move_failed_row_aside(self, trial_id: str) -> None:
         """Copy rows/<id>.csv to rows-failed/<id>.<n>.csv (create-only), then delete it."""
@@ -175,7 +151,7 @@ class Scheduler:
             data = self.store.get(row_key(trial_id))
         except KeyError:
             return
-        row = parse_row_csv(data.decode("utf-8"))
+        row = check_row(trial_id, data, row_key(trial_id))  # a damaged file is moved aside like a failed row
         if row.get("status") == STATUS_DONE:
             return  # never touch a done row (another apply finished it meanwhile)
         taken = {k for k in self.store.list(f"{ROWS_FAILED}{trial_id}.")}
@@ -305,7 +281,8 @@ class Scheduler:
         if transient and run.attempt > 1:
             reason = f"{reason} (after {run.attempt} attempts)"
         try:
-            self.store.put_once(row_key(tid), row_csv(failed_row(sub, reason, run.started_at)).encode("utf-8"))
+            self.store.put_once(row_key(tid), row_csv(build_row(sub.manifest, status=STATUS_FAILED, reason=reason,
+                                                                   started_at=run.started_at, finished_at=_utc())).encode("utf-8"))
         except AlreadyExists:  # the trainer got there at the last moment: its row wins
             row = self._row(tid) or {}
             self._record_existing(sub, row, run.attempt)

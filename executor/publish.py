@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from hpt.store import RESULTS_CSV, Store, iter_row_ids, row_key
-from hpt.schemas.row import parse_row_csv, table_csv
+from hpt.store import RESULTS_CSV, Store, iter_row_ids
+from hpt.store.rows import read_rows
+from hpt.schemas.row import table_csv
 
 
 class ResultsPublisher:
@@ -27,13 +28,8 @@ class ResultsPublisher:
         present = set(iter_row_ids(self.store))
         for gone in set(self.rows) - present:
             del self.rows[gone]
-        for tid in sorted(present - set(self.rows)):
-            try:
-                self.rows[tid] = parse_row_csv(self.store.get(row_key(tid)).decode("utf-8"))
-            except KeyError:
-                continue  # moved aside between list and get
-            except ValueError:
-                continue  # not a row file (never written by hpt); leave it out of the table
+        # Checked rows; a damaged file reads as a failed row that says so (see hpt.store.rows).
+        self.rows.update(read_rows(self.store, sorted(present - set(self.rows))))
         return self.rows
 
     def publish(self) -> bool:

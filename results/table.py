@@ -1,24 +1,22 @@
 """The results table: every row in a store as a pandas DataFrame, ready for analysis.
 
-rows/<trial-id>.csv is the source of truth (results.csv is a merged copy that may lag a finished
-trial by a moment): the listing of rows/ decides which trials exist. A finished row never changes,
-so one found finished in results.csv is taken from there (one request instead of one per trial);
-every other row is read from its own file. results.csv alone is a fallback for a store that holds
-nothing else. A store may be mid-run: missing trials are simply absent, failed rows are kept
-apart. pandas is imported here only, so `hpt compile` never pays for it.
+rows/<trial-id>.csv is the source of truth: the listing of rows/ decides which trials exist, and
+every row is read from its own file through hpt.store.rows (results.csv, a merged copy that may lag or
+be edited, never overrides a row). results.csv alone is a fallback for a store that holds nothing
+else. A store may be mid-run: missing trials are simply absent, failed rows are kept apart. pandas is imported here only, so `hpt compile` never pays for it.
 """
 from __future__ import annotations
 
 import io
 import json
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable
 
-from hpt.store import RESULTS_CSV, Store, iter_row_ids, open_store, row_key
+from hpt.store import RESULTS_CSV, Store, iter_row_ids, open_store
+from hpt.store.rows import read_rows as stored_rows
 from hpt.schemas.catalog import metrics as catalog_metrics
 from hpt.schemas.errors import UserError
-from hpt.schemas.row import LEADING, PARAM_PREFIX, STATUS_DONE, TRAILING, parse_row_csv
+from hpt.schemas.row import LEADING, PARAM_PREFIX, STATUS_DONE, TRAILING
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -107,50 +105,20 @@ class ResultTable:
         return sorted(self.done["range"].dropna().unique().tolist()) if len(self.done) else []
 
 
-def _merged_done(store: Store) -> dict[str, dict[str, str]]:
-    """Finished rows in results.csv, by trial id. A finished row is written once and never changes, so its
-    copy in results.csv is as good as rows/<id>.csv; anything else (failed, retried since) is read afresh."""
-    import csv
-
-    try:
-        text = store.get(RESULTS_CSV).decode("utf-8")
-        return {r["trial_id"]: r for r in csv.DictReader(io.StringIO(text))
-                if r.get("trial_id") and r.get("status") == STATUS_DONE}
-    except (KeyError, ValueError, UnicodeDecodeError, csv.Error):
-        return {}
-
-
-def _read_rows(store: Store) -> list[dict[str, str]]:
-    ids = list(iter_row_ids(store))  # the listing decides which trials exist
-    merged = _merged_done(store) if ids else {}
-    known = [merged[t] for t in ids if t in merged]
-    missing = [t for t in ids if t not in merged]
-
-    def read(trial: str) -> dict[str, str] | None:
-        try:
-            return parse_row_csv(store.get(row_key(trial)).decode("utf-8"))
-        except KeyError:  # deleted between list and get
-            return None
-        except ValueError:  # a row file being written by hand or truncated: skip it, don't crash the table
-            return None
-
-    # Rows are small and independent; a few threads hide GCS round trips.
-    with ThreadPoolExecutor(max_workers=8 if len(missing) > 8 else max(len(missing), 1)) as pool:
-        return known + [r for r in pool.map(read, missing) if r is not None]
-
-
 def read_rows(uri_or_store: str | Store) -> tuple[list[dict[str, str]], str]:
-    """(rows as string dicts, source). Raises UserError when the store holds no rows at all."""
+    """(rows as string dicts, source). rows/ decides, through the store's one checked reader (a damaged
+    row reads as failed, saying why); results.csv is read only when rows/ holds nothing at all (a copy of
+    the table without its rows). Raises UserError when the store holds neither."""
     store = open_store(uri_or_store) if isinstance(uri_or_store, str) else uri_or_store
     root = getattr(store, "root", None)  # a local folder that isn't there is a typo, not an empty run
     if root is not None and not root.exists():
         raise UserError("no such results folder", where=str(root), hint="pass the folder `hpt apply --results` wrote to")
-    rows = _read_rows(store)
-    if rows:
-        return rows, "rows"
+    ids = list(iter_row_ids(store))
+    if ids:
+        return list(stored_rows(store, ids).values()), "rows"
     try:
         text = store.get(RESULTS_CSV).decode("utf-8")
-    except KeyError:
+    except (KeyError, UnicodeDecodeError):
         text = ""
     if text.strip():
         import csv
@@ -184,12 +152,14 @@ def frame(rows: Iterable[dict]) -> "pd.DataFrame":
     if df.empty:
         return df
     df = df.replace({"": None})
+    known_metrics = set(catalog_metrics())
     for column in df.columns:
         if column in _TEXT_COLUMNS and column not in ("repeat", "seed", "max_epochs"):
             continue
         converted = pd.to_numeric(df[column], errors="coerce")
-        # Keep text columns text: convert only when every present value parsed as a number.
-        if converted.notna().sum() == df[column].notna().sum():
+        # Keep text columns text: convert only when every present value parsed as a number. A catalog
+        # metric is a number or missing, whatever a hand-edited results.csv holds.
+        if column in known_metrics or converted.notna().sum() == df[column].notna().sum():
             df[column] = converted
     df["config"] = [config_key(r) for r in df.to_dict("records")]
     df["range"] = [range_label(r) for r in df.to_dict("records")]

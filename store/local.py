@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 from hpt.store.base import AlreadyExists, TreeTransfer
@@ -24,12 +24,15 @@ class LocalStore(TreeTransfer):
 
     def _write_temp(self, path: Path, data: bytes) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        # Created 0666 less the umask, like any file a user writes (mkstemp's 0600 would keep a team's
+        # shared results folder from the team); the random name keeps concurrent writers apart.
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        return Path(tmp)
+        return tmp
 
     def put_once(self, key: str, data: bytes) -> None:
         path = self._path(key)

@@ -40,11 +40,10 @@ def test_one_plan_measures_two_fidelities(tmp_path, small_dataset):
 
 
 def test_rows_carry_the_manifests_fidelity(tmp_path):
-    """The trainer's row and the executor's failure row both copy budget.fidelity (empty without one)."""
-    from hpt.executor.backend import Submission
-    from hpt.executor.loop import failed_row
+    """The one row builder copies budget.fidelity (empty without one), from the typed manifest (the trainer)
+    and from the plan's manifest document (the executor's failure row)."""
     from hpt.schemas.manifest import TrialManifest, trial_id
-    from hpt.trainer.trial import build_row
+    from hpt.schemas.row import build_row
     from trial_factory import make_manifest
 
     plain = make_manifest(tmp_path, epochs=2)
@@ -55,5 +54,5 @@ def test_rows_carry_the_manifests_fidelity(tmp_path):
     cheap = TrialManifest.from_dict(doc)
     for manifest, expected in ((plain, ""), (cheap, "m1-e2")):
         row = build_row(manifest, status="done", started_at="s", finished_at="f")
-        sub = Submission(manifest.id, manifest.experiment, manifest.to_json(), str(tmp_path), manifest=manifest.to_dict())
-        assert row["fidelity"] == failed_row(sub, "killed", "s")["fidelity"] == expected
+        failed = build_row(manifest.to_dict(), status="failed", reason="killed", started_at="s", finished_at="f")
+        assert row["fidelity"] == failed["fidelity"] == expected

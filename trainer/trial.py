@@ -21,50 +21,17 @@ from typing import Any
 from hpt.store import TENSORBOARD, AlreadyExists, Store, row_key
 from hpt.schemas.catalog import metrics as catalog_metrics
 from hpt.schemas.errors import UserError
-from hpt.schemas.manifest import TrialManifest, config_id
-from hpt.schemas.row import STATUS_DONE, STATUS_FAILED, param_column, row_csv
-from hpt.schemas.version import __version__
+from hpt.schemas.manifest import TrialManifest
+from hpt.schemas.row import STATUS_DONE, STATUS_FAILED, build_row, row_csv
 
 log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR = 0, 1, 2
-MAX_REASON = 500
 CURVES_EVERY_S = 30.0  # upload the TensorBoard curves during training at most this often
 
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _fmt(value: Any) -> Any:
-    if isinstance(value, float):
-        return repr(value)
-    return value
-
-
-def build_row(manifest: TrialManifest, *, status: str, reason: str = "", metrics: dict[str, Any] | None = None,
-              started_at: str, finished_at: str, model_uri: str = "", device: str = "") -> dict[str, Any]:
-    """The result row: fixed leading columns, param.<name>, the manifest's chosen metrics, trailing columns."""
-    train_start, train_end = manifest.train_range
-    valid_start, valid_end = manifest.validation_range
-    row: dict[str, Any] = {
-        "trial_id": manifest.id, "experiment_id": manifest.experiment,
-        "config_id": manifest.config or config_id(manifest.architecture, manifest.params),
-        "architecture": manifest.architecture, "repeat": manifest.repeat, "seed": manifest.seed,
-        "train_start": train_start, "train_end": train_end, "valid_start": valid_start, "valid_end": valid_end,
-        "mode": manifest.mode, "max_epochs": manifest.epochs, "fidelity": manifest.fidelity, "status": status,
-        "reason": " ".join(reason.split())[:MAX_REASON],
-    }
-    for name, value in sorted(manifest.params.items()):
-        row[param_column(name)] = _fmt(value)
-    known = catalog_metrics()
-    for name in manifest.metrics:
-        if name in known:  # unknown names are a compile-time error; an old manifest must not crash here
-            value = (metrics or {}).get(name)
-            row[name] = "" if value is None else _fmt(value)
-    row.update({"started_at": started_at, "finished_at": finished_at, "model_uri": model_uri, "device": device,
-                "hpt_version": __version__})
-    return row
 
 
 def run_trial(manifest: TrialManifest, store: Store, device: str | None = None) -> int:
