@@ -34,6 +34,17 @@ def _ok(result):
     return result.stdout
 
 
+def test_results_table_shows_the_baseline_and_says_what_mse_is_measured_on(runner, tmp_path):
+    store = open_store(str(tmp_path / "b"))
+    for i, letter in enumerate("AB"):
+        put_trial(store, "lstm", {"learning_rate": LR[letter]}, RANGES[0], mse=1.0 + i, baseline_mse=3.25)
+    out = _ok(runner.invoke(app, ["results", store.uri]))
+    header = next(line for line in out.splitlines() if "mse" in line and "trial_id" in line)
+    assert header.index("baseline_mse") > header.index(" mse ")  # the baseline next to the objective
+    assert out.count("3.25") == 2
+    assert "the days right after the training window" in out and "training window's mean" in out
+
+
 def test_results_table_sorted_with_failed_apart(runner, store):
     out = _ok(runner.invoke(app, ["results", store.uri]))
     assert "8 finished trial(s)" in out and "sorted by mse" in out

@@ -20,7 +20,9 @@ from hpt.commands.common import console as _shared_console, err_console, user_er
 from hpt.schemas.errors import UserError
 
 # Shown after the objective when --metrics is not given (kept short so the table fits a terminal).
-DEFAULT_SHOWN = ("mse", "loss", "train_time_s", "best_epoch")
+DEFAULT_SHOWN = ("mse", "baseline_mse", "loss", "train_time_s", "best_epoch")
+# Metrics whose meaning the trials table spells out under it: what the objective is measured on.
+EXPLAINED = ("mse", "baseline_mse")
 
 
 def _wide_console():
@@ -148,8 +150,22 @@ def _trial_view(table, obj, metrics: list[str], top: int | None, fmt: Format) ->
                      justify="right" if c in shown_metrics or c in table.params else "left", overflow="fold")
     for i, rec in enumerate(rows.to_dict("records"), 1):
         t.add_row(str(i), *[_range(rec.get(c)) if c == "range" else _num(rec.get(c)) for c in columns])
+    t.caption = _caption(shown_metrics)
+    t.caption_justify = "left"
     console.print(t)
     _failed_table(failed, table.params)
+
+
+def _caption(shown: list[str]):  # noqa: ANN202 — rich.text.Text
+    """What the range column and the explained metrics mean (catalog help), as plain text (no markup)."""
+    from rich.text import Text
+
+    from hpt.schemas.catalog import metrics as catalog_metrics
+
+    known = catalog_metrics()
+    lines = ["range: the training window."]
+    lines += [f"{m}: {known[m].help}." for m in EXPLAINED if m in shown and m in known]
+    return Text("\n".join(lines), style="dim")
 
 
 def _failed_table(failed, params: list[str]) -> None:
