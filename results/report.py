@@ -2,47 +2,28 @@
 
 Sections, in the order a reader asks: is the winner real (summary + notes), the objective per config
 per date range, the per-value trends, learning curves from TensorBoard, then the tables (configs,
-trends, failed trials). matplotlib renders with the Agg backend, so no display is needed.
+trends, failed trials). This module computes the numbers and draws the plots (matplotlib's Agg
+backend: no display needed); the page itself is the Jinja2 template report.html.j2 beside it, rendered
+with autoescape, so a config label or a failure reason is always text, never markup.
 """
 from __future__ import annotations
 
 import base64
-import html
 import io
 import math
 import tempfile
 from datetime import datetime, timezone
+from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from hpt.results.compare import Comparison, compare
-from hpt.results.table import Objective, ResultTable, short_param
+from hpt.results.table import Objective, ResultTable, short_param, short_range
 from hpt.results.trends import TrendRow, trends
 
+TEMPLATE = "report.html.j2"  # beside this module, shipped as package data
 _PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"]
-
-_CSS = """
-body{font-family:-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:0;background:#f6f7f9;color:#1d2330;line-height:1.45}
-main{max-width:1160px;margin:0 auto;padding:24px 32px 48px}
-h1{font-size:26px;margin:8px 0 2px} h2{font-size:20px;margin:32px 0 8px;border-bottom:2px solid #dde1e7;padding-bottom:4px}
-.sub{color:#5b6474;font-size:14px;margin-bottom:16px}
-.cards{display:flex;gap:12px;flex-wrap:wrap;margin:12px 0}
-.card{background:#fff;border:1px solid #dde1e7;border-radius:8px;padding:10px 16px;min-width:130px}
-.card b{display:block;font-size:22px} .card span{color:#5b6474;font-size:13px}
-.verdict{background:#fff;border-left:6px solid #2ca02c;padding:12px 16px;border-radius:6px;margin:12px 0;font-size:16px}
-.verdict.warn{border-left-color:#e0a800}
-ul.notes{background:#fff;border:1px solid #dde1e7;border-radius:8px;padding:12px 16px 12px 36px;margin:8px 0}
-ul.notes li{margin:4px 0}
-figure{background:#fff;border:1px solid #dde1e7;border-radius:8px;margin:12px 0;padding:8px;text-align:center}
-figure img{max-width:100%;height:auto} figcaption{color:#5b6474;font-size:13px;margin-top:4px}
-table{border-collapse:collapse;background:#fff;font-size:13px;margin:8px 0;border:1px solid #dde1e7}
-th,td{padding:5px 9px;border-bottom:1px solid #e8ebef;text-align:right;white-space:nowrap}
-th{background:#eef1f5;text-align:center} td.l,th.l{text-align:left}
-tr.best td{background:#e8f6ea;font-weight:600} td.r1{color:#137a2a;font-weight:600}
-.star{color:#d9a400;font-size:16px} .muted{color:#8a93a3}
-.scroll{overflow-x:auto}
-"""
-
 
 def _fig_png(fig) -> str:
     buf = io.BytesIO()
@@ -53,9 +34,8 @@ def _fig_png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _img(png_b64: str, caption: str, alt: str) -> str:
-    return (f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{png_b64}">'
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+def _figure(png_b64: str | None, caption: str, alt: str) -> dict[str, str] | None:
+    return {"png": png_b64, "caption": caption, "alt": alt} if png_b64 else None
 
 
 def _num(value: Any, digits: int = 4) -> str:
@@ -63,7 +43,7 @@ def _num(value: Any, digits: int = 4) -> str:
         return ""
     if isinstance(value, float):
         return f"{value:.{digits}g}"
-    return html.escape(str(value))
+    return str(value)
 
 
 def _short(label: str, width: int = 48) -> str:
@@ -205,142 +185,93 @@ def plot_curves(curves: dict[str, dict[str, list[tuple[int, float]]]], trial_con
     return _fig_png(fig), panels
 
 
-# ------------------------------------------------------------------------------------------ tables
-def _config_table(cmp: Comparison) -> str:
-    obj = cmp.objective
-    head = "".join(f"<th>{html.escape(r)}</th>" for r in cmp.ranges)
-    out = [f'<div class="scroll"><table><tr><th></th><th class="l">config</th>{head}<th>mean</th><th>mean rank</th>'
-           f"<th>wins</th><th>trials</th><th>vs best: sign p</th><th>vs best: Wilcoxon p</th></tr>"]
-    n = len(cmp.ranges)
-    for i, c in enumerate(cmp.configs):
-        cells = []
-        for r in cmp.ranges:
-            if r in c.per_range:
-                cls = ' class="r1"' if c.ranks[r] == 1 else ""
-                cells.append(f"<td{cls}>{_num(c.per_range[r])} <span class=muted>({c.ranks[r]})</span></td>")
-            else:
-                cells.append('<td class="muted">—</td>')
-        star = '<span class="star" title="best on every range">★</span>' if c.best_everywhere else ""
-        ties = f" +{c.tied_best} tied" if c.tied_best else ""
-        if i == 0:
-            vs = "<td>best</td><td></td>"
-        else:
-            sp = "–" if c.sign_p is None else f"{c.sign_p:.3g}"
-            wp = "–" if c.wilcoxon_p is None else f"{c.wilcoxon_p:.3g}"
-            vs = f"<td>{sp} <span class=muted>({c.best_better}/{c.n_pairs})</span></td><td>{wp}</td>"
-        cls = ' class="best"' if i == 0 else ""
-        out.append(f"<tr{cls}><td>{star}</td><td class=l>{html.escape(c.label)}</td>{''.join(cells)}<td>{_num(c.mean)}</td>"
-                   f"<td>{c.mean_rank:.2f}</td><td>{c.wins}/{n}{ties}</td><td>{c.n_trials}</td>{vs}</tr>")
-    out.append("</table></div>")
-    out.append(f'<p class="sub">Each cell: {html.escape(obj.metric)} on that range (mean over repeats) and its rank there. '
-               "Wins: ranges where the config is strictly best. (b/n) after a sign-test p: on b of n paired results "
-               "(same range and repeat) the best config did better.</p>")
-    return "".join(out)
-
-
-def _trend_table(rows: list[TrendRow]) -> str:
-    out = ['<table><tr><th class="l">parameter</th><th>value</th><th>count</th><th>mean</th><th>median</th><th>best</th></tr>']
-    last = None
-    for r in rows:
-        cls = ' class="best"' if r.best_value else ""
-        name = html.escape(r.param) if r.param != last else ""
-        out.append(f"<tr{cls}><td class=l>{name}</td><td>{_num(r.value)}</td><td>{r.count}</td><td>{_num(r.mean)}</td>"
-                   f"<td>{_num(r.median)}</td><td>{_num(r.best)}</td></tr>")
-        last = r.param
-    out.append("</table>")
-    return "".join(out)
-
-
-def _failed_table(table: ResultTable) -> str:
-    if table.failed.empty:
-        return "<p>No failed trials.</p>"
-    cols = ["trial_id", "range"] + table.params + ["reason"]
-    out = ["<div class=scroll><table><tr>" + "".join(f'<th class="l">{html.escape(short_param(c))}</th>' for c in cols) + "</tr>"]
-    for rec in table.failed.to_dict("records"):
-        out.append("<tr>" + "".join(f"<td class=l>{_num(rec.get(c))}</td>" for c in cols) + "</tr>")
-    out.append("</table></div>")
-    return "".join(out)
-
-
-def _verdict(cmp: Comparison) -> tuple[str, bool]:
-    best = cmp.best
-    if best is None:
-        return "No finished trial has the objective yet.", False
-    n = len(cmp.ranges)
-    text = (f"Best config: <b>{html.escape(best.label)}</b> — mean {html.escape(cmp.objective.metric)} "
-            f"{_num(best.mean)}, strictly best on {best.wins} of {n} date range(s).")
-    if best.best_everywhere:
-        return text + ' <span class="star">★</span> It beats every other config on every range.', True
-    if n <= 1:
-        return text + " With one date range this is a ranking, not yet evidence: confirm it on more ranges.", False
-    return text + " It is not best on every range, so treat the ranking as tentative.", False
-
-
 # ------------------------------------------------------------------------------------------- page
+def _config_rows(cmp: Comparison) -> dict[str, Any]:
+    from hpt.schemas.catalog import metrics as catalog_metrics
+
+    rows = []
+    for c in cmp.configs:
+        cells = [{"value": _num(c.per_range[r]), "rank": c.ranks[r]} if r in c.per_range else None for r in cmp.ranges]
+        rows.append({"star": c.best_everywhere, "label": c.label, "cells": cells, "mean": _num(c.mean),
+                     "mean_rank": f"{c.mean_rank:.2f}", "trials": c.n_trials,
+                     "wins": f"{c.wins}/{len(cmp.ranges)}" + (f" +{c.tied_best} tied" if c.tied_best else ""),
+                     "sign_p": "–" if c.sign_p is None else f"{c.sign_p:.3g}", "best_better": c.best_better,
+                     "pairs": c.n_pairs, "wilcoxon_p": "–" if c.wilcoxon_p is None else f"{c.wilcoxon_p:.3g}"})
+    known = catalog_metrics().get(cmp.objective.metric)
+    return {"ranges": [short_range(r).partition("..")[::2] for r in cmp.ranges], "rows": rows,
+            "metric": cmp.objective.metric, "explained": known.help if known else "",
+            "any_star": any(c.best_everywhere for c in cmp.configs)}
+
+
+def _failed_rows(table: ResultTable) -> dict[str, Any]:
+    cols = ["trial_id", "range"] + table.params + ["reason"]
+    return {"columns": [short_param(c) for c in cols],
+            "rows": [[_num(rec.get(c)) for c in cols] for rec in table.failed.to_dict("records")]}
+
+
+def _curves(table: ResultTable, cmp: Comparison, obj: Objective, top: int, curves: bool, store) -> dict[str, Any]:
+    if not curves:
+        return {"figure": None, "message": "Skipped (--no-curves)."}
+    empty = {"figure": None, "message": "No TensorBoard logs found in the store."}
+    if store is None or not cmp.configs:
+        return empty
+    from hpt.results.tensorboard import load_curves
+
+    chosen = [c.config for c in cmp.configs[:top]]
+    done = table.done
+    trial_config = dict(zip(done["trial_id"], done["config"]))
+    trials = [t for t, c in trial_config.items() if c in chosen]
+    with tempfile.TemporaryDirectory(prefix="hpt-report-tb-") as scratch:
+        data = load_curves(store, trials, Path(scratch))
+    trial_range = dict(zip(done["trial_id"], done["range"]))
+    png, tags = plot_curves(data, trial_config, chosen, {c.config: c.label for c in cmp.configs}, obj, trial_range)
+    if not png:
+        return empty
+    return {"figure": _figure(png, f"{len(data)} trial(s) of the top {len(chosen)} configs; colour = config, line style = "
+                                   f"date range; tags: {', '.join(tags)}.", "learning curves"), "message": ""}
+
+
+@lru_cache(maxsize=1)
+def _template():
+    from jinja2 import Environment, StrictUndefined
+
+    env = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    return env.from_string(resources.files(__package__).joinpath(TEMPLATE).read_text(encoding="utf-8"))
+
+
 def render(table: ResultTable, obj: Objective, top: int = 8, curves: bool = True, store=None) -> str:
-    """The report as one HTML string."""
+    """The report as one HTML string: the numbers and plots here, the page in report.html.j2."""
     import matplotlib
 
     matplotlib.use("Agg")
 
     cmp = compare(table, obj)
     trend_rows = trends(table, obj)
-    labels = {c.config: c.label for c in cmp.configs}
-    parts: list[str] = []
-    verdict, good = _verdict(cmp)
-    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    parts.append(f"<h1>hpt report</h1><div class=sub>{html.escape(table.uri)} · objective {html.escape(str(obj))} · "
-                 f"generated {generated}</div>")
-    cards = [(len(table.done), "finished trials"), (len(table.failed), "failed trials"), (len(cmp.configs), "configs"),
-             (len(cmp.ranges), "date ranges"), (_num(cmp.best.mean) if cmp.best else "–", f"best mean {obj.metric}")]
-    parts.append('<div class="cards">' + "".join(f"<div class=card><b>{v}</b><span>{html.escape(k)}</span></div>" for v, k in cards)
-                 + "</div>")
-    parts.append("<h2>Is it real?</h2>")
-    parts.append(f'<div class="verdict{"" if good else " warn"}">{verdict}</div>')
-    parts.append('<ul class="notes">' + "".join(f"<li>{html.escape(n)}</li>" for n in cmp.notes()) + "</ul>")
-
-    parts.append("<h2>Objective per config per date range</h2>")
-    png = plot_per_range(cmp, top)
-    if png:
-        parts.append(_img(png, f"Top {min(top, len(cmp.configs))} configs by mean rank; ★ = best on every range.",
-                          "objective per config per date range"))
-    parts.append(_config_table(cmp))
-
-    parts.append("<h2>Per-value trends</h2>")
-    if trend_rows:
-        png = plot_trends(table, obj, trend_rows)
-        if png:
-            parts.append(_img(png, "Each dot is a finished trial; lines join the per-value mean and median.",
-                              "objective by parameter value"))
-        parts.append(_trend_table(trend_rows))
-    else:
-        parts.append("<p>No parameter varies across these trials.</p>")
-
-    parts.append("<h2>Learning curves</h2>")
-    curve_html = "<p>No TensorBoard logs found in the store.</p>" if curves else "<p>Skipped (--no-curves).</p>"
-    if curves and store is not None and cmp.configs:
-        from hpt.results.tensorboard import load_curves
-
-        chosen = [c.config for c in cmp.configs[:top]]
-        done = table.done
-        trial_config = dict(zip(done["trial_id"], done["config"]))
-        trials = [t for t, c in trial_config.items() if c in chosen]
-        with tempfile.TemporaryDirectory(prefix="hpt-report-tb-") as scratch:
-            data = load_curves(store, trials, Path(scratch))
-        trial_range = dict(zip(done["trial_id"], done["range"]))
-        png, tags = plot_curves(data, trial_config, chosen, labels, obj, trial_range)
-        if png:
-            curve_html = _img(png, f"{len(data)} trial(s) of the top {len(chosen)} configs; colour = config, line style = "
-                                   f"date range; tags: {', '.join(tags)}.",
-                              "learning curves")
-    parts.append(curve_html)
-
-    parts.append("<h2>Failed trials</h2>")
-    parts.append(_failed_table(table))
-    body = "\n".join(parts)
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>hpt report</title>'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{_CSS}</style></head>'
-            f"<body><main>\n{body}\n</main></body></html>\n")
+    best = cmp.best
+    shown = cmp.configs[:top]
+    star = "; ★ = best on every range" if any(c.best_everywhere for c in shown) else ""
+    page = {
+        "uri": table.uri, "objective": str(obj), "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cards": [(len(table.done), "finished trials"), (len(table.failed), "failed trials"), (len(cmp.configs), "configs"),
+                  (len(cmp.ranges), "date ranges"), (_num(best.mean) if best else "–", f"best mean {obj.metric}")],
+        "verdict": {"best": best.label if best else None, "metric": obj.metric, "mean": _num(best.mean) if best else "",
+                    "wins": best.wins if best else 0, "ranges": len(cmp.ranges),
+                    "everywhere": bool(best and best.best_everywhere), "good": bool(best and best.best_everywhere)},
+        "notes": cmp.notes(),
+        "per_range": _figure(plot_per_range(cmp, top), f"Top {len(shown)} configs by mean rank{star}.",
+                             "objective per config per date range"),
+        "configs": _config_rows(cmp),
+        "trends": {"figure": _figure(plot_trends(table, obj, trend_rows),
+                                     "Each dot is a finished trial; lines join the per-value mean and median.",
+                                     "objective by parameter value"),
+                   "rows": [{"param": r.param if i == 0 or r.param != trend_rows[i - 1].param else "",
+                             "value": _num(r.value), "count": r.count, "mean": _num(r.mean), "median": _num(r.median),
+                             "best": _num(r.best), "best_value": r.best_value} for i, r in enumerate(trend_rows)]}
+                  if trend_rows else None,
+        "curves": _curves(table, cmp, obj, top, curves, store),
+        "failed": _failed_rows(table),
+    }
+    return _template().render(page=page)
 
 
 def write_report(table: ResultTable, obj: Objective, out: Path, top: int = 8, curves: bool = True) -> Path:

@@ -144,6 +144,14 @@ def range_label(row: dict) -> str:
     return f"{start}..{end}" if (start or end) else "(no range)"
 
 
+def short_range(label: str) -> str:
+    """`2010-03-01..2010-06-01` → `2010-03..2010-06` when both ends fall on the 1st of a month."""
+    start, sep, end = label.partition("..")
+    if sep and start.endswith("-01") and end.endswith("-01") and len(start) == len(end) == 10:
+        return f"{start[:7]}..{end[:7]}"
+    return label
+
+
 def frame(rows: Iterable[dict]) -> "pd.DataFrame":
     """Rows → DataFrame: numbers where a column is numeric, plus `config` and `range` helper columns."""
     import pandas as pd

@@ -9,7 +9,7 @@ import shutil
 import subprocess
 
 import pytest
-from results_fixtures import DOMINATE, put_matrix, write_curves
+from results_fixtures import DOMINATE, put_matrix, put_trial, write_curves
 
 from hpt.results.report import write_report
 from hpt.store import open_store
@@ -56,3 +56,25 @@ def test_report_renders_in_headless_chromium(tmp_path):
     mid = image.resize((320, 500))
     colours = {mid.getpixel((x, y)) for y in range(mid.height) for x in range(mid.width)}
     assert len(colours) > 100
+
+
+def test_config_table_fits_a_1280_px_window(tmp_path):
+    """Six date ranges of configs with long labels: the whole table, "vs best" columns included, is in view."""
+    browser = _chromium()
+    store = open_store(str(tmp_path / "store"))
+    ranges = [(f"2010-{m:02d}-01", f"2010-{m + 3:02d}-01") for m in range(1, 7)]
+    for i, (size, heads, reg) in enumerate((s, h, r) for s in (32, 256) for h in (1, 2) for r in (0.1, 0.001)):
+        params = {"attention_hidden_layer_size": size, "num_of_attentions": heads, "attention_regularization": reg}
+        for j, rng in enumerate(ranges):
+            put_trial(store, "lstm-attention", params, rng, mse=1.0 + ((i * 7 + j * 3) % 11) / 10)
+    page = write_report(load_table(store.uri), objective("mse"), tmp_path / "report.html", curves=False)
+    # A test-only probe (the report itself has no script): does any table scroll sideways at 1280 px?
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.read_text().replace("</body>", "<script>document.body.dataset.overflow = "
+                     "[...document.querySelectorAll('div.scroll')].some(e => e.scrollWidth > e.clientWidth);"
+                     "document.body.dataset.tables = document.querySelectorAll('div.scroll').length;</script></body>"))
+    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+           f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,2000", "--dump-dom", probe.resolve().as_uri()]
+    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+    assert 'data-tables="1"' in dom, dom[-2000:]
+    assert 'data-overflow="false"' in dom

@@ -167,6 +167,16 @@ def test_store_with_only_failed_trials(runner, tmp_path):
     assert "boom 0.1" in report.read_text() and "No finished trial" in report.read_text()
 
 
+def test_report_shows_user_text_as_text(runner, tmp_path):
+    store = open_store(str(tmp_path / "s"))
+    put_matrix(store, DOMINATE)
+    put_row(store, make_row("lstm", {"learning_rate": 0.5}, RANGES[0], status="failed", reason="<b>bad</b> & <script>x</script>"))
+    out = tmp_path / "r.html"
+    _ok(runner.invoke(app, ["report", store.uri, "--out", str(out), "--no-curves"]))
+    page = out.read_text()
+    assert "&lt;b&gt;bad&lt;/b&gt; &amp; &lt;script&gt;x&lt;/script&gt;" in page and "<script" not in page
+
+
 def test_report_with_one_date_range(runner, tmp_path):
     store = open_store(str(tmp_path / "one"))
     for i, letter in enumerate("ABC"):
@@ -175,4 +185,5 @@ def test_report_with_one_date_range(runner, tmp_path):
     _ok(runner.invoke(app, ["report", store.uri, "--out", str(out), "--no-curves"]))
     page = out.read_text()
     assert "ranking, not yet evidence" in page and "Only one date range" in page and 'class="star"' not in page
+    assert "★" not in page  # no config can be best on every range of one: no caption promises the mark either
     assert page.count("data:image/png;base64,") == 2 and "Skipped (--no-curves)" in page

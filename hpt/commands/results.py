@@ -45,11 +45,9 @@ console = _Lazy()
 
 
 def _range(label: str) -> str:
-    """`2010-03-01..2010-06-01` → `2010-03..2010-06` when both ends fall on the 1st of a month."""
-    start, sep, end = label.partition("..")
-    if sep and start.endswith("-01") and end.endswith("-01") and len(start) == len(end) == 10:
-        return f"{start[:7]}..{end[:7]}"
-    return label
+    from hpt.results.table import short_range
+
+    return short_range(label)
 
 
 class Format(str, Enum):
