@@ -117,7 +117,7 @@ def apply(plan: Path, results: Path, parallel: int, probe: bool = False) -> tupl
         watcher.start()
     start = time.perf_counter()
     proc = subprocess.run([str(BIN / "hpt"), "apply", str(plan), "--results", str(results), "--parallel", str(parallel),
-                           "--output", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                           "--format", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if proc.returncode != 0:
         failed = [line for line in proc.stdout.splitlines() if '"trial-failed"' in line]
         raise SystemExit(f"hpt apply exited {proc.returncode}: {failed or proc.stderr[-2000:]}")

@@ -68,7 +68,7 @@ def apply(work: Path, plan: Path, tag: str, parallel: int) -> float:
     results = work / f"results-apply-{tag}-{parallel}"
     t = time.perf_counter()
     proc = hpt("apply", str(plan), "--backend", "docker", "--results", str(results), "--parallel", str(parallel),
-               "-o", "json")
+               "-f", "json")
     wall = time.perf_counter() - t
     if proc.returncode != 0:
         raise SystemExit(f"hpt apply failed ({proc.returncode}):\n{proc.stderr[-3000:]}")

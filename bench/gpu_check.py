@@ -120,7 +120,7 @@ def main() -> int:
     watcher.start()
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "hpt.cli", "apply", str(plan), "--backend", "docker",
-                           "--results", str(results), "-o", "json"], capture_output=True, text=True)
+                           "--results", str(results), "-f", "json"], capture_output=True, text=True)
     wall = time.monotonic() - started
     watcher.done.set()
     watcher.join(timeout=5)

@@ -71,7 +71,7 @@ def test_exit_codes_json_events_and_dry_run(tmp_path):
     assert len(dry.stdout.splitlines()) == 3 and f"trials/{ids[0]}.json" in dry.stdout
     assert not results.exists() and not (plan_dir / ".hpt").exists()  # changed nothing
 
-    proc = hpt("apply", plan_dir, "--results", results, "--output", "json", "--junit", tmp_path / "junit.xml", env=env)
+    proc = hpt("apply", plan_dir, "--results", results, "--format", "json", "--junit", tmp_path / "junit.xml", env=env)
     assert proc.returncode == 1 and proc.stdout, proc.stderr
     events = [json.loads(line) for line in proc.stdout.splitlines()]
     names = [e["event"] for e in events]
@@ -80,7 +80,7 @@ def test_exit_codes_json_events_and_dry_run(tmp_path):
     assert events[-1]["done"] == 2 and events[-1]["failed"] == 1 and events[-1]["exit_code"] == 1
     assert "failures=\"1\"" in (tmp_path / "junit.xml").read_text()
 
-    status = hpt("status", plan_dir, "--results", results, "--output", "json", env=env)
+    status = hpt("status", plan_dir, "--results", results, "--format", "json", env=env)
     assert status.returncode == 0, status.stderr
     doc = json.loads(status.stdout)
     assert doc["counts"] == {"done": 2, "failed": 1}
@@ -117,7 +117,7 @@ def test_sigkill_mid_run_then_reapply_ends_with_one_row_per_trial(tmp_path):
     plan_dir, ids, env = plan_with(tmp_path, 4, {"0": "sleep:0.3", "1": "sleep:6", "2": "sleep:6", "3": "sleep:0.3"})
     results = str(tmp_path / "results")
     apply = subprocess.Popen([hpt_exe(), "apply", str(plan_dir), "--results", results, "--parallel", "2",
-                              "--output", "json"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              "--format", "json"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(lambda: len(rows_in(results)) >= 1)
     apply.send_signal(signal.SIGKILL)
     apply.wait()
@@ -126,7 +126,7 @@ def test_sigkill_mid_run_then_reapply_ends_with_one_row_per_trial(tmp_path):
     survivors = [t for t in records if t not in done_at_kill]
     assert survivors  # the running trials outlive the killed apply
 
-    proc = hpt("apply", plan_dir, "--results", results, "--output", "json", env=env)
+    proc = hpt("apply", plan_dir, "--results", results, "--format", "json", env=env)
     assert proc.returncode == 0, proc.stderr
     finished = json.loads(proc.stdout.splitlines()[-1])
     assert finished["adopted"] == len(survivors)
@@ -146,7 +146,7 @@ def test_trials_that_finish_while_apply_is_dead_keep_their_logs(tmp_path):
     apply.send_signal(signal.SIGKILL)
     apply.wait()
     wait_for(lambda: len(rows_in(results)) == 2)  # both finish with nobody watching
-    proc = hpt("apply", plan_dir, "--results", results, "--output", "json", env=env)
+    proc = hpt("apply", plan_dir, "--results", results, "--format", "json", env=env)
     assert proc.returncode == 0, proc.stderr
     store = open_store(results)
     for tid in ids:
@@ -160,7 +160,7 @@ def test_ctrl_c_cancels_running_trials_and_says_how_to_resume(tmp_path):
     apply = subprocess.Popen([hpt_exe(), "apply", str(plan_dir), "--results", results, "--parallel", "2"],
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: sum(attempts(tmp_path, t) for t in ids) == 2)
-    status = hpt("status", plan_dir, "--results", results, "--output", "json", env=env)
+    status = hpt("status", plan_dir, "--results", results, "--format", "json", env=env)
     assert json.loads(status.stdout)["counts"] == {"running": 2, "pending": 1}, status.stderr
     second = hpt("apply", plan_dir, "--results", results, env=env)  # one apply per plan at a time
     assert second.returncode == 2 and "another `hpt apply`" in second.stderr

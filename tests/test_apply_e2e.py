@@ -45,7 +45,7 @@ def row_keys(uri: str) -> list[str]:
 def test_real_trials_rows_models_logs_and_resume(tmp_path, small_dataset):
     plan_dir, ids = plan(tmp_path, small_dataset, 2, broken=1)
     results = str(tmp_path / "results")
-    proc = hpt("apply", plan_dir, "--results", results, "--parallel", "2", "--output", "json")
+    proc = hpt("apply", plan_dir, "--results", results, "--parallel", "2", "--format", "json")
     assert proc.returncode == 1, proc.stderr  # the trial with missing data failed
     end = json.loads(proc.stdout.splitlines()[-1])
     assert end["event"] == "run-finished" and end["done"] == 2 and end["failed"] == 1
@@ -59,7 +59,7 @@ def test_real_trials_rows_models_logs_and_resume(tmp_path, small_dataset):
 
     again = hpt("apply", plan_dir, "--results", results, "--skip-failed")
     assert again.returncode == 1 and "nothing to run" in again.stderr
-    status = json.loads(hpt("status", plan_dir, "--results", results, "--output", "json").stdout)
+    status = json.loads(hpt("status", plan_dir, "--results", results, "--format", "json").stdout)
     assert status["counts"] == {"done": 2, "failed": 1}
 
 
@@ -81,7 +81,7 @@ def test_real_sigkill_mid_run_then_reapply(tmp_path, small_dataset):
     apply.send_signal(signal.SIGKILL)
     apply.wait()
 
-    proc = hpt("apply", plan_dir, "--results", results, "--output", "json")
+    proc = hpt("apply", plan_dir, "--results", results, "--format", "json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.splitlines()[-1])["adopted"] <= 1
     assert row_keys(results) == sorted(f"rows/{t}.csv" for t in ids)  # one row per trial, none lost

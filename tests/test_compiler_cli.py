@@ -35,7 +35,7 @@ def hpt(*args: str, input: str | None = None):
 
 
 def compile_ok(spec: Path | str, out: Path, *extra: str) -> dict:
-    result = hpt("compile", str(spec), "--out", str(out), "--today", TODAY, "--output", "json", *extra)
+    result = hpt("compile", str(spec), "--out", str(out), "--today", TODAY, "--format", "json", *extra)
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
 
@@ -127,7 +127,7 @@ def test_auto_mode_tries_the_learning_rate_family(tmp_path):
 
 def test_same_spec_same_month_gives_byte_identical_plans(tmp_path):
     compile_ok(EXAMPLES / "random.json", tmp_path / "a")
-    result = hpt("compile", str(EXAMPLES / "random.json"), "--out", str(tmp_path / "b"), "--today", "2026-11-02", "--output", "json")
+    result = hpt("compile", str(EXAMPLES / "random.json"), "--out", str(tmp_path / "b"), "--today", "2026-11-02", "--format", "json")
     assert result.exit_code == 0
     assert tree(tmp_path / "a") == tree(tmp_path / "b")
 
@@ -258,7 +258,7 @@ def test_quick_mode_option(tmp_path):
 def test_yaml_and_stdin_specs(tmp_path):
     spec = write(tmp_path / "s.yaml", "architecture: cnn\ndate-range:\n  - [2010-01-01, 2010-03-01]\nparameters:\n  kernel_size: [2, 3]\n")
     assert compile_ok(spec, tmp_path / "a")["trials"] == 2
-    result = hpt("compile", "-", "--out", str(tmp_path / "b"), "--today", TODAY, "--output", "json",
+    result = hpt("compile", "-", "--out", str(tmp_path / "b"), "--today", TODAY, "--format", "json",
                  input='{"architecture": "cnn", "date-range": [["2010-01-01", "2010-03-01"]], "parameters": {"kernel_size": [2, 3]}}')
     assert result.exit_code == 0, result.output
     assert tree(tmp_path / "a") == tree(tmp_path / "b")
@@ -281,7 +281,7 @@ def test_bad_today_is_a_user_error(tmp_path):
 
 def test_real_process_success_and_failure(tmp_path):
     env = {**os.environ, "HPT_DEMO_DATA": str(tmp_path / "demo"), "NO_GCE_CHECK": "True"}
-    ok = subprocess.run([str(HPT), "compile", str(EXAMPLES / "seed.json"), "--out", "plan", "--today", TODAY, "--output", "json"],
+    ok = subprocess.run([str(HPT), "compile", str(EXAMPLES / "seed.json"), "--out", "plan", "--today", TODAY, "--format", "json"],
                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["trials"] == 27 and (tmp_path / "plan" / "plan.json").exists()
@@ -305,8 +305,24 @@ def test_architectures_command():
     assert listing.exit_code == 0
     for name in ("bag-of-words", "lstm", "cnn", "lstm-attention", "mdn", "multitask"):
         assert name in listing.stdout
-    one = hpt("architectures", "lstm-attention", "--output", "json")
+    one = hpt("architectures", "lstm-attention", "--format", "json")
     params = {p["name"]: p for p in json.loads(one.stdout)["lstm-attention"]["parameters"]}
     assert {"num_of_attentions", "attention_hidden_layer_size", "attention_regularization", "learning_rate"} <= set(params)
     bad = hpt("architectures", "lstm-atention")
     assert bad.exit_code == 2 and "did you mean 'lstm-attention'" in bad.stderr
+
+
+def test_one_format_option_everywhere_and_the_old_spelling_still_works():
+    tables = {"results", "fidelity"}  # their result is one table: csv too
+    for name in ("compile", "architectures", "apply", "status", "delete", "results", "fidelity", "data demo"):
+        page = hpt(*name.split(), "--help").stdout
+        choices = "<table|csv|json>" if name in tables else "<table|json>"
+        assert "--format" in page and "-f " in page and choices in page, name
+        assert "--output" not in page, name  # the old spelling is hidden
+    # --output (text|table|json) is a hidden, deprecated alias: same result, a note on stderr.
+    new = json.loads(hpt("architectures", "mdn", "--format", "json").stdout)
+    old = hpt("architectures", "mdn", "--output", "json")
+    assert json.loads(old.stdout) == new and "--output is deprecated" in old.stderr
+    assert "mdn" in hpt("architectures", "mdn", "--output", "text").stdout
+    bad = hpt("architectures", "mdn", "--output", "yaml")
+    assert bad.exit_code == 2 and "unknown format 'yaml'" in bad.stderr and "--format table|json" in bad.stderr

@@ -25,7 +25,7 @@ def no_demo_here(tmp_path, monkeypatch):
 def _compile(tmp_path: Path, spec: dict, out: str = "plan", *extra: str):
     path = tmp_path / "spec.json"
     path.write_text(json.dumps(spec), encoding="utf-8")
-    return runner.invoke(app, ["compile", str(path), "--out", str(tmp_path / out), "--today", TODAY, "--output", "json", *extra])
+    return runner.invoke(app, ["compile", str(path), "--out", str(tmp_path / out), "--today", TODAY, "--format", "json", *extra])
 
 
 def _manifests(folder: Path) -> list[TrialManifest]:

@@ -108,7 +108,7 @@ def test_plan_runs_in_containers_as_the_calling_user_with_results_in_a_folder(do
             results.mkdir()
             os.chown(results, uid, gid)
             env["HPT_DOCKER_USER"] = f"{uid}:{gid}"
-        proc = hpt("apply", str(plan_dir), "--backend", "docker", "--results", str(results), "-o", "json", env=env)
+        proc = hpt("apply", str(plan_dir), "--backend", "docker", "--results", str(results), "-f", "json", env=env)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         got = rows(str(results))
         assert set(got) == {m.id for m in ms}
@@ -135,7 +135,7 @@ def test_plan_writes_results_to_gcs_emulator_from_containers(docker_client, trai
     exp = experiment()
     m = manifest(shared_dataset, exp)
     plan_dir = write_plan(tmp_path / "plan", [m])
-    proc = hpt("apply", str(plan_dir), "--backend", "docker", "--results", gcs_bucket, "-o", "json")
+    proc = hpt("apply", str(plan_dir), "--backend", "docker", "--results", gcs_bucket, "-f", "json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     store = open_store(gcs_bucket)
     row = parse_row_csv(store.get(row_key(m.id)).decode())
@@ -218,7 +218,7 @@ def test_reapply_after_kill_9_adopts_the_running_container(docker_client, traine
     m = manifest(shared_dataset, exp, epochs=20, early_stopping_patience=30)  # outlives the re-apply's start
     plan_dir = write_plan(tmp_path / "plan", [m])
     results = tmp_path / "results"
-    args = ["apply", str(plan_dir), "--backend", "docker", "--results", str(results), "-o", "json"]
+    args = ["apply", str(plan_dir), "--backend", "docker", "--results", str(results), "-f", "json"]
     first = subprocess.Popen([sys.executable, "-m", "hpt.cli", *args], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     try:

@@ -23,7 +23,7 @@ def test_one_plan_measures_two_fidelities(tmp_path, small_dataset):
     for fid, epochs in zip(spec["fidelities"], (1, 2)):
         fid["epochs"] = epochs
     (tmp_path / "spec.json").write_text(json.dumps(spec))
-    compiled = hpt("compile", tmp_path / "spec.json", "--out", tmp_path / "plan", "--data", small_dataset, "--output", "json")
+    compiled = hpt("compile", tmp_path / "spec.json", "--out", tmp_path / "plan", "--data", small_dataset, "--format", "json")
     assert compiled.returncode == 0, compiled.stderr
     assert json.loads(compiled.stdout)["trials"] == 8
     store = tmp_path / "store"

@@ -384,7 +384,7 @@ def test_hpt_apply_backend_k8s_runs_a_plan_to_rows_in_the_bucket(cluster, kubeco
                                    experiment=manifests[0].experiment).start()
     try:
         result = CliRunner().invoke(app, ["apply", str(plan), "--backend", "k8s", "--results", gcs_bucket, "--parallel", "2",
-                                          "--context", "emulator", "--output", "json", "--retries", "0"])
+                                          "--context", "emulator", "--format", "json", "--retries", "0"])
     finally:
         controller.stop()
     assert result.exit_code == 1, result.output          # one trial failed
@@ -424,7 +424,7 @@ def test_hpt_delete_removes_the_plans_jobs_and_configmaps_only(cluster, api, kub
     assert sorted(listed.stdout.split()) == sorted([f"job/{n}" for n in names] + [f"configmap/{n}" for n in names])
     assert all(_job(cluster, n) for n in names)
 
-    result = CliRunner().invoke(app, ["delete", str(plan), "--context", "emulator", "--output", "json"])
+    result = CliRunner().invoke(app, ["delete", str(plan), "--context", "emulator", "--format", "json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert sorted(out["jobs"]) == sorted(names) and out["namespace"] == NS
@@ -455,7 +455,7 @@ def test_ctrl_c_leaves_jobs_running_unless_cancel_on_exit(cluster, kubeconfig, t
     plan, manifests = _plan(tmp_path, 3)
     names = [k8s.job_name(m.experiment, m.id) for m in manifests]
     cmd = [sys.executable, "-m", "hpt.cli", "apply", str(plan), "--backend", "k8s", "--results", gcs_bucket,
-           "--parallel", "2", "--output", "json"] + (["--cancel-on-exit"] if cancel else [])
+           "--parallel", "2", "--format", "json"] + (["--cancel-on-exit"] if cancel else [])
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ})
     try:
         wait_for(lambda: sum(_job(cluster, n) is not None for n in names) == 2, timeout=60, what="two Jobs")

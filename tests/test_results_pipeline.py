@@ -19,7 +19,7 @@ def test_real_run_feeds_results_report_and_junit(small_dataset, tmp_path):
     plan, store, junit = tmp_path / "plan", tmp_path / "store", tmp_path / "junit.xml"
     result = runner.invoke(app, ["compile", str(tmp_path / "spec.json"), "--out", str(plan)])
     assert result.exit_code == 0, result.output
-    result = runner.invoke(app, ["apply", str(plan), "--results", str(store), "--junit", str(junit), "--output", "json"])
+    result = runner.invoke(app, ["apply", str(plan), "--results", str(store), "--junit", str(junit), "--format", "json"])
     assert result.exit_code == 0, result.output
 
     doc = json.loads(runner.invoke(app, ["results", str(store), "--by", "config", "-f", "json"]).stdout)["by_config"]

@@ -108,7 +108,7 @@ def test_hpt_data_demo_reuses_a_complete_dataset_and_refuses_foreign_folders(sma
 
     runner = CliRunner()
     stamp = (small_dataset / "dataset.json").stat().st_mtime_ns
-    result = runner.invoke(app, ["data", "demo", "--out", str(small_dataset), "--rows-per-month", "1500", "--output", "json"])
+    result = runner.invoke(app, ["data", "demo", "--out", str(small_dataset), "--rows-per-month", "1500", "--format", "json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["rows"] == 25 * 1500 and len(summary["months"]) == 25

@@ -52,7 +52,7 @@ def test_wheel_installed_in_a_fresh_venv_compiles_the_seed_spec(tmp_path):
     work = tmp_path / "elsewhere"
     work.mkdir()
     shutil.copy(REPO / "examples" / "seed.json", work / "seed.json")
-    result = run([str(venv / "bin" / "hpt"), "compile", "seed.json", "--today", "2026-11-26", "--output", "json"], cwd=work, env=env)
+    result = run([str(venv / "bin" / "hpt"), "compile", "seed.json", "--today", "2026-11-26", "--format", "json"], cwd=work, env=env)
     summary = json.loads(result.stdout)
     assert summary["trials"] == 27 and "typographic dashes" in result.stderr
     plan = json.loads((work / "plan" / "plan.json").read_text())

