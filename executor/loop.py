@@ -29,7 +29,8 @@ from hpt.executor.backend import Backend, Phase, Submission, TrialStatus
 from hpt.executor.events import Reporter
 from hpt.executor.plan import Plan
 from hpt.executor.publish import ResultsPublisher
-from hpt.store import LOGS, AlreadyExists, Store, row_key
+from hpt.store import EXIT_STORE_UNAVAILABLE, LOGS, AlreadyExists, Store, StoreUnavailable, row_key
+from hpt.store.claims import DEFAULT_LEASE_S, Claim, Claims
 from hpt.store.rows import check_row, read_row
 from hpt.schemas.row import STATUS_DONE, STATUS_FAILED, build_row, row_csv
 
@@ -41,6 +42,8 @@ def _best_effort(what: str, fn, *args) -> None:
     hint): a failure is logged, not raised."""
     try:
         fn(*args)
+    except StoreUnavailable:
+        raise  # not housekeeping any more: the store is gone past its deadline, and the run stops
     except Exception:
         log.warning("could not %s", what, exc_info=log.isEnabledFor(logging.DEBUG))
 
@@ -59,6 +62,8 @@ class RunOptions:
     backoff_s: float = 5.0               # first retry delay; doubles each attempt
     poll_interval_s: float | None = None  # None: the backend's `poll_interval` or 0.2 s
     resume_hint: str = ""                # the command that resumes this run (for messages)
+    owner: str = ""                      # who claims trials in the store (one plan copy on one machine); "" = this process
+    claim_lease_s: float = DEFAULT_LEASE_S  # a claim not renewed for this long is taken over by another apply
 
 
 @dataclass
@@ -134,6 +139,14 @@ class Scheduler:
         self.waiting: list[tuple[float, Submission, int]] = []   # retries: (not before, sub, attempt)
         self.attempt_logs: dict[str, list[str]] = {}
         self.failed_rows: set[str] = set()                       # failed in the store, to move aside before running
+        # Claims in the store: no two applies anywhere run one trial at once (see hpt.store.claims).
+        self.claims = Claims(store, options.owner or f"{socket.gethostname()}:pid{os.getpid()}", options.claim_lease_s)
+        self.held: dict[str, Claim] = {}                          # claimed by this apply: running or waiting to retry
+        self.elsewhere: dict[str, tuple[float, Submission, int]] = {}  # claimed by another apply: (next look, sub, attempt)
+        self.watched: set[str] = set()                           # trials ever found claimed by another apply
+        self.left_running: set[str] = set()                      # interrupted, left running (their claims stay)
+        self._last_renew = time.monotonic()
+        self._look_every = 1.0 if "://" not in store.uri else 5.0  # how often to look at trials claimed elsewhere
         self._stop_signal: str | None = None
         self._runs_dirty = True
         self._last_row_check = 0.0
@@ -199,11 +212,14 @@ class Scheduler:
 
     def _submit(self, sub: Submission, attempt: int) -> None:
         tid = sub.trial_id
+        if not self._claim(sub, attempt):
+            return  # another apply runs it now: watched until its row appears or its claim expires
         if tid in self.failed_rows:
             self._move_failed_row_aside(tid)
             self.failed_rows.discard(tid)
         elif self.store.exists(row_key(tid)):
             # Finished meanwhile (another apply, or a trial that outlived a crash and was not adopted).
+            self._release_claim(tid)
             row = self._row(tid) or {}
             self._record_existing(sub, row, attempt)
             return
@@ -213,6 +229,51 @@ class Scheduler:
         self.running[tid] = _Running(job, handle, attempt, time.monotonic(), _utc())
         self._runs_dirty = True
         self.emit("trial-started", trial_id=tid, attempt=attempt)
+
+    def _claim(self, sub: Submission, attempt: int) -> bool:
+        """Claim the trial in the store; False (and watched) when another live apply holds it."""
+        tid = sub.trial_id
+        if tid in self.held:
+            return True
+        got = self.claims.acquire(tid)
+        if isinstance(got, Claim):
+            self.held[tid] = got
+            return True
+        if tid not in self.watched:  # say it once, not at every look
+            self.watched.add(tid)
+            self.emit("trial-claimed-elsewhere", trial_id=tid, owner=got.owner,
+                      lease_left_s=round(got.expires - time.time(), 1))
+        self.elsewhere[tid] = (time.monotonic() + self._look_every, sub, attempt)
+        return False
+
+    def _release_claim(self, tid: str) -> None:
+        claim = self.held.pop(tid, None)
+        if claim is not None:
+            _best_effort(f"release the claim on {tid}", self.claims.release, claim)
+
+    def _look_elsewhere(self) -> None:
+        """Trials another apply holds: done when their row appears; ours to run once their claim expires."""
+        now = time.monotonic()
+        for tid, (when, sub, attempt) in list(self.elsewhere.items()):
+            if when > now:
+                continue
+            del self.elsewhere[tid]
+            row = self._row(tid)
+            if row is not None and (row.get("status") == STATUS_DONE or tid not in self.failed_rows):
+                self.failed_rows.discard(tid)
+                self._record_existing(sub, row, attempt)
+            else:
+                self.queue.appendleft((sub, attempt))  # _submit claims it again (or goes on watching)
+
+    def _renew_claims(self) -> None:
+        if time.monotonic() - self._last_renew < self.opt.claim_lease_s / 4:
+            return
+        self._last_renew = time.monotonic()
+        for tid, claim in list(self.held.items()):
+            if not self.claims.renew(claim):
+                self.held.pop(tid)
+                self.emit("message", text=f"{tid}: another apply took the trial over (this one did not renew its "
+                                          f"claim within {self.opt.claim_lease_s:g} s); its row decides")
 
     def _record_existing(self, sub: Submission, row: dict[str, str], attempt: int) -> None:
         if row.get("status") == STATUS_DONE:
@@ -249,6 +310,12 @@ class Scheduler:
         _best_effort(f"release {tid}", self.backend.release, run.handle)
 
         self.publisher.forget([tid])
+        if not self._decide(run, status, text):
+            self._release_claim(tid)  # over: a row, or recorded failed (a retry keeps the claim)
+
+    def _decide(self, run: _Running, status: TrialStatus, text: str) -> bool:
+        """Record the ended trial's outcome; True if it will be retried."""
+        tid, sub = run.sub.trial_id, run.sub
         row = self._row(tid)
         if row is not None:
             if row.get("status") == STATUS_DONE:
@@ -257,7 +324,7 @@ class Scheduler:
                           seconds=round(time.monotonic() - run.started, 3))
             else:  # the trainer recorded its own failure: a result, not worth retrying
                 self._count_failure(tid, row.get("reason", "") or status.reason or "failed", run.attempt)
-            return
+            return False
 
         if run.timed_out is not None:
             reason = f"timed out after {run.timed_out:g} s"
@@ -269,15 +336,17 @@ class Scheduler:
             tail = _last_lines(text)
             if tail and not status.transient:
                 reason = f"{reason}: {tail}"
-            # No row and killed by a signal (OOM killer, a user, a lost node): the trainer never got to
-            # record anything, so another attempt may well succeed. The backend flags its own hiccups.
-            transient = status.transient or (status.exit_code is not None and status.exit_code < 0)
+            # No row and killed by a signal (OOM killer, a user, a lost node), or the trainer gave up on an
+            # unreachable store: nothing was recorded, so another attempt may well succeed. The backend
+            # flags its own hiccups.
+            transient = status.transient or (status.exit_code is not None and status.exit_code < 0) \
+                or status.exit_code == EXIT_STORE_UNAVAILABLE
         if transient and run.attempt <= self.opt.retries and not self.result.stopped and self._stop_signal is None:
             delay = min(self.opt.backoff_s * 2 ** (run.attempt - 1), MAX_BACKOFF_S)
             self.waiting.append((time.monotonic() + delay, sub, run.attempt + 1))
             self.result.retried += 1
             self.emit("trial-retrying", trial_id=tid, attempt=run.attempt + 1, delay_s=delay, reason=reason)
-            return
+            return True
         if transient and run.attempt > 1:
             reason = f"{reason} (after {run.attempt} attempts)"
         try:
@@ -286,8 +355,9 @@ class Scheduler:
         except AlreadyExists:  # the trainer got there at the last moment: its row wins
             row = self._row(tid) or {}
             self._record_existing(sub, row, run.attempt)
-            return
+            return False
         self._count_failure(tid, reason, run.attempt)
+        return False
 
     def _rows_appeared(self, interval: float) -> bool:
         now = time.monotonic()
@@ -308,6 +378,7 @@ class Scheduler:
             return
         for tid, run in list(self.running.items()):
             self.result.left_running += 1
+            self.left_running.add(tid)  # its claim stays: it lapses unless a re-apply of this plan renews it
             self.emit("trial-left-running", trial_id=tid, attempt=run.attempt)
         self.running.clear()
         self._runs_dirty = True
@@ -317,6 +388,7 @@ class Scheduler:
             _best_effort(f"cancel {tid}", self.backend.cancel, run.handle)
             _best_effort(f"release {tid}", self.backend.release, run.handle)
             del self.running[tid]
+            self._release_claim(tid)
             self.emit("trial-cancelled", trial_id=tid, attempt=run.attempt, reason=why)
         self._runs_dirty = True
 
@@ -348,6 +420,9 @@ class Scheduler:
             attempt = int(getattr(handle, "attempt", 1) or 1)
             self.running[tid] = _Running(sub, handle, attempt, now, _utc(), adopted=True)
             self.result.adopted += 1
+            claim = self.claims.acquire(tid)  # this plan copy's claim from the apply that started it
+            if isinstance(claim, Claim):
+                self.held[tid] = claim
         self.queue.extend((s, 1) for s in to_run if s.trial_id not in self.running)
 
         parallel = self.opt.parallel or backend.capacity()
@@ -372,7 +447,7 @@ class Scheduler:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, self._signal)
         try:
-            while self.queue or self.running or self.waiting:
+            while self.queue or self.running or self.waiting or self.elsewhere:
                 if self._stop_signal is not None:
                     self.result.interrupted = True
                     self._interrupt(f"interrupted ({self._stop_signal})")
@@ -401,6 +476,8 @@ class Scheduler:
                         finished_any = True
                 if finished_any or self._rows_appeared(row_check):
                     self.publisher.publish()
+                self._look_elsewhere()
+                self._renew_claims()
                 if self._runs_dirty:
                     self._write_runs()
                 if finished_any or self._stop_signal or self.result.stopped:
@@ -428,7 +505,9 @@ class Scheduler:
 
     def _end(self) -> RunResult:
         r = self.result
-        r.not_run = len(self.queue) + len(self.waiting) + len(self.running)
+        r.not_run = len(self.queue) + len(self.waiting) + len(self.running) + len(self.elsewhere)
+        for tid in [t for t in self.held if t not in self.left_running]:
+            self._release_claim(tid)
         self.publisher.publish()
         self._write_runs(finished=True)
         parts = [f"{r.done + r.already_done}/{r.total} done"]

@@ -9,16 +9,22 @@ from hpt.store.base import (
     RESULTS_CSV,
     ROWS,
     TENSORBOARD,
+    DEFAULT_STORE_DEADLINE_S,
+    EXIT_STORE_UNAVAILABLE,
+    STORE_DEADLINE_ENV,
     AlreadyExists,
     Store,
+    StoreUnavailable,
     TreeTransfer,
     iter_row_ids,
     open_store,
     read_text,
     row_key,
+    store_deadline_s,
 )
 
 __all__ = [
     "LOGS", "MODELS", "RESULTS_CSV", "ROWS", "TENSORBOARD", "AlreadyExists", "Store", "TreeTransfer",
-    "iter_row_ids", "open_store", "read_text", "row_key",
+    "iter_row_ids", "open_store", "read_text", "row_key", "DEFAULT_STORE_DEADLINE_S", "EXIT_STORE_UNAVAILABLE",
+    "STORE_DEADLINE_ENV", "StoreUnavailable", "store_deadline_s",
 ]

@@ -8,12 +8,14 @@ Layout under the store's root URI:
     logs/<trial-id>.log        the trial's captured output
     rows-failed/<id>.<n>.csv   earlier failed rows of a trial, moved aside by `hpt apply` before a retry
     runs/<experiment-id>.json  what `hpt apply` is running now (for `hpt status` on any machine)
+    claims/<trial-id>/<n>.json which apply runs the trial now, and its lease (hpt.store.claims)
 
 A trial is done when its row exists. Implementations: LocalStore (a folder, path or file://) and
 GCSStore (gs://bucket/prefix). `open_store(uri)` picks one.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterator, Protocol, runtime_checkable
 
@@ -26,8 +28,37 @@ TENSORBOARD = "tensorboard/"
 LOGS = "logs/"
 
 
+# How long a store call keeps retrying an unreachable store (an outage, a lost network) before it gives
+# up: long enough to ride out a few minutes of outage without losing a trained model, short enough to
+# end a command whose store is simply wrong. Seconds; HPT_STORE_DEADLINE_S overrides it.
+STORE_DEADLINE_ENV = "HPT_STORE_DEADLINE_S"
+DEFAULT_STORE_DEADLINE_S = 300.0
+# The exit code of a program (hpt-trial) that gave up on an unreachable store without writing anything:
+# EX_TEMPFAIL, "try again later" — `hpt apply` retries that trial instead of recording it failed.
+EXIT_STORE_UNAVAILABLE = 75
+
+
 class AlreadyExists(Exception):
     """A create-only write found the object already there (the trial already has a row)."""
+
+
+class StoreUnavailable(UserError):
+    """The store did not answer within the deadline (an outage, no network). A user error for the CLI
+    (one line, exit 2); the trainer exits EXIT_STORE_UNAVAILABLE instead, so its trial is retried."""
+
+
+def store_deadline_s() -> float:
+    """The retry deadline for store calls: $HPT_STORE_DEADLINE_S, else DEFAULT_STORE_DEADLINE_S."""
+    text = os.environ.get(STORE_DEADLINE_ENV, "").strip()
+    if not text:
+        return DEFAULT_STORE_DEADLINE_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise UserError(f"must be a positive number of seconds, got {text!r}", where=STORE_DEADLINE_ENV)
+    return value
 
 
 @runtime_checkable

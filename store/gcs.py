@@ -3,22 +3,27 @@
 Credentials come from the standard Google environment (GOOGLE_APPLICATION_CREDENTIALS, Workload
 Identity, gcloud), never from a manifest. STORAGE_EMULATOR_HOST points the client at an emulator
 (fake-gcs-server in the tests). Create-only writes are single-request uploads with
-if_generation_match=0; transient errors (429, 5xx, connection resets) are retried with
-exponential backoff by the client's own retry policy, permanent ones are not.
+if_generation_match=0; transient errors (429, 5xx, connection refused or reset, timeouts) are retried
+with exponential backoff by the client's own retry policy until the store deadline
+(hpt.store.base.store_deadline_s, $HPT_STORE_DEADLINE_S), then raise StoreUnavailable; permanent ones
+are not retried.
 """
 from __future__ import annotations
 
 import os
 
+import requests
 from google.api_core import exceptions as gexc
+from google.auth import exceptions as auth_exc
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
-from hpt.store.base import AlreadyExists, TreeTransfer
+from hpt.store.base import STORE_DEADLINE_ENV, AlreadyExists, StoreUnavailable, TreeTransfer, store_deadline_s
 from hpt.schemas.errors import UserError
 
-# Retry transient failures for up to two minutes, starting at 0.5 s and doubling.
-RETRY = DEFAULT_RETRY.with_deadline(120.0).with_delay(initial=0.5, maximum=16.0, multiplier=2.0)
+# What an unreachable store looks like once the client stops retrying (or for a call it never retries).
+_UNREACHABLE = (gexc.RetryError, gexc.ServerError, gexc.TooManyRequests, requests.exceptions.RequestException,
+                auth_exc.TransportError, ConnectionError)
 
 
 def _client() -> storage.Client:
@@ -42,6 +47,11 @@ class GCSStore(TreeTransfer):
         self.uri = f"gs://{bucket}/{prefix.strip('/')}".rstrip("/")
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.bucket = _client().bucket(bucket)
+        self.deadline_s = store_deadline_s()
+        # Retry transient failures until the deadline, from 0.5 s doubling to at most 16 s apart (so a
+        # store that comes back is noticed within 16 s).
+        self.retry = DEFAULT_RETRY.with_deadline(self.deadline_s).with_delay(
+            initial=0.5, maximum=min(16.0, max(1.0, self.deadline_s / 4)), multiplier=2.0)
 
     def _blob(self, key: str) -> storage.Blob:
         return self.bucket.blob(self.prefix + key)
@@ -57,33 +67,39 @@ class GCSStore(TreeTransfer):
             raise UserError(f"permission denied: {err.message}", where=self.uri) from None
         except gexc.Unauthorized as err:
             raise UserError(f"not authorized: {err.message}", where=self.uri) from None
+        except _UNREACHABLE as err:
+            cause = getattr(err, "cause", None) or err  # RetryError: the last error it retried
+            last = (str(cause).splitlines() or [""])[0][:200]
+            raise StoreUnavailable(f"unreachable: no answer within {self.deadline_s:g} s ({type(cause).__name__}: {last})",
+                                   where=self.uri,
+                                   hint=f"check the network and the store; ${STORE_DEADLINE_ENV} sets how long hpt waits") from None
 
     def put_once(self, key: str, data: bytes) -> None:
         # A simple (single-request) upload: the emulator honours preconditions only there, and a
         # single request can never leave a partial object behind.
         try:
-            self._call(key, self._blob(key).upload_from_string, data, if_generation_match=0, retry=RETRY, timeout=60)
+            self._call(key, self._blob(key).upload_from_string, data, if_generation_match=0, retry=self.retry, timeout=60)
         except gexc.PreconditionFailed:
             raise AlreadyExists(key) from None
 
     def put(self, key: str, data: bytes) -> None:
-        self._call(key, self._blob(key).upload_from_string, data, retry=RETRY, timeout=120)
+        self._call(key, self._blob(key).upload_from_string, data, retry=self.retry, timeout=120)
 
     def get(self, key: str) -> bytes:
-        return self._call(key, self._blob(key).download_as_bytes, retry=RETRY, timeout=120)
+        return self._call(key, self._blob(key).download_as_bytes, retry=self.retry, timeout=120)
 
     def exists(self, key: str) -> bool:
-        return bool(self._call(key, self._blob(key).exists, retry=RETRY, timeout=60))
+        return bool(self._call(key, self._blob(key).exists, retry=self.retry, timeout=60))
 
     def delete(self, key: str) -> None:
         try:
-            self._call(key, self._blob(key).delete, retry=RETRY, timeout=60)
+            self._call(key, self._blob(key).delete, retry=self.retry, timeout=60)
         except KeyError:
             pass
 
     def list(self, prefix: str = "") -> list[str]:
         def names():
-            blobs = self.bucket.client.list_blobs(self.bucket, prefix=self.prefix + prefix, retry=RETRY, timeout=60)
+            blobs = self.bucket.client.list_blobs(self.bucket, prefix=self.prefix + prefix, retry=self.retry, timeout=60)
             return sorted(b.name[len(self.prefix):] for b in blobs)
 
         return self._call(prefix, names)

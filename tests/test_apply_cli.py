@@ -237,3 +237,51 @@ def test_junit_lists_every_trial_of_the_plan_even_after_a_stopped_run(tmp_path):
     assert len(cases) == 3 and suite.get("tests") == "3"
     assert sum(c.find("failure") is not None for c in cases) == 1
     assert sum(c.find("skipped") is not None for c in cases) == 2
+
+
+@pytest.mark.parametrize("where", ["folder", "gcs"])
+def test_two_copies_of_a_plan_applied_at_once_train_every_trial_once(tmp_path, where, request):
+    """Claims in the store: two plan folders (a copy, or another machine), one store, two applies at once."""
+    import shutil
+
+    results = str(tmp_path / "results") if where == "folder" else request.getfixturevalue("gcs_bucket") + "/two"
+    plan_dir, ids, env = plan_with(tmp_path, 6, {"*": "sleep:0.5"})
+    copy = tmp_path / "plan-copy"
+    shutil.copytree(plan_dir, copy)
+    procs = [subprocess.Popen([hpt_exe(), "apply", str(p), "--results", results, "--parallel", "2", "--output", "json"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for p in (plan_dir, copy)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1] for o in outs]
+    assert {tid: attempts(tmp_path, tid) for tid in ids} == {tid: 1 for tid in ids}
+    events = [json.loads(line) for out, _ in outs for line in out.splitlines()]
+    assert sum(e["event"] == "trial-started" for e in events) == 6
+    assert all(e["done"] == 6 for e in events if e["event"] == "run-finished")
+    assert sorted(rows_in(results)) == sorted(f"rows/{t}.csv" for t in ids)
+    assert open_store(results).list("claims/") == []  # every claim released
+
+
+def test_a_dead_applys_claim_is_taken_over_and_a_live_one_is_waited_for(tmp_path):
+    from hpt.store.claims import Claims
+
+    plan_dir, ids, env = plan_with(tmp_path, 2, {})
+    results = str(tmp_path / "results")
+    store = open_store(results)
+    dead, live = Claims(store, "elsewhere:/dead", lease_s=0.01), Claims(store, "elsewhere:/live", lease_s=600)
+    dead.acquire(ids[0])
+    time.sleep(0.05)
+    claim = live.acquire(ids[1])
+    proc = subprocess.Popen([hpt_exe(), "apply", str(plan_dir), "--results", results, "--output", "json"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: open_store(results).exists(f"rows/{ids[0]}.csv"))  # the dead claim was taken over
+    time.sleep(1.5)
+    assert proc.poll() is None and attempts(tmp_path, ids[1]) == 0      # the live one is left to its owner
+    from hpt.schemas.row import row_csv
+
+    store.put_once(f"rows/{ids[1]}.csv", row_csv({"trial_id": ids[1], "status": "done", "mse": 0.5}).encode())
+    live.release(claim)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    events = [json.loads(line) for line in out.splitlines()]
+    assert [e["trial_id"] for e in events if e["event"] == "trial-claimed-elsewhere"] == [ids[1]]
+    assert events[-1]["done"] == 2 and attempts(tmp_path, ids[0]) == 1 and attempts(tmp_path, ids[1]) == 0

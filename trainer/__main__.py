@@ -3,7 +3,8 @@
 The manifest comes from the MANIFEST path or the env var HPT_MANIFEST (JSON text or a path); the
 results store from --results or HPT_RESULTS (a folder, file:// or gs://bucket/prefix). Progress
 and epoch lines go to stderr through `logging`, for the executor's log capture. Exit codes:
-0 done or already done, 1 the trial failed (its row says why), 2 a user error (one line on stderr).
+0 done or already done, 1 the trial failed (its row says why), 2 a user error (one line on stderr),
+75 the store stayed unreachable past its deadline (nothing written; `hpt apply` retries the trial).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import sys
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from hpt.schemas.errors import UserError  # noqa: E402
+from hpt.store.base import EXIT_STORE_UNAVAILABLE, StoreUnavailable  # noqa: E402
 
 log = logging.getLogger("hpt.trainer")
 
@@ -59,6 +61,9 @@ def main(argv: list[str] | None = None) -> None:
 
         store = open_store(args.results)
         code = run_trial(manifest, store, device=args.device)
+    except StoreUnavailable as err:  # before UserError: "try again later", and apply will
+        print(f"hpt-trial: error: {err}", file=sys.stderr)
+        sys.exit(EXIT_STORE_UNAVAILABLE)
     except UserError as err:
         print(f"hpt-trial: error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -6,7 +6,10 @@ overwritten. A trial that fails — bad data, an empty window, a NaN loss, an ex
 leaves a row, with status `failed` and the reason: a failure is a result.
 
 Exit codes: 0 done (or already done), 1 the trial failed, 2 a user error (bad manifest, bad data
-location, no access to the store) — with one line on stderr, never a traceback.
+location, no access to the store) — with one line on stderr, never a traceback; 75
+(EXIT_STORE_UNAVAILABLE) the store stayed unreachable past its deadline, nothing was written, and
+`hpt apply` runs the trial again. A store that comes back within the deadline loses nothing: every
+upload waits for it.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from hpt.store import TENSORBOARD, AlreadyExists, Store, row_key
+from hpt.store import TENSORBOARD, AlreadyExists, Store, StoreUnavailable, row_key
 from hpt.schemas.catalog import metrics as catalog_metrics
 from hpt.schemas.errors import UserError
 from hpt.schemas.manifest import TrialManifest
@@ -55,6 +58,8 @@ def run_trial(manifest: TrialManifest, store: Store, device: str | None = None) 
         tb_dir = Path(scratch) / "tensorboard"
         try:
             code, row = EXIT_OK, _train_and_store(manifest, store, Path(scratch), tb_dir, device, started_at)
+        except StoreUnavailable:
+            raise  # nothing can be stored, not even a failed row: hpt-trial exits EXIT_STORE_UNAVAILABLE
         except UserError as err:
             code, reason = EXIT_USER_ERROR, str(err)
         except TrainingFailed as err:

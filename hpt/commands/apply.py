@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import shlex
 import sys
 from pathlib import Path
@@ -79,7 +80,7 @@ def register(app: typer.Typer) -> None:
         from hpt.executor.loop import RunOptions, run_plan
         from hpt.executor.plan import load_plan
         from hpt.executor.publish import ResultsPublisher
-        from hpt.store import open_store
+        from hpt.store import StoreUnavailable, open_store
 
         fmt = chosen_format(fmt, output)
         plan = load_plan(plan_dir)
@@ -119,9 +120,13 @@ def register(app: typer.Typer) -> None:
         reporter = JsonLines() if fmt is Format.json else RichProgress(err_console)
         options = RunOptions(parallel=parallel, retries=retries, timeout_s=timeout, max_failures=max_failures,
                              skip_failed=skip_failed, backoff_s=backoff,
-                             resume_hint=_resume_command(str(plan_dir), backend, store.uri, given))
+                             resume_hint=_resume_command(str(plan_dir), backend, store.uri, given),
+                             owner=f"{socket.gethostname()}:{plan_dir.resolve()}")
         try:
             outcome = run_plan(plan, runner, store, options, reporter)
+        except StoreUnavailable as err:  # trials already trained keep waiting for the store, up to the same deadline
+            raise StoreUnavailable(err.message, where=err.where,
+                                   hint=f"{err.hint}; resume once it is back: {options.resume_hint}") from None
         except OSError as err:  # a results folder or state folder we cannot write: the user can fix it
             raise UserError(f"cannot write: {err.strerror or err}", where=err.filename or store.uri) from None
         finally:
