@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -165,10 +166,9 @@ def main() -> None:
         from kubernetes.client import BatchV1Api
 
         batch = BatchV1Api(api_client(kubeconfig))
-        base_subs = [Submission(s.trial_id, "e-00000000base", s.manifest_json, results, None, 1, s.manifest)
+        base_subs = [Submission(replace(s.manifest, experiment="e-00000000base"), s.manifest_json, results)
                      for s in plan.submissions[:base_n]]
-        jobs = [k8s.render_trial(trial_id=s.trial_id, experiment_id=s.experiment_id, manifest_json=s.manifest_json,
-                                 manifest=s.manifest, results_uri=results)[-1] for s in base_subs]
+        jobs = [k8s.render_trial(s)[-1] for s in base_subs]
         c0, t0 = cpu_s(), time.perf_counter()
         for job in jobs:
             batch.create_namespaced_job("default", job, _preload_content=False)

@@ -13,9 +13,8 @@ from hpt.compiler.fidelities import Fidelity, resolve_fidelities
 from hpt.compiler.search import DEFAULT_RANDOM_TRIALS, Distribution, Domain, SearchSpace, Values, domain_from_spec
 from hpt.compiler.validation import check_date_pairs
 from hpt.schemas.catalog import Architecture, architecture, default_metrics, learning_rate_family, metrics, mode_defaults
-
-DEFAULT_IMAGE = "hpt-trainer:latest"
-DEFAULT_RESOURCES: dict[str, Any] = {"gpus": 0, "cpus": 1, "memory": "4Gi"}
+from hpt.schemas.manifest import DEFAULT_IMAGE
+from hpt.schemas.resources import Resources
 DEFAULT_VALIDATION_DAYS = 30
 DEFAULT_OBJECTIVE = "mse"
 
@@ -39,7 +38,7 @@ class Resolved:
     data: str | None                # as the spec wrote it (resolved against the dataset later)
     results: str | None
     image: str
-    resources: dict[str, Any]
+    resources: Resources
     validation_days: int
     repeats: int
     kubernetes: dict[str, Any] = field(default_factory=dict)
@@ -100,7 +99,7 @@ def resolve(doc: dict[str, Any], *, mode: str | None = None, seed: int | None = 
         architecture=arch, date_range=date_range, space=space, auto=auto, mode=mode, epochs=epochs,
         metrics=chosen, objective={"metric": objective_metric, "goal": goal},
         data=doc.get("data"), results=doc.get("results"), image=doc.get("image", DEFAULT_IMAGE),
-        resources={**DEFAULT_RESOURCES, **doc.get("resources", {})},
+        resources=Resources.from_dict(doc.get("resources", {})),
         validation_days=int(doc.get("validation-days", DEFAULT_VALIDATION_DAYS)),
         repeats=int(doc.get("repeats", 1)), kubernetes=dict(doc.get("kubernetes", {})),
         fidelities=resolve_fidelities(doc.get("fidelities"), epochs),

@@ -175,7 +175,7 @@ def resolved_spec(resolved: Resolved, dataset: DatasetRef, windows: list[Window]
         "auto": resolved.auto,
         "search": {"method": space.method, "trials": space.trials, "seed": space.seed},
         "mode": resolved.mode, "epochs": resolved.epochs, "metrics": resolved.metrics, "objective": resolved.objective,
-        "data": dataset.uri, "results": resolved.results, "image": resolved.image, "resources": resolved.resources,
+        "data": dataset.uri, "results": resolved.results, "image": resolved.image, "resources": resolved.resources.to_dict(),
         "validation-days": resolved.validation_days, "repeats": resolved.repeats,
     }
     if isinstance(resolved.date_range, Rotating):

@@ -22,6 +22,7 @@ from typing import Any, Iterator
 from hpt.compiler.dates import Window
 from hpt.compiler.fidelities import Fidelity
 from hpt.schemas.manifest import API_VERSION, TrialManifest, canonical_json, config_id, trial_id
+from hpt.schemas.resources import Resources
 from hpt.schemas.version import __version__
 
 
@@ -41,7 +42,7 @@ class TrialShape:
     metrics: list[str]
     objective: dict[str, str]
     image: str
-    resources: dict[str, Any]
+    resources: Resources
     kubernetes: dict[str, Any]
     search_seed: int
     repeats: int
@@ -100,7 +101,7 @@ def iter_trials(shape: TrialShape, configs: Iterator[dict[str, Any]], windows: l
     variant_windows = [[f.window(w) for f in shape.fidelities] or [w] for w in windows]
     base: dict[str, Any] = {"apiVersion": API_VERSION, "kind": "Trial", "experiment": shape.experiment,
                             "architecture": shape.architecture, "data": data, "metrics": shape.metrics,
-                            "objective": shape.objective, "image": shape.image, "resources": shape.resources,
+                            "objective": shape.objective, "image": shape.image, "resources": shape.resources.to_dict(),
                             "hpt_version": __version__}
     if shape.kubernetes:  # TrialManifest.to_dict() leaves an empty section out
         base["kubernetes"] = shape.kubernetes

@@ -15,6 +15,7 @@ from jsonschema.exceptions import ValidationError
 from hpt.compiler.paths import did_you_mean, json_path
 from hpt.schemas.catalog import Architecture, ParamSpec, architectures, metrics
 from hpt.schemas.errors import UserError
+from hpt.schemas.kubernetes import ClusterSettings
 from hpt.schemas.loader import load_json, schema_validator
 
 SPEC_SCHEMA = "spec.schema.json"
@@ -183,6 +184,8 @@ def check_meaning(doc: dict[str, Any]) -> None:
         if "metrics" in doc and name not in doc["metrics"]:
             raise UserError(f"the objective metric {name!r} is not among the reported metrics", where="objective.metric",
                             hint=f"add {name!r} to \"metrics\"")
+    if "kubernetes" in doc:   # checked here, once: the backend trusts a compiled manifest's section
+        ClusterSettings.parse(doc["kubernetes"], where="kubernetes")
 
 
 def check_architecture(name: str) -> Architecture:

@@ -7,8 +7,10 @@ starts `hpt-trial` with both, in whatever form it runs things: a subprocess, a c
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence, runtime_checkable
+from dataclasses import dataclass
+from typing import Protocol, Sequence, runtime_checkable
+
+from hpt.schemas.manifest import TrialManifest
 
 
 class Phase(str, enum.Enum):
@@ -21,13 +23,23 @@ class Phase(str, enum.Enum):
 @dataclass(frozen=True)
 class Submission:
     """What a backend needs to run one trial."""
-    trial_id: str
-    experiment_id: str
-    manifest_json: str          # the manifest file's text, unchanged
+    manifest: TrialManifest     # the typed view: image, resources, kubernetes settings, labels
+    manifest_json: str          # the manifest file's text, unchanged: what the trial itself reads
     results_uri: str
     timeout_s: float | None = None
     attempt: int = 1
-    manifest: dict[str, Any] = field(default_factory=dict)  # parsed, for resources/image/labels only
+
+    @classmethod
+    def of(cls, manifest: TrialManifest, results_uri: str, timeout_s: float | None = None, attempt: int = 1) -> "Submission":
+        return cls(manifest, manifest.to_json(), results_uri, timeout_s, attempt)
+
+    @property
+    def trial_id(self) -> str:
+        return self.manifest.id
+
+    @property
+    def experiment_id(self) -> str:
+        return self.manifest.experiment
 
 
 @dataclass(frozen=True)

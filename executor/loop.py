@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hpt.executor.backend import Backend, Phase, Submission, TrialStatus
@@ -223,8 +223,7 @@ class Scheduler:
             row = self._row(tid) or {}
             self._record_existing(sub, row, attempt)
             return
-        job = Submission(tid, sub.experiment_id, sub.manifest_json, sub.results_uri, self.opt.timeout_s, attempt,
-                         sub.manifest)
+        job = replace(sub, timeout_s=self.opt.timeout_s, attempt=attempt)
         handle = self.backend.submit(job)
         self.running[tid] = _Running(job, handle, attempt, time.monotonic(), _utc())
         self._runs_dirty = True

@@ -8,12 +8,13 @@ resources (and to copy identity columns into a failed row the trainer could not 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from hpt.executor.backend import Submission
 from hpt.schemas.errors import UserError
+from hpt.schemas.manifest import TrialManifest
 
 PLAN_JSON = "plan.json"
 TRIALS = "trials"
@@ -33,8 +34,7 @@ class Plan:
 
     def with_results(self, results_uri: str, timeout_s: float | None = None) -> "Plan":
         """The same plan with every submission pointed at a results store (and a timeout)."""
-        subs = [Submission(s.trial_id, s.experiment_id, s.manifest_json, results_uri, timeout_s, s.attempt, s.manifest)
-                for s in self.submissions]
+        subs = [replace(s, results_uri=results_uri, timeout_s=timeout_s) for s in self.submissions]
         return Plan(self.path, self.experiment_id, self.results, subs, self.doc)
 
 
@@ -94,19 +94,13 @@ def load_plan(path: str | Path) -> Plan:
     experiments: set[str] = set()
     for file in sorted(trials_dir.glob("*.json")):
         text = file.read_text(encoding="utf-8")
-        try:
-            manifest = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise UserError(f"manifest is not valid JSON: {err.msg} at line {err.lineno}", where=str(file)) from None
-        tid = manifest.get("id") if isinstance(manifest, dict) else None
-        exp = manifest.get("experiment") if isinstance(manifest, dict) else None
-        if not isinstance(tid, str) or not isinstance(exp, str):
-            raise UserError("not a trial manifest (no `id` or `experiment`)", where=str(file))
+        manifest = TrialManifest.from_json(text, where=str(file))
+        tid, exp = manifest.id, manifest.experiment
         if file.stem != tid:
             raise UserError(f"manifest file name does not match its id {tid}; manifests are immutable — recompile",
                             where=str(file))
         experiments.add(exp)
-        by_id[tid] = Submission(trial_id=tid, experiment_id=exp, manifest_json=text, results_uri="", manifest=manifest)
+        by_id[tid] = Submission(manifest, text, results_uri="")
 
     experiment = _experiment(doc)
     if experiment is None:

@@ -70,7 +70,7 @@ def trial_states(plan: Plan, store: Store, local_state_dir: Path | None = None) 
         tid = sub.trial_id
         row = rows.get(tid)
         if row is not None and row.get("status") == STATUS_DONE:
-            objective = (sub.manifest.get("objective") or {}).get("metric", "")
+            objective = sub.manifest.objective["metric"]
             value = row.get(objective, "")
             states.append(TrialState(tid, "done", f"{objective}={_rounded(value)}" if objective and value else "done"))
         elif tid in running:

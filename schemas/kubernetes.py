@@ -21,7 +21,8 @@ DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")                  
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")  # ≤ 253
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")            # ≤ 63
 QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")            # ≤ 63
-ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")                                # what Kubernetes accepts
+ENV_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")       # what a spec may name: a shell can read it too
 SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 QUANTITY = re.compile(r"^[+]?(\d+(\.\d*)?|\.\d+)(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?\d+))?$")
 TOLERATION_OPERATORS = {"Exists", "Equal"}
@@ -99,7 +100,6 @@ class ClusterSettings:
         if service_account is not None and not is_dns1123_subdomain(service_account):
             raise UserError(f"{service_account!r} is not a valid service account name", where=f"{where}.serviceAccountName")
 
-        pull_secrets: list[str] = []
         raw_pull = section.get("imagePullSecrets") or []
         if not isinstance(raw_pull, list):
             raise UserError("must be a list of secret names", where=f"{where}.imagePullSecrets")
@@ -107,13 +107,11 @@ class ClusterSettings:
             name = item.get("name") if isinstance(item, dict) else item
             if not is_dns1123_subdomain(name):
                 raise UserError(f"{name!r} is not a valid secret name", where=f"{where}.imagePullSecrets[{i}]")
-            pull_secrets.append(name)
 
         priority = section.get("priorityClassName")
         if priority is not None and not is_dns1123_subdomain(priority):
             raise UserError(f"{priority!r} is not a valid priority class name", where=f"{where}.priorityClassName")
 
-        env: list[dict[str, str]] = []
         raw_env = section.get("env_from_secrets") or []
         if not isinstance(raw_env, list):
             raise UserError("must be a list of {name, secret, key}", where=f"{where}.env_from_secrets")
@@ -123,7 +121,7 @@ class ClusterSettings:
             if not isinstance(item, dict) or set(item) != {"name", "secret", "key"}:
                 raise UserError("must be {name, secret, key}: an env var filled from one key of a Secret", where=at,
                                 hint="secret values never go into a spec")
-            if not (isinstance(item["name"], str) and ENV_NAME.match(item["name"])):
+            if not (isinstance(item["name"], str) and ENV_VAR_NAME.match(item["name"])):
                 raise UserError(f"{item['name']!r} is not a valid environment variable name", where=f"{at}.name")
             if item["name"] in RESERVED_ENV or item["name"] in seen:
                 raise UserError(f"{item['name']!r} is set by hpt or listed twice", where=f"{at}.name")
@@ -132,11 +130,20 @@ class ClusterSettings:
             if not (isinstance(item["key"], str) and len(item["key"]) <= 253 and SECRET_KEY.match(item["key"])):
                 raise UserError(f"{item['key']!r} is not a valid secret key", where=f"{at}.key")
             seen.add(item["name"])
-            env.append({"name": item["name"], "secret": item["secret"], "key": item["key"]})
 
-        return cls(namespace=namespace, node_selector=dict(node_selector), tolerations=[dict(t) for t in tolerations],
-                   service_account_name=service_account, image_pull_secrets=pull_secrets,
-                   priority_class_name=priority, env_from_secrets=env)
+        return cls.trusted(section)
+
+    @classmethod
+    def trusted(cls, section: Mapping[str, Any] | None) -> "ClusterSettings":
+        """The settings of a section `parse` has accepted (a compiled manifest's): built, not checked again."""
+        section = section or {}
+        return cls(namespace=section.get("namespace"), node_selector=dict(section.get("nodeSelector") or {}),
+                   tolerations=[dict(t) for t in section.get("tolerations") or []],
+                   service_account_name=section.get("serviceAccountName"),
+                   image_pull_secrets=[s["name"] if isinstance(s, dict) else s for s in section.get("imagePullSecrets") or []],
+                   priority_class_name=section.get("priorityClassName"),
+                   env_from_secrets=[{"name": e["name"], "secret": e["secret"], "key": e["key"]}
+                                     for e in section.get("env_from_secrets") or []])
 
 
 def check_toleration(tol: Any, where: str) -> None:

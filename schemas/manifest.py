@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from hpt.schemas.errors import UserError
+from hpt.schemas.kubernetes import ClusterSettings
 from hpt.schemas.loader import schema_validator
+from hpt.schemas.resources import Resources
 
 API_VERSION = "hpt/v1"
+DEFAULT_IMAGE = "hpt-trainer:latest"    # the spec's `image` when it names none (what `hpt image build` tags)
 
 # The fields whose values decide what a trial computes. Everything else (experiment, image,
 # resources, metrics to report, objective, cluster settings) may change without changing the id.
@@ -57,7 +60,7 @@ class TrialManifest:
     metrics: list[str]
     objective: dict[str, str]
     image: str
-    resources: dict[str, Any]
+    resources: Resources
     hpt_version: str
     config: str = ""
     kubernetes: dict[str, Any] = field(default_factory=dict)
@@ -82,6 +85,11 @@ class TrialManifest:
         return str(self.budget["mode"])
 
     @property
+    def cluster_settings(self) -> ClusterSettings:
+        """The kubernetes section, typed (checked by ClusterSettings.parse when the plan was compiled)."""
+        return ClusterSettings.trusted(self.kubernetes)
+
+    @property
     def fidelity(self) -> str:
         """The spec's fidelity this trial runs at; empty for plans without fidelities."""
         return str(self.budget.get("fidelity", ""))
@@ -102,6 +110,7 @@ class TrialManifest:
     def from_dict(cls, doc: dict[str, Any], where: str = "manifest") -> "TrialManifest":
         validate_manifest(doc, where)
         fields = {k: v for k, v in doc.items() if k not in ("apiVersion", "kind")}
+        fields["resources"] = Resources.from_dict(fields["resources"])
         manifest = cls(**fields)
         expected = trial_id(doc)
         if manifest.id != expected:

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from hpt.cli import app
 from hpt.schemas.catalog import architecture
 from hpt.schemas.dataset import DatasetInfo
+from hpt.schemas.resources import Resources
 from hpt.schemas.manifest import TrialManifest, validate_manifest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -89,7 +90,7 @@ def test_seed_example_compiles_as_printed(tmp_path):
     assert t.train_range == ("2017-01-01", "2017-04-01") and t.validation_range == ("2017-04-01", "2017-05-01")
     # the demo default is named by a URI, not this machine's cache path: ids are the same on any machine
     assert t.data["uri"] == "demo://online-retail-ii"
-    assert t.image == "hpt-trainer:latest" and t.resources == {"gpus": 0, "cpus": 1, "memory": "4Gi"}
+    assert t.image == "hpt-trainer:latest" and t.resources == Resources(gpus=0, cpus=1, memory="4Gi")
     assert t.epochs == 20 and t.mode == "full" and t.window["index"] == 0 and t.config.startswith("c-")
     assert set(t.params) == set(architecture("lstm-attention").param_names)
 
@@ -111,7 +112,7 @@ def test_every_example_compiles(name, tmp_path, monkeypatch):
         (w,) = summary["windows"]
         assert w["train"][0][:8] != w["train"][1][:8]  # one calendar month
     if name == "gke.yaml":
-        assert trials[0].kubernetes["namespace"] == "hpt" and trials[0].resources["gpus"] == 1
+        assert trials[0].kubernetes["namespace"] == "hpt" and trials[0].resources.gpus == 1
         assert any("coverage" in w and "not checked" in w for w in summary["warnings"]), summary["warnings"]
         assert trials[0].data["uri"] == "gs://my-team-datasets/online-retail-ii"
         assert any("coverage was not checked" in w for w in summary["warnings"])
@@ -271,6 +272,19 @@ def test_yaml_and_stdin_specs(tmp_path):
 ])
 def test_errors_are_one_line_and_exit_2(tmp_path, text, words):
     assert words in compile_fails(write(tmp_path / "s.json", text), tmp_path / "plan")
+    assert not (tmp_path / "plan").exists()
+
+
+@pytest.mark.parametrize("kubernetes, words", [
+    ({"nodeSelector": {"pool/": "gpu"}}, "kubernetes.nodeSelector: 'pool/' is not a valid label key"),
+    ({"nodeSelector": {"pool": "a b"}}, "kubernetes.nodeSelector.pool: 'a b' is not a valid label value"),
+    ({"env_from_secrets": [{"name": "API-KEY", "secret": "s", "key": "k"}]},
+     "kubernetes.env_from_secrets[0].name: 'API-KEY' is not a valid environment variable name"),
+    ({"namespace": "ML_Team"}, "kubernetes.namespace: 'ML_Team' is not a valid namespace"),
+])
+def test_a_bad_kubernetes_section_fails_at_compile_not_at_apply(tmp_path, kubernetes, words):
+    spec = {"architecture": "lstm", "kubernetes": kubernetes}
+    assert words in compile_fails(write(tmp_path / "s.json", spec), tmp_path / "plan")
     assert not (tmp_path / "plan").exists()
 
 

@@ -18,6 +18,7 @@ from hpt.compiler.trials import TrialShape, iter_trials, trial_seed
 from hpt.compiler.validation import validate_spec
 from hpt.schemas.catalog import architecture
 from hpt.schemas.errors import UserError
+from hpt.schemas.resources import Resources
 from hpt.schemas.manifest import TrialManifest, config_id, trial_id
 
 D = dt.date
@@ -273,9 +274,9 @@ def test_defaults_and_overrides():
     r = resolve({"architecture": "mdn", "objective": {"metric": "mae"}}, mode="quick", seed=9)
     assert r.epochs == 5 and r.space.seed == 9
     assert "mae" in r.metrics and r.objective == {"metric": "mae", "goal": "minimize"}
-    assert r.image == "hpt-trainer:latest" and r.resources == {"gpus": 0, "cpus": 1, "memory": "4Gi"}
+    assert r.image == "hpt-trainer:latest" and r.resources == Resources(gpus=0, cpus=1, memory="4Gi")
     assert resolve({"architecture": "mdn", "epochs": 7, "mode": "quick", "resources": {"gpus": 1}}).epochs == 7
-    assert resolve({"architecture": "mdn", "resources": {"gpus": 1}}).resources == {"gpus": 1, "cpus": 1, "memory": "4Gi"}
+    assert resolve({"architecture": "mdn", "resources": {"gpus": 1}}).resources == Resources(gpus=1, cpus=1, memory="4Gi")
 
 
 # --- trials -----------------------------------------------------------------------------------
@@ -287,7 +288,7 @@ def test_rendered_trials_are_exactly_trial_manifests():
     windows = explicit_windows([(D(2010, 1, 1), D(2010, 3, 1)), (D(2010, 6, 1), D(2010, 7, 15))], 14)
     shape = TrialShape(experiment="e-0123456789ab", architecture=arch.name, data_uri="/data/x", mode="full", epochs=3,
                        metrics=["mse", "loss"], objective={"metric": "mse", "goal": "minimize"}, image="img:1",
-                       resources={"gpus": 0, "cpus": 1, "memory": "1Gi"}, kubernetes={"namespace": "ns"},
+                       resources=Resources(gpus=0, cpus=1, memory="1Gi"), kubernetes={"namespace": "ns"},
                        search_seed=4, repeats=2)
     rendered = list(iter_trials(shape, s.configs(), windows))
     assert len(rendered) == 15 * 2 * 2 == len({t.id for t in rendered})

@@ -64,7 +64,7 @@ def manifest(dataset: Path, exp: str, seed: int = 0, resources: dict | None = No
 
 
 def submission(m, results: str) -> Submission:
-    return Submission(m.id, m.experiment, m.to_json(), results, manifest=json.loads(m.to_json()))
+    return Submission.of(m, results)
 
 
 @pytest.fixture(scope="session")

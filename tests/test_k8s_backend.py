@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -56,7 +57,7 @@ def _subs(n=2, results="gs://bucket/results", timeout=None, **kw) -> list[Submis
     for seed in range(n):
         m = make_manifest("gs://bucket/data", "bag-of-words", seed=seed, experiment=exp,
                           image="reg.example/hpt/trainer:1", **kw)
-        out.append(Submission(m.id, m.experiment, m.to_json(), results, timeout, 1, m.to_dict()))
+        out.append(Submission.of(m, results, timeout))
     return out
 
 
@@ -284,7 +285,7 @@ def test_retries_get_their_own_job_name(cluster, kubeconfig):
     backend.preflight(subs)
     watching(cluster, backend, watches_before)
     s = subs[0]
-    retry = Submission(s.trial_id, s.experiment_id, s.manifest_json, s.results_uri, None, 2, s.manifest)
+    retry = replace(s, timeout_s=None, attempt=2)
     handle = backend.submit(retry)
     job = wait_for(lambda: _job(cluster, handle.name))
     assert handle.name.endswith("-2") and job["metadata"]["labels"][k8s.ATTEMPT_LABEL] == "2"
@@ -404,7 +405,7 @@ def test_hpt_apply_backend_k8s_runs_a_plan_to_rows_in_the_bucket(cluster, kubeco
 
 def test_hpt_delete_removes_the_plans_jobs_and_configmaps_only(cluster, api, kubeconfig, tmp_path):
     plan, manifests = _plan(tmp_path, 2)
-    subs = [Submission(m.id, m.experiment, m.to_json(), "gs://bucket/r", None, 1, m.to_dict()) for m in manifests]
+    subs = [Submission.of(m, "gs://bucket/r") for m in manifests]
     backend = _backend(manifest_via="configmap")
     watches_before = _watches(cluster, subs[0].experiment_id)
     backend.preflight(subs)

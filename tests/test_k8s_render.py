@@ -60,9 +60,7 @@ def _manifest(resources=None, kubernetes=None, **kw) -> TrialManifest:
 
 
 def _render(m: TrialManifest, via="env", timeout=None, results="gs://bucket/results", attempt=1, **opts):
-    return k8s.render_trial(trial_id=m.id, experiment_id=m.experiment, manifest_json=m.to_json(), manifest=m.to_dict(),
-                            results_uri=results, timeout_s=timeout, attempt=attempt,
-                            options=k8s.RenderOptions(manifest_via=via, **opts))
+    return k8s.render_trial(Submission.of(m, results, timeout, attempt), k8s.RenderOptions(manifest_via=via, **opts))
 
 
 def _env(job) -> dict:
@@ -279,7 +277,7 @@ def test_apply_without_any_cluster_config_is_one_clear_error(tmp_path, no_kubeco
 def test_dry_run_yaml_pipes_to_kubectl_shape():
     """Every document is a complete object: apiVersion, kind, metadata.name (what `kubectl apply -f -` needs)."""
     m = _manifest()
-    sub = Submission(m.id, m.experiment, m.to_json(), "gs://b/r", None, 1, m.to_dict())
+    sub = Submission.of(m, "gs://b/r")
     from hpt.executor.backends.kubernetes import KubernetesBackend
 
     text = KubernetesBackend(manifest_via="configmap").dry_run([sub])

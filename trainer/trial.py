@@ -50,7 +50,7 @@ def run_trial(manifest: TrialManifest, store: Store, device: str | None = None) 
     try:
         from hpt.trainer.train import TrainingFailed, describe_device, select_device
 
-        device_name = describe_device(select_device(device), manifest.resources.get("cpus"))
+        device_name = describe_device(select_device(device), manifest.resources.cpus)
     except ImportError as err:  # torch missing in the image: still a result
         return _finish(store, build_row(manifest, status=STATUS_FAILED, reason=f"trainer unavailable: {err}",
                                         started_at=started_at, finished_at=_now()), EXIT_FAILED)
@@ -102,7 +102,7 @@ def _train_and_store(manifest: TrialManifest, store: Store, scratch: Path, tb_di
 
     try:
         result = fit(manifest.architecture, params, prepared, seed=manifest.seed, max_epochs=manifest.epochs,
-                     device=select_device(device), cpus=manifest.resources.get("cpus"), on_epoch=on_epoch)
+                     device=select_device(device), cpus=manifest.resources.cpus, on_epoch=on_epoch)
     finally:
         if writer is not None:
             writer.close()

@@ -44,6 +44,7 @@ from typing import Any, Sequence
 
 from hpt.executor.backend import Phase, Submission, TrialStatus
 from hpt.schemas.errors import UserError
+from hpt.schemas.resources import memory_bytes
 from hpt.schemas.dataset import local_data_uri
 
 LABEL_EXPERIMENT = "hpt.experiment"
@@ -58,20 +59,6 @@ EXIT_COULD_NOT_START = 125          # what `docker run` exits with when the daem
 STOP_GRACE_S = 3                    # SIGTERM, then SIGKILL after this many seconds
 LOG_TAIL_LINES = 20_000
 BUILD_HINT = "build it with `hpt image build --offline` (Debian base, no registry) or `hpt image build` (CUDA PyTorch base), or `make image`"
-
-_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
-_FACTORS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
-            "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
-
-
-def memory_bytes(quantity: str | int | float) -> int:
-    """A Kubernetes memory quantity ("2Gi", "512M", "1048576") in bytes."""
-    if isinstance(quantity, (int, float)):
-        return int(quantity)
-    match = _QUANTITY.match(str(quantity).strip())
-    if not match:
-        raise UserError(f"not a memory quantity: {quantity!r}", where="resources.memory", hint="e.g. 4Gi, 512Mi, 2G")
-    return int(float(match.group(1)) * _FACTORS[match.group(2)])
 
 
 def _local_path(uri: str) -> str | None:
@@ -247,11 +234,8 @@ class DockerBackend:
 
     # --- what runs ----------------------------------------------------------------------------------
     def _resources(self, sub: Submission) -> tuple[float, str, int]:
-        res = sub.manifest.get("resources") or {}
-        cpus = float(res.get("cpus", 1) or 1)
-        memory = str(res.get("memory", "4Gi"))
-        gpus = int(res.get("gpus", 0) or 0)
-        return cpus, memory, gpus
+        res = sub.manifest.resources
+        return float(res.cpus), res.memory, res.gpus
 
     def _user(self) -> str | None:
         option = os.environ.get("HPT_DOCKER_USER") or self.user_option
@@ -266,8 +250,7 @@ class DockerBackend:
     def spec(self, sub: Submission) -> RunSpec:
         from hpt.schemas import __version__
 
-        m = sub.manifest
-        image = str(m.get("image") or "hpt-trainer:latest")
+        image = sub.manifest.image
         cpus, memory, gpus = self._resources(sub)
         env = {"HPT_MANIFEST": sub.manifest_json, "HPT_RESULTS": sub.results_uri, "PYTHONUNBUFFERED": "1"}
         threads = str(max(1, math.ceil(cpus)))
@@ -615,7 +598,7 @@ class DockerBackend:
             return
         import docker.errors
 
-        for image in sorted({str(s.manifest.get("image") or "hpt-trainer:latest") for s in submissions}):
+        for image in sorted({s.manifest.image for s in submissions}):
             try:
                 client.images.get(image)
             except docker.errors.ImageNotFound:

@@ -111,10 +111,7 @@ class LocalBackend:
 
     # ---------------------------------------------------------------------------------------------
     def _cpus_of(self, sub: Submission) -> float:
-        try:
-            return float(sub.manifest.get("resources", {}).get("cpus", 1)) or 1.0
-        except (TypeError, ValueError, AttributeError):
-            return 1.0
+        return float(sub.manifest.resources.cpus)
 
     def _threads(self, sub: Submission) -> int:
         return max(1, math.ceil(self._cpus_of(sub)))
@@ -150,7 +147,7 @@ class LocalBackend:
             raise UserError(f"trial command {exe!r} is not executable", where="local backend")
         if submissions:
             self._cpus = max(self._cpus_of(s) for s in submissions)
-            gpus = max(int(s.manifest.get("resources", {}).get("gpus", 0) or 0) for s in submissions)
+            gpus = max(s.manifest.resources.gpus for s in submissions)
             if gpus and shutil.which("nvidia-smi") is None:
                 # Not an error: the trainer falls back to CPU; say so once.
                 print(f"note: trials ask for {gpus} GPU(s) but no NVIDIA GPU is visible; they run on CPU",

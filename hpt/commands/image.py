@@ -17,8 +17,9 @@ import typer
 
 from hpt.commands.common import EXIT_USER_ERROR, err_console, user_errors
 from hpt.schemas.errors import UserError
+from hpt.schemas.manifest import DEFAULT_IMAGE
 
-DEFAULT_TAG = "hpt-trainer:latest"
+DEFAULT_TAG = DEFAULT_IMAGE
 GPU_BASE = "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime"
 OFFLINE_BASE = "hpt-base:bookworm"
 

@@ -84,6 +84,7 @@ class KubernetesBackend:
         self._experiment: str | None = None
         self._gpus_per_trial = 0
         self._config = None
+        self._context_namespace: str | None = None   # the kubeconfig context's (or the pod's) namespace
         self._api = None
         self._watch: JobWatch | None = None
         self._waiting_since: dict[str, tuple[str, float]] = {}   # job → (problem kind, since)
@@ -169,19 +170,13 @@ class KubernetesBackend:
         return CoreV1Api(self._api)
 
     def _resolve(self, submissions: Sequence[Submission]) -> None:
-        """Cluster settings and namespace from the manifests (one plan → one section)."""
+        """Cluster settings from the manifests: one plan has one kubernetes section, checked when it was compiled."""
         if not submissions:
             return
         first = submissions[0]
-        section = first.manifest.get("kubernetes") if first.manifest else None
-        settings = k8s.ClusterSettings.parse(section, where=f"{first.trial_id}: kubernetes")
-        for sub in submissions[1:]:
-            if (sub.manifest or {}).get("kubernetes") != section:
-                raise UserError("trials of one plan carry different kubernetes sections", where=sub.trial_id,
-                                hint="compile the plan again")
-        self._settings = settings
+        self._settings = first.manifest.cluster_settings
         self._experiment = first.experiment_id
-        self._gpus_per_trial = max(int(((s.manifest or {}).get("resources") or {}).get("gpus", 0) or 0) for s in submissions)
+        self._gpus_per_trial = max(s.manifest.resources.gpus for s in submissions)
 
     def _settings_for(self, sub: Submission) -> k8s.ClusterSettings:
         if self._settings is None:
@@ -199,7 +194,7 @@ class KubernetesBackend:
             explicit = k8s.namespace_for(self._settings or k8s.ClusterSettings(), self.options)
             if explicit is None:
                 self._load_config()
-            self._namespace = explicit or getattr(self, "_context_namespace", None) or "default"
+            self._namespace = explicit or self._context_namespace or "default"
         return self._namespace
 
     # -- the protocol -------------------------------------------------------------------------
@@ -212,7 +207,7 @@ class KubernetesBackend:
             self._ensure_watch(submissions[0].experiment_id)
 
     def _check_offline(self, submissions: Sequence[Submission]) -> None:
-        """What can be checked without a cluster: results location, data, settings, rendering."""
+        """What can be checked without a cluster: the results location, the data and the image (warnings)."""
         for sub in submissions:
             if not sub.results_uri.startswith("gs://"):
                 raise UserError(f"results go to {sub.results_uri!r}, a folder on this machine, which pods on a cluster "
@@ -222,21 +217,15 @@ class KubernetesBackend:
         if not submissions:
             return
         first = submissions[0]
-        data_uri = str(((first.manifest or {}).get("data") or {}).get("uri", ""))
+        data_uri = first.manifest.data["uri"]
         if data_uri and not data_uri.startswith("gs://"):
             log.warning("the dataset %s is a local path: the pods can read it only if the image contains it "
                         "(use a gs:// dataset for a cluster)", data_uri)
-        image = str((first.manifest or {}).get("image", ""))
+        image = first.manifest.image
         registry = image.split("/", 1)[0] if "/" in image else ""
         if not ("." in registry or ":" in registry or registry == "localhost"):
             log.warning("the image %s names no registry: the cluster will look for it on Docker Hub "
                         "(push it to your registry and set `image` in the spec)", image)
-        # Render one trial: a bad kubernetes section fails here, before anything is created.
-        settings = k8s.ClusterSettings.parse((first.manifest or {}).get("kubernetes"), where=f"{first.trial_id}: kubernetes")
-        for doc in self._render(first, settings):
-            problems = k8s.check_object(doc)
-            if problems:
-                raise UserError("; ".join(problems), where=f"{first.trial_id}: rendered {doc.get('kind')}")
 
     def _check_cluster(self, namespace: str) -> None:
         from kubernetes.client.exceptions import ApiException
@@ -306,10 +295,7 @@ class KubernetesBackend:
         return found
 
     def _render(self, sub: Submission, settings: k8s.ClusterSettings | None = None) -> list[dict[str, Any]]:
-        return k8s.render_trial(trial_id=sub.trial_id, experiment_id=sub.experiment_id, manifest_json=sub.manifest_json,
-                                manifest=sub.manifest or json.loads(sub.manifest_json), results_uri=sub.results_uri,
-                                timeout_s=sub.timeout_s, attempt=sub.attempt, options=self.options,
-                                settings=settings or self._settings_for(sub))
+        return k8s.render_trial(sub, self.options, settings or self._settings_for(sub))
 
     def submit(self, submission: Submission) -> JobHandle:
         from kubernetes.client.exceptions import ApiException

@@ -21,9 +21,11 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
+from hpt.executor.backend import Submission
 from hpt.schemas.errors import UserError
 from hpt.schemas.kubernetes import (ENV_NAME, ClusterSettings, check_toleration, is_dns1123_label,
                                     is_dns1123_subdomain, is_label_value, is_qualified_name, is_quantity)
+from hpt.schemas.resources import Resources
 
 GPU_RESOURCE = "nvidia.com/gpu"
 CONTAINER = "trial"
@@ -118,11 +120,11 @@ def cpu_quantity(cpus: float) -> str:
     return f"{max(1, math.ceil(float(cpus) * 1000))}m"
 
 
-def _resources(res: Mapping[str, Any]) -> dict[str, dict[str, str]]:
-    gpus = int(res.get("gpus", 0) or 0)
-    requests = {"cpu": cpu_quantity(res["cpus"]), "memory": str(res["memory"])}
+def _resources(res: Resources) -> dict[str, dict[str, str]]:
+    gpus = res.gpus
+    requests = {"cpu": cpu_quantity(res.cpus), "memory": res.memory}
     # No CPU limit: throttling a training process only slows it; memory is a hard limit either way.
-    limits = {"memory": str(res["memory"])}
+    limits = {"memory": res.memory}
     if gpus:
         requests[GPU_RESOURCE] = str(gpus)
         limits[GPU_RESOURCE] = str(gpus)
@@ -141,22 +143,23 @@ def namespace_for(settings: ClusterSettings, options: RenderOptions) -> str | No
     return options.namespace or settings.namespace
 
 
-def render_trial(*, trial_id: str, experiment_id: str, manifest_json: str, manifest: Mapping[str, Any],
-                 results_uri: str, timeout_s: float | None = None, attempt: int = 1,
-                 options: RenderOptions = RenderOptions(), settings: ClusterSettings | None = None,
-                 ) -> list[dict[str, Any]]:
-    """The objects for one trial, in creation order: [ConfigMap,] Job."""
+def render_trial(sub: Submission, options: RenderOptions = RenderOptions(),
+                 settings: ClusterSettings | None = None) -> list[dict[str, Any]]:
+    """The objects for one trial, in creation order: [ConfigMap,] Job. `settings` defaults to the manifest's
+    own kubernetes section, checked when the plan was compiled."""
+    manifest, manifest_json, results_uri = sub.manifest, sub.manifest_json, sub.results_uri
+    trial_id, experiment_id, attempt, timeout_s = sub.trial_id, sub.experiment_id, sub.attempt, sub.timeout_s
     if settings is None:
-        settings = ClusterSettings.parse(manifest.get("kubernetes"), where=f"{trial_id}: kubernetes")
+        settings = manifest.cluster_settings
     name = job_name(experiment_id, trial_id, attempt)
     namespace = namespace_for(settings, options)
     labels = {**plan_labels(experiment_id), TRIAL_LABEL: label_value(trial_id), ATTEMPT_LABEL: str(attempt),
-              VERSION_LABEL: label_value(str(manifest.get("hpt_version", ""))) or "unknown",
+              VERSION_LABEL: label_value(manifest.hpt_version) or "unknown",
               "app.kubernetes.io/managed-by": "hpt"}
     annotations = {RESULTS_ANNOTATION: results_uri, "hpt.dev/trial-id": trial_id}
     configmap = options.manifest_via == "configmap"
-    resources_ = manifest.get("resources") or {"gpus": 0, "cpus": 1, "memory": "2Gi"}
-    gpus = int(resources_.get("gpus", 0) or 0)
+    resources_ = manifest.resources
+    gpus = resources_.gpus
 
     env: list[dict[str, Any]] = [
         {"name": "HPT_MANIFEST", "value": f"{MANIFEST_DIR}/{MANIFEST_KEY}" if configmap else manifest_json},
@@ -185,7 +188,7 @@ def render_trial(*, trial_id: str, experiment_id: str, manifest_json: str, manif
         "node_selector": settings.node_selector,
         "tolerations": _tolerations(settings, gpus),
         "run_as_user": options.run_as_user,
-        "image": manifest["image"], "image_pull_policy": options.image_pull_policy,
+        "image": manifest.image, "image_pull_policy": options.image_pull_policy,
         "env": env, "resources": _resources(resources_),
         "scratch_volume": {"sizeLimit": options.scratch_size} if options.scratch_size else {},
         "shm_size": options.shm_size,
