@@ -261,7 +261,7 @@ class DockerBackend:
         results_path = _local_path(sub.results_uri)
         if results_path:
             binds.append((results_path, results_path, "rw"))
-        data_uri = str((m.get("data") or {}).get("uri") or "")
+        data_uri = sub.manifest.data["uri"]
         data_path = _local_path(data_uri)
         if local_data_uri(data_uri) != data_uri:  # the demo dataset cache, as the host knows it
             data_path = local_data_uri(data_uri)
