@@ -58,7 +58,7 @@ def main() -> None:
             deadline = args.deadline or DEFAULT_STORE_DEADLINE_S
             t0 = time.monotonic()
             apply = subprocess.Popen([sys.executable, "-m", "hpt.cli", "apply", str(plan), "--results", uri,
-                                      "--parallel", "2", "--output", "json"], env=env, stdout=subprocess.PIPE,
+                                      "--parallel", "2", "--format", "json"], env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
             time.sleep(args.down_after)
             gcs.stop()

@@ -30,28 +30,49 @@ class TrialState:
         return asdict(self)
 
 
-def _live_run(store: Store, experiment_id: str) -> dict[str, dict[str, Any]]:
+@dataclass(frozen=True)
+class ApplyState:
+    """The last `hpt apply` of an experiment, from its runs/<experiment>.json."""
+    host: str
+    pid: int
+    backend: str
+    updated_at: str
+    finished: bool           # it ended (done, failed, stopped or interrupted) and said so
+    alive: bool | None       # still running; None: it runs on another host, so this one cannot tell
+    running: dict[str, Any]  # what it last said it was running
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k != "running"}
+
+
+def apply_state(store: Store, experiment_id: str) -> ApplyState | None:
     try:
         doc = json.loads(store.get(f"{RUNS}{experiment_id}.json"))
     except (KeyError, ValueError):
-        return {}
-    if doc.get("finished"):
-        return {}
+        return None
     from hpt.executor.backends.local import process_alive
 
-    if doc.get("host") == socket.gethostname() and not process_alive(int(doc.get("pid", 0) or 0)):
-        return {}  # that apply died here; the local pid records below say what still runs
-    running = doc.get("running") or {}
-    return {tid: {**info, "since": info.get("started_at", "")} for tid, info in running.items()}
+    finished, pid, host = bool(doc.get("finished")), int(doc.get("pid", 0) or 0), str(doc.get("host", ""))
+    alive = False if finished else process_alive(pid) if host == socket.gethostname() else None
+    return ApplyState(host, pid, str(doc.get("backend", "")), str(doc.get("updated_at", "")), finished, alive,
+                      dict(doc.get("running") or {}))
+
+
+def _live_run(run: ApplyState | None) -> dict[str, dict[str, Any]]:
+    if run is None or run.alive is False:
+        return {}  # ended, or died here: the local pid records below say what still runs
+    return {tid: {**info, "since": info.get("started_at", "")} for tid, info in run.running.items()}
 
 
 def _local_survivors(state_dir: Path | None, experiment_id: str) -> dict[str, dict[str, Any]]:
+    """Local trials that outlived their apply and still run (a record whose process has ended is not running)."""
     if state_dir is None or not (state_dir / experiment_id).is_dir():
         return {}
     from hpt.executor.backends.local import LocalBackend
 
-    adopted = LocalBackend(state_dir=state_dir).adopt(experiment_id)
-    return {tid: {"attempt": h.attempt, "since": "outlived its hpt apply (pid %d)" % h.pid} for tid, h in adopted.items()}
+    backend = LocalBackend(state_dir=state_dir)
+    return {tid: {"attempt": h.attempt, "since": "outlived its hpt apply (pid %d)" % h.pid}
+            for tid, h in backend.adopt(experiment_id).items() if not backend.poll(h).finished}
 
 
 def _rounded(value: str) -> str:
@@ -62,9 +83,12 @@ def _rounded(value: str) -> str:
         return value
 
 
-def trial_states(plan: Plan, store: Store, local_state_dir: Path | None = None) -> list[TrialState]:
+def trial_states(plan: Plan, store: Store, local_state_dir: Path | None = None,
+                 run: ApplyState | None = None) -> list[TrialState]:
+    """Each trial's state; `run` is the experiment's apply_state (read here when not given)."""
     rows = ResultsPublisher(store).sync()
-    running = {**_local_survivors(local_state_dir, plan.experiment_id), **_live_run(store, plan.experiment_id)}
+    run = run if run is not None else apply_state(store, plan.experiment_id)
+    running = {**_local_survivors(local_state_dir, plan.experiment_id), **_live_run(run)}
     states = []
     for sub in plan.submissions:
         tid = sub.trial_id

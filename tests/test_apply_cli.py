@@ -248,7 +248,7 @@ def test_two_copies_of_a_plan_applied_at_once_train_every_trial_once(tmp_path, w
     plan_dir, ids, env = plan_with(tmp_path, 6, {"*": "sleep:0.5"})
     copy = tmp_path / "plan-copy"
     shutil.copytree(plan_dir, copy)
-    procs = [subprocess.Popen([hpt_exe(), "apply", str(p), "--results", results, "--parallel", "2", "--output", "json"],
+    procs = [subprocess.Popen([hpt_exe(), "apply", str(p), "--results", results, "--parallel", "2", "--format", "json"],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for p in (plan_dir, copy)]
     outs = [p.communicate(timeout=120) for p in procs]
@@ -271,7 +271,7 @@ def test_a_dead_applys_claim_is_taken_over_and_a_live_one_is_waited_for(tmp_path
     dead.acquire(ids[0])
     time.sleep(0.05)
     claim = live.acquire(ids[1])
-    proc = subprocess.Popen([hpt_exe(), "apply", str(plan_dir), "--results", results, "--output", "json"], env=env,
+    proc = subprocess.Popen([hpt_exe(), "apply", str(plan_dir), "--results", results, "--format", "json"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: open_store(results).exists(f"rows/{ids[0]}.csv"))  # the dead claim was taken over
     time.sleep(1.5)
@@ -285,3 +285,26 @@ def test_a_dead_applys_claim_is_taken_over_and_a_live_one_is_waited_for(tmp_path
     events = [json.loads(line) for line in out.splitlines()]
     assert [e["trial_id"] for e in events if e["event"] == "trial-claimed-elsewhere"] == [ids[1]]
     assert events[-1]["done"] == 2 and attempts(tmp_path, ids[0]) == 1 and attempts(tmp_path, ids[1]) == 0
+
+
+def test_status_after_a_killed_apply_and_killed_trials(tmp_path):
+    plan_dir, ids, env = plan_with(tmp_path, 3, {"0": "sleep:0.2", "*": "hang"})
+    results = str(tmp_path / "results")
+    apply = subprocess.Popen([hpt_exe(), "apply", str(plan_dir), "--results", results, "--parallel", "3"],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: len(rows_in(results)) == 1 and attempts(tmp_path, ids[1]) and attempts(tmp_path, ids[2]))
+    apply.send_signal(signal.SIGKILL)
+    apply.wait()
+
+    # The apply is dead, its trials still run: status says both, and how to resume.
+    proc = hpt("status", plan_dir, "--results", results, env=env)
+    assert proc.returncode == 0, proc.stderr
+    text = " ".join(proc.stdout.split())
+    assert f"pid {apply.pid}" in text and "not running" in text and "Resume with: hpt apply" in text, text
+    doc = json.loads(hpt("status", plan_dir, "--results", results, "--format", "json", env=env).stdout)
+    assert doc["counts"] == {"done": 1, "running": 2} and doc["apply"]["alive"] is False
+
+    kill_leftovers(tmp_path)  # now the trials die too: nothing runs any more
+    doc = json.loads(hpt("status", plan_dir, "--results", results, "--format", "json", env=env).stdout)
+    assert doc["counts"] == {"done": 1, "pending": 2}, doc
+    assert doc["apply"]["resume"].startswith(f"hpt apply {plan_dir}")

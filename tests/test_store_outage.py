@@ -43,7 +43,7 @@ def _plan(tmp_path: Path, dataset: Path, n: int) -> tuple[Path, list[str]]:
 
 
 def _start_apply(plan_dir: Path, uri: str, env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([hpt_exe(), "apply", str(plan_dir), "--results", uri, "--parallel", "2", "--output", "json",
+    return subprocess.Popen([hpt_exe(), "apply", str(plan_dir), "--results", uri, "--parallel", "2", "--format", "json",
                              "--backoff", "0.5"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -111,7 +111,7 @@ def test_an_outage_past_the_deadline_stops_apply_then_reapply_retries(tmp_path, 
     time.sleep(5)       # the trials give up on the store too (exit 75, nothing written)
     gcs.start()
 
-    again = subprocess.run([hpt_exe(), "apply", str(plan_dir), "--results", uri, "--output", "json", "--backoff", "0.5"],
+    again = subprocess.run([hpt_exe(), "apply", str(plan_dir), "--results", uri, "--format", "json", "--backoff", "0.5"],
                            env=_env(gcs.url, None), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     end = json.loads(again.stdout.splitlines()[-1])

@@ -150,19 +150,30 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Every trial of a plan: pending, running, done, or failed and why."""
         from hpt.executor.plan import load_plan
-        from hpt.executor.status import trial_states
+        from hpt.executor.status import apply_state, trial_states
         from hpt.store import open_store
 
         fmt = chosen_format(fmt, output)
         plan = load_plan(plan_dir)
         store = open_store(_results_uri(plan, results))
-        states = trial_states(plan, store, plan_dir.resolve() / STATE / "local")
+        run = apply_state(store, plan.experiment_id)
+        states = trial_states(plan, store, plan_dir.resolve() / STATE / "local", run)
         counts: dict[str, int] = {}
         for s in states:
             counts[s.state] = counts.get(s.state, 0) + 1
+        resume = _resume_command(str(plan_dir), run.backend if run and run.backend else "local", store.uri, {})
+        apply_doc = {**(run.to_dict() if run else {"alive": None}), "resume": resume}
+        not_done = len(states) - counts.get("done", 0)
+        note = ""
+        if run is not None and run.alive is None:
+            note = f"hpt apply runs on {run.host} (pid {run.pid}); its last update: {run.updated_at}"
+        elif run is not None and run.alive is False and not_done:
+            if not run.finished:
+                note = f"the hpt apply that ran this plan (pid {run.pid} on {run.host}) is not running any more; "
+            note += f"{not_done} trial(s) not done. Resume with: {resume}"
         if fmt is Format.json:
             print(json.dumps({"experiment_id": plan.experiment_id, "results": store.uri, "counts": counts,
-                              "trials": [s.to_dict() for s in states]}, indent=1))
+                              "apply": apply_doc, "trials": [s.to_dict() for s in states]}, indent=1))
             return
         from rich.table import Table
 
@@ -174,3 +185,5 @@ def register(app: typer.Typer) -> None:
             table.add_row(s.trial_id, f"[{colour[s.state]}]{s.state}[/]", str(s.attempt or ""), s.detail)
         console.print(table)
         console.print(", ".join(f"{counts.get(k, 0)} {k}" for k in ("done", "failed", "running", "pending")), highlight=False)
+        if note:
+            console.print(note, highlight=False, soft_wrap=True)
