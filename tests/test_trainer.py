@@ -247,3 +247,28 @@ def test_incomplete_params_leave_a_failed_row(small_dataset, tmp_path):
     manifest = TrialManifest.from_dict(doc)
     assert run_trial(manifest, open_store(str(tmp_path))) == 2
     assert "missing hyperparameter(s) dropout" in _row(tmp_path, manifest.id)["reason"]
+
+
+def test_eager_adam_steps_exactly_like_torch_adam():
+    import torch
+
+    from hpt.trainer.optim import EagerAdam
+
+    def train(optimizer_class) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.EmbeddingBag(50, 8), torch.nn.Linear(8, 1))
+        optimizer = optimizer_class(model.parameters(), lr=0.01)
+        scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.9)
+        data = torch.Generator().manual_seed(1)
+        for _ in range(3):
+            for _ in range(5):
+                x, y = torch.randint(0, 50, (16, 6), generator=data), torch.randn(16, 1, generator=data)
+                loss = ((model(x) - y) ** 2).mean()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            scheduler.step()
+        return [p.detach().clone() for p in model.parameters()]
+
+    for ours, theirs in zip(train(EagerAdam), train(torch.optim.Adam)):
+        assert torch.equal(ours, theirs)

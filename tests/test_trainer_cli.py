@@ -53,6 +53,18 @@ def test_hpt_trial_writes_a_folder_store(small_dataset, tmp_path):
     assert (results / row_key(manifest.id)).read_bytes() == before
 
 
+def test_a_trial_imports_nothing_it_does_not_use(small_dataset, tmp_path):
+    """torch.compile's machinery (torch._dynamo, sympy) and the analysis stack cost seconds per trial process."""
+    path = tmp_path / "trial.json"
+    path.write_text(make_manifest(small_dataset, "bag-of-words", epochs=1).to_json())
+    probe = ("import sys\nfrom hpt.trainer.__main__ import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+             "    print(sorted(m for m in ('torch._dynamo', 'sympy', 'matplotlib', 'scipy', 'hpt.results') if m in sys.modules),"
+             " e.code)\n")
+    proc = _run([sys.executable, "-c", probe, str(path), "--results", str(tmp_path / "results")], _env(tmp_path))
+    assert proc.stdout.split("\n")[0] == "[] 0", proc.stdout + proc.stderr
+    assert (tmp_path / "results" / "rows").is_dir()
+
+
 def test_hpt_trial_on_gcs_dataset_and_results(small_dataset, gcs_bucket, tmp_path):
     data_uri = f"{gcs_bucket}/datasets/retail"
     open_store(data_uri).put_tree("", small_dataset)  # the dataset itself lives on gs://

@@ -1,6 +1,7 @@
 """The training loop: Adam, per-epoch exponential learning-rate decay, early stopping on validation MSE.
 
-- Optimizer: Adam with the initial `learning_rate`.
+- Optimizer: Adam with the initial `learning_rate` (hpt.trainer.optim.EagerAdam: torch's Adam without
+  the torch.compile hooks that cost each trial process seconds of imports).
 - Decay: `lr_decay` multiplies the learning rate after EVERY epoch (torch ExponentialLR; 1.0 = none) —
   per epoch, not on plateau, so a config's schedule does not depend on its own noise.
 - Early stopping: training stops after `early_stopping_patience` epochs without a strictly better
@@ -26,6 +27,7 @@ import torch
 
 from hpt.trainer.data import Prepared
 from hpt.trainer.models import TextRegressor, build_model
+from hpt.trainer.optim import EagerAdam
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +181,7 @@ def fit(architecture: str, params: dict[str, Any], prepared: Prepared, *, seed: 
 
     batch_size = int(params["batch_size"])
     patience = int(params["early_stopping_patience"])
-    optimizer = torch.optim.Adam(model.parameters(), lr=float(params["learning_rate"]))
+    optimizer = EagerAdam(model.parameters(), lr=float(params["learning_rate"]))
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=float(params["lr_decay"]))
     shuffle = torch.Generator().manual_seed(seed)
     ctx, scaler = _autocast(device)
