@@ -95,8 +95,9 @@ def kill_leftovers(tmp: Path) -> None:
     counts = tmp / "counts"
     for f in counts.iterdir() if counts.is_dir() else []:
         for pid in f.read_text().split():
-            try:  # only if that pid is still a stand-in trial (pids get reused)
-                if b"fake_trial.py" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            try:  # only if that pid is still a stand-in trial, or one forked by a warm worker (pids get reused)
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                if b"fake_trial.py" in cmdline or b"hpt.trainer.warm" in cmdline:
                     os.killpg(int(pid), signal.SIGKILL)
             except (OSError, ValueError):
                 pass

@@ -112,12 +112,13 @@ def test_default_results_is_the_plans_then_hpt_results(tmp_path):
     assert rows_in(str(tmp_path / "hpt-results")) == [f"rows/{ids[0]}.csv"]
 
 
-def test_sigkill_mid_run_then_reapply_ends_with_one_row_per_trial(tmp_path):
+@pytest.mark.parametrize("warm", [[], ["--warm"]], ids=["process", "warm"])
+def test_sigkill_mid_run_then_reapply_ends_with_one_row_per_trial(tmp_path, warm):
     # the first trial finishes fast; the long ones are still running when apply is killed
     plan_dir, ids, env = plan_with(tmp_path, 4, {"0": "sleep:0.3", "1": "sleep:6", "2": "sleep:6", "3": "sleep:0.3"})
     results = str(tmp_path / "results")
     apply = subprocess.Popen([hpt_exe(), "apply", str(plan_dir), "--results", results, "--parallel", "2",
-                              "--format", "json"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              "--format", "json", *warm], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(lambda: len(rows_in(results)) >= 1)
     apply.send_signal(signal.SIGKILL)
     apply.wait()
@@ -126,7 +127,7 @@ def test_sigkill_mid_run_then_reapply_ends_with_one_row_per_trial(tmp_path):
     survivors = [t for t in records if t not in done_at_kill]
     assert survivors  # the running trials outlive the killed apply
 
-    proc = hpt("apply", plan_dir, "--results", results, "--format", "json", env=env)
+    proc = hpt("apply", plan_dir, "--results", results, "--format", "json", *warm, env=env)
     assert proc.returncode == 0, proc.stderr
     finished = json.loads(proc.stdout.splitlines()[-1])
     assert finished["adopted"] == len(survivors)
@@ -135,6 +136,7 @@ def test_sigkill_mid_run_then_reapply_ends_with_one_row_per_trial(tmp_path):
     # nothing ran twice: the trials running at the kill were adopted, not restarted
     assert [attempts(tmp_path, t) for t in ids] == [1] * 4
     assert not list((plan_dir / ".hpt" / "local").rglob("*.pid.json"))
+    assert (plan_dir / ".hpt" / "local" / "warm-worker.log").is_file() == bool(warm)
 
 
 def test_trials_that_finish_while_apply_is_dead_keep_their_logs(tmp_path):

@@ -47,11 +47,11 @@ def setup(tmp_path, monkeypatch):
     return make
 
 
-def run(tmp_path: Path, plan_dir: Path, **opts):
+def run(tmp_path: Path, plan_dir: Path, warm: bool = False, **opts):
     plan = load_plan(plan_dir)
     store = open_store(str(tmp_path / "results"))
     plan = plan.with_results(store.uri, opts.get("timeout_s"))
-    backend = LocalBackend(state_dir=plan_dir / ".hpt" / "local", plan_dir=plan_dir)
+    backend = LocalBackend(state_dir=plan_dir / ".hpt" / "local", plan_dir=plan_dir, warm=warm)
     events = Collect()
     opts.setdefault("backoff_s", 0.0)
     result = run_plan(plan, backend, store, RunOptions(**opts), events)
@@ -66,9 +66,10 @@ def kinds(events, kind):
     return [e for e in events if e["event"] == kind]
 
 
-def test_runs_every_trial_then_resume_runs_nothing(tmp_path, setup):
+@pytest.mark.parametrize("warm", [False, True], ids=["process", "warm"])  # warm: forked from hpt.trainer.warm
+def test_runs_every_trial_then_resume_runs_nothing(tmp_path, setup, warm):
     plan_dir, ids = setup(4)
-    result, events, store = run(tmp_path, plan_dir, parallel=2)
+    result, events, store = run(tmp_path, plan_dir, warm=warm, parallel=2)
     assert result.exit_code == 0 and result.done == 4
     assert sorted(r["trial_id"] for r in table(store)) == sorted(ids)
     assert all(store.exists(f"logs/{t}.log") for t in ids)
@@ -78,7 +79,7 @@ def test_runs_every_trial_then_resume_runs_nothing(tmp_path, setup):
     # the state folder is clean: no pid records left behind
     assert not list((plan_dir / ".hpt" / "local").rglob("*.pid.json"))
 
-    again, events2, _ = run(tmp_path, plan_dir)
+    again, events2, _ = run(tmp_path, plan_dir, warm=warm)
     assert again.exit_code == 0 and again.already_done == 4 and again.done == 0
     assert not kinds(events2, "trial-started")
     assert "nothing to run" in kinds(events2, "message")[0]["text"]
@@ -106,9 +107,10 @@ def test_failed_trial_is_recorded_then_retried_on_reapply_or_kept(tmp_path, setu
     assert {r["trial_id"]: r["status"] for r in table(store)} == {ids[0]: "done", ids[1]: "done"}
 
 
-def test_transient_failures_are_retried_with_backoff_then_recorded(tmp_path, setup):
+@pytest.mark.parametrize("warm", [False, True], ids=["process", "warm"])  # warm: forked from hpt.trainer.warm
+def test_transient_failures_are_retried_with_backoff_then_recorded(tmp_path, setup, warm):
     plan_dir, ids = setup(2, {"0": "flaky:1", "1": "die"})
-    result, events, store = run(tmp_path, plan_dir, retries=1, parallel=2)
+    result, events, store = run(tmp_path, plan_dir, warm=warm, retries=1, parallel=2)
     assert attempts(tmp_path, ids[0]) == 2 and attempts(tmp_path, ids[1]) == 2
     assert result.done == 1 and result.failed == 1 and result.retried == 2
     reason = {r["trial_id"]: r for r in table(store)}[ids[1]]["reason"]
@@ -117,18 +119,20 @@ def test_transient_failures_are_retried_with_backoff_then_recorded(tmp_path, set
     assert "attempt 1" in log and "attempt 2" in log  # both attempts' output kept
 
 
-def test_exit_without_row_is_recorded_with_the_log_tail(tmp_path, setup):
+@pytest.mark.parametrize("warm", [False, True], ids=["process", "warm"])  # warm: forked from hpt.trainer.warm
+def test_exit_without_row_is_recorded_with_the_log_tail(tmp_path, setup, warm):
     plan_dir, ids = setup(1, {"0": "exit:2"})
-    result, _, store = run(tmp_path, plan_dir, retries=3)
+    result, _, store = run(tmp_path, plan_dir, warm=warm, retries=3)
     assert result.failed == 1 and attempts(tmp_path, ids[0]) == 1  # not transient: no retry
     row = table(store)[0]
     assert row["status"] == "failed" and row["reason"].startswith("exit code 2: ") and "boom" in row["reason"]
     assert row["architecture"] == "bag-of-words" and row["param.learning_rate"] != ""
 
 
-def test_timeout_cancels_the_trial(tmp_path, setup):
+@pytest.mark.parametrize("warm", [False, True], ids=["process", "warm"])  # warm: forked from hpt.trainer.warm
+def test_timeout_cancels_the_trial(tmp_path, setup, warm):
     plan_dir, ids = setup(1, {"0": "hang"})
-    result, _, store = run(tmp_path, plan_dir, timeout_s=1.0)
+    result, _, store = run(tmp_path, plan_dir, warm=warm, timeout_s=1.0)
     assert result.exit_code == 1
     assert table(store)[0]["reason"] == "timed out after 1 s"
     pid = int((tmp_path / "counts" / ids[0]).read_text().split()[0])

@@ -5,20 +5,27 @@ Each trial starts in its own session (process group), so that
 - a `kill -9` of `hpt apply` leaves running trials alive: their pid records under the state folder
   (`PLAN/.hpt/local/<experiment>/<trial>.pid.json`) let the next `hpt apply` adopt them instead of
   starting duplicates. Rows are create-only, so even a duplicate run could never write two rows.
+
+`warm=True` (`hpt apply --warm`): instead of a fresh `hpt-trial` process, each trial is a child forked
+from one warm worker (hpt.trainer.warm) that has imported torch and the trainer once. The child is the
+same trial process in every way the backend relies on — own session, pid record and gate, log file,
+exit code — so cancel, timeouts, adoption after a kill -9 and create-only rows work unchanged.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
 import shlex
 import shutil
+import select
 import signal
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from subprocess import DEVNULL, STDOUT, Popen
+from subprocess import DEVNULL, PIPE, STDOUT, Popen
 from typing import Any, Sequence
 
 from hpt.executor.backend import Phase, Submission, TrialStatus
@@ -90,9 +97,82 @@ class LocalHandle:
     log: Path
     manifest_copy: Path | None
     ticks: str | None = None
-    popen: Popen | None = None          # None for a trial adopted from an earlier `hpt apply`
+    popen: Popen | None = None          # None for a trial adopted from an earlier `hpt apply`, or a warm one
     attempt: int = 1
     command: list[str] = field(default_factory=list)
+    worker: WarmWorker | None = None    # the warm worker that forked it (and reports its exit code)
+
+
+class WarmWorker:
+    """This apply's warm worker (hpt.trainer.warm): forks trials, reports their pids and exit codes."""
+
+    def __init__(self, log: Path):
+        with open(log, "ab") as err:
+            self.process = Popen([sys.executable, "-m", "hpt.trainer.warm"], stdin=PIPE, stdout=PIPE, stderr=err,
+                                 close_fds=True)
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self._out = self.process.stdout.fileno()
+        os.set_blocking(self._out, False)
+        self._pending = b""
+        self.exits: dict[int, int] = {}
+
+    def start(self, request: dict[str, Any]) -> int:
+        """Fork one trial; returns its pid."""
+        assert self.process.stdin is not None
+        try:
+            self.process.stdin.write((json.dumps(request) + "\n").encode())
+            self.process.stdin.flush()
+        except OSError as err:
+            raise UserError(f"the warm worker is gone ({err.strerror})", where="local backend --warm",
+                            hint="its log is warm-worker.log in the plan's .hpt/local folder") from None
+        while True:
+            for doc in self._read(block=True):
+                if "started" in doc:
+                    return int(doc["started"])
+
+    def drain(self) -> None:
+        """Take in the exit codes reported so far (never blocks)."""
+        for _ in self._read(block=False):
+            pass
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def _read(self, block: bool) -> list[dict[str, Any]]:
+        docs: list[dict[str, Any]] = []
+        while not docs:
+            try:
+                chunk = os.read(self._out, 65536)
+            except BlockingIOError:
+                chunk = None
+            if chunk == b"" or (chunk is None and not block):
+                if chunk == b"" and block:
+                    raise UserError("the warm worker exited", where="local backend --warm",
+                                    hint="its log is warm-worker.log in the plan's .hpt/local folder")
+                break
+            if chunk is None:
+                select.select([self._out], [], [], 1.0)
+                continue
+            self._pending += chunk
+            while b"\n" in self._pending:
+                line, self._pending = self._pending.split(b"\n", 1)
+                doc = json.loads(line)
+                if "exited" in doc:
+                    self.exits[int(doc["exited"])] = int(doc["code"])
+                docs.append(doc)
+        return docs
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        try:
+            self.process.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.process.wait(timeout=5)
+        except Exception:  # noqa: BLE001  (a stuck worker must not keep apply from ending)
+            self.process.kill()
 
 
 class LocalBackend:
@@ -100,7 +180,7 @@ class LocalBackend:
     poll_interval = 0.05  # Popen.poll is a cheap syscall; a short interval keeps per-trial overhead low
 
     def __init__(self, state_dir: str | Path | None = None, plan_dir: str | Path | None = None,
-                 command: Sequence[str] | None = None, **_ignored: Any):
+                 command: Sequence[str] | None = None, warm: bool = False, **_ignored: Any):
         # The apply command passes PLAN/.hpt/local; elsewhere a per-user folder.
         base = state_dir or os.environ.get("HPT_STATE_DIR") or Path.home() / ".cache" / "hpt" / "local"
         self.state_dir = Path(base).expanduser().resolve()
@@ -108,6 +188,8 @@ class LocalBackend:
         self.command = list(command) if command else default_command()
         self._cpus = 1.0
         self._locks: list[int] = []
+        self.warm = warm
+        self._worker: WarmWorker | None = None
 
     # ---------------------------------------------------------------------------------------------
     def _cpus_of(self, sub: Submission) -> float:
@@ -152,6 +234,9 @@ class LocalBackend:
                 # Not an error: the trainer falls back to CPU; say so once.
                 print(f"note: trials ask for {gpus} GPU(s) but no NVIDIA GPU is visible; they run on CPU",
                       file=sys.stderr)
+        if self.warm and importlib.util.find_spec("torch") is None:
+            raise UserError("--warm runs trials in a worker of this Python, which has no torch",
+                            where="local backend --warm", hint="install hpt with its trainer extra here, or drop --warm")
         probe = self.state_dir
         while not probe.exists():
             probe = probe.parent
@@ -213,6 +298,8 @@ class LocalBackend:
         env = {**os.environ, **self._env(submission)}
         record = folder / f"{submission.trial_id}.pid.json"
         record.unlink(missing_ok=True)  # a stale record must not open the gate
+        if self.warm:
+            return self._submit_warm(submission, argv, manifest if is_copy else None, log, record)
         with open(log, "wb") as out:
             try:
                 popen = Popen(["/bin/sh", "-c", GATE, "hpt-trial-gate", str(record), *argv], stdout=out, stderr=STDOUT,
@@ -221,20 +308,45 @@ class LocalBackend:
             except OSError as err:
                 raise UserError(f"cannot start {argv[0]!r}: {err.strerror}", where="local backend") from None
         ticks = _start_ticks(popen.pid)  # exec keeps the pid and the start time: the record stays true
-        tmp = record.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"pid": popen.pid, "ticks": ticks, "trial_id": submission.trial_id,
-                                   "experiment_id": submission.experiment_id, "results": submission.results_uri,
-                                   "attempt": submission.attempt, "log": str(log), "command": argv,
-                                   "manifest_copy": str(manifest) if is_copy else None, "started_at": time.time()}))
-        os.replace(tmp, record)
+        self._record(record, submission, popen.pid, ticks, log, argv, manifest if is_copy else None)
         return LocalHandle(submission.trial_id, popen.pid, record, log, manifest if is_copy else None, ticks, popen,
                            submission.attempt, argv)
 
-    def poll(self, handle: LocalHandle) -> TrialStatus:
+    def _submit_warm(self, submission: Submission, argv: list[str], copy: Path | None, log: Path,
+                     record: Path) -> LocalHandle:
+        if self._worker is None or not self._worker.alive:
+            self._worker = WarmWorker(self.state_dir / "warm-worker.log")
+        pid = self._worker.start({"command": self.command, "args": argv[len(self.command):],
+                                  "env": self._env(submission), "log": str(log), "record": str(record)})
+        ticks = _start_ticks(pid)  # the child waits for the record (the gate) before it runs anything
+        self._record(record, submission, pid, ticks, log, argv, copy)
+        return LocalHandle(submission.trial_id, pid, record, log, copy, ticks, None, submission.attempt, argv,
+                           self._worker)
+
+    @staticmethod
+    def _record(record: Path, submission: Submission, pid: int, ticks: str | None, log: Path, argv: list[str],
+                copy: Path | None) -> None:
+        tmp = record.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"pid": pid, "ticks": ticks, "trial_id": submission.trial_id,
+                                   "experiment_id": submission.experiment_id, "results": submission.results_uri,
+                                   "attempt": submission.attempt, "log": str(log), "command": argv,
+                                   "manifest_copy": str(copy) if copy else None, "started_at": time.time()}))
+        os.replace(tmp, record)
+
+    def _exit_code(self, handle: LocalHandle) -> int | None:
+        """The trial's exit code once it ended and this apply knows it (its child, or its warm worker's)."""
         if handle.popen is not None:
-            code = handle.popen.poll()
-            if code is None:
-                return TrialStatus(Phase.RUNNING)
+            return handle.popen.poll()
+        if handle.worker is not None:
+            handle.worker.drain()
+            return handle.worker.exits.get(handle.pid)
+        return None
+
+    def poll(self, handle: LocalHandle) -> TrialStatus:
+        code = self._exit_code(handle)
+        if code is None and handle.popen is not None:
+            return TrialStatus(Phase.RUNNING)
+        if code is not None:
             if code == 0:
                 return TrialStatus(Phase.SUCCEEDED, exit_code=0)
             if code < 0:
@@ -244,6 +356,8 @@ class LocalBackend:
             return TrialStatus(Phase.FAILED, reason=f"exit code {code}", exit_code=code)
         if process_alive(handle.pid, handle.ticks):
             return TrialStatus(Phase.RUNNING)
+        if handle.worker is not None and handle.worker.alive:
+            return TrialStatus(Phase.RUNNING)  # ended; the worker reports its exit code within REAP_EVERY_S
         # Adopted: not our child, so its exit status is unknown; the store's row decides.
         return TrialStatus(Phase.FAILED, reason="ended while hpt apply was not watching (exit status unknown)",
                            transient=True)
@@ -258,9 +372,13 @@ class LocalBackend:
         self._signal(handle, signal.SIGKILL)
         if handle.popen is not None:
             handle.popen.wait()
+        while handle.worker is not None and not self.poll(handle).finished:
+            time.sleep(0.02)
 
     def _signal(self, handle: LocalHandle, sig: signal.Signals) -> None:
         if handle.popen is not None and handle.popen.returncode is not None:
+            return
+        if handle.worker is not None and self._exit_code(handle) is not None:
             return
         if handle.popen is None and not process_alive(handle.pid, handle.ticks):
             return
@@ -291,6 +409,9 @@ class LocalBackend:
 
     def close(self) -> None:
         """The run is over: let the next `hpt apply` of these plans in."""
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
         while self._locks:
             os.close(self._locks.pop())
 

@@ -15,7 +15,7 @@ from hpt.schemas.errors import UserError
 
 DEFAULT_RESULTS = "./hpt-results"
 # Options that only some backends take; each is passed to the backend's constructor as a keyword.
-BACKEND_OPTIONS = {"context": ("k8s",), "namespace": ("k8s",), "cancel_on_exit": ("k8s",)}
+BACKEND_OPTIONS = {"context": ("k8s",), "namespace": ("k8s",), "cancel_on_exit": ("k8s",), "warm": ("local",)}
 STATE = ".hpt"
 # The spelling of a boolean option's "off" form, where it is not --no-<name>.
 OFF_FLAGS = {"cancel_on_exit": "--keep-on-exit"}
@@ -73,6 +73,7 @@ def register(app: typer.Typer) -> None:
         context: Optional[str] = typer.Option(None, "--context", help="k8s: the kubeconfig context."),
         namespace: Optional[str] = typer.Option(None, "--namespace", help="k8s: the namespace for the Jobs."),
         cancel_on_exit: Optional[bool] = typer.Option(None, "--cancel-on-exit/--keep-on-exit", help="k8s: delete running Jobs when apply stops (default: the backend's)."),
+        warm: Optional[bool] = typer.Option(None, "--warm/--no-warm", help="local: fork each trial from a worker that imported torch once, instead of a fresh hpt-trial process."),
     ) -> None:
         """Run every trial of a plan that has no row yet; safe to re-run (it resumes)."""
         from hpt.executor.backends import get_backend
@@ -85,7 +86,7 @@ def register(app: typer.Typer) -> None:
         fmt = chosen_format(fmt, output)
         plan = load_plan(plan_dir)
         uri = _results_uri(plan, results)
-        given = {"context": context, "namespace": namespace, "cancel_on_exit": cancel_on_exit}
+        given = {"context": context, "namespace": namespace, "cancel_on_exit": cancel_on_exit, "warm": warm}
         runner = get_backend(backend, **_backend_options(backend, plan_dir.resolve(), given))
 
         if dry_run:
