@@ -7,11 +7,10 @@ its known coverage stands in. A gs:// dataset this machine cannot read is a warn
 from __future__ import annotations
 
 import datetime as dt
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from hpt.store import read_text
+from hpt.store import DatasetStore, check_scheme, is_gcs, local_path
 from hpt.schemas.dataset import DEMO_COVERAGE, DEMO_URI, DESCRIPTOR, DatasetInfo, demo_dataset_dir
 from hpt.schemas.errors import UserError
 
@@ -26,13 +25,12 @@ class DatasetRef:
 
 def absolute_uri(uri: str, base: Path) -> str:
     """gs:// stays as it is (without a trailing slash); a path or file:// becomes an absolute path."""
-    if uri.startswith("gs://"):
+    if is_gcs(uri):
         return uri.rstrip("/")
-    if "://" in uri and not uri.startswith("file://"):
-        raise UserError(f"unsupported data URI scheme in {uri!r}", where="data", hint="use a folder path, file://PATH or gs://BUCKET/PATH")
-    path = uri[len("file://"):] if uri.startswith("file://") else uri
-    path = os.path.expanduser(path)
-    return os.path.normpath(path if os.path.isabs(path) else os.path.join(base, path))
+    check_scheme(uri, "data", where="data")
+    path = local_path(uri, base)
+    assert path is not None  # check_scheme let only the local forms through
+    return path
 
 
 def resolve_dataset(spec_data: str | None, cli_data: str | None, spec_dir: Path, warnings: list[str]) -> DatasetRef:
@@ -55,14 +53,14 @@ def _named(uri: str, where: str, warnings: list[str]) -> DatasetRef:
 def _read(uri: str, where: str, warnings: list[str], missing_ok: bool) -> DatasetInfo | None:
     location = f"{uri}/{DESCRIPTOR}"
     try:
-        text = read_text(location)
+        text = DatasetStore(uri).descriptor()
     except KeyError:
         if missing_ok:
             return None
         raise UserError(f"no {DESCRIPTOR} at {location}", where=where,
                         hint="a dataset is a folder with dataset.json and month partitions; `hpt data demo --out DIR` builds the demo one there") from None
     except Exception as err:  # noqa: BLE001 — gs:// without credentials, network down: anything the client raises
-        if not uri.startswith("gs://"):
+        if not is_gcs(uri):
             if isinstance(err, UserError):
                 raise
             raise UserError(f"cannot read {location}: {err}", where=where) from None

@@ -8,12 +8,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from hpt.schemas.errors import UserError
 
 DESCRIPTOR = "dataset.json"
+_PARTITION = "month="
+_MONTH = re.compile(r"\d{4}-\d{2}")
 
 # The demo dataset (Online Retail II) covers these days; the compiler falls back to them when the
 # demo folder has not been built yet, so a spec on the default data compiles on a fresh machine.
@@ -56,8 +59,17 @@ class DatasetInfo:
     rows: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def partition(self, month: dt.date) -> str:
-        return f"month={month:%Y-%m}"
+    @staticmethod
+    def partition(month: dt.date | str) -> str:
+        """The folder of one month's Parquet files, `month=YYYY-MM` (from a date or 'YYYY-MM'): the one
+        place that spells it."""
+        return f"{_PARTITION}{month:%Y-%m}" if isinstance(month, dt.date) else f"{_PARTITION}{month}"
+
+    @staticmethod
+    def partition_month(folder: str) -> str | None:
+        """'YYYY-MM' of a partition folder's name (partition's inverse); None for any other name."""
+        month = folder[len(_PARTITION):] if folder.startswith(_PARTITION) else ""
+        return month if _MONTH.fullmatch(month) else None
 
     def to_json(self) -> str:
         doc = {"name": self.name, "timestamp": self.timestamp, "text": self.text, "target": self.target,

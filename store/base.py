@@ -11,7 +11,8 @@ Layout under the store's root URI:
     claims/<trial-id>/<n>.json which apply runs the trial now, and its lease (hpt.store.claims)
 
 A trial is done when its row exists. Implementations: LocalStore (a folder, path or file://) and
-GCSStore (gs://bucket/prefix). `open_store(uri)` picks one.
+GCSStore (gs://bucket/prefix). `open_store(uri)` picks one (hpt.store.location knows the URI forms).
+A dataset is read through the same interface (hpt.store.dataset).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Iterator, Protocol, runtime_checkable
 
 from hpt.schemas.errors import UserError
+from hpt.store.location import check_scheme, is_gcs
 
 ROWS = "rows/"
 RESULTS_CSV = "results.csv"
@@ -113,12 +115,11 @@ def open_store(uri: str) -> Store:
     """The store for a URI: gs://bucket[/prefix] → GCS, anything else (path, file://) → a local folder."""
     if not uri:
         raise UserError("empty results URI", hint="pass --results PATH or gs://bucket/prefix")
-    if uri.startswith("gs://"):
+    if is_gcs(uri):
         from hpt.store.gcs import GCSStore
 
         return GCSStore(uri)
-    if "://" in uri and not uri.startswith("file://"):
-        raise UserError(f"unsupported results URI scheme in {uri!r}", hint="use a folder path, file://PATH or gs://BUCKET/PREFIX")
+    check_scheme(uri, "results")
     from hpt.store.local import LocalStore
 
     return LocalStore(uri)
@@ -137,14 +138,8 @@ def iter_row_ids(store: Store) -> Iterator[str]:
 
 
 def read_text(uri: str) -> str:
-    """Read one object/file by full URI (local path, file:// or gs://), e.g. a dataset.json."""
-    if uri.startswith("gs://"):
-        bucket_and_key = uri[len("gs://"):]
-        bucket, _, key = bucket_and_key.partition("/")
-        parent, _, name = key.rpartition("/")
-        return open_store(f"gs://{bucket}/{parent}" if parent else f"gs://{bucket}").get(name).decode("utf-8")
-    path = Path(uri[len("file://"):] if uri.startswith("file://") else uri)
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise KeyError(uri) from None
+    """Read one object/file by full URI (local path, file:// or gs://); KeyError if absent."""
+    parent, _, name = uri.rstrip("/").rpartition("/")
+    if is_gcs(uri) and parent == "gs:/":  # gs://bucket names a bucket, not an object
+        raise KeyError(uri)
+    return open_store(parent or ".").get(name).decode("utf-8")

@@ -6,15 +6,19 @@ import secrets
 from pathlib import Path
 
 from hpt.store.base import AlreadyExists, TreeTransfer
+from hpt.store.location import local_path
 from hpt.schemas.errors import UserError
 
 
 class LocalStore(TreeTransfer):
     def __init__(self, uri: str):
-        self.root = Path(uri[len("file://"):] if uri.startswith("file://") else uri).expanduser().resolve()
+        path = local_path(uri)
+        if path is None:
+            raise ValueError(f"not a local URI: {uri!r}")
+        self.root = Path(path).resolve()
         self.uri = str(self.root)
         if self.root.exists() and not self.root.is_dir():
-            raise UserError("results store is a file, not a folder", where=str(self.root))
+            raise UserError("a file, not a folder (a store or dataset is a folder)", where=str(self.root))
 
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()

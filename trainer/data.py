@@ -30,6 +30,7 @@ import numpy as np
 
 from hpt.schemas.dataset import DESCRIPTOR, DatasetInfo, demo_dataset_dir, local_data_uri
 from hpt.schemas.errors import UserError
+from hpt.store import DatasetStore, check_scheme, is_gcs, local_path
 
 log = logging.getLogger(__name__)
 
@@ -47,33 +48,32 @@ def tokenize(text: str) -> list[str]:
 def resolve_uri(uri: str) -> str:
     """The dataset URI a manifest means: the demo URI → the demo dataset folder; local paths made absolute."""
     uri = local_data_uri(uri)
-    if uri.startswith("gs://"):
+    if is_gcs(uri):
         return uri.rstrip("/")
-    path = uri[len("file://"):] if uri.startswith("file://") else uri
-    return str(Path(path).expanduser().resolve())
+    check_scheme(uri, "data", where="manifest: data.uri")
+    return str(Path(local_path(uri) or uri).resolve())
 
 
 class Dataset:
-    """A month-partitioned dataset behind the results-store interface (local folder or gs://)."""
+    """A month-partitioned dataset, read through the store (hpt.store.DatasetStore: a folder or gs://)."""
 
     def __init__(self, uri: str):
-        from hpt.store import open_store
-
         self.uri = resolve_uri(uri)
-        if not self.uri.startswith("gs://") and self.uri == resolve_uri(demo_dataset_dir()) \
+        if not is_gcs(self.uri) and self.uri == resolve_uri(demo_dataset_dir()) \
                 and not Path(self.uri, DESCRIPTOR).is_file():
             from hpt.trainer.demo import build_demo_dataset
 
             log.info("demo dataset missing; building it in %s", self.uri)
             build_demo_dataset(Path(self.uri))
-        if not self.uri.startswith("gs://") and not Path(self.uri).is_dir():
+        if not is_gcs(self.uri) and not Path(self.uri).is_dir():
             raise UserError("dataset folder does not exist", where=self.uri, hint="run `hpt data demo` for the demo data")
-        self.store = open_store(self.uri)
+        self.store = DatasetStore(self.uri)
         try:
-            self.descriptor = self.store.get(DESCRIPTOR).decode("utf-8")
+            self.descriptor = self.store.descriptor()
         except KeyError:
             raise UserError(f"no {DESCRIPTOR} in the dataset folder", where=self.uri,
-                            hint="a dataset is month=YYYY-MM/*.parquet plus dataset.json; `hpt data demo` builds one") from None
+                            hint=f"a dataset is {DatasetInfo.partition('YYYY-MM')}/*.parquet plus dataset.json; "
+                                 "`hpt data demo` builds one") from None
         self.info = DatasetInfo.from_json(self.descriptor, where=f"{self.uri}/{DESCRIPTOR}")
 
     @property
@@ -89,9 +89,7 @@ class Dataset:
             raise UserError(f"empty date range [{start}, {end})", where=where)
         frames = []
         for month in months_between(first, stop):
-            for key in self.store.list(f"month={month}/"):
-                if key.endswith(".parquet"):
-                    frames.append(self._read_part(key))
+            frames += [self._read_part(key) for key in self.store.parts(month)]
         if not frames:
             return pd.DataFrame({c: [] for c in self.columns})
         frame = pd.concat(frames, ignore_index=True)

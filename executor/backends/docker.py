@@ -46,6 +46,7 @@ from hpt.executor.backend import Phase, Submission, TrialStatus
 from hpt.schemas.errors import UserError
 from hpt.schemas.resources import memory_bytes
 from hpt.schemas.dataset import local_data_uri
+from hpt.store import local_path
 
 LABEL_EXPERIMENT = "hpt.experiment"
 LABEL_TRIAL = "hpt.trial"
@@ -59,14 +60,6 @@ EXIT_COULD_NOT_START = 125          # what `docker run` exits with when the daem
 STOP_GRACE_S = 3                    # SIGTERM, then SIGKILL after this many seconds
 LOG_TAIL_LINES = 20_000
 BUILD_HINT = "build it with `hpt image build --offline` (Debian base, no registry) or `hpt image build` (CUDA PyTorch base), or `make image`"
-
-
-def _local_path(uri: str) -> str | None:
-    """The absolute host path a local URI names (path or file://), None for gs:// and other remotes."""
-    if not uri or uri.startswith("gs://") or ("://" in uri and not uri.startswith("file://")):
-        return None
-    path = uri[len("file://"):] if uri.startswith("file://") else uri
-    return os.path.abspath(os.path.expanduser(path))
 
 
 def rewrite_emulator_host(value: str) -> str:
@@ -258,11 +251,11 @@ class DockerBackend:
         if not gpus:
             env["HPT_DEVICE"] = "cpu"
         binds: list[tuple[str, str, str]] = []
-        results_path = _local_path(sub.results_uri)
+        results_path = local_path(sub.results_uri)
         if results_path:
             binds.append((results_path, results_path, "rw"))
         data_uri = sub.manifest.data["uri"]
-        data_path = _local_path(data_uri)
+        data_path = local_path(data_uri)
         if local_data_uri(data_uri) != data_uri:  # the demo dataset cache, as the host knows it
             data_path = local_data_uri(data_uri)
             env["HPT_DEMO_DATA"] = data_path
@@ -282,7 +275,7 @@ class DockerBackend:
             if emulator:
                 env["STORAGE_EMULATOR_HOST"] = rewrite_emulator_host(emulator)
                 extra_hosts[EMULATOR_HOSTNAME] = "host-gateway"
-        relative = any(not os.path.isabs(p) for p in (data_uri, sub.results_uri) if p and _local_path(p))
+        relative = any(not os.path.isabs(p) for p in (data_uri, sub.results_uri) if p and local_path(p))
         labels = {LABEL_EXPERIMENT: sub.experiment_id, LABEL_TRIAL: sub.trial_id, LABEL_VERSION: __version__,
                   LABEL_ATTEMPT: str(sub.attempt)}
         if results_path:

@@ -12,15 +12,15 @@ from hpt.commands.common import Format, chosen_format, console, err_console, for
 
 
 def _summary(folder: Path) -> dict:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from hpt.schemas.dataset import DESCRIPTOR, DatasetInfo
+    from hpt.store import DatasetStore
 
-    info = DatasetInfo.from_json((folder / DESCRIPTOR).read_text(encoding="utf-8"), where=str(folder / DESCRIPTOR))
-    months = {}
-    for part in sorted(folder.glob("month=*/*.parquet")):
-        month = part.parent.name[len("month="):]
-        months[month] = months.get(month, 0) + pq.ParquetFile(part).metadata.num_rows
+    dataset = DatasetStore(str(folder))
+    info = dataset.info()
+    months = {month: sum(pq.ParquetFile(pa.BufferReader(dataset.get(key))).metadata.num_rows for key in keys)
+              for month, keys in dataset.months().items()}
     return {"path": str(folder), "name": info.name, "rows": sum(months.values()), "months": months,
             "coverage": {"start": info.start.isoformat(), "end": info.end.isoformat()},
             "columns": {"timestamp": info.timestamp, "text": info.text, "target": info.target,
