@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -78,6 +80,34 @@ def test_warm_trials_give_the_same_results_bit_for_bit(tmp_path, small_dataset):
         for column in ("mse", "loss", "train_mse", "best_epoch", "device"):
             assert rows["--warm"][tid][column] == rows["--no-warm"][tid][column]
     assert rows["--warm"][ids[2]]["reason"] == rows["--no-warm"][ids[2]]["reason"]
+
+
+SIMULATED_GPU = """
+import sys
+import torch
+torch.cuda.is_available = lambda: True                        # a GPU machine, as the trainer sees it
+torch.cuda.get_device_name = lambda device=None: "Simulated GPU"
+from hpt.trainer.__main__ import main
+main(sys.argv[1:])
+"""
+
+
+def test_gpus_0_trains_on_the_cpu_where_a_gpu_is_visible(tmp_path, small_dataset):
+    script = tmp_path / "simulated_gpu.py"
+    script.write_text(SIMULATED_GPU)
+    ms = [make_manifest(small_dataset, "bag-of-words", epochs=1, experiment="e-e2e000000001", seed=gpus,
+                        resources={"gpus": gpus, "cpus": 1, "memory": "2Gi"}) for gpus in (0, 1)]
+    plan_dir = write_plan(tmp_path / "plan", ms)
+    env = {k: v for k, v in os.environ.items() if k != "HPT_DEVICE"}
+    env["HPT_TRIAL_COMMAND"] = f"{sys.executable} {script}"
+    results = str(tmp_path / "results")
+    proc = subprocess.run([hpt_exe(), "apply", str(plan_dir), "--results", results], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr  # the gpus: 1 trial tried the (simulated) GPU and failed
+    rows = {r["trial_id"]: r for r in table(results)}
+    cpu, gpu = rows[ms[0].id], rows[ms[1].id]
+    assert cpu["status"] == "done" and cpu["device"].startswith("cpu:"), (cpu["reason"], cpu["device"])
+    assert gpu["status"] == "failed" and gpu["device"] == "cuda:Simulated GPU" and "CUDA" in gpu["reason"], gpu
 
 
 def test_real_sigkill_mid_run_then_reapply(tmp_path, small_dataset):

@@ -272,3 +272,21 @@ def test_eager_adam_steps_exactly_like_torch_adam():
 
     for ours, theirs in zip(train(EagerAdam), train(torch.optim.Adam)):
         assert torch.equal(ours, theirs)
+
+
+def test_resources_gpus_decides_the_device_where_a_gpu_is_visible(monkeypatch):
+    import torch
+
+    from hpt.trainer.train import select_device
+
+    monkeypatch.delenv("HPT_DEVICE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU machine, simulated
+    assert select_device(None, gpus=0) == torch.device("cpu")
+    assert select_device(None, gpus=1) == torch.device("cuda")
+    assert select_device(None, gpus=0.25) == torch.device("cuda")
+    assert select_device("cpu", gpus=1) == torch.device("cpu")  # an explicit --device wins
+    monkeypatch.setenv("HPT_DEVICE", "cuda:1")
+    assert select_device(None, gpus=0) == torch.device("cuda:1")
+    monkeypatch.delenv("HPT_DEVICE")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert select_device(None, gpus=1) == torch.device("cpu")  # asked for a GPU, none here: the CPU

@@ -8,8 +8,8 @@
   validation MSE, or at the manifest's epoch budget; the best epoch's weights are kept.
 - Batching: the encoded windows live on the device as tensors; each epoch shuffles them with a
   generator seeded from the manifest (no DataLoader workers), so a CPU run is bit-for-bit reproducible.
-- Device: CUDA when available (bf16 autocast where supported, else fp16 with a grad scaler), CPU
-  otherwise, with torch's threads set from the CPU limit the trial really has (cgroup quota,
+- Device: the CPU for a trial with `resources.gpus` 0; otherwise CUDA when available (bf16 autocast
+  where supported, else fp16 with a grad scaler), CPU when not, with torch's threads set from the CPU limit the trial really has (cgroup quota,
   affinity, HPT_CPUS) — inside a container `nproc` reports the host's cores.
 """
 from __future__ import annotations
@@ -73,11 +73,15 @@ def _cgroup_quota() -> float | None:
         return None
 
 
-def select_device(prefer: str | None = None) -> torch.device:
-    """`prefer` or $HPT_DEVICE ("cpu", "cuda", "cuda:1"), else CUDA when present, else CPU."""
+def select_device(prefer: str | None = None, gpus: float | None = None) -> torch.device:
+    """Where a trial trains: `prefer` or $HPT_DEVICE ("cpu", "cuda", "cuda:1") when given; else the CPU for
+    a trial that asked for no GPU (`resources.gpus` 0, on every backend, even where a GPU is visible);
+    else CUDA when present (the first of the devices the backend made visible), else the CPU."""
     wanted = prefer or os.environ.get("HPT_DEVICE")
     if wanted:
         return torch.device(wanted)
+    if gpus is not None and gpus <= 0:
+        return torch.device("cpu")
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 

@@ -19,13 +19,16 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpt.store import TENSORBOARD, AlreadyExists, Store, StoreUnavailable, row_key
 from hpt.schemas.catalog import metrics as catalog_metrics
 from hpt.schemas.errors import UserError
 from hpt.schemas.manifest import TrialManifest
 from hpt.schemas.row import STATUS_DONE, STATUS_FAILED, build_row, row_csv
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +53,15 @@ def run_trial(manifest: TrialManifest, store: Store, device: str | None = None) 
     try:
         from hpt.trainer.train import TrainingFailed, describe_device, select_device
 
-        device_name = describe_device(select_device(device), manifest.resources.cpus)
+        chosen = select_device(device, manifest.resources.gpus)
+        device_name = describe_device(chosen, manifest.resources.cpus)
     except ImportError as err:  # torch missing in the image: still a result
         return _finish(store, build_row(manifest, status=STATUS_FAILED, reason=f"trainer unavailable: {err}",
                                         started_at=started_at, finished_at=_now()), EXIT_FAILED)
     with tempfile.TemporaryDirectory(prefix=f"hpt-{manifest.id}-") as scratch:
         tb_dir = Path(scratch) / "tensorboard"
         try:
-            code, row = EXIT_OK, _train_and_store(manifest, store, Path(scratch), tb_dir, device, started_at)
+            code, row = EXIT_OK, _train_and_store(manifest, store, Path(scratch), tb_dir, chosen, started_at)
         except StoreUnavailable:
             raise  # nothing can be stored, not even a failed row: hpt-trial exits EXIT_STORE_UNAVAILABLE
         except UserError as err:
@@ -75,11 +79,11 @@ def run_trial(manifest: TrialManifest, store: Store, device: str | None = None) 
         return _finish(store, row, code)
 
 
-def _train_and_store(manifest: TrialManifest, store: Store, scratch: Path, tb_dir: Path, device: str | None,
+def _train_and_store(manifest: TrialManifest, store: Store, scratch: Path, tb_dir: Path, device: torch.device,
                      started_at: str) -> dict[str, Any]:
     from hpt.trainer.artifacts import model_prefix, write_model_folder
     from hpt.trainer.data import prepare
-    from hpt.trainer.train import fit, select_device
+    from hpt.trainer.train import fit
 
     params = manifest.params
     _check_params(manifest)
@@ -102,7 +106,7 @@ def _train_and_store(manifest: TrialManifest, store: Store, scratch: Path, tb_di
 
     try:
         result = fit(manifest.architecture, params, prepared, seed=manifest.seed, max_epochs=manifest.epochs,
-                     device=select_device(device), cpus=manifest.resources.cpus, on_epoch=on_epoch)
+                     device=device, cpus=manifest.resources.cpus, on_epoch=on_epoch)
     finally:
         if writer is not None:
             writer.close()
