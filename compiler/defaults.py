@@ -13,6 +13,7 @@ from hpt.compiler.fidelities import Fidelity, resolve_fidelities
 from hpt.compiler.search import DEFAULT_RANDOM_TRIALS, Distribution, Domain, SearchSpace, Values, domain_from_spec
 from hpt.compiler.validation import check_date_pairs
 from hpt.schemas.catalog import Architecture, architecture, default_metrics, learning_rate_family, metrics, mode_defaults
+from hpt.schemas.errors import UserError
 from hpt.schemas.manifest import DEFAULT_IMAGE
 from hpt.schemas.resources import Resources
 DEFAULT_VALIDATION_DAYS = 30
@@ -80,6 +81,9 @@ def resolve(doc: dict[str, Any], *, mode: str | None = None, seed: int | None = 
                 domains[spec.name] = domain_from_spec(spec, params[spec.name])
     has_distribution = any(isinstance(d, Distribution) for d in domains.values())
     method = search.get("method", "random" if has_distribution else "grid")
+    if method in ("halving", "tpe"):
+        raise UserError(f"search method {method!r} is not available in this version of hpt", where="search.method",
+                        hint="use grid or random")
     trials = search.get("trials")
     if method == "random" and trials is None:
         trials = DEFAULT_RANDOM_TRIALS

@@ -72,7 +72,7 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
     loaded = load_spec(spec_path)
     warnings = list(loaded.warnings)
     doc = loaded.doc
-    validate_spec(doc)
+    doc = validate_spec(doc, warnings)   # in hpt's own words from here on
     resolved = resolve(doc, mode=options.mode, seed=options.seed, warnings=warnings)
     today = options.today or dt.datetime.now(dt.timezone.utc).date()
     run_month = month_start(today)

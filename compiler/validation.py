@@ -14,7 +14,8 @@ from jsonschema.exceptions import ValidationError
 
 from hpt.compiler.paths import did_you_mean, json_path
 from hpt.schemas.catalog import Architecture, ParamSpec, architectures, metrics
-from hpt.schemas.errors import UserError
+from hpt.compiler.wandb import to_hpt
+from hpt.schemas.errors import UserError, raise_all
 from hpt.schemas.kubernetes import ClusterSettings
 from hpt.schemas.loader import load_json, schema_validator
 
@@ -22,22 +23,68 @@ SPEC_SCHEMA = "spec.schema.json"
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-def validate_spec(doc: Any) -> None:
-    """Raise UserError for the first problem in `doc`; return quietly when it compiles."""
-    check_schema(doc)
-    check_meaning(doc)
+def validate_spec(doc: Any, warnings: list[str] | None = None) -> dict[str, Any]:
+    """Every problem in `doc` at once (UserErrors, first in document order first), or the document in
+    hpt's own words (W&B's spellings translated, compiler/wandb.py) when it compiles."""
+    problems = schema_problems(doc)
+    if not isinstance(doc, dict):
+        raise_all([error for _, error in problems])
+    broken = {top for top, _ in problems}
+    # The parts the schema accepted are checked for meaning too, so one run reports everything.
+    translated = to_hpt({k: v for k, v in doc.items() if k not in broken})
+    errors = [error for _, error in problems] + translated.errors
+    for error in meaning_problems(translated.doc):
+        if error.where:
+            error.where = translated.where(error.where)
+        errors.append(error)
+    # In document order (by top-level key; stable within one), so the first is the one a reader meets first.
+    keys = list(doc)
+    errors.sort(key=lambda e: keys.index(_top_key(e.where)) if _top_key(e.where) in keys else -1)
+    raise_all(errors)
+    if warnings is not None:
+        warnings.extend(translated.warnings)
+    return translated.doc
 
 
 # --- shape ------------------------------------------------------------------------------------
 
 def check_schema(doc: Any) -> None:
+    """Raise UserError for the first problem of shape (in document order)."""
+    problems = schema_problems(doc)
+    if problems:
+        raise problems[0][1]
+
+
+def schema_problems(doc: Any) -> list[tuple[str | int | None, UserError]]:
+    """Each problem of shape, in document order, one per JSON path, with the top-level key it is under."""
     validator = schema_validator(SPEC_SCHEMA)
-    errors = list(validator.iter_errors(doc))
-    if not errors:
-        return
-    # The first in document order is the one a reader meets first.
-    error = min(errors, key=lambda e: (_order(doc, list(e.absolute_path)), -len(e.absolute_path)))
-    raise _explain(error)
+    errors = sorted(validator.iter_errors(doc), key=lambda e: (_order(doc, list(e.absolute_path)), -len(e.absolute_path)))
+    out: list[tuple[str | int | None, UserError]] = []
+    seen: set[str | None] = set()
+    for error in errors:
+        explained = _explain(error)
+        if explained.where in seen:
+            continue
+        seen.add(explained.where)
+        path = list(error.absolute_path)
+        top = path[0] if path else None
+        if top is None and error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            # each unknown top-level key is its own problem (the schema reports them together)
+            for key in _unknown_keys(error):
+                known = list(error.schema.get("properties", {}))
+                out.append((key, UserError(f"unknown key {key!r}", where=json_path([key]), hint=did_you_mean(key, known))))
+            continue
+        out.append((top, explained))
+    return out
+
+
+def _top_key(where: str | None) -> str:
+    return re.split(r"[.\[]", where or "", maxsplit=1)[0]
+
+
+def _unknown_keys(error: ValidationError) -> list[str]:
+    known = error.schema.get("properties", {})
+    return [k for k in error.instance if k not in known]
 
 
 def _order(doc: Any, path: list[str | int]) -> tuple:
@@ -133,7 +180,8 @@ def _one_of_message(path: list[str | int], instance: Any) -> str:
                 f"got {_describe(instance)}")
     if path and path[0] == "parameters":
         return ('expected a list of values, a number, {"values": [...]}, {"value": x} or '
-                '{"distribution": "uniform"|"log-uniform"|"int-uniform"|"q-uniform", "min": ..., "max": ...}, '
+                '{"distribution": "uniform"|"log-uniform"|"int-uniform"|"q-uniform", "min": ..., "max": ...} '
+                '(or W&B\'s log_uniform_values|int_uniform|q_uniform, or categorical with values), '
                 f"got {_describe(instance)}")
     return f"{_describe(instance)} does not match any accepted form"
 
@@ -162,30 +210,57 @@ def _describe(value: Any) -> str:
 # --- meaning ----------------------------------------------------------------------------------
 
 def check_meaning(doc: dict[str, Any]) -> None:
-    arch = check_architecture(doc["architecture"])
+    """Raise the first problem of meaning in a schema-valid document in hpt's words."""
+    raise_all(meaning_problems(doc)[:1])
+
+
+def meaning_problems(doc: dict[str, Any]) -> list[UserError]:
+    """What a schema cannot say, for every part of `doc` present (parts the schema refused are left out)."""
+    errors: list[UserError] = []
+
+    def check(fn, *args) -> Any:  # noqa: ANN001 — one independent check; its error is collected
+        try:
+            return fn(*args)
+        except UserError as err:
+            errors.append(err)
+            return None
+
+    arch = check(check_architecture, doc["architecture"]) if "architecture" in doc else None
     if "date-range" in doc and isinstance(doc["date-range"], list):
-        check_date_pairs(doc["date-range"])
-    for name, value in doc.get("parameters", {}).items():
-        check_parameter(arch, name, value)
-    search = doc.get("search", {})
-    distributions = [n for n, v in doc.get("parameters", {}).items() if isinstance(v, dict) and "distribution" in v]
-    if search.get("method") == "grid" and distributions:
-        raise UserError("a distribution needs random search", where=f"parameters.{distributions[0]}",
-                        hint='set "search": {"method": "random", "trials": N}, or list values for a grid')
+        check(check_date_pairs, doc["date-range"])
+    if arch is not None:
+        for name, value in doc.get("parameters", {}).items():
+            check(check_parameter, arch, name, value)
+    check(check_search, doc)
     known = metrics()
     for i, name in enumerate(doc.get("metrics", ())):
         if name not in known:
-            raise UserError(f"unknown metric {name!r}", where=f"metrics[{i}]", hint=did_you_mean(name, known))
+            errors.append(UserError(f"unknown metric {name!r}", where=f"metrics[{i}]", hint=did_you_mean(name, known)))
     objective = doc.get("objective")
     if objective:
         name = objective["metric"]
         if name not in known:
-            raise UserError(f"unknown metric {name!r}", where="objective.metric", hint=did_you_mean(name, known))
-        if "metrics" in doc and name not in doc["metrics"]:
-            raise UserError(f"the objective metric {name!r} is not among the reported metrics", where="objective.metric",
-                            hint=f"add {name!r} to \"metrics\"")
+            errors.append(UserError(f"unknown metric {name!r}", where="objective.metric", hint=did_you_mean(name, known)))
+        elif "metrics" in doc and name not in doc["metrics"]:
+            errors.append(UserError(f"the objective metric {name!r} is not among the reported metrics",
+                                    where="objective.metric", hint=f"add {name!r} to \"metrics\""))
     if "kubernetes" in doc:   # checked here, once: the backend trusts a compiled manifest's section
-        ClusterSettings.parse(doc["kubernetes"], where="kubernetes")
+        check(ClusterSettings.parse, doc["kubernetes"], "kubernetes")
+    return errors
+
+
+def check_search(doc: dict[str, Any]) -> None:
+    search = doc.get("search", {})
+    method = search.get("method")
+    distributions = [n for n, v in doc.get("parameters", {}).items() if isinstance(v, dict) and "distribution" in v]
+    if method == "grid" and distributions:
+        raise UserError("a distribution needs random search", where=f"parameters.{distributions[0]}",
+                        hint='set "search": {"method": "random", "trials": N}, or list values for a grid')
+    if "eta" in search and method != "halving":
+        raise UserError("eta applies to halving only", where="search.eta", hint='set "search": {"method": "halving"}')
+    if method == "halving" and not doc.get("fidelities"):
+        raise UserError("halving needs the spec's fidelities (its rungs, cheapest first)", where="search.method",
+                        hint='list them: "fidelities": [{"months": 1, "epochs": 3}, {"months": 3, "epochs": 10}]')
 
 
 def check_architecture(name: str) -> Architecture:

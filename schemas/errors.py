@@ -20,3 +20,32 @@ class UserError(Exception):
         if self.hint:
             text += f" ({self.hint})"
         return text
+
+    def each(self) -> list[UserError]:
+        """The single problems this error stands for (one line each on stderr)."""
+        return [self]
+
+
+class UserErrors(UserError):
+    """Several problems found in one pass (every error of a spec), reported together, first one first."""
+
+    def __init__(self, errors: list[UserError]):
+        if not errors:
+            raise ValueError("UserErrors needs at least one error")
+        self.errors = list(errors)
+        first = self.errors[0]
+        super().__init__(first.message, where=first.where, hint=first.hint)
+
+    def __str__(self) -> str:
+        return "\n".join(UserError.__str__(e) for e in self.errors)
+
+    def each(self) -> list[UserError]:
+        return list(self.errors)
+
+
+def raise_all(errors: list[UserError]) -> None:
+    """Raise nothing, the one error, or all of them together."""
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise UserErrors(errors)

@@ -58,7 +58,8 @@ def chosen_format(fmt: Format | TableFormat, output: Optional[str]) -> Any:
 
 
 def fail(err: UserError) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+    for one in err.each():  # a spec's every problem, one line each
+        err_console.print(f"[bold red]error:[/] {one}", highlight=False, soft_wrap=True)
     return typer.Exit(EXIT_USER_ERROR)
 
 

@@ -1,0 +1,123 @@
+"""W&B's sweep vocabulary compiles as written, to the same plan as hpt's own spelling; and a spec's
+every error is reported in one run."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from hpt.cli import app
+from hpt.compiler.validation import validate_spec
+from hpt.schemas.errors import UserError, UserErrors
+
+runner = CliRunner()
+TODAY = "2026-11-26"
+RANGE = [["2010-01-01", "2010-03-01"]]
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch, tmp_path):
+    monkeypatch.setenv("HPT_DEMO_DATA", str(tmp_path / "demo-not-built"))
+
+
+def compile_cli(tmp_path: Path, doc, name: str):
+    spec = tmp_path / f"{name}.json"
+    spec.write_text(json.dumps(doc), encoding="utf-8")
+    return runner.invoke(app, ["compile", str(spec), "--out", str(tmp_path / name), "--today", TODAY, "--format", "json"])
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+WANDB = {
+    "name": "lr-sweep", "project": "retail", "program": "train.py",
+    "method": "random", "run_cap": 6,
+    "metric": {"name": "mse", "goal": "minimize"},
+    "architecture": "lstm", "date-range": RANGE,
+    "parameters": {
+        "learning_rate": {"distribution": "log_uniform_values", "min": 0.0001, "max": 0.03},
+        "num_layers": {"distribution": "int_uniform", "min": 1, "max": 3},
+        "dropout": {"distribution": "q_uniform", "min": 0, "max": 0.5, "q": 0.1},
+        "hidden_size": {"distribution": "categorical", "values": [32, 64]},
+        "lr_decay": {"value": 0.9},
+        "batch_size": {"values": [64, 128]},
+    },
+}
+HPT = {
+    "architecture": "lstm", "date-range": RANGE,
+    "search": {"method": "random", "trials": 6},
+    "objective": {"metric": "mse", "goal": "minimize"},
+    "parameters": {
+        "learning_rate": {"distribution": "log-uniform", "min": 0.0001, "max": 0.03},
+        "num_layers": {"distribution": "int-uniform", "min": 1, "max": 3},
+        "dropout": {"distribution": "q-uniform", "min": 0, "max": 0.5, "q": 0.1},
+        "hidden_size": [32, 64],
+        "lr_decay": 0.9,
+        "batch_size": {"values": [64, 128]},
+    },
+}
+
+
+def test_a_wandb_sweep_compiles_to_the_same_plan_as_hpts_spelling(tmp_path):
+    wandb, ours = compile_cli(tmp_path, WANDB, "wandb"), compile_cli(tmp_path, HPT, "hpt")
+    assert wandb.exit_code == 0, wandb.output
+    assert ours.exit_code == 0, ours.output
+    assert "program 'train.py' ignored" in wandb.stderr
+    plan = json.loads((tmp_path / "wandb" / "plan.json").read_text())
+    assert plan["counts"]["trials"] == 6 and plan["spec"]["search"]["method"] == "random"
+    a, b = tree(tmp_path / "wandb"), tree(tmp_path / "hpt")
+    assert a.keys() == b.keys()
+    # the plans differ only in the warning that W&B's program was ignored
+    assert {k for k in a if a[k] != b[k]} == {"plan.json"}
+    pa, pb = json.loads(a["plan.json"]), json.loads(b["plan.json"])
+    assert pa.pop("warnings") != pb.pop("warnings") and pa == pb
+
+
+def test_wandb_grid_method_and_metric_goal():
+    doc = validate_spec({"architecture": "lstm", "method": "grid", "metric": {"name": "mae", "goal": "minimize"},
+                         "parameters": {"num_layers": {"values": [1, 2]}}})
+    assert doc["search"] == {"method": "grid"}
+    assert doc["objective"] == {"metric": "mae", "goal": "minimize"}
+    assert "method" not in doc and "metric" not in doc
+
+
+@pytest.mark.parametrize("doc, where, words", [
+    ({"architecture": "lstm", "method": "random", "search": {"method": "grid"}}, "method", "both 'method'"),
+    ({"architecture": "lstm", "metric": {"name": "mse"}, "objective": {"metric": "mse"}}, "metric", "both 'metric'"),
+    ({"architecture": "lstm", "metric": {"name": "accuracy"}}, "metric.name", "unknown metric"),
+    ({"architecture": "lstm", "metrics": ["loss"], "metric": {"name": "mse"}}, "metric.name", "not among the reported"),
+    ({"architecture": "lstm", "method": "bayesian"}, "method", "did you mean 'bayes'"),
+    ({"architecture": "lstm", "parameters": {"learning_rate": {"distribution": "log_uniform", "min": -9, "max": -3}}},
+     "parameters.learning_rate.distribution", "log_uniform_values"),
+])
+def test_wandb_spellings_are_checked_where_written(doc, where, words):
+    with pytest.raises(UserError) as info:
+        validate_spec(doc)
+    assert info.value.where == where, str(info.value)
+    assert words in str(info.value)
+
+
+def test_every_error_of_a_spec_in_one_run():
+    doc = {"architecture": "lstm", "epochs": "many", "paramters": {}, "repeats": 0,
+           "parameters": {"learning_rat": [0.1], "num_layers": [1, 2.5], "dropout": {"distribution": "uniform", "min": 0.4, "max": 0.1}},
+           "metrics": ["mse", "msee"], "objective": {"metric": "accuracy"}, "kubernetes": {"namespace": "ML_Team"}}
+    with pytest.raises(UserErrors) as info:
+        validate_spec(doc)
+    wheres = [e.where for e in info.value.each()]
+    assert wheres[0] == "epochs"   # the first in document order comes first
+    assert set(wheres) == {"epochs", "paramters", "repeats", "parameters.learning_rat", "parameters.num_layers[1]",
+                           "parameters.dropout", "metrics[1]", "objective.metric", "kubernetes.namespace"}
+
+
+def test_every_error_is_one_line_each_exit_2(tmp_path):
+    result = compile_cli(tmp_path, {"architecture": "lstm-atention", "epochs": 0, "metrics": ["msee"]}, "bad")
+    assert result.exit_code == 2
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    lines = result.stderr.strip().splitlines()
+    assert lines == ["error: architecture: unknown architecture 'lstm-atention' (did you mean 'lstm-attention'?)",
+                     "error: epochs: 0 is less than the minimum of 1",
+                     "error: metrics[0]: unknown metric 'msee' (did you mean 'mse'?)"], result.stderr
+    assert not (tmp_path / "bad").exists()
