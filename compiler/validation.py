@@ -58,15 +58,21 @@ def check_schema(doc: Any) -> None:
 def schema_problems(doc: Any) -> list[tuple[str | int | None, UserError]]:
     """Each problem of shape, in document order, one per JSON path, with the top-level key it is under."""
     validator = schema_validator(SPEC_SCHEMA)
-    errors = sorted(validator.iter_errors(doc), key=lambda e: (_order(doc, list(e.absolute_path)), -len(e.absolute_path)))
+    # Document order; deeper first; at one path, a misspelt or missing key before what it causes.
+    errors = sorted(validator.iter_errors(doc), key=lambda e: (_order(doc, list(e.absolute_path)), -len(e.absolute_path),
+                                                               e.validator not in ("additionalProperties", "required")))
+    # One problem per subtree: an error above a deeper one is usually its echo (an anyOf failing
+    # because of a misspelt key), so the deeper, more precise one stands for both.
+    paths = [tuple(e.absolute_path) for e in errors]
+    errors = [e for e, p in zip(errors, paths) if not p or not any(len(q) > len(p) and q[:len(p)] == p for q in paths)]
     out: list[tuple[str | int | None, UserError]] = []
-    seen: set[str | None] = set()
+    seen: set[tuple] = set()
     for error in errors:
-        explained = _explain(error)
-        if explained.where in seen:
-            continue
-        seen.add(explained.where)
         path = list(error.absolute_path)
+        if path and tuple(path) in seen:
+            continue
+        seen.add(tuple(path))
+        explained = _explain(error)
         top = path[0] if path else None
         if top is None and error.validator == "additionalProperties" and isinstance(error.instance, dict):
             # each unknown top-level key is its own problem (the schema reports them together)
@@ -75,7 +81,10 @@ def schema_problems(doc: Any) -> list[tuple[str | int | None, UserError]]:
                 out.append((key, UserError(f"unknown key {key!r}", where=json_path([key]), hint=did_you_mean(key, known))))
             continue
         out.append((top, explained))
-    return out
+    # A misspelt required key is one mistake, not two: its "unknown key (did you mean ...)" says it all.
+    hints = " ".join(e.hint or "" for _, e in out)
+    return [(top, e) for top, e in out
+            if not (e.message.startswith("missing required key") and e.message.split()[-1] in hints)]
 
 
 def _top_key(where: str | None) -> str:
