@@ -116,6 +116,7 @@ def main() -> None:
     from hpt.executor.backends.kubernetes import render as k8s
     from k8s_emulator import api_client
     from hpt.store import open_store
+    from executor_support import write_plan
     from trial_factory import make_manifest
 
     work = Path(tempfile.mkdtemp(prefix="bench-k8s-"))
@@ -135,15 +136,9 @@ def main() -> None:
 
     # The plan: N real manifests (distinct seeds), written as `hpt compile` would.
     experiment = "e-0000000be0c4"
-    plan_dir = work / "plan"
-    (plan_dir / "trials").mkdir(parents=True)
-    ids = []
-    for seed in range(args.trials):
-        m = make_manifest("gs://bench-data/demo", "bag-of-words", seed=seed, experiment=experiment,
-                          image="europe-docker.pkg.dev/proj/hpt/trainer:0.1.0")
-        (plan_dir / "trials" / f"{m.id}.json").write_text(m.to_json())
-        ids.append(m.id)
-    (plan_dir / "plan.json").write_text(json.dumps({"experiment": experiment, "trials": ids}))
+    plan_dir = write_plan(work / "plan", [make_manifest("gs://bench-data/demo", "bag-of-words", seed=seed, experiment=experiment,
+                                                       image="europe-docker.pkg.dev/proj/hpt/trainer:0.1.0")
+                                         for seed in range(args.trials)])
     (work / "experiment").write_text(experiment)
 
     env = {**os.environ, "BENCH_WORKERS": str(args.workers)}

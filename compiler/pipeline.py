@@ -18,11 +18,12 @@ from hpt.compiler.dates import Window, check_inside, explicit_windows, month_sta
 from hpt.compiler.defaults import Resolved, Rotating, resolve
 from hpt.compiler.fidelities import check_fidelities
 from hpt.compiler.loading import load_spec
-from hpt.compiler.plan import TRIALS, check_target, existing_plan, write_plan
+from hpt.compiler.plan import check_target, existing_plan, write_plan
 from hpt.compiler.trials import TrialShape, iter_trials
 from hpt.compiler.validation import validate_spec
 from hpt.schemas.errors import UserError
-from hpt.schemas.manifest import API_VERSION, canonical_json
+from hpt.schemas.manifest import canonical_json
+from hpt.schemas.plan import PLAN_FILE, Plan
 from hpt.schemas.version import __version__
 
 
@@ -53,7 +54,7 @@ class CompileResult:
     def summary(self) -> dict[str, Any]:
         """What `hpt compile --output json` prints."""
         return {
-            "experiment": self.experiment, "out": str(self.out), "plan": str(self.out / "plan.json"),
+            "experiment": self.experiment, "out": str(self.out), "plan": str(self.out / PLAN_FILE),
             "written": self.written, "architecture": self.resolved.architecture.name, "mode": self.resolved.mode,
             "epochs": self.resolved.epochs, "method": self.resolved.space.method, "auto": self.resolved.auto,
             "month": self.month, "data": self.dataset.uri, "configs": self.configs, "windows": [w.to_dict() for w in self.windows],
@@ -112,20 +113,16 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
                            fidelities=resolved.fidelities)
         expected = resolved.space.count()
 
-        def make_plan(trial_ids: list[str]) -> dict[str, Any]:
+        def make_plan(digests: dict[str, str]) -> Plan:
             if resolved.space.method == "random" and configs_seen < expected:
                 warnings.append(f"search: only {configs_seen} distinct configs exist among the {expected} draws asked for")
-            counts = {"configs": configs_seen, "windows": len(windows), "repeats": resolved.repeats, "trials": len(trial_ids)}
+            counts = {"configs": configs_seen, "windows": len(windows), "repeats": resolved.repeats, "trials": len(digests)}
             if resolved.fidelities:  # only then: plans without fidelities stay byte-identical
                 counts["fidelities"] = len(resolved.fidelities)
-            return {
-                "apiVersion": API_VERSION, "kind": "Plan", "experiment": experiment, "hpt_version": __version__,
-                "month": f"{run_month:%Y-%m}", "reference_date": run_month.isoformat(), "spec": spec_doc,
-                "windows": [w.to_dict() for w in windows],
-                "counts": counts,
-                "values": {name: sorted(seen_values[name]) for name in tuned},
-                "trials_dir": TRIALS, "trials": trial_ids, "warnings": warnings,
-            }
+            return Plan(experiment=experiment, hpt_version=__version__, trials=list(digests), digests=digests,
+                        month=f"{run_month:%Y-%m}", reference_date=run_month.isoformat(), spec=spec_doc,
+                        windows=[w.to_dict() for w in windows], counts=counts,
+                        values={name: sorted(seen_values[name]) for name in tuned}, warnings=warnings)
 
         result = write_plan(out, iter_trials(shape, counted_configs(), windows), make_plan)
         ids = result.trial_ids

@@ -1,4 +1,4 @@
-"""Writing a plan: DIR/plan.json (the index) and DIR/trials/<trial-id>.json (one manifest each).
+"""Writing a plan: DIR/plan.json (hpt.schemas.plan.Plan) and DIR/trials/<trial-id>.json (one manifest each).
 
 Trials stream into a staging folder next to DIR/trials and replace it in one rename, and plan.json
 is written last, so a plan folder is never half old, half new. Recompiling the same spec in the same
@@ -16,12 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from hpt.schemas.errors import UserError
+from hpt.schemas.plan import PLAN_FILE, TRIALS_DIR, Plan, manifest_digest, manifest_path
 
 if TYPE_CHECKING:
     from hpt.compiler.trials import RenderedTrial
-
-PLAN = "plan.json"
-TRIALS = "trials"
 
 
 @dataclass
@@ -30,13 +28,9 @@ class WriteResult:
     trial_ids: list[str]
 
 
-def plan_json(plan: dict[str, Any]) -> str:
-    """Stable bytes: sorted keys, two-space indent (a reviewer reads this file)."""
-    return json.dumps(plan, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
-
-
 def existing_plan(out: Path) -> dict[str, Any] | None:
-    path = out / PLAN
+    """OUT's plan.json as a document; None when there is none, {} when it cannot be read."""
+    path = out / PLAN_FILE
     if not path.exists():
         return None
     try:
@@ -45,19 +39,30 @@ def existing_plan(out: Path) -> dict[str, Any] | None:
         return {}  # unreadable: a different plan as far as we can tell
 
 
+def _intact(out: Path, previous: dict[str, Any]) -> bool:
+    """Every manifest the previous plan lists is there, byte for byte as it recorded."""
+    digests = previous.get("digests")
+    if not isinstance(digests, dict):
+        return False  # compiled by an older hpt: write it again, with digests
+    for tid in previous.get("trials", []):
+        try:
+            if manifest_digest(manifest_path(out, tid).read_bytes()) != digests.get(tid):
+                return False
+        except OSError:
+            return False
+    return True
+
+
 def check_target(out: Path, experiment: str, version: str, force: bool) -> bool:
-    """True when OUT already holds this exact plan, complete (nothing to do). Raises when OUT holds
-    something else and `force` is not set."""
+    """True when OUT already holds this exact plan, complete and unedited (nothing to do). Raises when OUT
+    holds something else and `force` is not set."""
     if out.exists() and not out.is_dir():
         raise UserError("exists and is not a directory", where=str(out))
     if not out.exists() or not any(out.iterdir()):
         return False
     previous = existing_plan(out)
     if previous is not None and previous.get("experiment") == experiment and previous.get("hpt_version") == version:
-        ids = previous.get("trials", [])
-        if all((out / TRIALS / f"{tid}.json").is_file() for tid in ids):
-            return True
-        return False  # same plan, files missing: write it again
+        return _intact(out, previous)  # same plan; files missing or edited: write it again
     if force:
         return False
     if previous is None:
@@ -66,49 +71,48 @@ def check_target(out: Path, experiment: str, version: str, force: bool) -> bool:
                     where=str(out), hint="choose another --out, or pass --force to replace it")
 
 
-def write_plan(out: Path, trials: Iterable[RenderedTrial], make_plan: Callable[[list[str]], dict[str, Any]]) -> WriteResult:
-    """Stream `trials` to files, then write plan.json from `make_plan(trial_ids)`."""
+def write_plan(out: Path, trials: Iterable[RenderedTrial], make_plan: Callable[[dict[str, str]], Plan]) -> WriteResult:
+    """Stream `trials` to files, then write plan.json from `make_plan(digests)` (trial id → manifest digest,
+    in the trials' order)."""
     try:
         return _write_plan(out, trials, make_plan)
     except OSError as err:  # read-only folder, full disk: the user's to fix
         raise UserError(f"cannot write the plan: {err.strerror or err}", where=str(err.filename or out)) from None
 
 
-def _write_plan(out: Path, trials: Iterable[RenderedTrial], make_plan: Callable[[list[str]], dict[str, Any]]) -> WriteResult:
+def _write_plan(out: Path, trials: Iterable[RenderedTrial], make_plan: Callable[[dict[str, str]], Plan]) -> WriteResult:
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".trials-", dir=out))
-    ids: list[str] = []
-    seen: set[str] = set()
+    digests: dict[str, str] = {}
     try:
         for trial in trials:
-            if trial.id in seen:
+            if trial.id in digests:
                 raise AssertionError(f"bug: trial {trial.id} emitted twice")
-            seen.add(trial.id)
-            ids.append(trial.id)
-            _write(staging / f"{trial.id}.json", trial.text)
-        plan_text = plan_json(make_plan(ids))
-        tmp_plan = out / f".{PLAN}.tmp"
-        _write(tmp_plan, plan_text)
-        target = out / TRIALS
+            data = trial.text.encode("utf-8")
+            digests[trial.id] = manifest_digest(data)
+            _write(staging / f"{trial.id}.json", data)
+        plan_text = make_plan(digests).to_json()
+        tmp_plan = out / f".{PLAN_FILE}.tmp"
+        _write(tmp_plan, plan_text.encode("utf-8"))
+        target = out / TRIALS_DIR
         old = None
         if target.exists():
             old = Path(tempfile.mkdtemp(prefix=".old-trials-", dir=out))
-            os.rename(target, old / TRIALS)
+            os.rename(target, old / TRIALS_DIR)
         os.rename(staging, target)
-        os.replace(tmp_plan, out / PLAN)
+        os.replace(tmp_plan, out / PLAN_FILE)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return WriteResult(written=True, trial_ids=ids)
+    return WriteResult(written=True, trial_ids=list(digests))
 
 
-def _write(path: Path, text: str) -> None:
+def _write(path: Path, data: bytes) -> None:
     # os-level calls: a buffered file object costs more than the write itself for a 1 kB manifest.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        data = text.encode("utf-8")
         while data:
             data = data[os.write(fd, data):]
     finally:

@@ -27,7 +27,7 @@ from typing import Any
 
 from hpt.executor.backend import Backend, Phase, Submission, TrialStatus
 from hpt.executor.events import Reporter
-from hpt.executor.plan import Plan
+from hpt.executor.plan import LoadedPlan
 from hpt.executor.publish import ResultsPublisher
 from hpt.store import EXIT_STORE_UNAVAILABLE, LOGS, AlreadyExists, Store, StoreUnavailable, row_key
 from hpt.store.claims import DEFAULT_LEASE_S, Claim, Claims
@@ -126,7 +126,7 @@ def _last_lines(text: str, n: int = 3, width: int = 300) -> str:
 
 
 class Scheduler:
-    def __init__(self, plan: Plan, backend: Backend, store: Store, options: RunOptions, reporter: Reporter):
+    def __init__(self, plan: LoadedPlan, backend: Backend, store: Store, options: RunOptions, reporter: Reporter):
         self.plan = plan
         self.backend = backend
         self.store = store
@@ -534,7 +534,7 @@ class Scheduler:
         return r
 
 
-def run_plan(plan: Plan, backend: Backend, store: Store, options: RunOptions, reporter: Reporter) -> RunResult:
+def run_plan(plan: LoadedPlan, backend: Backend, store: Store, options: RunOptions, reporter: Reporter) -> RunResult:
     scheduler = Scheduler(plan, backend, store, options, reporter)
     try:
         return scheduler.run()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hpt.executor.loop import RUNS
-from hpt.executor.plan import Plan
+from hpt.executor.plan import LoadedPlan
 from hpt.executor.publish import ResultsPublisher
 from hpt.store import Store
 from hpt.schemas.row import STATUS_DONE
@@ -83,7 +83,7 @@ def _rounded(value: str) -> str:
         return value
 
 
-def trial_states(plan: Plan, store: Store, local_state_dir: Path | None = None,
+def trial_states(plan: LoadedPlan, store: Store, local_state_dir: Path | None = None,
                  run: ApplyState | None = None) -> list[TrialState]:
     """Each trial's state; `run` is the experiment's apply_state (read here when not given)."""
     rows = ResultsPublisher(store).sync()

@@ -107,11 +107,21 @@ class TrialManifest:
         return canonical_json(self.to_dict()) + "\n"
 
     @classmethod
-    def from_dict(cls, doc: dict[str, Any], where: str = "manifest") -> "TrialManifest":
-        validate_manifest(doc, where)
+    def _build(cls, doc: dict[str, Any]) -> "TrialManifest":
         fields = {k: v for k, v in doc.items() if k not in ("apiVersion", "kind")}
         fields["resources"] = Resources.from_dict(fields["resources"])
-        manifest = cls(**fields)
+        return cls(**fields)
+
+    @classmethod
+    def compiled(cls, text: str) -> "TrialManifest":
+        """A manifest file whose bytes match the digest its plan records: `hpt compile` wrote and validated
+        it, so it is read, not validated again."""
+        return cls._build(json.loads(text))
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any], where: str = "manifest") -> "TrialManifest":
+        validate_manifest(doc, where)
+        manifest = cls._build(doc)
         expected = trial_id(doc)
         if manifest.id != expected:
             raise UserError(f"trial id {manifest.id} does not match its content ({expected}); manifests are "

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Iterable
 
 from hpt.schemas.manifest import TrialManifest
+from hpt.schemas.plan import PLAN_FILE, TRIALS_DIR, Plan, manifest_digest, manifest_path
+from hpt.schemas.version import __version__
 
 FAKE_TRIAL = textwrap.dedent('''
     """Stand-in trainer: behaviour per trial id from $FAKE_TRIAL (JSON), attempts counted in $FAKE_TRIAL_COUNTS."""
@@ -55,15 +57,18 @@ FAKE_TRIAL = textwrap.dedent('''
 
 
 def write_plan(folder: Path, manifests: Iterable[TrialManifest], results: str | None = None) -> Path:
-    """A plan folder as `hpt compile` writes it: plan.json (experiment, trial ids) + trials/<id>.json."""
+    """A plan folder as `hpt compile` writes it: plan.json (trial ids, manifest digests) + trials/<id>.json."""
     manifests = list(manifests)
-    (folder / "trials").mkdir(parents=True, exist_ok=True)
+    (folder / TRIALS_DIR).mkdir(parents=True, exist_ok=True)
+    digests = {}
     for m in manifests:
-        (folder / "trials" / f"{m.id}.json").write_text(m.to_json(), encoding="utf-8")
-    doc = {"experiment": manifests[0].experiment, "trials": [m.id for m in manifests], "counts": {"trials": len(manifests)}}
-    if results:
-        doc["results"] = results
-    (folder / "plan.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
+        data = m.to_json().encode("utf-8")
+        manifest_path(folder, m.id).write_bytes(data)
+        digests[m.id] = manifest_digest(data)
+    plan = Plan(experiment=manifests[0].experiment, hpt_version=__version__, month="2011-01", reference_date="2011-01-01",
+                spec={"results": results} if results else {}, windows=[], counts={"trials": len(manifests)}, values={},
+                warnings=[], trials=list(digests), digests=digests)
+    (folder / PLAN_FILE).write_text(plan.to_json(), encoding="utf-8")
     return folder
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from executor_support import attempts, kill_leftovers, child_env, fake_env, hpt_exe, write_plan
+from hpt.schemas.manifest import TrialManifest, canonical_json
 from hpt.store import open_store
 from trial_factory import make_manifest
 
@@ -103,6 +104,36 @@ def test_exit_codes_json_events_and_dry_run(tmp_path):
     assert bad.returncode == 2 and "--namespace" in bad.stderr
     bad = hpt("status", tmp_path, env=env)
     assert bad.returncode == 2 and "plan.json" in bad.stderr
+
+
+@pytest.mark.parametrize("field, value", [
+    ("image", "someone-elses:latest"),
+    ("resources", {"gpus": 0, "cpus": 64, "memory": "1Ti"}),
+    ("metrics", ["mse"]),
+    ("objective", {"metric": "mse", "goal": "maximize"}),
+])
+def test_a_manifest_edited_after_compile_is_refused(tmp_path, field, value):
+    plan_dir, ids, env = plan_with(tmp_path, 2, {})
+    path = plan_dir / "trials" / f"{ids[1]}.json"
+    doc = json.loads(path.read_text())
+    doc[field] = value
+    path.write_text(canonical_json(doc) + "\n")
+    assert TrialManifest.from_json(path.read_text()).id == ids[1]   # still a valid manifest: its id does not hash these
+    proc = hpt("apply", plan_dir, "--results", tmp_path / "res", env=env)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(path) in lines[0] and "immutable" in lines[0], proc.stderr
+    assert not (tmp_path / "res").exists() or rows_in(str(tmp_path / "res")) == []   # nothing ran
+
+
+def test_a_plan_without_manifest_digests_is_one_clear_error(tmp_path):
+    plan_dir, ids, env = plan_with(tmp_path, 1, {})
+    doc = json.loads((plan_dir / "plan.json").read_text())
+    del doc["digests"]
+    (plan_dir / "plan.json").write_text(json.dumps(doc))
+    proc = hpt("apply", plan_dir, "--results", tmp_path / "res", env=env)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "no manifest digests" in proc.stderr and "hpt compile" in proc.stderr and "plan.json" in proc.stderr
 
 
 def test_default_results_is_the_plans_then_hpt_results(tmp_path):

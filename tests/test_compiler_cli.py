@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import subprocess
@@ -175,6 +176,21 @@ def test_a_missing_trial_file_is_written_again(tmp_path):
     assert victim.exists()
 
 
+def test_an_edited_trial_file_is_written_again_and_the_plan_records_every_digest(tmp_path):
+    out = tmp_path / "plan"
+    compile_ok(EXAMPLES / "quick.json", out)
+    plan = json.loads((out / "plan.json").read_text())
+    files = sorted((out / "trials").iterdir())
+    assert sorted(plan["digests"]) == sorted(plan["trials"]) == [p.stem for p in files]
+    assert all(plan["digests"][p.stem] == hashlib.sha256(p.read_bytes()).hexdigest() for p in files)
+    victim = files[0]
+    original = victim.read_bytes()
+    victim.write_bytes(original.replace(b'"image":"hpt-trainer:latest"', b'"image":"hpt-trainer:edited"'))
+    assert victim.read_bytes() != original
+    assert compile_ok(EXAMPLES / "quick.json", out)["written"] is True
+    assert victim.read_bytes() == original
+
+
 def test_a_folder_with_other_things_is_refused(tmp_path):
     (tmp_path / "plan").mkdir()
     (tmp_path / "plan" / "notes.txt").write_text("mine")
@@ -312,6 +328,8 @@ def test_schema_command_prints_the_schemas():
     assert spec["$id"].endswith("spec.schema.json") and spec["additionalProperties"] is False
     trial = json.loads(hpt("schema", "trial").stdout)
     assert trial["title"] == "hpt trial manifest"
+    plan = json.loads(hpt("schema", "plan").stdout)
+    assert plan["title"] == "hpt plan" and "digests" in plan["required"]
 
 
 def test_architectures_command():

@@ -23,7 +23,7 @@ from k8s_emulator import (EmulatedCluster, FakeJobController, add_pod, api_clien
 from hpt.store import open_store, row_key
 from hpt.schemas.errors import UserError
 from hpt.schemas.row import parse_row_csv
-from test_k8s_render import write_plan
+from executor_support import write_plan
 from trial_factory import make_manifest
 
 NS = "default"

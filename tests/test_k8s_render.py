@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import kubernetes_validate
 import pytest
@@ -17,6 +16,7 @@ from hpt.executor.backend import Submission
 from hpt.executor.backends.kubernetes import render as k8s
 from hpt.schemas.errors import UserError
 from hpt.schemas.manifest import TrialManifest, trial_id
+from executor_support import write_plan
 from trial_factory import make_manifest
 
 # The versions docs/kubernetes.md claims: every minor from 1.29 to the newest the validator ships.
@@ -229,14 +229,6 @@ def test_names_and_label_values():
 
 
 # -- the CLI's --dry-run: no cluster, no kubeconfig ---------------------------------------------------
-def write_plan(folder: Path, manifests: list[TrialManifest]) -> Path:
-    (folder / "trials").mkdir(parents=True)
-    for m in manifests:
-        (folder / "trials" / f"{m.id}.json").write_text(m.to_json())
-    (folder / "plan.json").write_text(json.dumps({"experiment": manifests[0].experiment, "trials": [m.id for m in manifests]}))
-    return folder
-
-
 @pytest.fixture
 def no_kubeconfig(tmp_path, monkeypatch):
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent-kubeconfig"))

@@ -30,6 +30,7 @@ from typing import Any, Sequence
 
 from hpt.executor.backend import Phase, Submission, TrialStatus
 from hpt.schemas.errors import UserError
+from hpt.schemas.plan import manifest_path
 
 CANCEL_GRACE_S = 3.0
 LOG_TAIL_BYTES = 2_000_000  # what logs() returns at most: the end of the output
@@ -208,7 +209,7 @@ class LocalBackend:
     def _manifest_path(self, sub: Submission) -> tuple[Path, bool]:
         """The plan's own manifest file when it holds exactly the submitted text, else a copy to write."""
         if self.plan_dir is not None:
-            own = self.plan_dir / "trials" / f"{sub.trial_id}.json"
+            own = manifest_path(self.plan_dir, sub.trial_id)
             try:
                 if own.read_text(encoding="utf-8") == sub.manifest_json:
                     return own, False

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from hpt.commands.common import Format, chosen_format, console, err_console, format_option, output_alias, user_errors
 from hpt.schemas.errors import UserError
+from hpt.schemas.plan import PLAN_FILE
 
 
 class Mode(str, Enum):
@@ -22,6 +23,7 @@ class Mode(str, Enum):
 class SchemaName(str, Enum):
     spec = "spec"
     trial = "trial"
+    plan = "plan"
 
 
 def _parse_today(value: Optional[str]) -> Optional[dt.date]:
@@ -108,12 +110,12 @@ def _review(result) -> None:  # noqa: ANN001 — CompileResult, imported lazily
     verb = "wrote" if result.written else "unchanged:"
     fid_text = f" × {len(resolved.fidelities)} fidelities" if resolved.fidelities else ""
     console.print(f"{result.configs} configs × {len(result.windows)} date range(s) × {resolved.repeats} repeat(s){fid_text} = "
-                  f"[bold]{len(result.trial_ids)} trials[/]; {verb} {result.out / 'plan.json'}", highlight=False)
+                  f"[bold]{len(result.trial_ids)} trials[/]; {verb} {result.out / PLAN_FILE}", highlight=False)
 
 
 @user_errors
 def schema_command(
-    name: SchemaName = typer.Argument(SchemaName.spec, help="spec (what you write) or trial (what the compiler writes)."),
+    name: SchemaName = typer.Argument(SchemaName.spec, help="spec (what you write), trial or plan (what the compiler writes)."),
 ) -> None:
     """Print a JSON Schema (for editors: point a spec's "$schema" at the saved file)."""
     from hpt.schemas.loader import load_json

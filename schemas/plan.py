@@ -1,0 +1,87 @@
+"""The plan: a folder holding plan.json (this type, validated by plan.schema.json) and trials/<id>.json.
+
+`hpt compile` writes it, `hpt apply` reads it; both take the layout from here. plan.json lists the trials
+in the order they run and the sha256 of every manifest file's bytes, so a manifest edited after compiling
+(its image, resources, metrics...) is refused rather than run as something nobody reviewed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from hpt.schemas.errors import UserError
+from hpt.schemas.loader import schema_validator
+from hpt.schemas.manifest import API_VERSION
+
+PLAN_FILE = "plan.json"
+TRIALS_DIR = "trials"
+KIND = "Plan"
+
+
+def manifest_digest(data: bytes) -> str:
+    """What plan.json records for a manifest file: the sha256 of its bytes, in hex."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def manifest_path(folder: Path, trial_id: str) -> Path:
+    return folder / TRIALS_DIR / f"{trial_id}.json"
+
+
+@dataclass(frozen=True)
+class Plan:
+    experiment: str
+    hpt_version: str
+    month: str                        # YYYY-MM the plan was compiled in (part of the experiment id)
+    reference_date: str               # the month's first day: where rotating windows end
+    spec: dict[str, Any]              # the resolved spec: every default filled in
+    windows: list[dict[str, Any]]     # the date ranges (Window.to_dict)
+    counts: dict[str, int]            # configs, windows, repeats, trials[, fidelities]
+    values: dict[str, list[Any]]      # the values each tuned hyperparameter takes
+    warnings: list[str]
+    trials: list[str]                 # trial ids, in the order `hpt apply` runs them
+    digests: dict[str, str]           # trial id → manifest_digest of trials/<id>.json
+
+    @property
+    def results(self) -> str | None:
+        """The spec's results URI, when it named one."""
+        return self.spec.get("results") or None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"apiVersion": API_VERSION, "kind": KIND, "trials_dir": TRIALS_DIR, **asdict(self)}
+
+    def to_json(self) -> str:
+        """Stable bytes: sorted keys, two-space indent (a reviewer reads this file)."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, doc: Any, where: str = PLAN_FILE) -> "Plan":
+        if isinstance(doc, dict) and doc.get("kind", KIND) == KIND and "trials" in doc and "digests" not in doc:
+            raise UserError("plan.json records no manifest digests (compiled by an older hpt)", where=where,
+                            hint="compile the spec again: `hpt compile SPEC --out DIR --force`")
+        errors = sorted(schema_validator("plan.schema.json").iter_errors(doc), key=lambda e: list(e.absolute_path))
+        if errors:
+            err = errors[0]
+            path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.absolute_path).lstrip(".")
+            raise UserError(f"not a plan: {err.message}", where=f"{where}: {path}" if path else where,
+                            hint="compile one with `hpt compile SPEC --out DIR`")
+        fields = {k: v for k, v in doc.items() if k not in ("apiVersion", "kind", "trials_dir")}
+        plan = cls(**fields)
+        unlisted = [t for t in plan.trials if t not in plan.digests]
+        if unlisted or len(plan.digests) != len(plan.trials):
+            raise UserError(f"plan.json lists trials and digests that differ (e.g. {(unlisted or sorted(plan.digests))[0]})",
+                            where=where, hint="compile the spec again")
+        return plan
+
+    @classmethod
+    def load(cls, folder: Path) -> "Plan":
+        path = folder / PLAN_FILE
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise UserError(f"plan.json is not valid JSON: {err.msg} at line {err.lineno}", where=str(path)) from None
+        except OSError as err:
+            raise UserError(f"cannot read plan.json: {err.strerror}", where=str(path)) from None
+        return cls.from_dict(doc, where=str(path))
