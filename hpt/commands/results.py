@@ -138,8 +138,10 @@ def _trial_view(table, obj, metrics: list[str], top: int | None, fmt: TableForma
     t.add_column("#", justify="right", style="dim")
     for c in columns:
         header = short_param(c)
+        # A narrow terminal wraps the headers and the numbers, never a fidelity's or a range's name.
         t.add_column(f"[bold]{header}[/]" if c == obj.metric else header,
-                     justify="right" if c in shown_metrics or c in table.params else "left", overflow="fold")
+                     justify="right" if c in shown_metrics or c in table.params else "left", overflow="fold",
+                     no_wrap=c in ("range", "fidelity"))
     for i, rec in enumerate(rows.to_dict("records"), 1):
         t.add_row(str(i), *[_range(rec.get(c)) if c == "range" else _num(rec.get(c)) for c in columns])
     t.caption = _caption(shown_metrics)
