@@ -14,7 +14,9 @@ from hpt.compiler.search import DEFAULT_RANDOM_TRIALS, Distribution, Domain, Sea
 from hpt.compiler.validation import check_date_pairs
 from hpt.schemas.catalog import Architecture, architecture, default_metrics, learning_rate_family, metrics, mode_defaults
 from hpt.schemas.errors import UserError
+from hpt.compiler.usertrainer import SpecTrainer
 from hpt.schemas.manifest import DEFAULT_IMAGE
+from hpt.schemas.trainer import UserTrainer
 from hpt.schemas.resources import Resources
 DEFAULT_VALIDATION_DAYS = 30
 DEFAULT_OBJECTIVE = "mse"
@@ -44,6 +46,7 @@ class Resolved:
     repeats: int
     kubernetes: dict[str, Any] = field(default_factory=dict)
     fidelities: tuple[Fidelity, ...] = ()    # none: one trial per config × range × repeat, at `epochs`
+    trainer: UserTrainer | None = None       # the spec's own trainer; None: the built-in architecture
 
 
 # With no date-range at all: three rotating windows of three months (the seed's "is it real" check).
@@ -51,9 +54,10 @@ DEFAULT_DATE_RANGE = Rotating(count=3, months=3)
 
 
 def resolve(doc: dict[str, Any], *, mode: str | None = None, seed: int | None = None,
-            warnings: list[str] | None = None) -> Resolved:
+            warnings: list[str] | None = None, user: SpecTrainer | None = None) -> Resolved:
+    """`user`: the spec's own trainer (compiler.validation.validate_and_load), when it has one."""
     warnings = warnings if warnings is not None else []
-    arch = architecture(doc["architecture"])
+    arch = user.architecture if user else architecture(doc["architecture"])
     mode = mode or doc.get("mode", "full")
     epochs = int(doc.get("epochs", mode_defaults(mode)["epochs"]))
 
@@ -70,11 +74,14 @@ def resolve(doc: dict[str, Any], *, mode: str | None = None, seed: int | None = 
     params = doc.get("parameters") or {}
     auto = not params
     domains: dict[str, Domain] = {}
-    if auto:
-        for name in learning_rate_family():
+    if auto:  # built-ins: the learning-rate family; a user trainer: whatever its catalog gives auto values
+        for name in (learning_rate_family() if user is None else arch.param_names):
             spec = arch.param(name)
             if spec.auto:
                 domains[name] = Values(tuple(spec.coerce(v) for v in spec.auto))
+        if not domains:
+            raise UserError("auto mode has nothing to tune: no hyperparameter of the trainer's catalog lists auto values",
+                            where="parameters", hint="give \"parameters\", or \"auto\": [...] values in the catalog")
     else:
         for spec in arch.parameters:  # catalog order, whatever order the spec used
             if spec.name in params:
@@ -91,8 +98,9 @@ def resolve(doc: dict[str, Any], *, mode: str | None = None, seed: int | None = 
                         seed=int(seed if seed is not None else search.get("seed", 0)))
     space.check()
 
-    chosen = list(doc.get("metrics", default_metrics()))
     objective_metric = doc.get("objective", {}).get("metric", DEFAULT_OBJECTIVE)
+    # A user trainer reports what it computes: by default only the objective is asked of it.
+    chosen = list(doc.get("metrics", default_metrics() if user is None else [objective_metric]))
     if objective_metric not in chosen:  # only possible when metrics were defaulted (validation checks the rest)
         chosen.append(objective_metric)
     goal = doc.get("objective", {}).get("goal", metrics()[objective_metric].goal)
@@ -102,9 +110,10 @@ def resolve(doc: dict[str, Any], *, mode: str | None = None, seed: int | None = 
     return Resolved(
         architecture=arch, date_range=date_range, space=space, auto=auto, mode=mode, epochs=epochs,
         metrics=chosen, objective={"metric": objective_metric, "goal": goal},
-        data=doc.get("data"), results=doc.get("results"), image=doc.get("image", DEFAULT_IMAGE),
+        data=doc.get("data"), results=doc.get("results"), image=user.image if user else doc.get("image", DEFAULT_IMAGE),
         resources=Resources.from_dict(doc.get("resources", {})),
         validation_days=int(doc.get("validation-days", DEFAULT_VALIDATION_DAYS)),
         repeats=int(doc.get("repeats", 1)), kubernetes=dict(doc.get("kubernetes", {})),
         fidelities=resolve_fidelities(doc.get("fidelities"), epochs),
+        trainer=user.trainer if user else None,
     )

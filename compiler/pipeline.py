@@ -20,7 +20,7 @@ from hpt.compiler.fidelities import check_fidelities
 from hpt.compiler.loading import load_spec
 from hpt.compiler.plan import check_target, existing_plan, write_plan
 from hpt.compiler.trials import TrialShape, iter_trials
-from hpt.compiler.validation import validate_spec
+from hpt.compiler.validation import validate_and_load
 from hpt.schemas.errors import UserError
 from hpt.schemas.manifest import canonical_json
 from hpt.schemas.plan import PLAN_FILE, Plan
@@ -73,8 +73,8 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
     loaded = load_spec(spec_path)
     warnings = list(loaded.warnings)
     doc = loaded.doc
-    doc = validate_spec(doc, warnings)   # in hpt's own words from here on
-    resolved = resolve(doc, mode=options.mode, seed=options.seed, warnings=warnings)
+    doc, user = validate_and_load(doc, loaded.directory, warnings)   # in hpt's own words from here on
+    resolved = resolve(doc, mode=options.mode, seed=options.seed, warnings=warnings, user=user)
     today = options.today or dt.datetime.now(dt.timezone.utc).date()
     run_month = month_start(today)
     dataset = resolve_dataset(resolved.data, options.data, loaded.directory, warnings)
@@ -114,7 +114,7 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
                            mode=resolved.mode, epochs=resolved.epochs, metrics=resolved.metrics,
                            objective=resolved.objective, image=resolved.image, resources=resolved.resources,
                            kubernetes=resolved.kubernetes, search_seed=resolved.space.seed, repeats=resolved.repeats,
-                           fidelities=resolved.fidelities)
+                           fidelities=resolved.fidelities, trainer=resolved.trainer)
         expected = resolved.space.count()
 
         def make_plan(digests: dict[str, str]) -> Plan:
@@ -185,4 +185,6 @@ def resolved_spec(resolved: Resolved, dataset: DatasetRef, windows: list[Window]
         spec["kubernetes"] = resolved.kubernetes
     if resolved.fidelities:
         spec["fidelities"] = [f.to_dict() for f in resolved.fidelities]
+    if resolved.trainer:
+        spec["trainer"] = resolved.trainer.to_dict()
     return spec

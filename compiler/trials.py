@@ -23,6 +23,7 @@ from hpt.compiler.dates import Window
 from hpt.compiler.fidelities import Fidelity
 from hpt.schemas.manifest import API_VERSION, TrialManifest, canonical_json, config_id, trial_id
 from hpt.schemas.resources import Resources
+from hpt.schemas.trainer import UserTrainer, hashed_trainer
 from hpt.schemas.version import __version__
 
 
@@ -47,6 +48,7 @@ class TrialShape:
     search_seed: int
     repeats: int
     fidelities: tuple[Fidelity, ...] = ()   # none: one budget {mode, epochs} for every trial
+    trainer: UserTrainer | None = None      # the spec's own trainer (schemas/trainer.py)
 
 
 @dataclass(frozen=True)
@@ -105,9 +107,13 @@ def iter_trials(shape: TrialShape, configs: Iterator[dict[str, Any]], windows: l
                             "hpt_version": __version__}
     if shape.kubernetes:  # TrialManifest.to_dict() leaves an empty section out
         base["kubernetes"] = shape.kubernetes
-    # What the id hashes (schemas.manifest.trial_id): the result fields, the window without its index.
-    id_templates = [_Template({"architecture": shape.architecture, "data": data, "budget": b}, ("params", "window", "seed"))
-                    for b in budgets]
+    # What the id hashes (schemas.manifest.trial_id): the result fields, the window without its index,
+    # and a user trainer with its image.
+    id_fixed: dict[str, Any] = {"architecture": shape.architecture, "data": data}
+    if shape.trainer:
+        base["trainer"] = shape.trainer.to_dict()
+        id_fixed |= {"trainer": hashed_trainer(base["trainer"]), "image": shape.image}
+    id_templates = [_Template({**id_fixed, "budget": b}, ("params", "window", "seed")) for b in budgets]
     templates = [_Template({**base, "budget": b}, ("id", "params", "window", "seed", "repeat", "config")) for b in budgets]
     id_windows = [[canonical_json({"train": v.train, "validation": v.validation}) for v in vs] for vs in variant_windows]
     full_windows = [[canonical_json(v.to_dict()) for v in vs] for vs in variant_windows]

@@ -8,11 +8,13 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 from jsonschema.exceptions import ValidationError
 
 from hpt.compiler.paths import did_you_mean, json_path
+from hpt.compiler.usertrainer import SpecTrainer, load_trainer
 from hpt.schemas.catalog import Architecture, ParamSpec, architectures, metrics
 from hpt.compiler.wandb import to_hpt
 from hpt.schemas.errors import UserError, raise_all
@@ -25,7 +27,13 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 def validate_spec(doc: Any, warnings: list[str] | None = None) -> dict[str, Any]:
     """Every problem in `doc` at once (UserErrors, first in document order first), or the document in
-    hpt's own words (W&B's spellings translated, compiler/wandb.py) when it compiles."""
+    hpt's own words (W&B's spellings translated, compiler/wandb.py) when it compiles. A `trainer`'s
+    source and catalog resolve against the working folder (compile_spec: validate_and_load)."""
+    return validate_and_load(doc, Path.cwd(), warnings)[0]
+
+
+def validate_and_load(doc: Any, spec_dir: Path, warnings: list[str] | None = None) -> tuple[dict[str, Any], SpecTrainer | None]:
+    """validate_spec, plus the spec's own trainer (its source hashed and its catalog read once, here), if any."""
     problems = schema_problems(doc)
     if not isinstance(doc, dict):
         raise_all([error for _, error in problems])
@@ -33,7 +41,13 @@ def validate_spec(doc: Any, warnings: list[str] | None = None) -> dict[str, Any]
     # The parts the schema accepted are checked for meaning too, so one run reports everything.
     translated = to_hpt({k: v for k, v in doc.items() if k not in broken})
     errors = [error for _, error in problems] + translated.errors
-    for error in meaning_problems(translated.doc):
+    user: SpecTrainer | None = None
+    if "trainer" in translated.doc:
+        try:
+            user = load_trainer(translated.doc, spec_dir, warnings if warnings is not None else [])
+        except UserError as err:
+            errors.append(err)
+    for error in meaning_problems(translated.doc, user.architecture if user else None):
         if error.where:
             error.where = translated.where(error.where)
         errors.append(error)
@@ -43,7 +57,7 @@ def validate_spec(doc: Any, warnings: list[str] | None = None) -> dict[str, Any]
     raise_all(errors)
     if warnings is not None:
         warnings.extend(translated.warnings)
-    return translated.doc
+    return translated.doc, user
 
 
 # --- shape ------------------------------------------------------------------------------------
@@ -57,6 +71,20 @@ def check_schema(doc: Any) -> None:
 
 def schema_problems(doc: Any) -> list[tuple[str | int | None, UserError]]:
     """Each problem of shape, in document order, one per JSON path, with the top-level key it is under."""
+    if isinstance(doc, dict) and ("architecture" in doc) == ("trainer" in doc):
+        # The schema's top-level oneOf can only say "no form matches": say which key to give.
+        if "trainer" in doc:
+            first = "trainer"
+            problem = UserError("give either a built-in architecture or a trainer of your own, not both", where="trainer")
+        else:
+            first = None
+            problem = UserError("missing required key 'architecture'", where="(top level)",
+                                hint="name a built-in architecture (`hpt architectures`) or bring your own \"trainer\"")
+        return [(first, problem)] + [p for p in _schema_problems(doc) if p[1].where != "(top level)"]
+    return _schema_problems(doc)
+
+
+def _schema_problems(doc: Any) -> list[tuple[str | int | None, UserError]]:
     validator = schema_validator(SPEC_SCHEMA)
     # Document order; deeper first; at one path, a misspelt or missing key before what it causes.
     errors = sorted(validator.iter_errors(doc), key=lambda e: (_order(doc, list(e.absolute_path)), -len(e.absolute_path),
@@ -223,8 +251,9 @@ def check_meaning(doc: dict[str, Any]) -> None:
     raise_all(meaning_problems(doc)[:1])
 
 
-def meaning_problems(doc: dict[str, Any]) -> list[UserError]:
-    """What a schema cannot say, for every part of `doc` present (parts the schema refused are left out)."""
+def meaning_problems(doc: dict[str, Any], arch: Architecture | None = None) -> list[UserError]:
+    """What a schema cannot say, for every part of `doc` present (parts the schema refused are left out).
+    `arch`: a user trainer's hyperparameters (compiler.usertrainer); default: the spec's built-in architecture."""
     errors: list[UserError] = []
 
     def check(fn, *args) -> Any:  # noqa: ANN001 — one independent check; its error is collected
@@ -234,7 +263,8 @@ def meaning_problems(doc: dict[str, Any]) -> list[UserError]:
             errors.append(err)
             return None
 
-    arch = check(check_architecture, doc["architecture"]) if "architecture" in doc else None
+    if arch is None and "architecture" in doc:
+        arch = check(check_architecture, doc["architecture"])
     if "date-range" in doc and isinstance(doc["date-range"], list):
         check(check_date_pairs, doc["date-range"])
     if arch is not None:

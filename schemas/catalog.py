@@ -54,7 +54,7 @@ class Metric:
     help: str
 
 
-def _param(entry: dict[str, Any]) -> ParamSpec:
+def param_spec(entry: dict[str, Any]) -> ParamSpec:
     return ParamSpec(name=entry["name"], type=entry["type"], default=entry["default"], min=entry["min"],
                      max=entry["max"], log=entry["log"], help=entry["help"], auto=tuple(entry.get("auto", ())))
 
@@ -64,8 +64,8 @@ def architectures() -> dict[str, Architecture]:
     raw = load_json("catalog.json")
     result = {}
     for name, entry in raw["architectures"].items():
-        params = [_param(p) for family in entry["families"] for p in raw["families"][family]]
-        params += [_param(p) for p in entry["parameters"]]
+        params = [param_spec(p) for family in entry["families"] for p in raw["families"][family]]
+        params += [param_spec(p) for p in entry["parameters"]]
         result[name] = Architecture(name=name, description=entry["description"], parameters=tuple(params))
     return result
 

@@ -16,6 +16,7 @@ from hpt.schemas.errors import UserError
 from hpt.schemas.kubernetes import ClusterSettings
 from hpt.schemas.loader import schema_validator
 from hpt.schemas.resources import Resources
+from hpt.schemas.trainer import UserTrainer, hashed_trainer
 
 API_VERSION = "hpt/v1"
 DEFAULT_IMAGE = "hpt-trainer:latest"    # the spec's `image` when it names none (what `hpt image build` tags)
@@ -23,6 +24,8 @@ DEFAULT_IMAGE = "hpt-trainer:latest"    # the spec's `image` when it names none 
 # The fields whose values decide what a trial computes. Everything else (experiment, image,
 # resources, metrics to report, objective, cluster settings) may change without changing the id.
 RESULT_FIELDS = ("architecture", "params", "data", "window", "budget", "seed")
+# A user's trainer (schemas/trainer.py) decides the result too: its section (without the local folder
+# path) and the image it runs in join the id. Manifests without one keep their ids.
 
 
 def canonical_json(value: Any) -> str:
@@ -38,6 +41,9 @@ def trial_id(doc: dict[str, Any]) -> str:
     window = {"train": doc["window"]["train"], "validation": doc["window"]["validation"]}
     keyed = {k: doc[k] for k in RESULT_FIELDS if k != "window"}
     keyed["window"] = window
+    if doc.get("trainer"):
+        keyed["trainer"] = hashed_trainer(doc["trainer"])
+        keyed["image"] = doc["image"]
     return "t-" + _digest(keyed, 16)
 
 
@@ -64,6 +70,7 @@ class TrialManifest:
     hpt_version: str
     config: str = ""
     kubernetes: dict[str, Any] = field(default_factory=dict)
+    trainer: dict[str, Any] = field(default_factory=dict)   # a user's trainer; empty: the built-in architecture
 
     # convenience views -------------------------------------------------------------------
     @property
@@ -90,6 +97,11 @@ class TrialManifest:
         return ClusterSettings.trusted(self.kubernetes)
 
     @property
+    def user_trainer(self) -> UserTrainer | None:
+        """The user's trainer this trial runs (docs/trial-protocol.md), or None for a built-in architecture."""
+        return UserTrainer.from_dict(self.trainer) if self.trainer else None
+
+    @property
     def fidelity(self) -> str:
         """The spec's fidelity this trial runs at; empty for plans without fidelities."""
         return str(self.budget.get("fidelity", ""))
@@ -101,6 +113,8 @@ class TrialManifest:
             del doc["kubernetes"]
         if not doc["config"]:
             del doc["config"]
+        if not doc["trainer"]:
+            del doc["trainer"]
         return doc
 
     def to_json(self) -> str:

@@ -47,6 +47,8 @@ def run_trial(manifest: TrialManifest, store: Store, device: str | None = None) 
         log.info("trial %s already has a row in %s; nothing to do", manifest.id, store.uri)
         return EXIT_OK
     started_at = _now()
+    if manifest.user_trainer is not None:
+        return _run_user_trial(manifest, store, started_at)
     log.info("trial %s: %s, train %s … %s, validate %s … %s, up to %d epochs", manifest.id, manifest.architecture,
              *manifest.train_range, *manifest.validation_range, manifest.epochs)
     device_name = ""
@@ -119,6 +121,27 @@ def _train_and_store(manifest: TrialManifest, store: Store, scratch: Path, tb_di
         store.put_tree(f"{TENSORBOARD}{manifest.id}", tb_dir)
     return build_row(manifest, status=STATUS_DONE, metrics=result.metrics, started_at=started_at, finished_at=_now(),
                      model_uri=store.url(prefix + "/"), device=result.device)
+
+
+def _run_user_trial(manifest: TrialManifest, store: Store, started_at: str) -> int:
+    """A user's program under the trial protocol (hpt.trainer.user): same row, same create-only write, same codes."""
+    from hpt.trainer.user import UserTrialFailed, run_user_program, store_outputs
+
+    log.info("trial %s: user trainer %s, train %s … %s, validate %s … %s, up to %d epochs", manifest.id,
+             manifest.architecture, *manifest.train_range, *manifest.validation_range, manifest.epochs)
+    with tempfile.TemporaryDirectory(prefix=f"hpt-{manifest.id}-") as scratch:
+        tb_dir = Path(scratch) / "tensorboard"
+        try:
+            metrics, output = run_user_program(manifest, Path(scratch), tb_dir)
+            model_uri = store_outputs(manifest, store, output, tb_dir)
+        except UserTrialFailed as err:
+            log.error("trial %s failed: %s", manifest.id, err)
+            _upload_best_effort(store, f"{TENSORBOARD}{manifest.id}", tb_dir)
+            return _finish(store, build_row(manifest, status=STATUS_FAILED, reason=str(err), started_at=started_at,
+                                            finished_at=_now()), EXIT_FAILED)
+        log.info("result: %s", ", ".join(f"{k} {v:.6g}" for k, v in sorted(metrics.items())))
+        return _finish(store, build_row(manifest, status=STATUS_DONE, metrics=metrics, started_at=started_at,
+                                        finished_at=_now(), model_uri=model_uri), EXIT_OK)
 
 
 def _check_params(manifest: TrialManifest) -> None:

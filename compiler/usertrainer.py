@@ -1,0 +1,116 @@
+"""A spec's `trainer` section: the user's program, its source hash, and its hyperparameters as an Architecture.
+
+The hyperparameters come from a catalog file shaped like an architecture of schemas/catalog.json
+(defaults, ranges, `auto` values: range checks and auto mode work as for the built-ins) and/or from
+the spec's own `parameters`, whose values imply the types (all integers: int; int-uniform: int;
+otherwise float) and which are then unbounded. Every manifest carries every one of them, resolved.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hpt.compiler.paths import json_path
+from hpt.schemas.catalog import Architecture, ParamSpec, param_spec
+from hpt.schemas.errors import UserError
+from hpt.schemas.loader import schema_validator
+from hpt.schemas.trainer import UserTrainer, mutable_image, source_digest
+
+IMAGE_PREFIX = "hpt-user-"   # the default image of a user trainer: hpt-user-NAME:<first 12 of the digest>
+
+
+@dataclass(frozen=True)
+class SpecTrainer:
+    trainer: UserTrainer
+    architecture: Architecture   # the trainer's hyperparameters under its name
+    image: str
+
+
+def default_image(name: str, digest: str) -> str:
+    """An immutable tag: new code, new tag (what `hpt image build --spec` builds)."""
+    return f"{IMAGE_PREFIX}{name}:{digest.split(':', 1)[1][:12]}"
+
+
+def load_trainer(doc: dict[str, Any], spec_dir: Path, warnings: list[str]) -> SpecTrainer:
+    section = doc["trainer"]
+    source = (spec_dir / section.get("source", ".")).resolve()
+    if not source.is_dir():
+        raise UserError(f"no such folder: {source}", where="trainer.source", hint="source is relative to the spec's folder")
+    digest = source_digest(source)
+    name = section.get("name") or _name_from(source.name)
+    if "entrypoint" in section:
+        module = section["entrypoint"].split(":", 1)[0]
+        first = source.joinpath(*module.split("."))
+        if not (first.with_suffix(".py").is_file() or (first / "__init__.py").is_file()):
+            raise UserError(f"module {module!r} is not in {source}", where="trainer.entrypoint",
+                            hint="the entry point's module is imported from the source folder")
+        trainer = UserTrainer(source=str(source), digest=digest, entrypoint=section["entrypoint"])
+    else:
+        trainer = UserTrainer(source=str(source), digest=digest, command=tuple(section["command"]))
+    image = section.get("image") or doc.get("image") or default_image(name, digest)
+    if mutable_image(image):
+        warnings.append(f"trainer.image: {image!r} is a mutable tag; the trial ids cannot tell when its contents "
+                        "change (use an immutable tag or @sha256 digest, or omit it for hpt-user-NAME:DIGEST)")
+    params = _catalog_params(section["catalog"], spec_dir) if "catalog" in section else []
+    known = {p.name for p in params}
+    for pname, value in (doc.get("parameters") or {}).items():
+        if pname not in known:
+            params.append(_implied(pname, value))
+    if not params:
+        raise UserError("a trainer of your own needs its hyperparameters: give \"parameters\" or a \"catalog\" file",
+                        where="trainer")
+    return SpecTrainer(trainer=trainer, image=image,
+                       architecture=Architecture(name=name, description=f"user trainer in {source}", parameters=tuple(params)))
+
+
+def _name_from(folder: str) -> str:
+    name = re.sub(r"[^a-z0-9._-]+", "-", folder.lower()).strip("-._")
+    return name or "trainer"
+
+
+def _catalog_params(relative: str, spec_dir: Path) -> list[ParamSpec]:
+    path = (spec_dir / relative).resolve()
+    where = f"trainer.catalog ({path})"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise UserError(f"cannot read the catalog: {err.strerror}", where=where) from None
+    except json.JSONDecodeError as err:
+        raise UserError(f"not valid JSON: {err.msg} at line {err.lineno}", where=where) from None
+    errors = sorted(schema_validator("catalog.schema.json").iter_errors(doc), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise UserError(errors[0].message, where=f"{where}: {json_path(list(errors[0].absolute_path)) or '(top level)'}")
+    out: list[ParamSpec] = []
+    for i, entry in enumerate(doc["parameters"]):
+        spec = param_spec({"min": -math.inf, "max": math.inf, "log": False, "help": "", **entry})
+        at = f"{where}: parameters[{i}]"
+        if spec.name in {p.name for p in out}:
+            raise UserError(f"{spec.name!r} is declared twice", where=at)
+        if spec.type == "int" and any(float(v) != int(v) for v in (spec.default, *spec.auto)):
+            raise UserError(f"{spec.name} is an integer: default and auto values must be integers", where=at)
+        if not spec.min <= spec.max or any(not spec.min <= v <= spec.max for v in (spec.default, *spec.auto)):
+            raise UserError(f"{spec.name}: default and auto values must lie in [min, max]", where=at)
+        out.append(spec)
+    return out
+
+
+def _implied(name: str, value: Any) -> ParamSpec:
+    """A hyperparameter declared only by the spec's values: its type from them, no bounds."""
+    if isinstance(value, dict) and "distribution" in value:
+        kind = "int" if value["distribution"] == "int-uniform" else "float"
+        default: Any = value["min"]
+    else:
+        if isinstance(value, list):
+            values = value
+        elif isinstance(value, dict):
+            values = value["values"] if "values" in value else [value["value"]]
+        else:
+            values = [value]
+        kind = "int" if all(isinstance(v, int) and not isinstance(v, bool) for v in values) else "float"
+        default = values[0]
+    return ParamSpec(name=name, type=kind, default=int(default) if kind == "int" else float(default),
+                     min=-math.inf, max=math.inf, log=False, help="declared in the spec")

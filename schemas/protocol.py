@@ -1,0 +1,82 @@
+"""The trial protocol (docs/trial-protocol.md): how `hpt-trial` and a user's trainer talk.
+
+The user program gets its trial through environment variables and reports through a metrics file
+or stdout lines. Both sides read the names from here: `hpt-trial` (hpt.trainer.user) and the small
+Python API a user program imports (hpt.trial). Nothing here imports torch.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+PROTOCOL_VERSION = "1"
+
+# What the user program is given (environment variables).
+ENV_VERSION = "HPT_PROTOCOL"           # PROTOCOL_VERSION
+ENV_MANIFEST = "HPT_TRIAL_MANIFEST"    # path of the trial manifest (JSON, trial.schema.json)
+ENV_OUTPUT = "HPT_TRIAL_OUTPUT"        # folder for artifacts: uploaded to models/<trial-id>/
+ENV_METRICS = "HPT_TRIAL_METRICS"      # where the final metrics file goes ($HPT_TRIAL_OUTPUT/metrics.json)
+ENV_SOURCE = "HPT_TRAINER_SOURCE"      # set by a user trainer image: where its source folder lives there
+
+METRICS_FILE = "metrics.json"
+LOG_FILE = "trial.log"                 # the program's stdout and stderr, kept beside its artifacts
+
+# Result lines on stdout: the prefix, one space, then a JSON object on the same line.
+EPOCH_PREFIX = "hpt:epoch"             # hpt:epoch {"epoch": 3, "loss": 0.41, "mse": 0.38}
+RESULT_PREFIX = "hpt:result"           # hpt:result {"mse": 0.37}
+
+
+class ReportError(ValueError):
+    """A report that breaks the protocol; its message is the failed row's one-line reason."""
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    epoch: int
+    values: dict[str, float]
+
+
+def numbers(doc: Any, what: str) -> dict[str, float]:
+    """A report's name → number mapping; NaN, infinities, booleans and non-numbers are protocol errors."""
+    if not isinstance(doc, dict):
+        raise ReportError(f"{what} is not a JSON object")
+    out: dict[str, float] = {}
+    for name, value in doc.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ReportError(f"{what}: {name} is not a number ({value!r})")
+        if not math.isfinite(value):
+            raise ReportError(f"{what}: {name} is {value}")
+        out[str(name)] = value
+    return out
+
+
+def parse_json(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ReportError(f"{what} is not valid JSON ({err.msg} at column {err.colno})") from None
+
+
+def parse_line(line: str, where: str) -> tuple[str, Any] | None:
+    """('epoch', EpochReport) or ('result', metrics) for a protocol line; None for any other line."""
+    text = line.strip()
+    for prefix, kind in ((EPOCH_PREFIX, "epoch"), (RESULT_PREFIX, "result")):
+        if text == prefix or text.startswith(prefix + " "):
+            values = numbers(parse_json(text[len(prefix):].strip(), f"{where} ({prefix})"), f"{where} ({prefix})")
+            if kind == "result":
+                return kind, values
+            if "epoch" not in values or float(values["epoch"]) != int(values["epoch"]):
+                raise ReportError(f"{where} ({prefix}): needs an integer \"epoch\"")
+            epoch = int(values.pop("epoch"))
+            return kind, EpochReport(epoch, values)
+    return None
+
+
+def epoch_line(epoch: int, values: dict[str, float]) -> str:
+    return f"{EPOCH_PREFIX} " + json.dumps({"epoch": epoch, **values}, allow_nan=True)
+
+
+def result_line(values: dict[str, float]) -> str:
+    return f"{RESULT_PREFIX} " + json.dumps(values, allow_nan=True)

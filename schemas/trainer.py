@@ -1,0 +1,84 @@
+"""A user's trainer: the manifest's `trainer` section and the content hash of its source folder.
+
+A manifest with a `trainer` section runs the user's program (docs/trial-protocol.md) instead of a
+built-in architecture. The trial id covers the section without the folder's path (the same code in
+another checkout is the same trial) and the manifest's image, so editing one source file, or
+pointing at another image, gives every trial a new id and old results are never silently reused.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hpt.schemas.errors import UserError
+
+# Never part of the source: caches Python and tools write while the code runs or is edited.
+IGNORED_DIRS = frozenset({"__pycache__", ".git", ".hg", ".venv", ".mypy_cache", ".pytest_cache", ".ipynb_checkpoints"})
+IGNORED_SUFFIXES = (".pyc", ".pyo")
+# The manifest's trainer fields that are a local detail, not what the trial computes.
+NOT_HASHED = ("source",)
+
+
+def source_digest(folder: str | Path) -> str:
+    """sha256 over every file's relative path, executable bit and bytes, in path order."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise UserError(f"trainer source {str(root)!r} is not a folder", where="trainer.source")
+    outer = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if d not in IGNORED_DIRS and not d.endswith(".egg-info"))
+        for name in sorted(filenames):
+            if name.endswith(IGNORED_SUFFIXES):
+                continue
+            path = Path(dirpath) / name
+            rel = path.relative_to(root).as_posix()
+            try:
+                data = path.read_bytes()
+                executable = bool(path.stat().st_mode & stat.S_IXUSR)
+            except OSError as err:
+                raise UserError(f"cannot read {rel}: {err.strerror}", where="trainer.source") from None
+            outer.update(f"{rel}\0{int(executable)}\0{hashlib.sha256(data).hexdigest()}\n".encode())
+    return "sha256:" + outer.hexdigest()
+
+
+@dataclass(frozen=True)
+class UserTrainer:
+    """The manifest's `trainer` section, typed: exactly one of entrypoint and command."""
+    source: str                    # the folder on the machine that compiled (absolute)
+    digest: str                    # source_digest of that folder when compiled
+    entrypoint: str = ""           # "package.module:function", run with the folder on sys.path
+    command: tuple[str, ...] = ()  # argv, run in the folder
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"source": self.source, "digest": self.digest}
+        if self.entrypoint:
+            doc["entrypoint"] = self.entrypoint
+        else:
+            doc["command"] = list(self.command)
+        return doc
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> "UserTrainer":
+        return cls(source=doc["source"], digest=doc["digest"], entrypoint=doc.get("entrypoint", ""),
+                   command=tuple(doc.get("command", ())))
+
+
+def hashed_trainer(doc: dict[str, Any]) -> dict[str, Any]:
+    """What the trial id takes from a manifest's `trainer` section."""
+    return {k: v for k, v in doc.items() if k not in NOT_HASHED}
+
+
+MUTABLE_TAGS = ("latest", "main", "master", "dev", "edge", "nightly", "stable")
+
+
+def mutable_image(reference: str) -> bool:
+    """True when an image reference may point at other bytes tomorrow: no digest and a moving (or no) tag."""
+    if "@sha256:" in reference:
+        return False
+    last = reference.rsplit("/", 1)[-1]
+    tag = last.split(":", 1)[1] if ":" in last else "latest"
+    return tag in MUTABLE_TAGS
