@@ -78,7 +78,7 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
     today = options.today or dt.datetime.now(dt.timezone.utc).date()
     run_month = month_start(today)
     dataset = resolve_dataset(resolved.data, options.data, loaded.directory, warnings)
-    if dataset.info is not None and not dataset.info.text:  # the built-in architectures read a text column
+    if user is None and dataset.info is not None and not dataset.info.text:  # the built-ins read a text column; a user trainer reads what it likes
         raise UserError(f"{dataset.uri}/dataset.json names no text column, and architecture "
                         f"{resolved.architecture.name!r} reads one", where="--data" if options.data else "data",
                         hint="import the data with `hpt data import ... --text COLUMN`")
