@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from hpt.compiler.dataset import DatasetRef, resolve_dataset
 from hpt.compiler.dates import Window, check_inside, explicit_windows, month_start, quick_window, rotating_windows
 from hpt.compiler.defaults import Resolved, Rotating, resolve
 from hpt.compiler.fidelities import check_fidelities
+from hpt.compiler.halving import HALVING, budget, first_round
 from hpt.compiler.loading import load_spec
 from hpt.compiler.plan import check_target, existing_plan, write_plan
 from hpt.compiler.trials import TrialShape, iter_trials
@@ -50,6 +52,7 @@ class CompileResult:
     month: str
     warnings: list[str] = field(default_factory=list)
     values: dict[str, list[Any]] = field(default_factory=dict)   # tuned values seen, per hyperparameter
+    rungs: list[dict[str, Any]] = field(default_factory=list)    # halving: the worst-case budget per rung
 
     def summary(self) -> dict[str, Any]:
         """What `hpt compile --output json` prints."""
@@ -62,11 +65,13 @@ class CompileResult:
             "trials_per_window": {str(w.index): self.configs * self.resolved.repeats * self.n_fidelities for w in self.windows},
             "parameters": {name: d.to_json() for name, d in self.resolved.space.domains.items()},
             "warnings": self.warnings,
-        } | ({"fidelities": [f.to_dict() for f in self.resolved.fidelities]} if self.resolved.fidelities else {})
+        } | ({"fidelities": [f.to_dict() for f in self.resolved.fidelities]} if self.resolved.fidelities else {}) \
+          | ({"halving": {"eta": self.resolved.space.eta, "rungs": self.rungs}} if self.rungs else {})
 
     @property
     def n_fidelities(self) -> int:
-        return max(1, len(self.resolved.fidelities))
+        """Fidelities each config runs at in this plan as written (halving: round 1, the cheapest only)."""
+        return 1 if self.rungs else max(1, len(self.resolved.fidelities))
 
 
 def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
@@ -94,6 +99,8 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
     tuned = list(resolved.space.domains)
     seen_values: dict[str, set] = {name: set() for name in tuned}
     configs_seen = 0
+    halving = resolved.space.method == HALVING
+    config_ids: list[str] = []    # halving: round 1's configs
 
     def counted_configs():
         nonlocal configs_seen
@@ -102,6 +109,14 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
             for name in tuned:
                 seen_values[name].add(config[name])
             yield config
+
+    def trials_of(rendered):  # noqa: ANN001, ANN202 — halving: note round 1's configs as their manifests say
+        for trial in rendered:
+            if halving:
+                config = json.loads(trial.text)["config"]
+                if not config_ids or config_ids[-1] != config:   # config-major order
+                    config_ids.append(config)
+            yield trial
 
     if unchanged:
         previous = existing_plan(out) or {}
@@ -114,7 +129,9 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
                            mode=resolved.mode, epochs=resolved.epochs, metrics=resolved.metrics,
                            objective=resolved.objective, image=resolved.image, resources=resolved.resources,
                            kubernetes=resolved.kubernetes, search_seed=resolved.space.seed, repeats=resolved.repeats,
-                           fidelities=resolved.fidelities, trainer=resolved.trainer)
+                           # halving: round 1 runs at the cheapest fidelity; later rounds are decided at apply
+                           fidelities=resolved.fidelities[:1] if halving else resolved.fidelities,
+                           trainer=resolved.trainer)
         expected = resolved.space.count()
 
         def make_plan(digests: dict[str, str]) -> Plan:
@@ -123,17 +140,26 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
             counts = {"configs": configs_seen, "windows": len(windows), "repeats": resolved.repeats, "trials": len(digests)}
             if resolved.fidelities:  # only then: plans without fidelities stay byte-identical
                 counts["fidelities"] = len(resolved.fidelities)
+            extra: dict[str, Any] = {}
+            if halving:
+                extra = {"rounds": [first_round(config_ids, list(digests), resolved.fidelities[0])],
+                         "halving": {"eta": resolved.space.eta,
+                                     "rungs": budget(configs_seen, resolved.space.eta, resolved.fidelities, windows,
+                                                     resolved.repeats)}}
             return Plan(experiment=experiment, hpt_version=__version__, trials=list(digests), digests=digests,
                         month=f"{run_month:%Y-%m}", reference_date=run_month.isoformat(), spec=spec_doc,
                         windows=[w.to_dict() for w in windows], counts=counts,
-                        values={name: sorted(seen_values[name]) for name in tuned}, warnings=warnings)
+                        values={name: sorted(seen_values[name]) for name in tuned}, warnings=warnings, **extra)
 
-        result = write_plan(out, iter_trials(shape, counted_configs(), windows), make_plan)
+        result = write_plan(out, trials_of(iter_trials(shape, counted_configs(), windows)), make_plan)
         ids = result.trial_ids
         values = {name: sorted(seen_values[name]) for name in tuned}
+    if unchanged and halving:
+        ids = list(previous.get("rounds", [{}])[0].get("trials", ids))   # round 1: what compile wrote
+    rungs = budget(configs_seen, resolved.space.eta, resolved.fidelities, windows, resolved.repeats) if halving else []
     return CompileResult(out=out, experiment=experiment, resolved=resolved, dataset=dataset, windows=windows,
                          trial_ids=ids, configs=configs_seen, written=not unchanged, month=f"{run_month:%Y-%m}",
-                         warnings=warnings, values=values)
+                         warnings=warnings, values=values, rungs=rungs)
 
 
 def choose_windows(resolved: Resolved, dataset: DatasetRef, run_month: dt.date, warnings: list[str]) -> list[Window]:
@@ -174,7 +200,8 @@ def resolved_spec(resolved: Resolved, dataset: DatasetRef, windows: list[Window]
         "date-range": [w.train for w in windows],
         "parameters": {name: d.to_json() for name, d in space.domains.items()},
         "auto": resolved.auto,
-        "search": {"method": space.method, "trials": space.trials, "seed": space.seed},
+        "search": {"method": space.method, "trials": space.trials, "seed": space.seed}
+        | ({"eta": space.eta} if space.method == HALVING else {}),
         "mode": resolved.mode, "epochs": resolved.epochs, "metrics": resolved.metrics, "objective": resolved.objective,
         "data": dataset.uri, "results": resolved.results, "image": resolved.image, "resources": resolved.resources.to_dict(),
         "validation-days": resolved.validation_days, "repeats": resolved.repeats,

@@ -22,6 +22,7 @@ from hpt.schemas.errors import UserError
 
 MAX_GRID = 1_000_000           # configs a grid may have without search.trials
 DEFAULT_RANDOM_TRIALS = 20
+DEFAULT_ETA = 3                # halving: the top 1/eta of a rung is promoted
 _DRAW_ATTEMPTS = 100           # draws per wanted config before giving up on finding new ones
 
 
@@ -99,23 +100,31 @@ def domain_from_spec(spec: ParamSpec, value: Any) -> Domain:
 class SearchSpace:
     architecture: Architecture
     domains: dict[str, Domain]            # the tuned hyperparameters, in catalog order
-    method: str                           # grid | random
-    trials: int | None                    # grid: subset size (None = all); random: draws
+    method: str                           # grid | random | halving
+    trials: int | None                    # grid: subset size (None = all); random: draws; halving: configs at the bottom rung
     seed: int
+    eta: int | None = None                # halving only
+
+    @property
+    def sampler(self) -> str:
+        """How configs are drawn: halving starts from a grid, or from random draws when a parameter has a distribution."""
+        if self.method != "halving":
+            return self.method
+        return "random" if any(isinstance(d, Distribution) for d in self.domains.values()) else "grid"
 
     def grid_size(self) -> int:
         return math.prod(len(d.values) for d in self.domains.values() if isinstance(d, Values))
 
     def count(self) -> int:
         """How many configs configs() yields (random search may find fewer distinct ones; see configs())."""
-        if self.method == "grid":
+        if self.sampler == "grid":
             return min(self.grid_size(), self.trials) if self.trials else self.grid_size()
         finite = all(isinstance(d, Values) for d in self.domains.values())
         wanted = self.trials or DEFAULT_RANDOM_TRIALS
         return min(wanted, self.grid_size()) if finite else wanted
 
     def check(self) -> None:
-        if self.method == "grid" and not self.trials and self.grid_size() > MAX_GRID:
+        if self.sampler == "grid" and not self.trials and self.grid_size() > MAX_GRID:
             raise UserError(f"the grid has {self.grid_size():,} configs, more than {MAX_GRID:,}", where="parameters",
                             hint='cap it with "search": {"trials": N}, or use random search')
 
@@ -124,7 +133,7 @@ class SearchSpace:
         defaults = self.architecture.defaults()
         specs = {p.name: p for p in self.architecture.parameters}
         names = list(self.domains)
-        if self.method == "grid":
+        if self.sampler == "grid":
             value_lists = [self.domains[n].values for n in names]  # type: ignore[union-attr]
             sizes = [len(v) for v in value_lists]
             total = math.prod(sizes)

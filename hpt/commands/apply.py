@@ -53,6 +53,42 @@ def _resume_command(plan_dir: str, backend: str, results: str, given: dict[str, 
     return " ".join(shlex.quote(p) for p in parts)
 
 
+def _rounds(rounds: list[dict[str, Any]], states: dict[str, str]) -> list[dict[str, Any]]:
+    """A halving plan's rounds as status shows them: rung, fidelity, configs, promotions, trial states."""
+    out = []
+    for r in rounds:
+        counts: dict[str, int] = {}
+        for tid in r["trials"]:
+            counts[states.get(tid, "pending")] = counts.get(states.get(tid, "pending"), 0) + 1
+        out.append({"round": r["round"], "rung": r["rung"], "fidelity": r["fidelity"], "configs": len(r["configs"]),
+                    "scored": r.get("scored"), "promoted": r.get("promoted", []), "trials": len(r["trials"]),
+                    "states": counts})
+    return out
+
+
+def _rounds_table(rounds: list[dict[str, Any]], halving: dict[str, Any]):  # noqa: ANN202 — a rich Table
+    from rich.table import Table
+
+    table = Table(title=f"successive halving, eta {halving['eta']}: rounds decided so far", title_justify="left")
+    for column in ("round", "rung", "fidelity", "configs", "trials", "promoted (best first: config, mean objective)"):
+        table.add_column(column, justify="left" if column in ("fidelity",) or column.startswith("promoted") else "right",
+                         overflow="fold")
+    for r in rounds:
+        states = ", ".join(f"{n} {k}" for k, n in sorted(r["states"].items()))
+        if r["scored"] is None:
+            promoted = f"all {r['configs']} configs start here"
+        else:
+            promoted = f"{r['configs']} of {r['scored']}: " + ", ".join(
+                f"{p['config']} ({p['score']:.4g})" if p["score"] is not None else p["config"] for p in r["promoted"])
+        table.add_row(str(r["round"]), str(r["rung"]), r["fidelity"], str(r["configs"]), f"{r['trials']} ({states})", promoted)
+    rungs = halving["rungs"]
+    if len(rounds) < len(rungs):
+        rest = rungs[len(rounds):]
+        later = ", ".join(f"{x['fidelity']} ≤ {x['configs']} configs" for x in rest)
+        table.caption = f"still to decide: {later} (each once the round before is all done)"
+    return table
+
+
 def register(app: typer.Typer) -> None:
     @app.command("apply")
     @user_errors
@@ -109,11 +145,20 @@ def register(app: typer.Typer) -> None:
             if fmt is Format.json:
                 print(json.dumps({"event": "dry-run", "experiment_id": plan.experiment_id, "backend": backend,
                                   "results": uri, "total": len(plan.submissions), "to_run": len(todo),
-                                  "already_done": done, "trials": [s.trial_id for s in todo], "commands": text}))
+                                  "already_done": done, "trials": [s.trial_id for s in todo], "commands": text}
+                                 | ({"halving": plan.plan.halving, "rounds": len(plan.plan.rounds or [])}
+                                    if plan.plan.halving else {})))
             else:
                 err_console.print(f"dry run: {len(todo)} of {len(plan.submissions)} trial(s) would run on {backend} "
                                   f"({done} have a row already); results → {uri}", highlight=False)
                 sys.stdout.write(text)
+                if plan.plan.halving:
+                    from hpt.commands.compile import halving_table
+
+                    rounds = plan.plan.rounds or []
+                    err_console.print(f"halving: {len(rounds)} round(s) decided so far; the next is decided when round "
+                                      f"{len(rounds)} is done", highlight=False)
+                    err_console.print(halving_table(plan.plan.halving["rungs"], plan.plan.halving["eta"]))
             raise typer.Exit(EXIT_OK)
 
         store = open_store(uri)
@@ -125,6 +170,12 @@ def register(app: typer.Typer) -> None:
                              owner=f"{socket.gethostname()}:{plan_dir.resolve()}")
         try:
             outcome = run_plan(plan, runner, store, options, reporter)
+            while outcome.exit_code == 0 and plan.plan.halving:
+                decision = _next_round(plan_dir, store, fmt)
+                if decision is None:
+                    break
+                plan = load_plan(plan_dir).with_results(store.uri, timeout)
+                outcome = run_plan(plan, runner, store, options, reporter)
         except StoreUnavailable as err:  # trials already trained keep waiting for the store, up to the same deadline
             raise StoreUnavailable(err.message, where=err.where,
                                    hint=f"{err.hint}; resume once it is back: {options.resume_hint}") from None
@@ -140,6 +191,25 @@ def register(app: typer.Typer) -> None:
             write_junit([rows.get(tid) or {"trial_id": tid, "status": "not run", "reason": "not run by this apply"}
                          for tid in plan.trial_ids], junit)
         raise typer.Exit(outcome.exit_code)
+
+    def _next_round(plan_dir: Path, store, fmt: Format):  # noqa: ANN001, ANN202 — Store, Decision (imported lazily)
+        """Halving: decide the next round from the rows of the last one and record it in the plan."""
+        from hpt.compiler.halving import next_round
+        from hpt.executor.publish import ResultsPublisher
+
+        decision = next_round(plan_dir, ResultsPublisher(store).sync())
+        if decision is not None:
+            best = ", ".join(f"{p['config']} ({p['score']:.4g})" if p["score"] is not None else p["config"]
+                             for p in decision.promoted[:3])
+            message = (f"round {decision.round}: promoted {len(decision.promoted)} of {decision.scored} configs to "
+                       f"{decision.fidelity} ({len(decision.trials)} trials); best {best}")
+            if fmt is Format.json:
+                print(json.dumps({"event": "round", "round": decision.round, "fidelity": decision.fidelity,
+                                  "scored": decision.scored, "promoted": decision.promoted, "trials": decision.trials}),
+                      flush=True)
+            else:
+                err_console.print(message, highlight=False, soft_wrap=True)
+        return decision
 
     @app.command("status")
     @user_errors
@@ -172,9 +242,11 @@ def register(app: typer.Typer) -> None:
             if not run.finished:
                 note = f"the hpt apply that ran this plan (pid {run.pid} on {run.host}) is not running any more; "
             note += f"{not_done} trial(s) not done. Resume with: {resume}"
+        rounds = _rounds(plan.plan.rounds or [], {s.trial_id: s.state for s in states})
         if fmt is Format.json:
             print(json.dumps({"experiment_id": plan.experiment_id, "results": store.uri, "counts": counts,
-                              "apply": apply_doc, "trials": [s.to_dict() for s in states]}, indent=1))
+                              "apply": apply_doc, "trials": [s.to_dict() for s in states]}
+                             | ({"rounds": rounds} if rounds else {}), indent=1))
             return
         from rich.table import Table
 
@@ -186,5 +258,7 @@ def register(app: typer.Typer) -> None:
             table.add_row(s.trial_id, f"[{colour[s.state]}]{s.state}[/]", str(s.attempt or ""), s.detail)
         console.print(table)
         console.print(", ".join(f"{counts.get(k, 0)} {k}" for k in ("done", "failed", "running", "pending")), highlight=False)
+        if rounds:
+            console.print(_rounds_table(rounds, plan.plan.halving or {}))
         if note:
             console.print(note, highlight=False, soft_wrap=True)

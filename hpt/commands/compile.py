@@ -100,7 +100,9 @@ def _review(result) -> None:  # noqa: ANN001 — CompileResult, imported lazily
         params.add_row("[dim]defaults[/]", "[dim]" + ", ".join(f"{p.name}={p.default:g}" if isinstance(p.default, float)
                                                               else f"{p.name}={p.default}" for p in fixed) + "[/]", "")
     console.print(params)
-    if resolved.fidelities:
+    if result.rungs:
+        console.print(halving_table(result.rungs, resolved.space.eta))
+    elif resolved.fidelities:
         fids = Table(title="fidelities (each config × range × repeat runs at each)", title_justify="left")
         for column in ("name", "months", "epochs"):
             fids.add_column(column, justify="left" if column == "name" else "right")
@@ -108,9 +110,29 @@ def _review(result) -> None:  # noqa: ANN001 — CompileResult, imported lazily
             fids.add_row(f.name, "whole range" if f.months is None else str(f.months), str(f.epochs))
         console.print(fids)
     verb = "wrote" if result.written else "unchanged:"
+    if result.rungs:
+        console.print(f"{result.configs} configs × {len(result.windows)} date range(s) × {resolved.repeats} repeat(s) at "
+                      f"{result.rungs[0]['fidelity']} = [bold]{len(result.trial_ids)} trials in round 1[/], at most "
+                      f"{sum(r['trials'] for r in result.rungs)} in all; {verb} {result.out / 'plan.json'}", highlight=False)
+        return
     fid_text = f" × {len(resolved.fidelities)} fidelities" if resolved.fidelities else ""
     console.print(f"{result.configs} configs × {len(result.windows)} date range(s) × {resolved.repeats} repeat(s){fid_text} = "
                   f"[bold]{len(result.trial_ids)} trials[/]; {verb} {result.out / PLAN_FILE}", highlight=False)
+
+
+def halving_table(rungs: list[dict], eta: int | None) -> Table:
+    """A halving plan's budget: round 1 exactly as written, the later rungs at most (what apply decides)."""
+    table = Table(title=f"successive halving, eta {eta}: round 1 runs as written; later rounds at most",
+                  title_justify="left")
+    for column in ("rung", "fidelity", "months", "epochs", "configs", "trials", "epoch-months"):
+        table.add_column(column, justify="left" if column == "fidelity" else "right")
+    for i, rung in enumerate(rungs):
+        bound = "" if i == 0 else "≤ "
+        table.add_row(str(i), rung["fidelity"], "whole range" if rung["months"] is None else str(rung["months"]),
+                      str(rung["epochs"]), bound + str(rung["configs"]), bound + str(rung["trials"]),
+                      bound + str(rung["epoch_months"]))
+    table.add_row("all", "", "", "", "", f"≤ {sum(r['trials'] for r in rungs)}", f"≤ {sum(r['epoch_months'] for r in rungs)}")
+    return table
 
 
 @user_errors

@@ -1,0 +1,258 @@
+"""Successive halving in rounds of immutable manifests: the pure decision, the compile, `hpt apply`
+deciding rounds, and kill -9 at several points giving exactly the uninterrupted run's rows, rounds and
+promotions (a stand-in trainer whose objective depends on the config and the fidelity, run by the
+real local backend)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from executor_support import hpt_exe, kill_leftovers
+from hpt.cli import app
+from hpt.compiler.halving import promote, rung_sizes, score
+from hpt.store import open_store
+
+TODAY = "2026-11-26"
+SPEC = {
+    "architecture": "bag-of-words", "date-range": [["2010-09-01", "2010-12-01"], ["2011-03-01", "2011-06-01"]],
+    "parameters": {"learning_rate": [0.0003, 0.001, 0.003, 0.01, 0.03, 0.1], "hidden_size": [16, 64]},
+    "search": {"method": "halving", "seed": 1},
+    "fidelities": [{"name": "m1-e2", "months": 1, "epochs": 2}, {"name": "m2-e4", "months": 2, "epochs": 4},
+                   {"name": "m3-e8", "months": 3, "epochs": 8}],
+}
+
+# The objective is best near learning_rate 0.003 and hidden 64, differs per window and fidelity
+# (so the average over windows matters), and is a pure function of the manifest.
+STAND_IN = textwrap.dedent('''
+    import hashlib, json, math, os, sys, time
+    from hpt.schemas.row import build_row, row_csv
+    from hpt.store import open_store, row_key
+    path, results = sys.argv[1], sys.argv[sys.argv.index("--results") + 1]
+    m = json.load(open(path))
+    counts = os.environ["FAKE_TRIAL_COUNTS"]
+    os.makedirs(counts, exist_ok=True)
+    with open(os.path.join(counts, m["id"]), "a") as fh:
+        fh.write(f"{os.getpid()}\\n")
+    time.sleep(float(os.environ.get("STAND_IN_SLEEP", "0")))
+    p = m["params"]
+    wobble = int(hashlib.sha256((m["id"]).encode()).hexdigest()[:6], 16) / 0xFFFFFF - 0.5
+    mse = (math.log10(p["learning_rate"]) + 2.5) ** 2 + 0.05 * (64 / p["hidden_size"]) + 0.3 * wobble / m["budget"]["epochs"]
+    row = build_row(m, status="done", metrics={"mse": round(mse, 6), "train_time_s": m["budget"]["epochs"]},
+                    started_at="2026-01-01T00:00:00Z", finished_at="2026-01-01T00:00:01Z")
+    open_store(results).put_once(row_key(m["id"]), row_csv(row).encode())
+''')
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch, tmp_path):
+    monkeypatch.setenv("HPT_DEMO_DATA", str(tmp_path / "demo-not-built"))
+    yield
+    kill_leftovers(tmp_path)
+
+
+def stand_in_env(tmp: Path, sleep: float = 0.0) -> dict[str, str]:
+    script = tmp / "fake_trial.py"   # the name kill_leftovers looks for
+    script.write_text(STAND_IN, encoding="utf-8")
+    return {**os.environ, "HPT_TRIAL_COMMAND": f"{sys.executable} {script}", "FAKE_TRIAL_COUNTS": str(tmp / "counts"),
+            "STAND_IN_SLEEP": str(sleep), "HPT_DEMO_DATA": str(tmp / "demo-not-built")}
+
+
+def compile_plan(tmp: Path, name: str, spec=SPEC) -> Path:
+    (tmp / f"{name}.json").write_text(json.dumps(spec), encoding="utf-8")
+    result = CliRunner().invoke(app, ["compile", str(tmp / f"{name}.json"), "--out", str(tmp / name), "--today", TODAY,
+                                      "--format", "json"])
+    assert result.exit_code == 0, result.output
+    return tmp / name
+
+
+def apply(plan: Path, results: Path, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([hpt_exe(), "apply", str(plan), "--results", str(results), "--format", "json", "--backoff", "0",
+                           *extra], env=env, capture_output=True, text=True, timeout=300)
+
+
+def outcome(plan: Path, results: Path) -> tuple:
+    """What a run decided and produced: the rounds, every manifest's bytes, every row's identity and objective."""
+    doc = json.loads((plan / "plan.json").read_text())
+    manifests = {p.name: p.read_bytes() for p in sorted((plan / "trials").glob("*.json"))}
+    store = open_store(str(results))
+    rows = {}
+    for key in store.list("rows/"):
+        text = store.get(key).decode()
+        header, line = text.splitlines()
+        row = dict(zip(header.split(","), line.split(",")))
+        rows[row["trial_id"]] = (row["config_id"], row["fidelity"], row["mse"], row["status"])
+    return doc["rounds"], doc["trials"], manifests, rows
+
+
+# --- the pure decision ------------------------------------------------------------------------
+
+def test_rung_sizes_shrink_by_eta_and_keep_one():
+    assert rung_sizes(27, 3, 4) == [27, 9, 3, 1]
+    assert rung_sizes(12, 3, 3) == [12, 4, 1]
+    assert rung_sizes(2, 3, 3) == [2, 1, 1]
+    assert rung_sizes(10, 2, 2) == [10, 5]
+
+
+def test_promote_takes_the_top_over_eta_best_first_ties_by_config():
+    scores = {"c-b": 1.0, "c-a": 1.0, "c-c": 0.5, "c-d": 3.0, "c-e": 2.0, "c-f": 0.7}
+    assert [p["config"] for p in promote(scores, "minimize", 3)] == ["c-c", "c-f"]
+    assert [p["config"] for p in promote(scores, "minimize", 2)] == ["c-c", "c-f", "c-a"]   # tie: c-a before c-b
+    assert [p["config"] for p in promote(scores, "maximize", 3)] == ["c-d", "c-e"]
+    assert promote({"c-a": 1.0}, "minimize", 3)[0]["rank"] == 1
+
+
+def test_score_averages_over_windows_and_waits_for_every_trial():
+    manifests = [{"id": "t-1", "config": "c-a"}, {"id": "t-2", "config": "c-a"}, {"id": "t-3", "config": "c-b"}]
+    rows = {"t-1": {"status": "done", "mse": "1.0"}, "t-2": {"status": "done", "mse": "3.0"},
+            "t-3": {"status": "done", "mse": "nan"}}
+    objective = {"metric": "mse", "goal": "minimize"}
+    assert score(manifests, rows, objective) == {"c-a": 2.0, "c-b": math.inf}   # NaN is the worst, not the best
+    assert score(manifests, {**rows, "t-2": {"status": "failed", "mse": ""}}, objective) is None
+    assert score(manifests, {k: v for k, v in rows.items() if k != "t-3"}, objective) is None
+
+
+# --- compile ----------------------------------------------------------------------------------
+
+def test_compile_writes_round_one_and_the_budget_of_the_rest(tmp_path):
+    plan = compile_plan(tmp_path, "plan")
+    doc = json.loads((plan / "plan.json").read_text())
+    assert [r["trials"] for r in doc["halving"]["rungs"]] == [24, 8, 2]
+    assert doc["rounds"][0]["round"] == 1 and doc["rounds"][0]["fidelity"] == "m1-e2"
+    assert len(doc["rounds"][0]["configs"]) == 12 and doc["trials"] == doc["rounds"][0]["trials"]
+    budgets = {json.loads(p.read_text())["budget"]["fidelity"] for p in (plan / "trials").glob("*.json")}
+    assert budgets == {"m1-e2"} and len(list((plan / "trials").glob("*.json"))) == 24
+
+
+@pytest.mark.parametrize("spec, where", [
+    ({k: v for k, v in SPEC.items() if k != "fidelities"}, "search.method"),
+    ({**SPEC, "search": {"method": "halving", "eta": 1}}, "search.eta"),
+    ({**SPEC, "search": {"method": "grid", "eta": 3}}, "search.eta"),
+    ({**{k: v for k, v in SPEC.items() if k != "search"}, "early_terminate": {"type": "hyperband", "eta": 1}},
+     "early_terminate.eta"),
+    ({**{k: v for k, v in SPEC.items() if k not in ("search", "fidelities")}, "early_terminate": {"type": "hyperband"}},
+     "early_terminate"),
+])
+def test_bad_halving_input_exits_2_naming_the_key(tmp_path, spec, where):
+    (tmp_path / "s.json").write_text(json.dumps(spec), encoding="utf-8")
+    result = CliRunner().invoke(app, ["compile", str(tmp_path / "s.json"), "--out", str(tmp_path / "p"), "--today", TODAY])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.stderr.startswith(f"error: {where}: "), result.stderr
+
+
+def test_wandb_hyperband_is_halving(tmp_path):
+    wandb = {k: v for k, v in SPEC.items() if k != "search"} | {"method": "grid", "early_terminate": {"type": "hyperband", "eta": 3}}
+    hpt = {**SPEC, "search": {"method": "halving", "seed": 0, "eta": 3}}
+    a, b = compile_plan(tmp_path, "wandb", wandb), compile_plan(tmp_path, "hpt", hpt)
+    assert (a / "plan.json").read_bytes() == (b / "plan.json").read_bytes()
+
+
+# --- apply ------------------------------------------------------------------------------------
+
+def test_apply_decides_rounds_and_promotes_the_best(tmp_path):
+    plan = compile_plan(tmp_path, "plan")
+    proc = apply(plan, tmp_path / "results", stand_in_env(tmp_path), "--parallel", "2")
+    assert proc.returncode == 0, proc.stderr
+    rounds, trials, manifests, rows = outcome(plan, tmp_path / "results")
+    assert [(r["round"], r["fidelity"], len(r["configs"]), len(r["trials"])) for r in rounds] == \
+        [(1, "m1-e2", 12, 24), (2, "m2-e4", 4, 8), (3, "m3-e8", 1, 2)]
+    assert len(rows) == 34 == len(trials) == len(manifests) and all(r[3] == "done" for r in rows.values())
+    # the winner is the config the stand-in makes best: learning_rate 0.003, hidden 64
+    winner = rounds[-1]["configs"][0]
+    params = {json.loads(b)["config"]: json.loads(b)["params"] for b in manifests.values()}
+    assert (params[winner]["learning_rate"], params[winner]["hidden_size"]) == (0.003, 64)
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [e["round"] for e in events if e.get("event") == "round"] == [2, 3]
+    # promoted configs are the best of their rung by the mean over both windows
+    by_config: dict[str, list[float]] = {}
+    for config, fidelity, mse, _ in rows.values():
+        if fidelity == "m1-e2":
+            by_config.setdefault(config, []).append(float(mse))
+    means = sorted(by_config, key=lambda c: (sum(by_config[c]) / 2, c))
+    assert rounds[1]["configs"] == means[:4]
+    # round 2's trials are exactly those a full fidelity plan runs for those configs (same ids; the
+    # manifests differ only in the experiment they belong to)
+    full = compile_plan(tmp_path, "full", {**SPEC, "search": {"method": "grid", "seed": 1}})
+    for tid in rounds[1]["trials"]:
+        ours, theirs = json.loads(manifests[f"{tid}.json"]), json.loads((full / "trials" / f"{tid}.json").read_text())
+        assert ours.pop("experiment") != theirs.pop("experiment") and ours == theirs
+    status = subprocess.run([hpt_exe(), "status", str(plan), "--results", str(tmp_path / "results"), "--format", "json"],
+                            env=stand_in_env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert status.returncode == 0, status.stderr
+    shown = json.loads(status.stdout)["rounds"]
+    assert [(r["round"], r["fidelity"], r["configs"], r["states"]) for r in shown] == \
+        [(1, "m1-e2", 12, {"done": 24}), (2, "m2-e4", 4, {"done": 8}), (3, "m3-e8", 1, {"done": 2})]
+    assert shown[2]["promoted"][0]["config"] == winner and shown[1]["scored"] == 12
+    table = subprocess.run([hpt_exe(), "status", str(plan), "--results", str(tmp_path / "results")],
+                           env={**stand_in_env(tmp_path), "COLUMNS": "200"}, capture_output=True, text=True, timeout=120)
+    assert "4 of 12: " + rounds[1]["configs"][0] in table.stdout, table.stdout
+    # a re-apply has nothing to do and decides nothing new
+    again = apply(plan, tmp_path / "results", stand_in_env(tmp_path))
+    assert again.returncode == 0, again.stderr
+    assert outcome(plan, tmp_path / "results") == (rounds, trials, manifests, rows)
+
+
+def test_dry_run_shows_round_one_and_the_budget(tmp_path):
+    plan = compile_plan(tmp_path, "plan")
+    proc = subprocess.run([hpt_exe(), "apply", str(plan), "--results", str(tmp_path / "r"), "--dry-run"],
+                          env=stand_in_env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.strip().splitlines()) == 24           # round 1's commands, exactly
+    assert "≤ 34" in proc.stderr and "m3-e8" in proc.stderr        # the worst case of the rest
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """One uninterrupted run of SPEC: what every killed-and-resumed run must end with."""
+    tmp = tmp_path_factory.mktemp("uninterrupted")
+    old = os.environ.get("HPT_DEMO_DATA")
+    os.environ["HPT_DEMO_DATA"] = str(tmp / "demo-not-built")
+    try:
+        reference = compile_plan(tmp, "reference")
+        proc = apply(reference, tmp / "results", stand_in_env(tmp), "--parallel", "2")
+        assert proc.returncode == 0, proc.stderr
+        return outcome(reference, tmp / "results")
+    finally:
+        kill_leftovers(tmp)
+        if old is None:
+            os.environ.pop("HPT_DEMO_DATA")
+        else:
+            os.environ["HPT_DEMO_DATA"] = old
+
+
+@pytest.mark.parametrize("kill_after", [3, 24, 29])
+def test_kill_9_at_any_point_then_reapply_gives_the_uninterrupted_run(tmp_path, kill_after, uninterrupted):
+    """kill -9 apply once `kill_after` rows exist (mid round 1; as round 1 ends and round 2 is being
+    decided; mid round 2), re-apply: the rounds, promotions, manifests and rows equal an uninterrupted run's."""
+    expected = uninterrupted
+
+    plan = compile_plan(tmp_path, "plan")
+    results = tmp_path / "results"
+    env = stand_in_env(tmp_path, sleep=0.05)
+    proc = subprocess.Popen([hpt_exe(), "apply", str(plan), "--results", str(results), "--parallel", "2"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rows_dir = results / "rows"
+    deadline = time.monotonic() + 120
+    while not (rows_dir.is_dir() and len(list(rows_dir.glob("*.csv"))) >= kill_after):
+        assert proc.poll() is None and time.monotonic() < deadline, "apply ended before the kill point"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    again = apply(plan, results, stand_in_env(tmp_path))
+    assert again.returncode == 0, again.stderr
+    rounds, trials, manifests, rows = outcome(plan, results)
+    ref_rounds, ref_trials, ref_manifests, ref_rows = expected
+    assert rounds == ref_rounds and trials == ref_trials
+    # the experiment id is the same (same spec, same month), so the bytes are too
+    assert manifests == ref_manifests
+    assert rows == ref_rows
