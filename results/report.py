@@ -277,7 +277,7 @@ def render(table: ResultTable, obj: Objective, top: int = 8, curves: bool = True
 def write_report(table: ResultTable, obj: Objective, out: Path, top: int = 8, curves: bool = True) -> Path:
     from hpt.store import open_store
 
-    store = open_store(table.uri) if curves else None
+    store = open_store(table.store) if curves else None
     text = render(table, obj, top=top, curves=curves, store=store)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

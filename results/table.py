@@ -73,6 +73,11 @@ class ResultTable:
     source: str                                   # "rows" or "results.csv"
     params: list[str] = field(default_factory=list)   # param.<name> columns whose value varies
     metrics: list[str] = field(default_factory=list)  # metric columns present (catalog order)
+    store_uri: str = ""                           # the store itself (`uri` may name a view of it); default: uri
+
+    @property
+    def store(self) -> str:
+        return self.store_uri or self.uri
 
     @property
     def all(self) -> "pd.DataFrame":
