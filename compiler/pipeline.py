@@ -19,6 +19,7 @@ from hpt.compiler.dates import Window, check_inside, explicit_windows, month_sta
 from hpt.compiler.defaults import Resolved, Rotating, resolve
 from hpt.compiler.fidelities import check_fidelities
 from hpt.compiler.halving import HALVING, budget, first_round
+from hpt.compiler import tpe
 from hpt.compiler.loading import load_spec
 from hpt.compiler.plan import check_target, existing_plan, write_plan
 from hpt.compiler.trials import TrialShape, iter_trials
@@ -100,11 +101,13 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
     seen_values: dict[str, set] = {name: set() for name in tuned}
     configs_seen = 0
     halving = resolved.space.method == HALVING
-    config_ids: list[str] = []    # halving: round 1's configs
+    adaptive = halving or resolved.space.method == tpe.TPE
+    config_ids: list[str] = []    # adaptive: round 1's configs
 
     def counted_configs():
         nonlocal configs_seen
-        for config in resolved.space.configs():
+        source = tpe.first_batch(resolved.space) if resolved.space.method == tpe.TPE else resolved.space.configs()
+        for config in source:
             configs_seen += 1
             for name in tuned:
                 seen_values[name].add(config[name])
@@ -112,7 +115,7 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
 
     def trials_of(rendered):  # noqa: ANN001, ANN202 — halving: note round 1's configs as their manifests say
         for trial in rendered:
-            if halving:
+            if adaptive:
                 config = json.loads(trial.text)["config"]
                 if not config_ids or config_ids[-1] != config:   # config-major order
                     config_ids.append(config)
@@ -141,6 +144,9 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
             if resolved.fidelities:  # only then: plans without fidelities stay byte-identical
                 counts["fidelities"] = len(resolved.fidelities)
             extra: dict[str, Any] = {}
+            if resolved.space.method == tpe.TPE:
+                extra = {"rounds": [{"round": 1, "fidelity": "", "configs": config_ids, "trials": list(digests)}],
+                         "tpe": tpe.settings(resolved.space)}
             if halving:
                 extra = {"rounds": [first_round(config_ids, list(digests), resolved.fidelities[0])],
                          "halving": {"eta": resolved.space.eta,
@@ -154,7 +160,7 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
         result = write_plan(out, trials_of(iter_trials(shape, counted_configs(), windows)), make_plan)
         ids = result.trial_ids
         values = {name: sorted(seen_values[name]) for name in tuned}
-    if unchanged and halving:
+    if unchanged and adaptive:
         ids = list(previous.get("rounds", [{}])[0].get("trials", ids))   # round 1: what compile wrote
     rungs = budget(configs_seen, resolved.space.eta, resolved.fidelities, windows, resolved.repeats) if halving else []
     return CompileResult(out=out, experiment=experiment, resolved=resolved, dataset=dataset, windows=windows,
@@ -201,7 +207,7 @@ def resolved_spec(resolved: Resolved, dataset: DatasetRef, windows: list[Window]
         "parameters": {name: d.to_json() for name, d in space.domains.items()},
         "auto": resolved.auto,
         "search": {"method": space.method, "trials": space.trials, "seed": space.seed}
-        | ({"eta": space.eta} if space.method == HALVING else {}),
+        | ({"eta": space.eta} if space.method == HALVING else {}) | ({"batch": space.batch} if space.method == tpe.TPE else {}),
         "mode": resolved.mode, "epochs": resolved.epochs, "metrics": resolved.metrics, "objective": resolved.objective,
         "data": dataset.uri, "results": resolved.results, "image": resolved.image, "resources": resolved.resources.to_dict(),
         "validation-days": resolved.validation_days, "repeats": resolved.repeats,

@@ -23,6 +23,7 @@ from hpt.schemas.errors import UserError
 MAX_GRID = 1_000_000           # configs a grid may have without search.trials
 DEFAULT_RANDOM_TRIALS = 20
 DEFAULT_ETA = 3                # halving: the top 1/eta of a rung is promoted
+DEFAULT_BATCH = 4              # tpe: configs asked per round
 _DRAW_ATTEMPTS = 100           # draws per wanted config before giving up on finding new ones
 
 
@@ -49,12 +50,17 @@ class Distribution:
             value: float = rng.randint(int(self.min), int(self.max))
         elif self.kind == "log-uniform":
             value = math.exp(rng.uniform(math.log(self.min), math.log(self.max)))
-        elif self.kind == "q-uniform":
-            q = self.q or 1
-            value = round(rng.uniform(self.min, self.max) / q) * q
-            value = float(f"{value:.12g}")  # 0.30000000000000004 → 0.3
         else:
             value = rng.uniform(self.min, self.max)
+        return self.snap(value, spec)
+
+    def snap(self, value: float, spec: ParamSpec) -> int | float:
+        """A raw number in [min, max] (ours, or a sampler's) → the value a trial gets: on the q grid,
+        an integer for integer hyperparameters, 6 significant digits for continuous ones, inside the bounds."""
+        if self.kind == "q-uniform":
+            q = self.q or 1
+            value = round(value / q) * q
+            value = float(f"{value:.12g}")  # 0.30000000000000004 → 0.3
         if spec.type == "int":
             value = round(value)
         elif self.kind in ("uniform", "log-uniform"):
@@ -100,10 +106,11 @@ def domain_from_spec(spec: ParamSpec, value: Any) -> Domain:
 class SearchSpace:
     architecture: Architecture
     domains: dict[str, Domain]            # the tuned hyperparameters, in catalog order
-    method: str                           # grid | random | halving
+    method: str                           # grid | random | halving | tpe
     trials: int | None                    # grid: subset size (None = all); random: draws; halving: configs at the bottom rung
     seed: int
     eta: int | None = None                # halving only
+    batch: int | None = None              # tpe only: configs per round
 
     @property
     def sampler(self) -> str:

@@ -297,6 +297,15 @@ def check_search(doc: dict[str, Any]) -> None:
                         hint='set "search": {"method": "random", "trials": N}, or list values for a grid')
     if "eta" in search and method != "halving":
         raise UserError("eta applies to halving only", where="search.eta", hint='set "search": {"method": "halving"}')
+    if "batch" in search and method != "tpe":
+        raise UserError("batch applies to tpe only", where="search.batch", hint='set "search": {"method": "tpe"}')
+    if method == "tpe":
+        if doc.get("fidelities"):
+            raise UserError("tpe runs every config at the spec's budget; fidelities are halving's rungs",
+                            where="fidelities", hint='drop "fidelities", or use "search": {"method": "halving"}')
+        from hpt.compiler.tpe import require_optuna
+
+        require_optuna("search.method")
     if method == "halving" and not doc.get("fidelities"):
         raise UserError("halving needs the spec's fidelities (its rungs, cheapest first)", where="search.method",
                         hint='list them: "fidelities": [{"months": 1, "epochs": 3}, {"months": 3, "epochs": 10}]')

@@ -43,10 +43,11 @@ class Plan:
     warnings: list[str]
     trials: list[str]                 # trial ids, in the order `hpt apply` runs them
     digests: dict[str, str]           # trial id → manifest_digest of trials/<id>.json
-    # Halving plans only (absent from other plans' files): the rounds decided so far, each a list of
+    # Adaptive plans only (absent from other plans' files): the rounds decided so far, each a list of
     # trials added to `trials`, and the worst-case budget per rung (compiler/halving.py).
     rounds: list[dict[str, Any]] | None = None
     halving: dict[str, Any] | None = None
+    tpe: dict[str, Any] | None = None          # tpe plans: batch, trials, startup, the tuned hyperparameters' types
 
     @property
     def results(self) -> str | None:
@@ -55,7 +56,7 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         doc = {"apiVersion": API_VERSION, "kind": KIND, "trials_dir": TRIALS_DIR, **asdict(self)}
-        return {k: v for k, v in doc.items() if not (k in ("rounds", "halving") and v is None)}
+        return {k: v for k, v in doc.items() if not (k in ("rounds", "halving", "tpe") and v is None)}
 
     def to_json(self) -> str:
         """Stable bytes: sorted keys, two-space indent (a reviewer reads this file)."""

@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 
 from executor_support import hpt_exe, kill_leftovers
 from hpt.cli import app
-from hpt.compiler.halving import promote, rung_sizes, score
+from hpt.compiler.halving import promote, rung_sizes
+from hpt.compiler.rounds import score
 from hpt.store import open_store
 
 TODAY = "2026-11-26"

@@ -60,15 +60,26 @@ def _rounds(rounds: list[dict[str, Any]], states: dict[str, str]) -> list[dict[s
         counts: dict[str, int] = {}
         for tid in r["trials"]:
             counts[states.get(tid, "pending")] = counts.get(states.get(tid, "pending"), 0) + 1
-        out.append({"round": r["round"], "rung": r["rung"], "fidelity": r["fidelity"], "configs": len(r["configs"]),
-                    "scored": r.get("scored"), "promoted": r.get("promoted", []), "trials": len(r["trials"]),
-                    "states": counts})
+        out.append({"round": r["round"], "rung": r.get("rung"), "fidelity": r["fidelity"], "configs": len(r["configs"]),
+                    "scored": r.get("scored"), "promoted": r.get("promoted", []), "told": r.get("told"),
+                    "trials": len(r["trials"]), "states": counts})
     return out
 
 
-def _rounds_table(rounds: list[dict[str, Any]], halving: dict[str, Any]):  # noqa: ANN202 — a rich Table
+def _rounds_table(rounds: list[dict[str, Any]], halving: dict[str, Any] | None, tpe: dict[str, Any] | None):  # noqa: ANN202
+    """The rounds decided so far (a rich Table): halving's rungs and promotions, or tpe's batches."""
     from rich.table import Table
 
+    if tpe:
+        table = Table(title=f"tpe: rounds of {tpe['batch']} configs, up to {tpe['trials']}", title_justify="left")
+        for column in ("round", "configs", "trials", "told"):
+            table.add_column(column, justify="right")
+        for r in rounds:
+            states = ", ".join(f"{n} {k}" for k, n in sorted(r["states"].items()))
+            table.add_row(str(r["round"]), str(r["configs"]), f"{r['trials']} ({states})",
+                          "random start" if r["told"] is None else f"{r['told']} results")
+        return table
+    halving = halving or {"eta": "?", "rungs": []}
     table = Table(title=f"successive halving, eta {halving['eta']}: rounds decided so far", title_justify="left")
     for column in ("round", "rung", "fidelity", "configs", "trials", "promoted (best first: config, mean objective)"):
         table.add_column(column, justify="left" if column in ("fidelity",) or column.startswith("promoted") else "right",
@@ -170,7 +181,7 @@ def register(app: typer.Typer) -> None:
                              owner=f"{socket.gethostname()}:{plan_dir.resolve()}")
         try:
             outcome = run_plan(plan, runner, store, options, reporter)
-            while outcome.exit_code == 0 and plan.plan.halving:
+            while outcome.exit_code == 0 and plan.plan.rounds:
                 decision = _next_round(plan_dir, store, fmt)
                 if decision is None:
                     break
@@ -193,22 +204,27 @@ def register(app: typer.Typer) -> None:
         raise typer.Exit(outcome.exit_code)
 
     def _next_round(plan_dir: Path, store, fmt: Format):  # noqa: ANN001, ANN202 — Store, Decision (imported lazily)
-        """Halving: decide the next round from the rows of the last one and record it in the plan."""
-        from hpt.compiler.halving import next_round
+        """Adaptive search: decide the next round from the finished rows and record it in the plan."""
+        from hpt.compiler.rounds import next_round
         from hpt.executor.publish import ResultsPublisher
 
         decision = next_round(plan_dir, ResultsPublisher(store).sync())
-        if decision is not None:
+        if decision is None:
+            return None
+        if fmt is Format.json:
+            print(json.dumps({"event": "round", "round": decision.round, "fidelity": decision.fidelity,
+                              "configs": decision.configs, "trials": decision.trials, **decision.record}), flush=True)
+            return decision
+        promoted = decision.record.get("promoted")
+        if promoted is not None:
             best = ", ".join(f"{p['config']} ({p['score']:.4g})" if p["score"] is not None else p["config"]
-                             for p in decision.promoted[:3])
-            message = (f"round {decision.round}: promoted {len(decision.promoted)} of {decision.scored} configs to "
+                             for p in promoted[:3])
+            message = (f"round {decision.round}: promoted {len(promoted)} of {decision.record['scored']} configs to "
                        f"{decision.fidelity} ({len(decision.trials)} trials); best {best}")
-            if fmt is Format.json:
-                print(json.dumps({"event": "round", "round": decision.round, "fidelity": decision.fidelity,
-                                  "scored": decision.scored, "promoted": decision.promoted, "trials": decision.trials}),
-                      flush=True)
-            else:
-                err_console.print(message, highlight=False, soft_wrap=True)
+        else:
+            message = (f"round {decision.round}: {len(decision.configs)} new configs proposed "
+                       f"({len(decision.trials)} trials), told {decision.record.get('told', 0)} results")
+        err_console.print(message, highlight=False, soft_wrap=True)
         return decision
 
     @app.command("status")
@@ -259,6 +275,6 @@ def register(app: typer.Typer) -> None:
         console.print(table)
         console.print(", ".join(f"{counts.get(k, 0)} {k}" for k in ("done", "failed", "running", "pending")), highlight=False)
         if rounds:
-            console.print(_rounds_table(rounds, plan.plan.halving or {}))
+            console.print(_rounds_table(rounds, plan.plan.halving, plan.plan.tpe))
         if note:
             console.print(note, highlight=False, soft_wrap=True)

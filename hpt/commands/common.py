@@ -8,6 +8,7 @@ from typing import Any, Callable, Optional, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from hpt.schemas.errors import UserError
 
@@ -59,7 +60,7 @@ def chosen_format(fmt: Format | TableFormat, output: Optional[str]) -> Any:
 
 def fail(err: UserError) -> typer.Exit:
     for one in err.each():  # a spec's every problem, one line each
-        err_console.print(f"[bold red]error:[/] {one}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(one))}", highlight=False, soft_wrap=True)
     return typer.Exit(EXIT_USER_ERROR)
 
 

@@ -115,6 +115,11 @@ def _review(result) -> None:  # noqa: ANN001 — CompileResult, imported lazily
                       f"{result.rungs[0]['fidelity']} = [bold]{len(result.trial_ids)} trials in round 1[/], at most "
                       f"{sum(r['trials'] for r in result.rungs)} in all; {verb} {result.out / 'plan.json'}", highlight=False)
         return
+    if resolved.space.method == "tpe":
+        space = resolved.space
+        console.print(f"tpe: round 1 is {result.configs} config(s) drawn at random; apply asks Optuna's TPE for "
+                      f"{space.batch} more per round, told every finished result, up to {space.trials} configs "
+                      f"(≤ {space.trials * len(result.windows) * resolved.repeats} trials)", highlight=False)
     fid_text = f" × {len(resolved.fidelities)} fidelities" if resolved.fidelities else ""
     console.print(f"{result.configs} configs × {len(result.windows)} date range(s) × {resolved.repeats} repeat(s){fid_text} = "
                   f"[bold]{len(result.trial_ids)} trials[/]; {verb} {result.out / PLAN_FILE}", highlight=False)

@@ -1,0 +1,135 @@
+"""Model-based search: Optuna's TPE sampler as a library, asked for a batch of configs per round.
+
+Round 1 (written by `hpt compile`) is the sampler's first batch; each further round is asked once every
+trial of the earlier rounds is done, from a study rebuilt from scratch and told every finished config
+(its objective averaged over date ranges and repeats, in trial-id order) with a seed derived from the
+search seed and the round number. So a round is a pure function of the plan and the rows, and a
+re-apply after kill -9 asks the same questions and gets the same answers. `trials` bounds the total
+configs; `batch` (default 4: run apply with `--parallel` of the same size to keep every slot busy)
+is the size of a round. Optuna is the optional extra `hpt[search]`.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+from hpt.compiler.rounds import Proposal, round_manifests, score
+from hpt.compiler.search import Distribution, Domain, SearchSpace, Values
+from hpt.schemas.catalog import ParamSpec
+from hpt.schemas.errors import UserError
+from hpt.schemas.plan import Plan
+
+TPE = "tpe"
+_ASK_ATTEMPTS = 50          # asks per wanted config before giving up on finding new ones
+
+
+def require_optuna(where: str = "search.method") -> Any:
+    """The optuna module, or exit 2 naming the key that asked for it."""
+    try:
+        import optuna
+    except ImportError:
+        raise UserError("tpe needs Optuna, which is not installed", where=where,
+                        hint="pip install 'hpt[search]'") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def startup(trials: int, batch: int) -> int:
+    """Configs drawn at random before TPE models the results: a third of the budget, between one batch and 10."""
+    return max(batch, min(10, trials // 3))
+
+
+def settings(space: SearchSpace) -> dict[str, Any]:
+    """What plan.json records so that later rounds can be asked without the catalog: the budget and each
+    tuned hyperparameter's type."""
+    trials, batch = space.trials or 0, space.batch or 1   # resolve() fills both in for tpe
+    specs = {p.name: p for p in space.architecture.parameters}
+    return {"batch": batch, "trials": trials, "startup": startup(trials, batch),
+            "types": {name: specs[name].type for name in space.domains}}
+
+
+def propose(domains: Mapping[str, Domain], types: Mapping[str, str], defaults: Mapping[str, Any], goal: str,
+            history: list[tuple[dict[str, Any], float]], taken: set[tuple], batch: int, n_startup: int,
+            seed: int) -> list[dict[str, Any]]:
+    """Up to `batch` new configs (every hyperparameter) from TPE told `history` (config, score); none in `taken`."""
+    optuna = require_optuna()
+    names = list(domains)
+    specs = {n: ParamSpec(n, types[n], 0, -math.inf, math.inf, False, "") for n in names}
+    dists = {n: _distribution(optuna, domains[n], types[n]) for n in names}
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup, constant_liar=True,
+                                         multivariate=True)
+    study = optuna.create_study(direction="minimize" if goal == "minimize" else "maximize", sampler=sampler)
+    for config, value in history:
+        if math.isfinite(value):   # a diverged config is simply not told (it is in `taken`, so never asked again)
+            study.add_trial(optuna.trial.create_trial(params={n: config[n] for n in names}, distributions=dists, value=value))
+    out: list[dict[str, Any]] = []
+    taken = set(taken)
+    for _ in range(batch * _ASK_ATTEMPTS):
+        if len(out) == batch:
+            break
+        trial = study.ask(dists)
+        config = dict(defaults)
+        for n in names:
+            value = trial.params[n]
+            domain = domains[n]
+            config[n] = domain.snap(value, specs[n]) if isinstance(domain, Distribution) else specs[n].coerce(value)
+        key = tuple(config[n] for n in names)
+        if key in taken:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)   # asked again: say so, so it moves on
+            continue
+        taken.add(key)
+        out.append(config)
+    return out
+
+
+def _distribution(optuna: Any, domain: Domain, kind: str) -> Any:
+    if isinstance(domain, Values):
+        return optuna.distributions.CategoricalDistribution(list(domain.values))
+    if domain.kind == "int-uniform" or (kind == "int" and domain.kind != "log-uniform"):
+        return optuna.distributions.IntDistribution(math.ceil(domain.min), math.floor(domain.max))
+    return optuna.distributions.FloatDistribution(domain.min, domain.max, log=domain.kind == "log-uniform")
+
+
+def round_seed(search_seed: int, round_no: int) -> int:
+    return int(hashlib.sha256(f"hpt-tpe:{search_seed}:{round_no}".encode()).hexdigest()[:8], 16)
+
+
+def first_batch(space: SearchSpace) -> list[dict[str, Any]]:
+    """Round 1: the sampler's first batch (random draws: nothing is known yet)."""
+    conf = settings(space)
+    specs = {p.name: p for p in space.architecture.parameters}
+    return propose(space.domains, {n: specs[n].type for n in space.domains}, space.architecture.defaults(),
+                   "minimize", [], set(), min(conf["batch"], conf["trials"]), conf["startup"], round_seed(space.seed, 1))
+
+
+def decide(plan: Plan, plan_dir: Path, rows: Mapping[str, Mapping[str, Any]]) -> Proposal | None:
+    """The next batch, told every config of the earlier rounds; None while any of their trials is not
+    done, or once `trials` configs have been proposed."""
+    conf = plan.tpe or {}
+    spec = plan.spec
+    asked = sum(len(r["configs"]) for r in plan.rounds)
+    if asked >= conf["trials"]:
+        return None
+    manifests = [m for r in plan.rounds for m in round_manifests(plan_dir, r)]
+    scores = score(manifests, rows, spec["objective"])
+    if scores is None:
+        return None
+    domains = {name: _domain(value) for name, value in spec["parameters"].items()}
+    names = list(domains)
+    params = {m["config"]: m["params"] for m in manifests}
+    history = [(params[c], scores[c]) for c in sorted(scores)]
+    taken = {tuple(p[n] for n in names) for p in params.values()}
+    defaults = manifests[0]["params"]
+    configs = propose(domains, conf["types"], defaults, spec["objective"]["goal"], history, taken,
+                      min(conf["batch"], conf["trials"] - asked), conf["startup"],
+                      round_seed(spec["search"]["seed"], plan.rounds[-1]["round"] + 1))
+    return Proposal(configs=configs, record={"told": len(history)})
+
+
+def _domain(value: Any) -> Domain:
+    """A resolved spec's parameter (Values/Distribution.to_json) back to its domain."""
+    if isinstance(value, list):
+        return Values(tuple(value))
+    return Distribution(value["distribution"], value["min"], value["max"], value.get("q"))
