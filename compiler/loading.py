@@ -5,19 +5,27 @@ Two things a human-written spec needs besides parsing:
   warning naming every field touched — the seed article prints its dates as `2017–01–01`;
 - duplicate keys are errors, because the parsers would silently keep the last one and run a
   different experiment than the one the user reads.
+
+And the limits of compiler/limits.py, checked while parsing: the file's size, the nesting depth,
+the number of values (a YAML alias counts as the copy it stands for, so a "billion laughs" document
+is refused before it is built), and numbers that are finite and of a sane size.
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
+import math
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hpt.compiler.limits import MAX_DEPTH, MAX_INTEGER, MAX_NODES, MAX_SPEC_BYTES
 from hpt.compiler.paths import json_path
 from hpt.schemas.errors import UserError
 
+_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads lets "\\ud800" through; it cannot be written or printed
 DASHES = {"\u2013": "en dash", "\u2014": "em dash", "\u2212": "minus sign"}
 _DASH_TABLE = str.maketrans({d: "-" for d in DASHES})
 
@@ -34,17 +42,20 @@ def load_spec(path: str) -> LoadedSpec:
     """Read and parse SPEC (a file, or `-` for stdin). The format follows the extension; an unknown
     extension tries JSON, then YAML."""
     if path == "-":
-        text, source, directory = sys.stdin.read(), "<stdin>", Path.cwd()
+        text, source, directory = sys.stdin.read(MAX_SPEC_BYTES + 1), "<stdin>", Path.cwd()
+        _check_size(len(text.encode("utf-8", "surrogatepass")), source)
     else:
         file = Path(path)
         try:
-            raw = file.read_bytes()
+            with file.open("rb") as stream:  # read no more than the limit: the "spec" may be /dev/zero
+                raw = stream.read(MAX_SPEC_BYTES + 1)
         except FileNotFoundError:
             raise UserError("no such spec file", where=path) from None
         except IsADirectoryError:
             raise UserError("is a directory, not a spec file", where=path) from None
         except OSError as err:
             raise UserError(f"cannot read spec: {err.strerror}", where=path) from None
+        _check_size(len(raw), path)
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as err:
@@ -57,15 +68,47 @@ def load_spec(path: str) -> LoadedSpec:
     return LoadedSpec(doc=doc, source=source, directory=directory, warnings=warnings)
 
 
+def _check_size(size: int, source: str) -> None:
+    if size > MAX_SPEC_BYTES:
+        raise UserError(f"larger than {MAX_SPEC_BYTES // 1024} KiB: a spec lists settings and values, not data",
+                        where=source)
+
+
 def parse_spec_text(text: str, source: str = "spec", fmt: str | None = None) -> Any:
-    if fmt == "json":
-        return _parse_json(text, source)
-    if fmt == "yaml":
-        return _parse_yaml(text, source)
-    stripped = text.lstrip()
-    if stripped.startswith(("{", "[")):
-        return _parse_json(text, source)
-    return _parse_yaml(text, source)
+    if fmt is None:
+        fmt = "json" if text.lstrip().startswith(("{", "[")) else "yaml"
+    try:
+        doc = _parse_json(text, source) if fmt == "json" else _parse_yaml(text, source)
+    except RecursionError:  # the parsers recurse per level: far too deep to even parse
+        raise UserError(f"nested deeper than {MAX_DEPTH} levels", where=source) from None
+    check_tree(doc, source)
+    return doc
+
+
+def check_tree(doc: Any, source: str) -> None:
+    """Depth, size and numbers of a parsed document (iterative: a deep document cannot recurse us)."""
+    stack: list[tuple[Any, int, tuple[str | int, ...]]] = [(doc, 1, ())]
+    nodes = 0
+    while stack:
+        value, depth, path = stack.pop()
+        nodes += 1
+        if nodes > MAX_NODES:
+            raise UserError(f"more than {MAX_NODES:,} values", where=source)
+        if depth > MAX_DEPTH:
+            raise UserError(f"nested deeper than {MAX_DEPTH} levels", where=f"{source}: {json_path(path[:3])}…")
+        if isinstance(value, dict):
+            stack.extend((item, depth + 1, path + (key,)) for key, item in value.items())
+            stack.extend((key, depth + 1, path) for key in value if isinstance(key, str) and _SURROGATE.search(key))
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1, path + (i,)) for i, item in enumerate(value))
+        elif isinstance(value, str) and _SURROGATE.search(value):
+            raise UserError("not valid Unicode (a lone surrogate escape such as \\ud800)",
+                            where=f"{source}: {json_path(path) or '(top level)'}")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise UserError("NaN and infinity are not allowed", where=f"{source}: {json_path(path) or '(top level)'}")
+        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INTEGER:
+            raise UserError(f"integer out of range (more than {len(str(MAX_INTEGER))} digits)",
+                            where=f"{source}: {json_path(path) or '(top level)'}")
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -89,7 +132,7 @@ def _parse_json(text: str, source: str) -> Any:
         raise UserError(f"malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}", where=source) from None
     except _DuplicateKey as err:
         raise UserError(f"duplicate key {err.key!r} (only one may appear)", where=source) from None
-    except ValueError as err:  # NaN / Infinity
+    except ValueError as err:  # NaN / Infinity; an integer of more than 4,300 digits
         raise UserError(f"malformed JSON: {err}", where=source) from None
 
 
@@ -116,14 +159,65 @@ def _parse_yaml(text: str, source: str) -> Any:
 
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
     try:
-        doc = yaml.load(text, Loader=Loader)  # noqa: S506 — a SafeLoader subclass
+        loader = Loader(text)  # reads the first characters already: may raise a ReaderError (a NUL byte)
+    except yaml.YAMLError as err:
+        raise UserError(f"malformed YAML: {err}", where=source) from None
+    try:
+        node = loader.get_single_node()
+        if node is not None:
+            _check_nodes(node, source)  # before anything is built: aliases may stand for billions of copies
+        doc = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise UserError(f"malformed YAML{where}: {err.problem or err.context}", where=source) from None
     except yaml.YAMLError as err:
         raise UserError(f"malformed YAML: {err}", where=source) from None
+    except ValueError as err:  # e.g. an integer of more than 4,300 digits
+        raise UserError(f"malformed YAML: {err}", where=source) from None
+    finally:
+        loader.dispose()
     return _plain(doc, source, [])
+
+
+def _check_nodes(root: Any, source: str) -> None:
+    """The document a YAML node graph stands for: its size with every alias expanded, its depth, no cycles.
+    Each node is measured once (memoized), so the check is linear in the text even for an alias bomb."""
+    import yaml
+
+    def children(node: Any) -> list[Any]:
+        if isinstance(node, yaml.SequenceNode):
+            return list(node.value)
+        if isinstance(node, yaml.MappingNode):
+            return [part for pair in node.value for part in pair]
+        return []
+
+    measured: dict[int, tuple[int, int]] = {}  # id(node) → (values, depth) of what it expands to
+    open_: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        key = id(node)
+        if finished:
+            kids = [measured[id(k)] for k in children(node)]
+            size = 1 + sum(k[0] for k in kids)
+            depth = 1 + max((k[1] for k in kids), default=0)
+            if size > MAX_NODES:
+                raise UserError(f"more than {MAX_NODES:,} values once its aliases are expanded", where=source)
+            if depth > MAX_DEPTH:
+                mark = node.start_mark
+                raise UserError(f"nested deeper than {MAX_DEPTH} levels (at line {mark.line + 1})", where=source)
+            open_.discard(key)
+            measured[key] = (size, depth)
+            continue
+        if key in measured:
+            continue
+        if key in open_:
+            mark = node.start_mark
+            raise UserError(f"an alias refers to a node that contains it (line {mark.line + 1})", where=source)
+        open_.add(key)
+        stack.append((node, True))
+        stack.extend((k, False) for k in children(node))
 
 
 def _plain(value: Any, source: str, path: list[str | int]) -> Any:
@@ -141,8 +235,6 @@ def _plain(value: Any, source: str, path: list[str | int]) -> Any:
         return value.isoformat()
     if isinstance(value, dt.date):
         return value.isoformat()
-    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
-        raise UserError("NaN and infinity are not allowed", where=f"{source}: {json_path(path)}")
     return value
 
 

@@ -2,15 +2,23 @@
 from __future__ import annotations
 
 import difflib
+import json
+import re
 from typing import Iterable, Sequence
 
 
+_PLAIN_KEY = re.compile(r"[\w.$/-]+\Z", re.ASCII)
+
+
 def json_path(parts: Sequence[str | int]) -> str:
-    """`["parameters", "num_of_attentions", 1]` → `parameters.num_of_attentions[1]`."""
+    """`["parameters", "num_of_attentions", 1]` → `parameters.num_of_attentions[1]`; a key with other
+    characters (spaces, brackets, newlines) is quoted, `parameters["a b"]`, so the path stays one line."""
     out = ""
     for part in parts:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif not _PLAIN_KEY.match(part):
+            out += f"[{json.dumps(part)}]"
         else:
             out += f".{part}" if out else str(part)
     return out

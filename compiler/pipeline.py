@@ -20,6 +20,7 @@ from hpt.compiler.defaults import Resolved, Rotating, resolve
 from hpt.compiler.fidelities import check_fidelities
 from hpt.compiler.halving import HALVING, budget, first_round
 from hpt.compiler import tpe
+from hpt.compiler.limits import MAX_DATE, MAX_TRIALS, MIN_DATE
 from hpt.compiler.loading import load_spec
 from hpt.compiler.plan import check_target, existing_plan, write_plan
 from hpt.compiler.trials import TrialShape, iter_trials
@@ -82,6 +83,8 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
     doc, user = validate_and_load(doc, loaded.directory, warnings)   # in hpt's own words from here on
     resolved = resolve(doc, mode=options.mode, seed=options.seed, warnings=warnings, user=user)
     today = options.today or dt.datetime.now(dt.timezone.utc).date()
+    if not MIN_DATE <= today <= MAX_DATE:
+        raise UserError(f"{today} is outside {MIN_DATE} to {MAX_DATE}", where="--today")
     run_month = month_start(today)
     dataset = resolve_dataset(resolved.data, options.data, loaded.directory, warnings)
     if user is None and dataset.info is not None and not dataset.info.text:  # the built-ins read a text column; a user trainer reads what it likes
@@ -91,6 +94,7 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
     windows = choose_windows(resolved, dataset, run_month, warnings)
     rotating_months = resolved.date_range.months if isinstance(resolved.date_range, Rotating) else None
     check_fidelities(resolved.fidelities, windows, rotating_months, resolved.mode)
+    check_plan_size(resolved, windows)
 
     spec_doc = resolved_spec(resolved, dataset, windows)
     experiment = "e-" + hashlib.sha256(canonical_json({"spec": spec_doc, "month": f"{run_month:%Y-%m}"}).encode()).hexdigest()[:12]
@@ -166,6 +170,18 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
     return CompileResult(out=out, experiment=experiment, resolved=resolved, dataset=dataset, windows=windows,
                          trial_ids=ids, configs=configs_seen, written=not unchanged, month=f"{run_month:%Y-%m}",
                          warnings=warnings, values=values, rungs=rungs)
+
+
+def check_plan_size(resolved: Resolved, windows: list[Window]) -> None:
+    """The whole plan's trials, counted before one is written (each is a file, a run and a row)."""
+    configs = resolved.space.count()
+    fidelities = max(1, len(resolved.fidelities))
+    total = configs * len(windows) * resolved.repeats * fidelities
+    if total > MAX_TRIALS:
+        fid_text = f" × {fidelities} fidelities" if resolved.fidelities else ""
+        raise UserError(f"{configs:,} configs × {len(windows)} date range(s) × {resolved.repeats} repeat(s){fid_text} = "
+                        f"{total:,} trials, more than {MAX_TRIALS:,}", where="search.trials" if resolved.space.trials else "parameters",
+                        hint="ask for fewer configs (search.trials), date ranges or repeats")
 
 
 def choose_windows(resolved: Resolved, dataset: DatasetRef, run_month: dt.date, warnings: list[str]) -> list[Window]:

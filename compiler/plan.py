@@ -1,25 +1,33 @@
 """Writing a plan: DIR/plan.json (hpt.schemas.plan.Plan) and DIR/trials/<trial-id>.json (one manifest each).
 
 Trials stream into a staging folder next to DIR/trials and replace it in one rename, and plan.json
-is written last, so a plan folder is never half old, half new. Recompiling the same spec in the same
+is written last, so a plan folder is never half old, half new. SIGTERM while writing cleans up like
+Ctrl-C does; a staging folder left by a process that died anyway (SIGKILL) carries its pid in its
+name, and the next compile into DIR removes it. Recompiling the same spec in the same
 month finds the same experiment id and leaves everything as it is; a different plan is refused
 without `force` (the plan is a reviewed artifact; silently replacing it would run something else).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from hpt.schemas.errors import UserError
 from hpt.schemas.plan import PLAN_FILE, TRIALS_DIR, Plan, manifest_digest, manifest_path
 
 if TYPE_CHECKING:
     from hpt.compiler.trials import RenderedTrial
+
+_STAGING = (".trials-", ".old-trials-")   # + "<pid>-<random>"
+
 
 
 @dataclass
@@ -58,6 +66,7 @@ def check_target(out: Path, experiment: str, version: str, force: bool) -> bool:
     holds something else and `force` is not set."""
     if out.exists() and not out.is_dir():
         raise UserError("exists and is not a directory", where=str(out))
+    remove_stale_staging(out)
     if not out.exists() or not any(out.iterdir()):
         return False
     previous = existing_plan(out)
@@ -71,18 +80,60 @@ def check_target(out: Path, experiment: str, version: str, force: bool) -> bool:
                     where=str(out), hint="choose another --out, or pass --force to replace it")
 
 
+def remove_stale_staging(out: Path) -> None:
+    """Staging folders of compiles that died (their pid is gone) are removed; a live one's are left."""
+    if not out.is_dir():
+        return
+    for entry in out.iterdir():
+        prefix = next((p for p in _STAGING if entry.name.startswith(p)), None)
+        if prefix is None or not entry.is_dir():
+            continue
+        pid = entry.name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: someone else's process is alive
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def _terminate_like_interrupt() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C (exit 143), so the staging folder is removed on the way out."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def write_plan(out: Path, trials: Iterable[RenderedTrial], make_plan: Callable[[dict[str, str]], Plan]) -> WriteResult:
     """Stream `trials` to files, then write plan.json from `make_plan(digests)` (trial id → manifest digest,
     in the trials' order)."""
     try:
-        return _write_plan(out, trials, make_plan)
+        with _terminate_like_interrupt():
+            return _write_plan(out, trials, make_plan)
     except OSError as err:  # read-only folder, full disk: the user's to fix
         raise UserError(f"cannot write the plan: {err.strerror or err}", where=str(err.filename or out)) from None
 
 
 def _write_plan(out: Path, trials: Iterable[RenderedTrial], make_plan: Callable[[dict[str, str]], Plan]) -> WriteResult:
     out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".trials-", dir=out))
+    staging = Path(tempfile.mkdtemp(prefix=f"{_STAGING[0]}{os.getpid()}-", dir=out))
     digests: dict[str, str] = {}
     try:
         for trial in trials:
@@ -97,7 +148,7 @@ def _write_plan(out: Path, trials: Iterable[RenderedTrial], make_plan: Callable[
         target = out / TRIALS_DIR
         old = None
         if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=".old-trials-", dir=out))
+            old = Path(tempfile.mkdtemp(prefix=f"{_STAGING[1]}{os.getpid()}-", dir=out))
             os.rename(target, old / TRIALS_DIR)
         os.rename(staging, target)
         os.replace(tmp_plan, out / PLAN_FILE)

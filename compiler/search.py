@@ -17,10 +17,10 @@ import random
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+from hpt.compiler.limits import MAX_GRID, MAX_SAMPLED_GRID
 from hpt.schemas.catalog import Architecture, ParamSpec
 from hpt.schemas.errors import UserError
 
-MAX_GRID = 1_000_000           # configs a grid may have without search.trials
 DEFAULT_RANDOM_TRIALS = 20
 DEFAULT_ETA = 3                # halving: the top 1/eta of a rung is promoted
 DEFAULT_BATCH = 4              # tpe: configs asked per round
@@ -134,6 +134,9 @@ class SearchSpace:
         if self.sampler == "grid" and not self.trials and self.grid_size() > MAX_GRID:
             raise UserError(f"the grid has {self.grid_size():,} configs, more than {MAX_GRID:,}", where="parameters",
                             hint='cap it with "search": {"trials": N}, or use random search')
+        if self.method == "grid" and self.grid_size() > MAX_SAMPLED_GRID:
+            raise UserError(f"the grid has {self.grid_size():.3g} configs, more than {MAX_SAMPLED_GRID:.0e}", where="parameters",
+                            hint='use random search ("search": {"method": "random", "trials": N}): it draws without listing them')
 
     def configs(self) -> Iterator[dict[str, int | float]]:
         """Each config: every hyperparameter of the architecture, tuned ones from the search."""

@@ -13,6 +13,7 @@ from typing import Any
 
 from jsonschema.exceptions import ValidationError
 
+from hpt.compiler.limits import MAX_DATE, MAX_VALUES, MIN_DATE
 from hpt.compiler.paths import did_you_mean, json_path
 from hpt.compiler.usertrainer import SpecTrainer, load_trainer
 from hpt.schemas.catalog import Architecture, ParamSpec, architectures, metrics
@@ -20,9 +21,10 @@ from hpt.compiler.wandb import to_hpt
 from hpt.schemas.errors import UserError, raise_all
 from hpt.schemas.kubernetes import ClusterSettings
 from hpt.schemas.loader import load_json, schema_validator
+from hpt.schemas.resources import check_memory
 
 SPEC_SCHEMA = "spec.schema.json"
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
 
 
 def validate_spec(doc: Any, warnings: list[str] | None = None) -> dict[str, Any]:
@@ -168,7 +170,10 @@ def _explain(error: ValidationError) -> UserError:
         return UserError(f"{instance!r} is not one of {', '.join(choices)}", where=where,
                          hint=did_you_mean(str(instance), choices) if isinstance(instance, str) else None)
     if kind == "pattern" and error.validator_value == load_json(SPEC_SCHEMA)["$defs"]["date"]["pattern"]:
-        return UserError(f"{instance!r} is not a date (expected YYYY-MM-DD)", where=where)
+        return UserError(f"{_short(instance)} is not a date (expected YYYY-MM-DD)", where=where)
+    if kind == "pattern" and path == ["image"]:
+        return UserError(f"{_short(instance)} is not an image reference", where=where,
+                         hint="[registry[:port]/]name[:tag][@sha256:digest], lowercase name, e.g. hpt-trainer:latest")
     if kind == "minItems" and isinstance(instance, list) and not instance:
         return UserError("must not be empty", where=where)
     if kind in ("minItems", "maxItems") and path == ["fidelities"]:
@@ -179,7 +184,21 @@ def _explain(error: ValidationError) -> UserError:
         return UserError(f"a date range is a pair [start, end], got {len(instance)} item(s)", where=where)
     if kind == "uniqueItems":
         return UserError("values must be unique", where=where)
-    return UserError(error.message, where=where)
+    if kind in ("maxItems", "maxLength"):
+        return UserError(f"{len(instance):,} {'items' if kind == 'maxItems' else 'characters'}, more than "
+                         f"{error.validator_value:,}", where=where)
+    if kind == "pattern":
+        return UserError(f"{_short(instance)} does not match {error.validator_value!r}", where=where)
+    return UserError(_clip(error.message, 200), where=where)
+
+
+def _short(value: Any) -> str:
+    """A value as it appears in a message: its repr, cut in the middle when long (a message is one line)."""
+    return _clip(repr(value), 60)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit // 2]}…{text[-limit // 2:]} ({len(text):,} characters)"
 
 
 def _matching_branch(error: ValidationError) -> ValidationError | None:
@@ -234,7 +253,7 @@ def _describe(value: Any) -> str:
     if isinstance(value, bool):
         return f"{str(value).lower()} (a boolean)"
     if isinstance(value, str):
-        return f"the string {value!r}"
+        return f"the string {_short(value)}"
     if isinstance(value, (int, float)):
         return f"the number {value!r}"
     if isinstance(value, list):
@@ -271,6 +290,8 @@ def meaning_problems(doc: dict[str, Any], arch: Architecture | None = None) -> l
         for name, value in doc.get("parameters", {}).items():
             check(check_parameter, arch, name, value)
     check(check_search, doc)
+    if "memory" in doc.get("resources", {}):
+        check(check_memory, doc["resources"]["memory"])
     known = metrics()
     for i, name in enumerate(doc.get("metrics", ())):
         if name not in known:
@@ -322,9 +343,12 @@ def parse_date(text: str, where: str) -> dt.date:
     if not _DATE.match(text):
         raise UserError(f"{text!r} is not a date (expected YYYY-MM-DD)", where=where)
     try:
-        return dt.date.fromisoformat(text)
+        day = dt.date.fromisoformat(text)
     except ValueError as err:
         raise UserError(f"{text!r} is not a valid date: {err}", where=where) from None
+    if not MIN_DATE <= day <= MAX_DATE:  # date arithmetic (validation days, months) must stay inside the calendar
+        raise UserError(f"{text} is outside {MIN_DATE} to {MAX_DATE}", where=where)
+    return day
 
 
 def check_date_pairs(pairs: list[list[str]]) -> list[tuple[dt.date, dt.date]]:
@@ -360,6 +384,9 @@ def check_parameter(arch: Architecture, name: str, value: Any) -> None:
 
 
 def check_values(spec: ParamSpec, values: list[Any], where: str) -> None:
+    if len(values) > MAX_VALUES:
+        raise UserError(f"{len(values):,} values, more than {MAX_VALUES:,}", where=where,
+                        hint="a distribution with random search covers a range without listing it")
     seen: dict[int | float, int] = {}
     for i, value in enumerate(values):
         coerced = check_value(spec, value, f"{where}[{i}]")

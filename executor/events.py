@@ -11,6 +11,8 @@ import sys
 import time
 from typing import Any, Protocol, TextIO
 
+from rich.text import Text
+
 
 class Reporter(Protocol):
     def emit(self, event: dict[str, Any]) -> None: ...
@@ -56,7 +58,7 @@ class RichProgress:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        self.console = console or Console(stderr=True)
+        self.console = console or Console(stderr=True, markup=False, highlight=False)  # reasons are user text
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("[green]{task.fields[done]} done[/] · [cyan]{task.fields[running]} running[/] · "
@@ -88,14 +90,14 @@ class RichProgress:
             self.counts["running"] -= 1
             self.counts["failed"] += 1
             self._update(1)
-            self.console.print(f"[red]failed[/] {event['trial_id']}: {event.get('reason', '')}", highlight=False,
+            self.console.print(Text.assemble(("failed", "red"), f" {event['trial_id']}: {event.get('reason', '')}"),
                                soft_wrap=True)
         elif kind in ("trial-retrying", "trial-cancelled", "trial-left-running"):
             self.counts["running"] -= 1
             self._update()
             if kind == "trial-retrying":
-                self.console.print(f"[yellow]retrying[/] {event['trial_id']} (attempt {event['attempt']}) in "
-                                   f"{event['delay_s']:.0f} s: {event.get('reason', '')}", highlight=False, soft_wrap=True)
+                self.console.print(Text.assemble(("retrying", "yellow"), f" {event['trial_id']} (attempt {event['attempt']}) in "
+                                                 f"{event['delay_s']:.0f} s: {event.get('reason', '')}"), soft_wrap=True)
         elif kind == "message":
             self.console.print(event["text"], highlight=False, soft_wrap=True)
         elif kind == "run-finished":

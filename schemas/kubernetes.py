@@ -17,14 +17,15 @@ RESERVED_ENV = {"HPT_MANIFEST", "HPT_RESULTS", "HPT_TRIAL_ID", "HPT_ATTEMPT", "H
                 "XDG_CACHE_HOME", "TORCH_HOME", "MPLCONFIGDIR", "PYTHONDONTWRITEBYTECODE"}
 
 # -- what the OpenAPI schemas do not check (apimachinery's validation, as regular expressions) ---
-DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")                        # ≤ 63
-DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")  # ≤ 253
-LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")            # ≤ 63
-QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")            # ≤ 63
-ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")                                # what Kubernetes accepts
-ENV_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")       # what a spec may name: a shell can read it too
-SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
-QUANTITY = re.compile(r"^[+]?(\d+(\.\d*)?|\.\d+)(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?\d+))?$")
+# Anchored with \Z, not $: Python's $ also matches before a trailing newline ("default\n").
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")                        # ≤ 63
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")  # ≤ 253
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?\Z")            # ≤ 63
+QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]\Z")            # ≤ 63
+ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*\Z")                                # what Kubernetes accepts
+ENV_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")       # what a spec may name: a shell can read it too
+SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+\Z")
+QUANTITY = re.compile(r"^[+]?(\d+(\.\d*)?|\.\d+)(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?\d+))?\Z")
 TOLERATION_OPERATORS = {"Exists", "Equal"}
 TAINT_EFFECTS = {"NoSchedule", "PreferNoSchedule", "NoExecute"}
 

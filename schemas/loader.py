@@ -1,12 +1,18 @@
-"""Load the JSON files shipped in this package (schemas, catalog) once per process."""
+r"""Load the JSON files shipped in this package (schemas, catalog) once per process.
+
+A schema's `pattern` is an ECMA-262 regular expression, where `$` is the end of the text. jsonschema
+hands it to Python's `re.search`, where `$` also matches before a trailing newline ("default\n"
+would pass a namespace pattern), so the validators here read an unescaped `$` as `\Z`.
+"""
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from importlib.resources import files
-from typing import Any
+from typing import Any, Iterator
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, ValidationError, validators
 
 
 @cache
@@ -15,7 +21,21 @@ def load_json(name: str) -> Any:
 
 
 @cache
+def ecma_regex(pattern: str) -> re.Pattern[str]:
+    """An ECMA pattern as Python reads it: `$` (not escaped) anchors at the very end."""
+    return re.compile(re.sub(r"(?<!\\)\$", r"\\Z", pattern))
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: dict[str, Any]) -> Iterator[ValidationError]:
+    if validator.is_type(instance, "string") and not ecma_regex(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_Validator = validators.extend(Draft202012Validator, {"pattern": _pattern})
+
+
+@cache
 def schema_validator(name: str) -> Draft202012Validator:
     schema = load_json(name)
     Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    return _Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)

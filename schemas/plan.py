@@ -19,6 +19,7 @@ from hpt.schemas.manifest import API_VERSION
 PLAN_FILE = "plan.json"
 TRIALS_DIR = "trials"
 KIND = "Plan"
+MAX_PLAN_BYTES = 256 << 20
 
 
 def manifest_digest(data: bytes) -> str:
@@ -85,9 +86,17 @@ class Plan:
     def load(cls, folder: Path) -> "Plan":
         path = folder / PLAN_FILE
         try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
+            with path.open("rb") as stream:   # a 250,000-trial plan.json is ~25 MB; never read without bound
+                data = stream.read(MAX_PLAN_BYTES + 1)
+            if len(data) > MAX_PLAN_BYTES:
+                raise UserError(f"plan.json is larger than {MAX_PLAN_BYTES >> 20} MiB", where=str(path))
+            doc = json.loads(data.decode("utf-8"))
         except json.JSONDecodeError as err:
             raise UserError(f"plan.json is not valid JSON: {err.msg} at line {err.lineno}", where=str(path)) from None
+        except UnicodeDecodeError as err:
+            raise UserError(f"plan.json is not UTF-8 text (byte {err.start})", where=str(path)) from None
+        except (RecursionError, ValueError) as err:  # nested too deeply; an integer of 4,300+ digits
+            raise UserError(f"plan.json is not a plan ({type(err).__name__})", where=str(path)) from None
         except OSError as err:
             raise UserError(f"cannot read plan.json: {err.strerror}", where=str(path)) from None
         return cls.from_dict(doc, where=str(path))

@@ -8,9 +8,11 @@ from typing import Any, Mapping
 
 from hpt.schemas.errors import UserError
 
-_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
+_QUANTITY = re.compile(r"([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?\Z")
 _FACTORS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
             "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+MIN_MEMORY = 6 * 2**20       # Docker refuses less than 6 MiB
+MAX_MEMORY = 64 * 2**40      # far above any node; an absurd value is a typo, not a request
 
 
 def memory_bytes(quantity: str | int | float) -> int:
@@ -18,9 +20,17 @@ def memory_bytes(quantity: str | int | float) -> int:
     if isinstance(quantity, (int, float)):
         return int(quantity)
     match = _QUANTITY.match(str(quantity).strip())
-    if not match:
-        raise UserError(f"not a memory quantity: {quantity!r}", where="resources.memory", hint="e.g. 4Gi, 512Mi, 2G")
+    if not match or len(match.group(1)) > 20:
+        raise UserError(f"not a memory quantity: {str(quantity)[:40]!r}", where="resources.memory", hint="e.g. 4Gi, 512Mi, 2G")
     return int(float(match.group(1)) * _FACTORS[match.group(2)])
+
+
+def check_memory(quantity: str, where: str = "resources.memory") -> int:
+    """memory_bytes, and within [6Mi, 64Ti]: the compiler's check of a spec's `resources.memory`."""
+    size = memory_bytes(quantity)
+    if not MIN_MEMORY <= size <= MAX_MEMORY:
+        raise UserError(f"{quantity!r} is outside the range a trial may ask for, 6Mi to 64Ti", where=where)
+    return size
 
 
 @dataclass(frozen=True)

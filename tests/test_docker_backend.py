@@ -364,8 +364,8 @@ def test_dry_run_prints_docker_run_lines_without_a_daemon(tmp_path, gcs_bucket):
     assert "--gpus 2" in gpu_line and "--cpus 4" in gpu_line and f"--memory {8 * 2**30}b" in gpu_line
     for line in lines:
         assert f"--label hpt.experiment={exp}" in line and "--label hpt.version=" in line
-        assert f"-v {data}:{data}:ro" in line
-        assert f"{creds}:/var/run/secrets/hpt/google-credentials.json:ro" in line
+        assert f"--mount type=bind,source={data},target={data},readonly" in line
+        assert f"--mount type=bind,source={creds},target=/var/run/secrets/hpt/google-credentials.json,readonly" in line
         assert f"STORAGE_EMULATOR_HOST=http://host.docker.internal:{port}" in line
         assert "--add-host host.docker.internal:host-gateway" in line
         assert "TOP-SECRET" not in line

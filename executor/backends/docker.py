@@ -33,7 +33,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
@@ -43,9 +42,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from hpt.executor.backend import Phase, Submission, TrialStatus
+from hpt.executor.shell import mount_option, shell_quote
+from hpt.schemas.dataset import local_data_uri
 from hpt.schemas.errors import UserError
 from hpt.schemas.resources import memory_bytes
-from hpt.schemas.dataset import local_data_uri
 from hpt.store import local_path
 
 LABEL_EXPERIMENT = "hpt.experiment"
@@ -114,7 +114,7 @@ class RunSpec:
         return bool(self.user) and str(self.user).split(":")[0] == "0"
 
     def create_kwargs(self, device_ids: Sequence[str]) -> dict[str, Any]:
-        from docker.types import DeviceRequest
+        from docker.types import DeviceRequest, Mount
 
         env = dict(self.environment)
         for name in self.pass_env:
@@ -122,7 +122,7 @@ class RunSpec:
                 env[name] = os.environ[name]
         kwargs: dict[str, Any] = {
             "image": self.image, "name": self.name, "detach": True, "environment": env, "labels": self.labels,
-            "volumes": {src: {"bind": dst, "mode": mode} for src, dst, mode in self.binds},
+            "mounts": [Mount(target=dst, source=src, type="bind", read_only=mode == "ro") for src, dst, mode in self.binds],
             "nano_cpus": self.nano_cpus, "mem_limit": self.mem_limit, "memswap_limit": self.mem_limit,
             "init": True,  # tini as pid 1: SIGTERM reaches the trainer, zombies are reaped
         }
@@ -153,7 +153,7 @@ class RunSpec:
         if self.rootless_root:
             parts += ["--cap-drop ALL", "--security-opt no-new-privileges"]
         parts += [f"--add-host {q(f'{h}:{ip}')}" for h, ip in self.extra_hosts.items()]
-        parts += [f"-v {q(f'{src}:{dst}:{mode}')}" for src, dst, mode in self.binds]
+        parts += [mount_option(src, dst, read_only=mode == "ro") for src, dst, mode in self.binds]
         if self.working_dir:
             parts.append(f"-w {q(self.working_dir)}")
         parts += [f"-e {q(f'{k}={v}')}" for k, v in self.environment.items()]
@@ -413,6 +413,13 @@ class DockerBackend:
         client = self._client()
         import docker.errors
 
+        try:  # `-v` made a missing results folder (as root); a bind Mount needs it to exist
+            for src, _, mode in spec.binds:
+                if mode == "rw":
+                    os.makedirs(src, exist_ok=True)
+        except OSError as err:
+            self._fail_start(handle, f"cannot create {err.filename}: {err.strerror}")
+            return True
         kwargs = spec.create_kwargs(gpus)
         if gpus:
             kwargs["labels"] = {**spec.labels, LABEL_GPUS: ",".join(gpus)}
@@ -598,15 +605,6 @@ class DockerBackend:
                 print(f"warning: image {image!r} is not on this Docker host ({BUILD_HINT})", file=sys.stderr)
             except docker.errors.APIError:
                 pass
-
-
-def shell_quote(value: str) -> str:
-    """shlex.quote, but text with newlines (a manifest file's last byte) as bash's $'...', so that
-    every command stays on one line and the value is passed byte for byte."""
-    if "\n" not in value and "\r" not in value:
-        return shlex.quote(value)
-    escaped = value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n").replace("\r", "\\r")
-    return f"$'{escaped}'"
 
 
 def container_name(experiment_id: str, trial_id: str) -> str:

@@ -29,6 +29,7 @@ from subprocess import DEVNULL, PIPE, STDOUT, Popen
 from typing import Any, Sequence
 
 from hpt.executor.backend import Phase, Submission, TrialStatus
+from hpt.executor.shell import shell_quote
 from hpt.schemas.errors import UserError
 from hpt.schemas.plan import manifest_path
 
@@ -420,8 +421,8 @@ class LocalBackend:
         lines = []
         for sub in submissions:
             manifest, is_copy = self._manifest_path(sub)
-            env = " ".join(f"{k}={v}" for k, v in self._env(sub).items())
-            cmd = " ".join(shlex.quote(a) for a in self._argv(sub, manifest))
+            env = " ".join(f"{k}={shell_quote(v)}" for k, v in self._env(sub).items())
+            cmd = " ".join(shell_quote(a) for a in self._argv(sub, manifest))
             note = "  # the manifest text, copied there at start" if is_copy else ""
             lines.append(f"{env} {cmd}{note}")
         return "\n".join(lines) + ("\n" if lines else "")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import socket
 import shlex
 import sys
@@ -131,6 +132,9 @@ def register(app: typer.Typer) -> None:
         from hpt.store import StoreUnavailable, open_store
 
         fmt = chosen_format(fmt, output)
+        for flag, seconds in (("--timeout", timeout), ("--backoff", backoff)):
+            if seconds is not None and not math.isfinite(seconds):  # click's range check lets nan and inf through
+                raise UserError(f"{seconds} is not a number of seconds", where=flag)
         plan = load_plan(plan_dir)
         uri = _results_uri(plan, results)
         given = {"context": context, "namespace": namespace, "cancel_on_exit": cancel_on_exit, "warm": warm}
@@ -265,13 +269,14 @@ def register(app: typer.Typer) -> None:
                              | ({"rounds": rounds} if rounds else {}), indent=1))
             return
         from rich.table import Table
+        from rich.text import Text
 
         colour = {"done": "green", "failed": "red", "running": "cyan", "pending": "dim"}
         table = Table(title=f"{plan.experiment_id} · {store.uri}", title_justify="left")
         for col in ("trial", "state", "attempt", "detail"):
             table.add_column(col, overflow="fold")
         for s in states:
-            table.add_row(s.trial_id, f"[{colour[s.state]}]{s.state}[/]", str(s.attempt or ""), s.detail)
+            table.add_row(s.trial_id, Text(s.state, style=colour[s.state]), str(s.attempt or ""), s.detail)
         console.print(table)
         console.print(", ".join(f"{counts.get(k, 0)} {k}" for k in ("done", "failed", "running", "pending")), highlight=False)
         if rounds:

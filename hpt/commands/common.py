@@ -1,5 +1,9 @@
-"""What every command shares: the stderr console, the user-error contract (one line, exit 2) and the
-one output convention, `--format table|json` (plus `csv` where the result is one table)."""
+"""What every command shares: the consoles, the user-error contract (one line, exit 2) and the
+one output convention, `--format table|json` (plus `csv` where the result is one table).
+
+Both consoles read no markup: specs, paths, store URIs and failure reasons are user text, and a
+`[/x]` in any of them must print as written, never as a rich tag (or crash with MarkupError). Styled
+output is built from `rich.text.Text` with explicit styles instead."""
 from __future__ import annotations
 
 import functools
@@ -8,14 +12,14 @@ from typing import Any, Callable, Optional, TypeVar
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
 from hpt.schemas.errors import UserError
 
 F = TypeVar("F", bound=Callable)
 
-console = Console()                     # results, tables (stdout)
-err_console = Console(stderr=True)      # messages, progress (stderr)
+console = Console(markup=False, highlight=False)                  # results, tables (stdout)
+err_console = Console(stderr=True, markup=False, highlight=False)  # messages, progress (stderr)
 
 EXIT_OK = 0
 EXIT_TRIALS_FAILED = 1
@@ -58,10 +62,28 @@ def chosen_format(fmt: Format | TableFormat, output: Optional[str]) -> Any:
                         hint=f"--format {'|'.join(f.value for f in kind)}") from None
 
 
+MAX_MESSAGE = 1000   # characters of one error line; a message quoting a 100 kB key is cut in the middle
+
+
 def fail(err: UserError) -> typer.Exit:
     for one in err.each():  # a spec's every problem, one line each
-        err_console.print(f"[bold red]error:[/] {escape(str(one))}", highlight=False, soft_wrap=True)
+        err_console.print(styled(("error:", "bold red"), " ", one_line(str(one))), soft_wrap=True)
     return typer.Exit(EXIT_USER_ERROR)
+
+
+def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
+    """User text inside a message, as one visible line: line breaks and other invisible characters (a key
+    "a\\nb", U+2028, U+0085) escaped as in a Python string, and the middle of an overlong text cut."""
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    if len(text) > limit:
+        text = f"{text[:limit // 2]} … {text[-limit // 2:]}"
+    return text
+
+
+def styled(*parts: str | tuple[str, str]) -> Text:
+    """Plain text with styled pieces: `styled(("error:", "bold red"), " ", message)`; nothing is parsed."""
+    return Text.assemble(*parts)
 
 
 def user_errors(fn: F) -> F:

@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from hpt.commands.common import Format, chosen_format, console, err_console, format_option, output_alias, user_errors
+from hpt.commands.common import Format, chosen_format, console, err_console, format_option, output_alias, styled, user_errors
 from hpt.schemas.errors import UserError
 from hpt.schemas.plan import PLAN_FILE
 
@@ -42,7 +42,7 @@ def compile_command(
     today: Optional[str] = typer.Option(None, "--today", help="Run date YYYY-MM-DD (default: today, UTC); its month picks rotating date ranges."),
     data: Optional[str] = typer.Option(None, "--data", help="Dataset folder or gs:// URI; overrides the spec's data."),
     mode: Optional[Mode] = typer.Option(None, "--mode", help="quick or full; overrides the spec's mode."),
-    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Search seed; overrides search.seed."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, max=2**63 - 1, help="Search seed; overrides search.seed."),
     force: bool = typer.Option(False, "--force", help="Replace a different plan already in --out."),
     fmt: Format = format_option(),
     output: Optional[str] = output_alias(),
@@ -53,7 +53,7 @@ def compile_command(
     result = compile_spec(spec, CompileOptions(out=out, today=_parse_today(today), data=data,
                                                mode=mode.value if mode else None, seed=seed, force=force))
     for warning in result.warnings:
-        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+        err_console.print(styled(("warning:", "yellow"), f" {warning}"), soft_wrap=True)
     if chosen_format(fmt, output) is Format.json:
         typer.echo(json.dumps(result.summary(), indent=2))
         return
@@ -70,8 +70,8 @@ def _epochs(resolved) -> str:  # noqa: ANN001
 
 def _review(result) -> None:  # noqa: ANN001 — CompileResult, imported lazily
     resolved = result.resolved
-    console.print(f"[bold]{result.experiment}[/]  {resolved.architecture.name}  mode [bold]{resolved.mode}[/]  "
-                  f"{_epochs(resolved)}  month {result.month}", highlight=False)
+    console.print(styled((result.experiment, "bold"), f"  {resolved.architecture.name}  mode ", (resolved.mode, "bold"),
+                         f"  {_epochs(resolved)}  month {result.month}"))
     console.print(f"search {resolved.space.method}, seed {resolved.space.seed}"
                   + (" (auto mode: the learning-rate family)" if resolved.auto else ""), highlight=False)
     console.print(f"data {result.dataset.uri}", highlight=False, soft_wrap=True)
@@ -97,8 +97,8 @@ def _review(result) -> None:  # noqa: ANN001 — CompileResult, imported lazily
     tuned = set(resolved.space.domains)
     fixed = [p for p in resolved.architecture.parameters if p.name not in tuned]
     if fixed:
-        params.add_row("[dim]defaults[/]", "[dim]" + ", ".join(f"{p.name}={p.default:g}" if isinstance(p.default, float)
-                                                              else f"{p.name}={p.default}" for p in fixed) + "[/]", "")
+        params.add_row("defaults", ", ".join(f"{p.name}={p.default:g}" if isinstance(p.default, float)
+                                             else f"{p.name}={p.default}" for p in fixed), "", style="dim")
     console.print(params)
     if result.rungs:
         console.print(halving_table(result.rungs, resolved.space.eta))
@@ -111,9 +111,9 @@ def _review(result) -> None:  # noqa: ANN001 — CompileResult, imported lazily
         console.print(fids)
     verb = "wrote" if result.written else "unchanged:"
     if result.rungs:
-        console.print(f"{result.configs} configs × {len(result.windows)} date range(s) × {resolved.repeats} repeat(s) at "
-                      f"{result.rungs[0]['fidelity']} = [bold]{len(result.trial_ids)} trials in round 1[/], at most "
-                      f"{sum(r['trials'] for r in result.rungs)} in all; {verb} {result.out / 'plan.json'}", highlight=False)
+        console.print(styled(f"{result.configs} configs × {len(result.windows)} date range(s) × {resolved.repeats} repeat(s) at "
+                             f"{result.rungs[0]['fidelity']} = ", (f"{len(result.trial_ids)} trials in round 1", "bold"),
+                             f", at most {sum(r['trials'] for r in result.rungs)} in all; {verb} {result.out / PLAN_FILE}"))
         return
     if resolved.space.method == "tpe":
         space = resolved.space
@@ -121,8 +121,8 @@ def _review(result) -> None:  # noqa: ANN001 — CompileResult, imported lazily
                       f"{space.batch} more per round, told every finished result, up to {space.trials} configs "
                       f"(≤ {space.trials * len(result.windows) * resolved.repeats} trials)", highlight=False)
     fid_text = f" × {len(resolved.fidelities)} fidelities" if resolved.fidelities else ""
-    console.print(f"{result.configs} configs × {len(result.windows)} date range(s) × {resolved.repeats} repeat(s){fid_text} = "
-                  f"[bold]{len(result.trial_ids)} trials[/]; {verb} {result.out / PLAN_FILE}", highlight=False)
+    console.print(styled(f"{result.configs} configs × {len(result.windows)} date range(s) × {resolved.repeats} repeat(s)"
+                         f"{fid_text} = ", (f"{len(result.trial_ids)} trials", "bold"), f"; {verb} {result.out / PLAN_FILE}"))
 
 
 def halving_table(rungs: list[dict], eta: int | None) -> Table:
@@ -188,7 +188,7 @@ def architectures_command(
     table.add_column("auto mode tries", max_width=16)
     for p in arch.parameters:
         scale = " log" if p.log else ""
-        table.add_row(f"[bold]{p.name}[/]\n[dim]{p.help}[/]", f"{p.default:g}", f"{p.type} [{p.min:g}, {p.max:g}]{scale}",
+        table.add_row(styled((p.name, "bold"), "\n", (p.help, "dim")), f"{p.default:g}", f"{p.type} [{p.min:g}, {p.max:g}]{scale}",
                       ", ".join(f"{v:g}" for v in p.auto))
     console.print(table)
 

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from hpt.commands.common import Format, chosen_format, console, err_console, format_option, output_alias, user_errors
+from hpt.commands.common import Format, chosen_format, console, err_console, format_option, output_alias, styled, user_errors
 
 
 def _summary(folder: str) -> dict:
@@ -57,15 +57,15 @@ def _show(summary: dict, fmt: Format) -> None:
         table.add_row(month, f"{rows:,}")
     console.print(table)
     cols = summary["columns"]
-    named = [f"time [bold]{cols['timestamp']}[/]", f"target [bold]{cols['target']}[/]"]
+    named: list = [styled("time ", (cols["timestamp"], "bold")), styled("target ", (cols["target"], "bold"))]
     if cols["text"]:
-        named.append(f"text [bold]{cols['text']}[/]")
+        named.append(styled("text ", (cols["text"], "bold")))
     if cols["aux_targets"]:
         named.append(f"aux {', '.join(cols['aux_targets'])}")
     if cols["features"]:
         named.append(f"features {', '.join(cols['features'])}")
-    console.print(f"coverage {summary['coverage']['start']} … {summary['coverage']['end']}, {len(summary['months'])} months; "
-                  + "; ".join(named), highlight=False)
+    console.print(styled(f"coverage {summary['coverage']['start']} … {summary['coverage']['end']}, {len(summary['months'])} months; ")
+                  + styled("; ").join(styled(n) if isinstance(n, str) else n for n in named))
     if summary.get("missing_target"):
         console.print(f"{summary['missing_target']:,} rows have no target value (kept)", highlight=False)
     console.print(f"source: {summary['source']}" + (f" ({summary['license']})" if summary["license"] else ""),

@@ -68,5 +68,5 @@ def register(app: typer.Typer) -> None:
         if code == EXIT_USER_ERROR:
             raise UserError("cannot build the image (see the message above)", where="hpt image build")
         if code != 0:
-            err_console.print(f"[bold red]error:[/] image build failed (exit code {code})", highlight=False)
+            err_console.print(styled(("error:", "bold red"), f" image build failed (exit code {code})"))
             raise typer.Exit(1)

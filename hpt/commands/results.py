@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from rich.text import Text
 
 from hpt.commands.common import TableFormat, console as _shared_console, err_console, format_option, user_errors
 from hpt.schemas.errors import UserError
@@ -33,7 +34,7 @@ def _wide_console():
 
     if _shared_console.is_terminal or os.environ.get("COLUMNS"):
         return _shared_console
-    return Console(width=160)
+    return Console(width=160, markup=False, highlight=False)  # user text is never markup (see common.py)
 
 
 class _Lazy:
@@ -139,7 +140,7 @@ def _trial_view(table, obj, metrics: list[str], top: int | None, fmt: TableForma
     for c in columns:
         header = short_param(c)
         # A narrow terminal wraps the headers and the numbers, never a fidelity's or a range's name.
-        t.add_column(f"[bold]{header}[/]" if c == obj.metric else header,
+        t.add_column(Text(header, style="bold") if c == obj.metric else header,
                      justify="right" if c in shown_metrics or c in table.params else "left", overflow="fold",
                      no_wrap=c in ("range", "fidelity"))
     for i, rec in enumerate(rows.to_dict("records"), 1):
@@ -223,17 +224,16 @@ def _config_view(table, obj, top: int | None, fmt: TableFormat, metrics: list[st
         cells = []
         for r in cmp.ranges:
             if r in c.per_range:
-                mark = "[bold green]" if c.ranks[r] == 1 else ""
-                cells.append(f"{mark}{_num(c.per_range[r])} ({c.ranks[r]}){'[/]' if mark else ''}")
+                cells.append(Text(f"{_num(c.per_range[r])} ({c.ranks[r]})", style="bold green" if c.ranks[r] == 1 else ""))
             else:
-                cells.append("[dim]—[/]")
+                cells.append(Text("—", style="dim"))
         wins = f"{c.wins}/{n}" + (f" +{c.tied_best} tied" if c.tied_best else "")
         vs = ("best", "") if i == 0 else (_p(c.sign_p) + f" ({c.best_better}/{c.n_pairs})", _p(c.wilcoxon_p))
-        t.add_row("[bold yellow]★[/]" if c.best_everywhere else "", c.label, *cells, _num(c.mean), f"{c.mean_rank:.2f}",
+        t.add_row(Text("★", style="bold yellow") if c.best_everywhere else "", c.label, *cells, _num(c.mean), f"{c.mean_rank:.2f}",
                   wins, *[_num(c.metrics.get(m)) for m in extra], *vs)
     console.print(t)
-    console.print("[dim]wins k/n: ranges where the config is strictly best (+t tied: shares the best value on t more); "
-                  "sign p (b/n): b of n paired results where the best config did better.[/]")
+    console.print("wins k/n: ranges where the config is strictly best (+t tied: shares the best value on t more); "
+                  "sign p (b/n): b of n paired results where the best config did better.", style="dim")
     for note in cmp.notes():
         console.print(f"• {note}", highlight=False)
     _failed_table(table.failed, table.params)
@@ -265,8 +265,8 @@ def _trend_view(table, obj, fmt: TableFormat) -> list | None:
                   _num(r.best), style=style, end_section=False)
         last = r.param
     console.print(t)
-    console.print("[dim]Green: the value with the best mean for its parameter. Means mix date ranges and the other "
-                  "parameters; a balanced grid keeps that fair.[/]")
+    console.print("Green: the value with the best mean for its parameter. Means mix date ranges and the other "
+                  "parameters; a balanced grid keeps that fair.", style="dim")
     return None
 
 
@@ -334,7 +334,7 @@ def _ladder_view(uri: str, rungs: list, fmt: TableFormat) -> None:
         return
     for r in rungs:
         if r.result is None:
-            console.print(f"[bold]{r.low} vs {r.high}[/]: not yet comparable — {r.problem}", highlight=False)
+            console.print(Text.assemble((f"{r.low} vs {r.high}", "bold"), f": not yet comparable — {r.problem}"))
             continue
         _fidelity_table(r.result, r.result.objective.metric, title=f"Fidelity {r.low} vs {r.high}, by {r.result.objective.metric}")
 
