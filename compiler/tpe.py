@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import random
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -81,6 +82,20 @@ def propose(domains: Mapping[str, Domain], types: Mapping[str, str], defaults: M
             continue
         taken.add(key)
         out.append(config)
+    # TPE keeps proposing what it already has (a small finite space it has mostly seen): fill the batch
+    # with seeded uniform draws of configs not run yet, as random search would.
+    rng = random.Random(seed)
+    for _ in range((batch - len(out)) * _ASK_ATTEMPTS):
+        if len(out) == batch:
+            break
+        config = dict(defaults)
+        for n in names:
+            domain = domains[n]
+            config[n] = rng.choice(domain.values) if isinstance(domain, Values) else domain.draw(rng, specs[n])
+        key = tuple(config[n] for n in names)
+        if key not in taken:
+            taken.add(key)
+            out.append(config)
     return out
 
 

@@ -203,6 +203,24 @@ def _config_rows(cmp: Comparison) -> dict[str, Any]:
             "any_star": any(c.best_everywhere for c in cmp.configs)}
 
 
+def _round_rows(table: ResultTable) -> list[dict[str, Any]]:
+    """An adaptive search's rounds: which configs ran at which fidelity, and which were promoted there (with
+    their mean objective at the rung before)."""
+    rows = []
+    for r in table.rounds:
+        labels = r.get("labels", {})
+        promoted = r.get("promoted")
+        if promoted:
+            how = f"best {len(promoted)} of {r.get('scored', '?')}, promoted"
+            configs = [f"{labels.get(p['config'], p['config'])} ({_num(p['score'])})" for p in promoted]
+        else:
+            how = "proposed" if r.get("told") is not None else "start"
+            configs = [labels.get(c, c) for c in r["configs"]]
+        rows.append({"round": r["round"], "fidelity": r.get("fidelity") or "–", "trials": len(r["trials"]),
+                     "how": how, "configs": configs})
+    return rows
+
+
 def _failed_rows(table: ResultTable) -> dict[str, Any]:
     cols = ["trial_id", "range"] + table.params + ["reason"]
     return {"columns": [short_param(c) for c in cols],
@@ -270,6 +288,7 @@ def render(table: ResultTable, obj: Objective, top: int = 8, curves: bool = True
                   if trend_rows else None,
         "curves": _curves(table, cmp, obj, top, curves, store),
         "failed": _failed_rows(table),
+        "rounds": _round_rows(table),
     }
     return _template().render(page=page)
 

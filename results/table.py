@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable
 
-from hpt.store import RESULTS_CSV, Store, iter_row_ids, open_store
+from hpt.store import RESULTS_CSV, ROUNDS, Store, iter_row_ids, open_store
 from hpt.store.rows import read_rows as stored_rows
 from hpt.schemas.catalog import metrics as catalog_metrics
 from hpt.schemas.errors import UserError
@@ -74,6 +74,7 @@ class ResultTable:
     params: list[str] = field(default_factory=list)   # param.<name> columns whose value varies
     metrics: list[str] = field(default_factory=list)  # metric columns present (catalog order)
     store_uri: str = ""                           # the store itself (`uri` may name a view of it); default: uri
+    rounds: list[dict] = field(default_factory=list)  # adaptive search: the rounds `hpt apply` recorded (rounds/)
 
     @property
     def store(self) -> str:
@@ -192,6 +193,10 @@ def load_table(uri: str) -> ResultTable:
     store = open_store(uri)
     rows, source = read_rows(store)
     df = frame(rows)
+    rounds = read_rounds(store)
+    if rounds and "trial_id" in df.columns:   # an adaptive search: each row's round
+        of_trial = {t: r["round"] for r in rounds for t in r["trials"]}
+        df["round"] = df["trial_id"].map(of_trial).astype("Int64")
     status = df["status"].astype(str) if "status" in df.columns else pd.Series(STATUS_DONE, index=df.index)
     is_done = status == STATUS_DONE
     done = df[is_done].reset_index(drop=True)
@@ -200,7 +205,23 @@ def load_table(uri: str) -> ResultTable:
     params = varying_params(df)
     if "architecture" in df.columns and df["architecture"].nunique() > 1:
         params = ["architecture"] + params
-    return ResultTable(uri=store.uri, done=done, failed=failed, source=source, params=params, metrics=present_metrics)
+    if rounds and not df.empty:   # each round's configs named as the whole store's parameters tell them apart
+        labels = config_labels(df, params)
+        rounds = [dict(r, labels={c: labels.get(c, c) for c in r["configs"]}) for r in rounds]
+    return ResultTable(uri=store.uri, done=done, failed=failed, source=source, params=params, metrics=present_metrics,
+                       rounds=rounds)
+
+
+def read_rounds(store: Store) -> list[dict]:
+    """The rounds of every adaptive plan applied to this store (rounds/<experiment>.json), in order."""
+    out: list[dict] = []
+    for key in sorted(store.list(ROUNDS)):
+        try:
+            doc = json.loads(store.get(key).decode("utf-8"))
+        except (KeyError, ValueError, UnicodeDecodeError):
+            continue   # a damaged copy only loses the round column; the rows are the truth
+        out += [dict(r, experiment=doc.get("experiment", "")) for r in doc.get("rounds", []) if isinstance(r, dict)]
+    return out
 
 
 def parse_metric_list(text: str | None, table: ResultTable) -> list[str]:

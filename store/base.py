@@ -28,6 +28,7 @@ RESULTS_CSV = "results.csv"
 MODELS = "models/"
 TENSORBOARD = "tensorboard/"
 LOGS = "logs/"
+ROUNDS = "rounds/"        # rounds/<experiment>.json: an adaptive plan's rounds, copied by `hpt apply` for the analysis
 
 
 # How long a store call keeps retrying an unreachable store (an outage, a lost network) before it gives

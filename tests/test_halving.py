@@ -197,6 +197,24 @@ def test_apply_decides_rounds_and_promotes_the_best(tmp_path):
     table = subprocess.run([hpt_exe(), "status", str(plan), "--results", str(tmp_path / "results")],
                            env={**stand_in_env(tmp_path), "COLUMNS": "200"}, capture_output=True, text=True, timeout=120)
     assert "4 of 12: " + rounds[1]["configs"][0] in table.stdout, table.stdout
+    # hpt results: each row's round and fidelity (the rounds copied into the store by apply)
+    shown = subprocess.run([hpt_exe(), "results", str(tmp_path / "results"), "--format", "csv"],
+                           env=stand_in_env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    import csv as _csv
+    import io as _io
+    table_rows = list(_csv.DictReader(_io.StringIO(shown.stdout)))
+    of_trial = {t: r["round"] for r in rounds for t in r["trials"]}
+    assert len(table_rows) == 34
+    assert all(int(float(r["round"])) == of_trial[r["trial_id"]] for r in table_rows)
+    assert {(int(float(r["round"])), r["fidelity"]) for r in table_rows} == {(1, "m1-e2"), (2, "m2-e4"), (3, "m3-e8")}
+    # the report shows which configs were promoted where
+    report = subprocess.run([hpt_exe(), "report", str(tmp_path / "results"), "--out", str(tmp_path / "r.html"), "--no-curves"],
+                            env=stand_in_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr
+    page = (tmp_path / "r.html").read_text()
+    assert "Rounds of the adaptive search" in page and "best 4 of 12, promoted" in page and "best 1 of 4, promoted" in page
+    assert "learning_rate=0.003" in page or "lr=0.003" in page, page[page.index("Rounds of"):][:2000]
     # a re-apply has nothing to do and decides nothing new
     again = apply(plan, tmp_path / "results", stand_in_env(tmp_path))
     assert again.returncode == 0, again.stderr

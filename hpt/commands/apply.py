@@ -54,6 +54,16 @@ def _resume_command(plan_dir: str, backend: str, results: str, given: dict[str, 
     return " ".join(shlex.quote(p) for p in parts)
 
 
+def _publish_rounds(store, plan) -> None:  # noqa: ANN001 — Store, Plan
+    """An adaptive plan's rounds, copied into the store (rounds/<experiment>.json) so that `hpt results`
+    and the report, which read only the store, can say which round and promotion each row belongs to."""
+    from hpt.store import ROUNDS
+
+    if plan.rounds:
+        store.put(f"{ROUNDS}{plan.experiment}.json", json.dumps({"experiment": plan.experiment, "rounds": plan.rounds},
+                                                              indent=1, sort_keys=True).encode("utf-8"))
+
+
 def _rounds(rounds: list[dict[str, Any]], states: dict[str, str]) -> list[dict[str, Any]]:
     """A halving plan's rounds as status shows them: rung, fidelity, configs, promotions, trial states."""
     out = []
@@ -184,12 +194,14 @@ def register(app: typer.Typer) -> None:
                              resume_hint=_resume_command(str(plan_dir), backend, store.uri, given),
                              owner=f"{socket.gethostname()}:{plan_dir.resolve()}")
         try:
+            _publish_rounds(store, plan.plan)
             outcome = run_plan(plan, runner, store, options, reporter)
             while outcome.exit_code == 0 and plan.plan.rounds:
                 decision = _next_round(plan_dir, store, fmt)
                 if decision is None:
                     break
                 plan = load_plan(plan_dir).with_results(store.uri, timeout)
+                _publish_rounds(store, plan.plan)
                 outcome = run_plan(plan, runner, store, options, reporter)
         except StoreUnavailable as err:  # trials already trained keep waiting for the store, up to the same deadline
             raise StoreUnavailable(err.message, where=err.where,

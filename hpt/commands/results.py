@@ -116,7 +116,7 @@ def _trial_view(table, obj, metrics: list[str], top: int | None, fmt: TableForma
     shown_metrics = metrics or [m for m in dict.fromkeys((obj.metric,) + DEFAULT_SHOWN) if m in table.metrics]
     if has_obj and obj.metric not in shown_metrics:
         shown_metrics = [obj.metric] + shown_metrics
-    extra = [c for c in ("fidelity", "repeat") if c in done.columns and done[c].nunique() > 1]
+    extra = [c for c in ("round", "fidelity", "repeat") if c in done.columns and done[c].nunique() > 1]
     columns = ["trial_id", "range"] + extra + table.params + shown_metrics
     rows = done.head(top) if top else done
     failed = table.failed
