@@ -249,6 +249,15 @@ def _curves(table: ResultTable, cmp: Comparison, obj: Objective, top: int, curve
                                    f"date range; tags: {', '.join(tags)}.", "learning curves"), "message": ""}
 
 
+def _baseline_card(table: ResultTable, obj: Objective) -> list[tuple[str, str]]:
+    """What predicting the training mean scores (the rows' baseline_mse, the same windows), when the
+    objective is mse: the number the best mean must beat."""
+    if obj.metric != "mse" or "baseline_mse" not in table.done.columns:
+        return []
+    baseline = table.done["baseline_mse"].mean()
+    return [] if math.isnan(baseline) else [(_num(float(baseline)), "mean baseline_mse (predicting the training mean)")]
+
+
 @lru_cache(maxsize=1)
 def _template():
     from jinja2 import Environment, StrictUndefined
@@ -271,7 +280,8 @@ def render(table: ResultTable, obj: Objective, top: int = 8, curves: bool = True
     page = {
         "uri": table.uri, "objective": str(obj), "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "cards": [(len(table.done), "finished trials"), (len(table.failed), "failed trials"), (len(cmp.configs), "configs"),
-                  (len(cmp.ranges), "date ranges"), (_num(best.mean) if best else "–", f"best mean {obj.metric}")],
+                  (len(cmp.ranges), "date ranges"), (_num(best.mean) if best else "–", f"best mean {obj.metric}"),
+                  *_baseline_card(table, obj)],
         "verdict": {"best": best.label if best else None, "metric": obj.metric, "mean": _num(best.mean) if best else "",
                     "wins": best.wins if best else 0, "ranges": len(cmp.ranges),
                     "everywhere": bool(best and best.best_everywhere), "good": bool(best and best.best_everywhere)},

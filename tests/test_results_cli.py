@@ -43,6 +43,9 @@ def test_results_table_shows_the_baseline_and_says_what_mse_is_measured_on(runne
     assert header.index("baseline_mse") > header.index(" mse ")  # the baseline next to the objective
     assert out.count("3.25") == 2
     assert "the days right after the training window" in out and "training window's mean" in out
+    page = tmp_path / "r.html"
+    _ok(runner.invoke(app, ["report", store.uri, "--out", str(page), "--no-curves"]))
+    assert "<b>3.25</b><span>mean baseline_mse (predicting the training mean)</span>" in page.read_text()
 
 
 def test_results_table_sorted_with_failed_apart(runner, store):
@@ -186,4 +189,5 @@ def test_report_with_one_date_range(runner, tmp_path):
     page = out.read_text()
     assert "ranking, not yet evidence" in page and "Only one date range" in page and 'class="star"' not in page
     assert "★" not in page  # no config can be best on every range of one: no caption promises the mark either
+    assert "baseline" not in page  # its rows carry no baseline_mse: no card
     assert page.count("data:image/png;base64,") == 2 and "Skipped (--no-curves)" in page
