@@ -275,3 +275,21 @@ def test_kill_9_at_any_point_then_reapply_gives_the_uninterrupted_run(tmp_path, 
     # the experiment id is the same (same spec, same month), so the bytes are too
     assert manifests == ref_manifests
     assert rows == ref_rows
+
+
+def test_halving_with_results_in_gcs(tmp_path, gcs_bucket):
+    """The same rounds with the store in gs:// (the real client against fake-gcs-server): rows, the rounds
+    copy and the round column all go through the store."""
+    spec = {**SPEC, "date-range": SPEC["date-range"][:1]}
+    plan = compile_plan(tmp_path, "plan", spec)
+    results = gcs_bucket + "/halving"
+    proc = subprocess.run([hpt_exe(), "apply", str(plan), "--results", results, "--format", "json", "--parallel", "2"],
+                          env=stand_in_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rounds, trials, manifests, rows = outcome(plan, results)
+    assert [len(r["configs"]) for r in rounds] == [12, 4, 1] and len(rows) == 17
+    assert open_store(results).list("rounds/") == [f"rounds/{json.loads((plan / 'plan.json').read_text())['experiment']}.json"]
+    shown = subprocess.run([hpt_exe(), "results", results, "--format", "json"], env=stand_in_env(tmp_path),
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert sorted({r["round"] for r in json.loads(shown.stdout)["rows"]}) == [1, 2, 3]
