@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from hpt.compiler.limits import MAX_DATE, MIN_DATE
 from hpt.schemas.dataset import DatasetInfo
 from hpt.schemas.errors import UserError
 from hpt.store.dataset import write_dataset
@@ -161,7 +162,10 @@ def _times(raw, columns: list[str], time_format: str | None, where: str, line: C
             empty = text.isna() | (text == "")
             if empty.any():
                 raise UserError(f"empty time in column {column!r} at {line(int(empty.to_numpy().argmax()))}", where=where)
-            stamps = pd.to_datetime(text, format=time_format, errors="coerce", utc=True)
+            try:
+                stamps = pd.to_datetime(text, format=time_format, errors="coerce", utc=True)
+            except (ValueError, KeyError) as err:  # a layout strptime does not know ("%Q")
+                raise UserError(f"not a time layout: {time_format!r} ({err})", where="--time-format") from None
 
         def values(i: int) -> str:
             return repr(series.iloc[i])
@@ -175,7 +179,16 @@ def _times(raw, columns: list[str], time_format: str | None, where: str, line: C
                         hint=None if time_format else "give its layout with --time-format, e.g. '%d/%m/%Y %H:%M'")
     if getattr(stamps.dt, "tz", None) is not None:  # windows are calendar dates in UTC
         stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
+    outside = (stamps < pd.Timestamp(MIN_DATE)) | (stamps >= pd.Timestamp(MAX_DATE) + pd.Timedelta(days=1))
+    if outside.any():  # the compiler's date ranges live in these years; a dataset outside them cannot be used
+        first = int(outside.to_numpy().argmax())
+        raise UserError(f"time {values(first)} in column {label!r} at {line(first)} is outside {MIN_DATE} to {MAX_DATE}",
+                        where=where)
     return stamps.astype("datetime64[us]")
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else f"{text[:limit // 2]}…{text[-limit // 2:]} ({len(text):,} characters)"
 
 
 def _numbers(series, column: str, where: str, line: Callable[[int], str]):
@@ -184,12 +197,16 @@ def _numbers(series, column: str, where: str, line: Callable[[int], str]):
 
     if pd.api.types.is_bool_dtype(series):
         return series.astype("float64")
-    values = pd.to_numeric(series, errors="coerce")
-    bad = values.isna() & series.notna()
+    try:
+        values = pd.to_numeric(series, errors="coerce")
+    except OverflowError:  # an integer too large for a float (hundreds of digits)
+        values = pd.to_numeric(series.astype("string"), errors="coerce")
+    bad = (values.isna() & series.notna()) | values.isin([float("inf"), float("-inf")])
     if pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series):
         bad &= series.astype("string").str.strip().fillna("") != ""
     if bad.any():
         first = int(bad.to_numpy().argmax())
-        raise UserError(f"column {column!r} is not numeric: {series.iloc[first]!r} at {line(first)}", where=where)
+        what = "is not numeric" if pd.isna(values.iloc[first]) else "is not a finite number"
+        raise UserError(f"column {column!r} {what}: {_clip(repr(series.iloc[first]))} at {line(first)}", where=where)
     return values.astype("float64")
 

@@ -307,9 +307,65 @@ for case in [
     Case("compile/out-markup-json-ok", ["compile", "{spec}", "--out", "{tmp}/[bold]", "--today", TODAY, "--format", "json"],
          spec=OK_SPEC, ok="[bold]"),
     Case("compile/command-unknown", ["comple", "x"]),
-    Case("data/import-missing", ["data", "import", "{tmp}/x.csv"]),
 ]:
     CASES.append(case)
+
+
+# --- data import: tables --------------------------------------------------------------------------------------------------
+GOOD_CSV = "time,sales,item\n2011-01-03 10:00,3.5,red mug\n2011-02-04 11:00,1.0,blue mug\n"
+
+
+def _table(name: str, content: str | bytes) -> Callable[[Path], None]:
+    def setup(tmp: Path) -> None:
+        path = tmp / name
+        path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+    return setup
+
+
+def import_case(name: str, content, *options: str, file: str = "table.csv", ok: str | None = None) -> None:
+    args = ["data", "import", "{tmp}/" + file, "--out", "{tmp}/dataset", "--timestamp", "time", "--target", "sales", *options]
+    CASES.append(Case(f"data-import/{name}", args, setup=_table(file, content) if content is not None else None, ok=ok))
+
+
+import_case("missing-file", None)
+import_case("random-bytes", bytes(range(256)) * 64)
+import_case("random-bytes-parquet", bytes(range(256)) * 64, file="table.parquet")
+import_case("parquet-magic-then-garbage", b"PAR1" + bytes(range(256)) * 8 + b"PAR1", file="table.parquet")
+import_case("empty", "")
+import_case("header-only", "time,sales,item\n")
+import_case("nul-bytes", "time,sales\n\x00\x00,\x00\n")
+import_case("latin1", "time,sales,item\n2011-01-03,1,caf\xe9\n".encode("latin-1"))
+import_case("utf16", GOOD_CSV.encode("utf-16"))
+import_case("gzip-garbage", b"\x1f\x8b" + bytes(range(256)) * 4, file="table.csv.gz")
+import_case("no-time-column", GOOD_CSV.replace("time,", "when,"))
+import_case("time-markup-column", GOOD_CSV, "--timestamp", "[/x]")
+import_case("target-markup-column", GOOD_CSV, "--target", "[bold red]sales")
+import_case("timestamp-empty", GOOD_CSV, "--timestamp", " , ")
+import_case("time-year-9999", "time,sales\n9999-12-31,1\n2011-01-01,2\n")
+import_case("time-year-1", "time,sales\n0001-01-01,1\n2011-01-01,2\n")
+import_case("time-numbers", "time,sales\n20110101,1\n20110102,2\n")
+import_case("time-garbage", "time,sales\n[/x],1\n2011-01-02,2\n")
+import_case("time-100k-chars", "time,sales\n" + "9" * 100_000 + ",1\n")
+import_case("time-format-bad", GOOD_CSV, "--time-format", "%Q%Q")
+import_case("time-format-markup", GOOD_CSV, "--time-format", "[/x]%Y")
+import_case("target-text", "time,sales\n2011-01-01,lots\n2011-01-02,some\n")
+import_case("target-inf", "time,sales\n2011-01-01,1e999\n2011-01-02,2\n")
+import_case("target-1000-digits", "time,sales\n2011-01-01," + "9" * 1000 + "\n2011-01-02,2\n")
+import_case("header-newline-markup-ok", '"time","sa\nles","[/x]"\n2011-01-01,1,2\n', "--target", "sa\nles", "--format", "json",
+            ok='"[/x]"')
+import_case("ragged-rows", "time,sales\n2011-01-01,1,2,3,4\n2011-01-02\n")
+import_case("unclosed-quote", 'time,sales\n"2011-01-01,1\n')
+import_case("feature-is-target", GOOD_CSV, "--features", "sales")
+import_case("text-missing", GOOD_CSV, "--text", "[/x]")
+import_case("out-unknown-scheme", GOOD_CSV, "--out", "s3://bucket/[/x]")
+CASES.append(Case("data-import/source-is-directory", ["data", "import", "{tmp}", "--out", "{tmp}/dataset", "--timestamp", "time",
+                                                        "--target", "sales"]))
+CASES.append(Case("data-import/out-is-file", ["data", "import", "{tmp}/table.csv", "--out", "{tmp}/table.csv", "--timestamp", "time",
+                                                "--target", "sales"], setup=_table("table.csv", GOOD_CSV)))
+CASES.append(Case("data-import/source-fifo", ["data", "import", "{tmp}/fifo.csv", "--out", "{tmp}/dataset", "--timestamp", "time",
+                                                "--target", "sales"], setup=lambda tmp: os.mkfifo(tmp / "fifo.csv")))
+import_case("markup-values-ok", "time,sales,item\n2011-01-03,1,[/x] mug\n2011-02-03,2,[bold]cup\n",
+            "--name", "[/x] shop", "--source", "[/data/x]", "--license", "[bold]CC", ok="[/data/x]")
 
 
 # --- apply, status: hand-edited plans and manifests ---------------------------------------------------------------------
@@ -553,7 +609,7 @@ def test_the_table_is_big_enough():
     assert len(names) == len(set(names)), "case names must be distinct"
     assert len(CASES) >= 150, len(CASES)
     kinds = {n.split("/")[0] for n in names}
-    assert {"compile", "apply", "status", "results"} <= kinds
+    assert {"compile", "apply", "status", "results", "data-import"} <= kinds
 
 
 def _params(child: bool) -> list:

@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from hpt.commands.common import Format, chosen_format, console, err_console, format_option, output_alias, styled, user_errors
 
@@ -42,7 +43,7 @@ def demo_command(
 
     with err_console.status("building the demo dataset…") as status:
         folder = build_demo_dataset(out, rows_per_month=rows_per_month, seed=seed,
-                                    progress=lambda message: status.update(message))
+                                    progress=lambda message: status.update(Text(message)))
     _show(_summary(str(folder)), chosen_format(fmt, output))
 
 
@@ -99,7 +100,7 @@ def import_command(
         info = import_dataset(source, out, timestamp=_columns(timestamp), target=target,
                               features=_columns(features) if features is not None else None, text=text,
                               aux_targets=aux_target, time_format=time_format, name=name, data_source=data_source,
-                              license=license, replace=replace, progress=lambda message: status.update(message))
+                              license=license, replace=replace, progress=lambda message: status.update(Text(message)))
     summary = _summary(out)
     if info.extra.get("missing_target"):
         summary["missing_target"] = info.extra["missing_target"]
