@@ -7,13 +7,14 @@ otherwise float) and which are then unbounded. Every manifest carries every one 
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hpt.compiler.limits import MAX_SPEC_BYTES
+from hpt.compiler.loading import parse_spec_text
 from hpt.compiler.paths import json_path
 from hpt.schemas.catalog import Architecture, ParamSpec, param_spec
 from hpt.schemas.errors import UserError
@@ -76,11 +77,17 @@ def _catalog_params(relative: str, spec_dir: Path) -> list[ParamSpec]:
     path = (spec_dir / relative).resolve()
     where = f"trainer.catalog ({path})"
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        with path.open("rb") as stream:  # the spec's limits: size, then depth, values and numbers while parsing
+            raw = stream.read(MAX_SPEC_BYTES + 1)
     except OSError as err:
         raise UserError(f"cannot read the catalog: {err.strerror}", where=where) from None
-    except json.JSONDecodeError as err:
-        raise UserError(f"not valid JSON: {err.msg} at line {err.lineno}", where=where) from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise UserError(f"larger than {MAX_SPEC_BYTES >> 10} KiB", where=where)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise UserError(f"not UTF-8 text (byte {err.start})", where=where) from None
+    doc = parse_spec_text(text, where, "json")
     errors = sorted(schema_validator("catalog.schema.json").iter_errors(doc), key=lambda e: list(e.absolute_path))
     if errors:
         raise UserError(errors[0].message, where=f"{where}: {json_path(list(errors[0].absolute_path)) or '(top level)'}")

@@ -171,7 +171,7 @@ def _explain(error: ValidationError) -> UserError:
                          hint=did_you_mean(str(instance), choices) if isinstance(instance, str) else None)
     if kind == "pattern" and error.validator_value == load_json(SPEC_SCHEMA)["$defs"]["date"]["pattern"]:
         return UserError(f"{_short(instance)} is not a date (expected YYYY-MM-DD)", where=where)
-    if kind == "pattern" and path == ["image"]:
+    if kind == "pattern" and error.validator_value == load_json(SPEC_SCHEMA)["$defs"]["image"]["pattern"]:
         return UserError(f"{_short(instance)} is not an image reference", where=where,
                          hint="[registry[:port]/]name[:tag][@sha256:digest], lowercase name, e.g. hpt-trainer:latest")
     if kind == "minItems" and isinstance(instance, list) and not instance:

@@ -21,14 +21,18 @@ IGNORED_DIRS = frozenset({"__pycache__", ".git", ".hg", ".venv", ".mypy_cache", 
 IGNORED_SUFFIXES = (".pyc", ".pyo")
 # The manifest's trainer fields that are a local detail, not what the trial computes.
 NOT_HASHED = ("source",)
+# A source folder is code: these bound the hash of a mistaken "source": "/" or a symlink loop.
+MAX_SOURCE_FILES = 20_000
+MAX_SOURCE_BYTES = 1 << 30
 
 
 def source_digest(folder: str | Path) -> str:
-    """sha256 over every file's relative path, executable bit and bytes, in path order."""
+    """sha256 over every regular file's relative path, executable bit and bytes, in path order."""
     root = Path(folder)
     if not root.is_dir():
         raise UserError(f"trainer source {str(root)!r} is not a folder", where="trainer.source")
     outer = hashlib.sha256()
+    files = size = 0
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         dirnames[:] = sorted(d for d in dirnames if d not in IGNORED_DIRS and not d.endswith(".egg-info"))
         for name in sorted(filenames):
@@ -37,11 +41,19 @@ def source_digest(folder: str | Path) -> str:
             path = Path(dirpath) / name
             rel = path.relative_to(root).as_posix()
             try:
-                data = path.read_bytes()
-                executable = bool(path.stat().st_mode & stat.S_IXUSR)
+                info = path.stat()
+                if not stat.S_ISREG(info.st_mode):  # a FIFO or a device (/dev/zero) is not source, and never ends
+                    continue
+                files, size = files + 1, size + info.st_size
+                if files > MAX_SOURCE_FILES or size > MAX_SOURCE_BYTES:
+                    raise UserError(f"more than {MAX_SOURCE_FILES:,} files or {MAX_SOURCE_BYTES >> 20} MiB (a symlink "
+                                    "loop, or a folder that is not just code?)", where="trainer.source")
+                with path.open("rb") as stream:
+                    content = hashlib.file_digest(stream, "sha256").hexdigest()
+                executable = bool(info.st_mode & stat.S_IXUSR)
             except OSError as err:
                 raise UserError(f"cannot read {rel}: {err.strerror}", where="trainer.source") from None
-            outer.update(f"{rel}\0{int(executable)}\0{hashlib.sha256(data).hexdigest()}\n".encode())
+            outer.update(f"{rel}\0{int(executable)}\0{content}\n".encode())
     return "sha256:" + outer.hexdigest()
 
 

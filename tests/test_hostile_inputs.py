@@ -311,6 +311,54 @@ for case in [
     CASES.append(case)
 
 
+# --- compile: a trainer of your own (its source folder and catalog file are user input too) ----------------------
+def trainer_spec(**section) -> dict:
+    return {"trainer": {"entrypoint": "train:main", "source": "src", **section}, "date-range": [["2010-09-01", "2010-11-01"]],
+            "parameters": {"lr": [0.1, 0.01]}}
+
+
+def _src(extra: Callable[[Path], None] | None = None) -> Callable[[Path], None]:
+    def setup(tmp: Path) -> None:
+        (tmp / "src").mkdir()
+        (tmp / "src" / "train.py").write_text("def main(ctx):\n    pass\n")
+        if extra:
+            extra(tmp / "src")
+    return setup
+
+
+def _write_catalog(content: str | bytes) -> Callable[[Path], None]:
+    return _src(lambda src: (src / "catalog.json").write_bytes(content if isinstance(content, bytes) else content.encode()))
+
+
+for name, section, setup in [
+    ("source-missing-markup", {"source": "[/x]"}, None),
+    ("source-is-file", {"source": "src/train.py"}, _src()),
+    ("source-symlink-loop", {}, _src(lambda src: (src / "loop").symlink_to(src, target_is_directory=True))),
+    ("source-with-fifo", {}, _src(lambda src: os.mkfifo(src / "pipe"))),
+    ("source-with-dev-zero", {}, _src(lambda src: (src / "zero").symlink_to("/dev/zero"))),
+    ("entrypoint-newline", {"entrypoint": "train:main\n"}, _src()),
+    ("entrypoint-missing-module", {"entrypoint": "nope:main"}, _src()),
+    ("name-markup", {"name": "[/x]"}, _src()),
+    ("image-semicolon", {"image": "x;reboot"}, _src()),
+    ("image-newline", {"image": "x\n"}, _src()),
+    ("command-empty-word", {"entrypoint": None, "command": [""]}, _src()),
+    ("catalog-missing", {"catalog": "src/none.json"}, _src()),
+    ("catalog-random-bytes", {"catalog": "src/catalog.json"}, _write_catalog(bytes(range(256)) * 8)),
+    ("catalog-deep", {"catalog": "src/catalog.json"}, _write_catalog("[" * 100_000 + "]" * 100_000)),
+    ("catalog-1e999", {"catalog": "src/catalog.json"}, _write_catalog(
+        '{"parameters": [{"name": "lr", "type": "float", "default": 0.1, "min": -1e999, "max": 1e999}]}')),
+    ("catalog-2MB", {"catalog": "src/catalog.json"}, _write_catalog('{"parameters": [], "x": "' + "x" * (2 << 20) + '"}')),
+    ("catalog-is-directory", {"catalog": "src"}, _src()),
+]:
+    doc = trainer_spec(**{k: v for k, v in section.items() if v is not None})
+    if section.get("entrypoint", "") is None:
+        doc["trainer"].pop("entrypoint")
+    skipped = name in ("source-with-fifo", "source-with-dev-zero")   # not a regular file: not hashed, never read
+    CASES.append(Case(f"compile/trainer-{name}{'-ok' if skipped else ''}", ["compile", "{spec}", "--out", "{tmp}/plan",
+                                                                            "--today", TODAY],
+                      spec=doc, setup=setup, ok="trials" if skipped else None))
+
+
 # --- data import: tables --------------------------------------------------------------------------------------------------
 GOOD_CSV = "time,sales,item\n2011-01-03 10:00,3.5,red mug\n2011-02-04 11:00,1.0,blue mug\n"
 
