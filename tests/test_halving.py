@@ -293,3 +293,23 @@ def test_halving_with_results_in_gcs(tmp_path, gcs_bucket):
                            capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0, shown.stderr
     assert sorted({r["round"] for r in json.loads(shown.stdout)["rows"]}) == [1, 2, 3]
+
+
+def test_a_user_trainer_works_unchanged_with_halving(tmp_path):
+    """The issue-11 trainer protocol: a shell-script trainer halved over two fidelities, as written."""
+    from test_user_trainer import shell_project, write_spec
+
+    project = shell_project(tmp_path)
+    write_spec(project, {"command": ["./train.sh"], "source": "src"}, {"lr": [0.01, 0.05, 0.2], "depth": [1, 2]},
+               fidelities=[{"name": "short", "months": 1}, {"name": "long", "months": 2}], search={"method": "halving"})
+    plan, results = tmp_path / "plan", tmp_path / "results"
+    compiled = subprocess.run([hpt_exe(), "compile", str(project / "spec.json"), "--out", str(plan)],
+                              capture_output=True, text=True, timeout=120)
+    assert compiled.returncode == 0, compiled.stderr
+    applied = subprocess.run([hpt_exe(), "apply", str(plan), "--results", str(results), "--parallel", "2"],
+                             capture_output=True, text=True, timeout=300)
+    assert applied.returncode == 0, applied.stderr
+    rounds = json.loads((plan / "plan.json").read_text())["rounds"]
+    assert [(r["fidelity"], len(r["configs"])) for r in rounds] == [("short", 6), ("long", 2)]
+    winner = json.loads((plan / "trials" / f"{rounds[1]['trials'][0]}.json").read_text())
+    assert winner["params"] == {"lr": 0.05, "depth": 1} and winner["trainer"]["command"] == ["./train.sh"]
