@@ -313,3 +313,25 @@ def test_a_user_trainer_works_unchanged_with_halving(tmp_path):
     assert [(r["fidelity"], len(r["configs"])) for r in rounds] == [("short", 6), ("long", 2)]
     winner = json.loads((plan / "trials" / f"{rounds[1]['trials'][0]}.json").read_text())
     assert winner["params"] == {"lr": 0.05, "depth": 1} and winner["trainer"]["command"] == ["./train.sh"]
+
+
+def test_a_crash_between_a_rounds_manifests_and_plan_json_redecides_the_same_bytes(tmp_path):
+    """kill -9 after the round's manifests are written but before plan.json lists them: the next decision
+    is made again from the same rows and writes the same files, byte for byte."""
+    from hpt.compiler.rounds import next_round
+
+    plan = compile_plan(tmp_path, "plan")
+    before = (plan / "plan.json").read_bytes()
+    doc = json.loads(before)
+    rows = {}
+    for tid in doc["trials"]:
+        m = json.loads((plan / "trials" / f"{tid}.json").read_text())
+        rows[tid] = {"status": "done", "mse": repr(abs(math.log10(m["params"]["learning_rate"]) + 2.5) + m["seed"] % 7 / 100)}
+    assert next_round(plan, {k: v for k, v in rows.items() if k != doc["trials"][-1]}) is None   # not all done: wait
+    assert (plan / "plan.json").read_bytes() == before
+    first = next_round(plan, rows)
+    after = {p.name: p.read_bytes() for p in sorted(plan.rglob("*.json"))}
+    (plan / "plan.json").write_bytes(before)     # as if the crash came before plan.json was replaced
+    again = next_round(plan, rows)
+    assert again == first and {p.name: p.read_bytes() for p in sorted(plan.rglob("*.json"))} == after
+    assert next_round(plan, rows) is None        # round 2 is not done yet: nothing more to decide
