@@ -21,7 +21,7 @@ from hpt.compiler.wandb import to_hpt
 from hpt.schemas.errors import UserError, raise_all
 from hpt.schemas.kubernetes import ClusterSettings
 from hpt.schemas.loader import load_json, schema_validator
-from hpt.schemas.resources import check_memory
+from hpt.schemas.resources import check_gpus, check_memory
 
 SPEC_SCHEMA = "spec.schema.json"
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
@@ -292,6 +292,8 @@ def meaning_problems(doc: dict[str, Any], arch: Architecture | None = None) -> l
     check(check_search, doc)
     if "memory" in doc.get("resources", {}):
         check(check_memory, doc["resources"]["memory"])
+    if isinstance(doc.get("resources", {}).get("gpus"), (int, float)):
+        check(check_gpus, doc["resources"]["gpus"])
     known = metrics()
     for i, name in enumerate(doc.get("metrics", ())):
         if name not in known:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
+from fractions import Fraction
 from typing import Any, Mapping
 
 from hpt.schemas.errors import UserError
@@ -33,10 +34,41 @@ def check_memory(quantity: str, where: str = "resources.memory") -> int:
     return size
 
 
+MAX_TRIALS_PER_GPU = 16  # the smallest share of one GPU a trial may ask for is 1/16
+
+
+def check_gpus(gpus: float, where: str = "resources.gpus") -> None:
+    """The rule for `resources.gpus` (checked at compile): a whole number of GPUs, or a share 1/n of one
+    (n = 2…16: 0.5, 0.25, 0.2, 0.125, … and 0.33 for a third, within 1%), so that shares pack a device
+    exactly: n trials of 1/n each fill it."""
+    if gpus >= 1 and gpus != int(gpus):
+        raise UserError(f"more than one GPU must be a whole number, got {gpus:g}", where=where,
+                        hint="a trial uses one GPU or several whole ones; only a single GPU can be shared (0.5, 0.25, …)")
+    if 0 < gpus < 1:
+        n = round(1 / gpus)
+        if not 2 <= n <= MAX_TRIALS_PER_GPU or abs(gpus * n - 1) > 0.01:
+            raise UserError(f"a share of a GPU must be 1/n (n = 2…{MAX_TRIALS_PER_GPU}), got {gpus:g}", where=where,
+                            hint="e.g. 0.5, 0.25, 0.2, 0.125 or 0.33: n trials of 1/n then share one GPU exactly")
+
+
+def gpu_share(gpus: float) -> Fraction:
+    """`resources.gpus` exactly: N whole GPUs → N, a share → 1/n (0.33 → 1/3), as check_gpus allows."""
+    if gpus <= 0:
+        return Fraction(0)
+    if gpus >= 1:
+        return Fraction(int(gpus))
+    return Fraction(1, round(1 / gpus))
+
+
+def gpu_devices(gpus: float) -> int:
+    """GPU devices a trial is given (a Kubernetes `nvidia.com/gpu` count): its whole GPUs, or the one it shares."""
+    return max(1, int(gpu_share(gpus))) if gpus > 0 else 0
+
+
 @dataclass(frozen=True)
 class Resources:
     """A spec that omits a key gets these defaults at compile time; a manifest always holds all three."""
-    gpus: int = 0
+    gpus: float = 0          # whole GPUs, or a share 1/n of one (check_gpus); an int stays an int
     cpus: float = 1          # an int stays an int, so a manifest's bytes round-trip unchanged
     memory: str = "4Gi"      # a Kubernetes quantity (the container's memory limit)
 
@@ -51,3 +83,11 @@ class Resources:
     @property
     def memory_bytes(self) -> int:
         return memory_bytes(self.memory)
+
+    @property
+    def gpu_share(self) -> Fraction:
+        return gpu_share(self.gpus)
+
+    @property
+    def gpu_devices(self) -> int:
+        return gpu_devices(self.gpus)

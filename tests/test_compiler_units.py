@@ -5,6 +5,7 @@ import datetime as dt
 import itertools
 import json
 import random
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -130,6 +131,9 @@ def test_json_path_and_suggestions():
      "kubernetes.tolerations[0].efect", "did you mean 'effect'"),
     ({"architecture": "lstm", "kubernetes": {"namespce": "x"}}, "kubernetes.namespce", "did you mean 'namespace'"),
     ({"architecture": "lstm", "resources": {"gpus": -1}}, "resources.gpus", "minimum"),
+    ({"architecture": "lstm", "resources": {"gpus": 1.5}}, "resources.gpus", "whole number"),
+    ({"architecture": "lstm", "resources": {"gpus": 0.3}}, "resources.gpus", "1/n"),
+    ({"architecture": "lstm", "resources": {"gpus": 0.05}}, "resources.gpus", "1/n (n = 2…16)"),
     ({"architecture": "lstm", "epochs": 0}, "epochs", "minimum"),
     ({"architecture": "lstm", "mode": "fast"}, "mode", "not one of"),
     ({"architecture": 3}, "architecture", "expected a string"),
@@ -313,3 +317,12 @@ def test_spec_order_of_parameters_does_not_matter(tmp_path):
     b = resolve({"architecture": "lstm", "parameters": {"dropout": [0.1, 0.2], "num_layers": [1, 2]}})
     assert list(a.space.configs()) == list(b.space.configs())
     assert isinstance(Path(tmp_path), Path)
+
+
+@pytest.mark.parametrize("gpus, share", [(0, Fraction(0)), (1, Fraction(1)), (3, Fraction(3)), (0.5, Fraction(1, 2)),
+                                         (0.25, Fraction(1, 4)), (0.33, Fraction(1, 3)), (0.0625, Fraction(1, 16))])
+def test_a_gpu_share_compiles_into_the_manifest_as_written(gpus, share):
+    from hpt.schemas.resources import gpu_share
+
+    r = resolve({"architecture": "mdn", "resources": {"gpus": gpus}})
+    assert r.resources.gpus == gpus and gpu_share(r.resources.gpus) == share

@@ -408,6 +408,50 @@ def test_memory_quantities_and_emulator_rewrite():
     assert rewrite_emulator_host("http://gcs.example:4443") == "http://gcs.example:4443"
 
 
+def test_gpu_shares_pack_onto_one_device_id(tmp_path, capsys):
+    from fractions import Fraction
+
+    from hpt.executor.backends.docker import LABEL_GPU_SHARE, DockerHandle
+
+    quarter, half = Fraction(1, 4), Fraction(1, 2)
+    backend = DockerBackend(docker_client=object(), gpus_available="0,1")
+    assert [backend._take_gpus(quarter) for _ in range(4)] == [("0",)] * 4  # four quarter trials share GPU 0
+    assert backend._take_gpus(1) == ("1",)                  # a whole-GPU trial still finds GPU 1 free
+    assert backend._take_gpus(quarter) is None              # both full: the next quarter trial waits
+    backend._free_gpus(DockerHandle("t", "e", "n", gpus=("0",), share=quarter))
+    assert backend._take_gpus(half) is None                 # a quarter of GPU 0 is free, not a half
+    assert backend._take_gpus(quarter) == ("0",)
+    backend._free_gpus(DockerHandle("t", "e", "n", gpus=("1",)))
+    assert backend._take_gpus(half) == ("1",)
+    assert backend._take_gpus(quarter) == ("1",)            # shares of different sizes mix: 1/2 + 1/4 + 1/4
+    assert backend._take_gpus(quarter) == ("1",) and backend._take_gpus(quarter) is None
+    assert backend.slots.capacity(quarter) == 8 and backend.slots.capacity(Fraction(1)) == 2
+
+    # what run() would create: one device id for the share, the share as a label (for adoption), --gpus 1
+    m = make_manifest(tmp_path, "bag-of-words", epochs=1, experiment=experiment(), image="img:1",
+                      resources={"gpus": 0.25, "cpus": 1, "memory": "1Gi"})
+    spec = backend.spec(submission(m, str(tmp_path / "r")))
+    assert spec.labels[LABEL_GPU_SHARE] == "1/4" and spec.devices == 1
+    assert len(spec.create_kwargs(("0",))["device_requests"][0].device_ids) == 1
+    line = backend.dry_run([submission(m, str(tmp_path / "r"))])
+    assert "--gpus 1 " in line and f"--label {LABEL_GPU_SHARE}=1/4" in line
+    assert "shared by up to n" in capsys.readouterr().err
+
+
+def test_an_adopted_share_keeps_its_room_on_the_device():
+    from fractions import Fraction
+
+    from hpt.executor.gpu_slots import GpuSlots
+
+    slots = GpuSlots(["0"])
+    slots.hold(["0"], Fraction(1, 2))          # a half-GPU trial left running by an earlier apply
+    assert slots.take(Fraction(1, 2)) == ("0",) and slots.take(Fraction(1, 4)) is None
+    assert slots.take(Fraction(1)) is None
+    slots.give_back(["0"], Fraction(1, 2))
+    slots.give_back(["0"], Fraction(1, 2))
+    assert slots.take(Fraction(1)) == ("0",)
+
+
 def test_gpus_are_never_given_to_two_trials_at_once(tmp_path):
     backend = DockerBackend(docker_client=object(), gpus_available="0,1,2")
     assert backend.gpu_pool == ["0", "1", "2"]

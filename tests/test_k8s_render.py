@@ -39,6 +39,7 @@ VARIANTS = {
     "cpu-plain": ({"gpus": 0, "cpus": 1, "memory": "2Gi"}, {}, "env", None),
     "cpu-fraction-timeout": ({"gpus": 0, "cpus": 0.5, "memory": "512Mi"}, {}, "env", 90.5),
     "gpu-plain": ({"gpus": 1, "cpus": 4, "memory": "16Gi"}, {}, "env", 3600),
+    "gpu-share": ({"gpus": 0.25, "cpus": 2, "memory": "8Gi"}, {}, "env", None),
     "gpu-everything": ({"gpus": 2, "cpus": 8, "memory": "32Gi"}, FULL_SETTINGS, "env", 7200),
     "gpu-everything-configmap": ({"gpus": 1, "cpus": 4, "memory": "15.5Gi"}, FULL_SETTINGS, "configmap", 600),
     "tolerations-only": ({"gpus": 0, "cpus": 2, "memory": "4G"}, {"tolerations": FULL_SETTINGS["tolerations"]}, "env", None),
@@ -114,6 +115,14 @@ def test_job_fields_follow_the_manifest_and_settings():
     # Secrets by reference only: a name and a key, never a value.
     assert env["WANDB_API_KEY"] == {"name": "WANDB_API_KEY", "valueFrom": {"secretKeyRef": {"name": "wandb", "key": "api-key"}}}
     assert "value" not in env["HF_TOKEN"]
+
+
+def test_a_gpu_share_asks_for_one_time_sliced_gpu():
+    (job,) = _render(_manifest({"gpus": 0.25, "cpus": 2, "memory": "8Gi"}))
+    pod = job["spec"]["template"]["spec"]
+    resources = pod["containers"][0]["resources"]
+    assert resources["requests"]["nvidia.com/gpu"] == resources["limits"]["nvidia.com/gpu"] == "1"
+    assert any(t["key"] == "nvidia.com/gpu" for t in pod["tolerations"])
 
 
 def test_no_gpu_means_no_gpu_request_and_no_gpu_toleration():

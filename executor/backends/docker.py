@@ -14,7 +14,9 @@ What a container gets (one pure function, `DockerBackend.spec`, decides it for b
 - cpu (nano_cpus) and memory limits from the manifest's `resources`, HPT_CPUS/OMP_NUM_THREADS so
   that torch uses as many threads as it has cores;
 - GPUs: `resources.gpus` → a device request for specific device ids taken from a pool (nvidia-smi -L,
-  or the `gpus_available` option / $HPT_GPUS), so that no GPU is given to two trials at once.
+  or the `gpus_available` option / $HPT_GPUS), so that no GPU is given to two trials at once — except
+  shares: trials of `gpus` 1/n get the same device id, up to n at a time (hpt.executor.gpu_slots), and
+  carry the label hpt.gpu-share.
 
 The user inside: the caller's uid:gid (`docker run --user $(id -u):$(id -g)`), so the container can
 read the caller's dataset and write the caller's results folder, and what it writes there belongs
@@ -38,14 +40,16 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Sequence
 
 from hpt.executor.backend import Phase, Submission, TrialStatus
+from hpt.executor.gpu_slots import GpuSlots
 from hpt.executor.shell import mount_option, shell_quote
 from hpt.schemas.dataset import local_data_uri
 from hpt.schemas.errors import UserError
-from hpt.schemas.resources import memory_bytes
+from hpt.schemas.resources import gpu_devices, gpu_share, memory_bytes
 from hpt.store import local_path
 
 LABEL_EXPERIMENT = "hpt.experiment"
@@ -53,6 +57,7 @@ LABEL_TRIAL = "hpt.trial"
 LABEL_VERSION = "hpt.version"
 LABEL_ATTEMPT = "hpt.attempt"
 LABEL_GPUS = "hpt.gpus"
+LABEL_GPU_SHARE = "hpt.gpu-share"   # a trial that shares its device: "1/4"
 LABEL_RESULTS = "hpt.results"
 CONTAINER_CREDENTIALS = "/var/run/secrets/hpt/google-credentials.json"
 EMULATOR_HOSTNAME = "host.docker.internal"
@@ -103,10 +108,19 @@ class RunSpec:
     nano_cpus: int
     memory: str                              # as the manifest says, for messages
     mem_limit: int
-    gpus: int
+    gpus: float                              # as the manifest says: whole GPUs or a share 1/n
     extra_hosts: dict[str, str]
     working_dir: str | None
     pass_env: tuple[str, ...] = ()           # names whose values come from hpt's environment
+
+    @property
+    def share(self) -> Fraction:
+        return gpu_share(self.gpus)
+
+    @property
+    def devices(self) -> int:
+        """Device ids the container gets: its whole GPUs, or the one it shares."""
+        return gpu_devices(self.gpus)
 
     @property
     def rootless_root(self) -> bool:
@@ -147,7 +161,7 @@ class RunSpec:
         parts += [f"--label {q(f'{k}={v}')}" for k, v in self.labels.items()]
         parts += [f"--cpus {self.nano_cpus / 1e9:g}", f"--memory {self.mem_limit}b", f"--memory-swap {self.mem_limit}b"]
         if self.gpus:
-            parts.append(f"--gpus {self.gpus}")
+            parts.append(f"--gpus {self.devices}")
         if self.user:
             parts.append(f"--user {q(self.user)}")
         if self.rootless_root:
@@ -171,6 +185,7 @@ class DockerHandle:
     spec: RunSpec | None = None             # None for a container adopted from an earlier apply
     container_id: str | None = None         # None while waiting for a free GPU
     gpus: tuple[str, ...] = ()
+    share: Fraction = Fraction(1)           # of each of its GPUs (1: whole devices)
     adopted: bool = False
     cancelled: bool = False
     failure: TrialStatus | None = None      # could not start
@@ -192,13 +207,13 @@ class DockerBackend:
         self._client_obj = docker_client
         self._gpu_option = gpus_available
         self._pool: list[str] | None = None
-        self._busy: set[str] = set()
+        self._slots: GpuSlots | None = None
         self.user_option = user
         if isinstance(pass_env, str):
             pass_env = [n for n in pass_env.split(",") if n]
         self.pass_env = tuple(pass_env or ())
         self.pull = pull
-        self._needs: tuple[float, int, int] = (1.0, 0, 0)   # max cpus, memory bytes, gpus per trial
+        self._needs: tuple[float, int, Fraction] = (1.0, 0, Fraction(0))   # max cpus, memory bytes, gpus per trial
 
     # --- the daemon ----------------------------------------------------------------------------------
     def _client(self):
@@ -225,8 +240,14 @@ class DockerBackend:
             self._pool = _gpu_pool(self._gpu_option)
         return self._pool
 
+    @property
+    def slots(self) -> GpuSlots:
+        if self._slots is None:
+            self._slots = GpuSlots(self.gpu_pool)
+        return self._slots
+
     # --- what runs ----------------------------------------------------------------------------------
-    def _resources(self, sub: Submission) -> tuple[float, str, int]:
+    def _resources(self, sub: Submission) -> tuple[float, str, float]:
         res = sub.manifest.resources
         return float(res.cpus), res.memory, res.gpus
 
@@ -280,6 +301,8 @@ class DockerBackend:
                   LABEL_ATTEMPT: str(sub.attempt)}
         if results_path:
             labels[LABEL_RESULTS] = results_path
+        if 0 < gpu_share(gpus) < 1:
+            labels[LABEL_GPU_SHARE] = str(gpu_share(gpus))
         return RunSpec(image=image, name=container_name(sub.experiment_id, sub.trial_id), environment=env,
                        labels=labels, binds=binds, user=self._user(), nano_cpus=int(round(cpus * 1e9)),
                        memory=memory, mem_limit=memory_bytes(memory), gpus=gpus, extra_hosts=extra_hosts,
@@ -292,9 +315,9 @@ class DockerBackend:
         specs = [self.spec(s) for s in submissions]  # bad memory quantities fail here, before anything runs
         pool = self.gpu_pool
         worst = max(specs, key=lambda s: s.gpus)
-        if worst.gpus > len(pool):
+        if worst.devices > len(pool):
             have = f"only {len(pool)}" if pool else "none (no NVIDIA GPU found by nvidia-smi)"
-            raise UserError(f"trial {worst.labels[LABEL_TRIAL]} asks for {worst.gpus} GPU(s); this host has {have}",
+            raise UserError(f"trial {worst.labels[LABEL_TRIAL]} asks for {worst.gpus:g} GPU(s); this host has {have}",
                             where="resources.gpus",
                             hint="lower resources.gpus in the spec, set HPT_GPUS=0,1,... to name the host's GPUs, "
                                  "or run on a GPU machine / --backend k8s")
@@ -322,7 +345,7 @@ class DockerBackend:
                 raise UserError(f"cannot inspect the image {image!r}: {_short(err)}", where="image") from None
         for spec in specs:
             self._prepare_results(spec)
-        self._needs = (max(s.nano_cpus for s in specs) / 1e9, max(s.mem_limit for s in specs), worst.gpus)
+        self._needs = (max(s.nano_cpus for s in specs) / 1e9, max(s.mem_limit for s in specs), worst.share)
 
     def _prepare_results(self, spec: RunSpec) -> None:
         """Create the local results folder as the caller: docker would create a missing one as root."""
@@ -347,7 +370,7 @@ class DockerBackend:
         if mem and memory:
             limits.append(int(mem // memory))
         if gpus:
-            limits.append(len(self.gpu_pool) // gpus)
+            limits.append(self.slots.capacity(gpus))
         return max(1, min(limits))
 
     def adopt(self, experiment_id: str) -> dict[str, DockerHandle]:
@@ -368,12 +391,13 @@ class DockerBackend:
                     pass
                 continue
             gpus = tuple(g for g in labels.get(LABEL_GPUS, "").split(",") if g)
+            share = Fraction(labels.get(LABEL_GPU_SHARE, "1"))
             if status in ("running", "restarting", "paused"):
-                self._busy.update(gpus)
+                self.slots.hold(gpus, share)
             else:
                 gpus = ()
             found[tid] = DockerHandle(tid, experiment_id, container.name, int(labels.get(LABEL_ATTEMPT, "1") or 1),
-                                      None, container.id, gpus, adopted=True)
+                                      None, container.id, gpus, share, adopted=True)
         return found
 
     def submit(self, submission: Submission) -> DockerHandle:
@@ -383,16 +407,11 @@ class DockerBackend:
         self._start(handle)
         return handle
 
-    def _take_gpus(self, n: int) -> tuple[str, ...] | None:
-        free = [g for g in self.gpu_pool if g not in self._busy]
-        if len(free) < n:
-            return None
-        taken = tuple(free[:n])
-        self._busy.update(taken)
-        return taken
+    def _take_gpus(self, share: Fraction | int) -> tuple[str, ...] | None:
+        return self.slots.take(Fraction(share))
 
     def _free_gpus(self, handle: DockerHandle) -> None:
-        self._busy.difference_update(handle.gpus)
+        self.slots.give_back(handle.gpus, handle.share)
         handle.gpus = ()
 
     def _fail_start(self, handle: DockerHandle, message: str) -> None:
@@ -406,10 +425,10 @@ class DockerBackend:
         assert spec is not None
         if handle.cancelled:
             return False
-        gpus = self._take_gpus(spec.gpus) if spec.gpus else ()
+        gpus = self._take_gpus(spec.share) if spec.gpus else ()
         if gpus is None:
             return False  # all GPUs busy: stays pending, poll() tries again
-        handle.gpus = gpus
+        handle.gpus, handle.share = gpus, min(spec.share, Fraction(1))
         client = self._client()
         import docker.errors
 
@@ -474,7 +493,8 @@ class DockerBackend:
             self._free_gpus(handle)
             handle.container_id = old.id
             handle.gpus = tuple(g for g in (old.labels or {}).get(LABEL_GPUS, "").split(",") if g)
-            self._busy.update(handle.gpus)
+            handle.share = Fraction((old.labels or {}).get(LABEL_GPU_SHARE, "1"))
+            self.slots.hold(handle.gpus, handle.share)
             handle.adopted = True
             return True
         try:
@@ -583,9 +603,10 @@ class DockerBackend:
         gpus = max(self._resources(s)[2] for s in submissions)
         if gpus:
             print(f"note: GPU trials get specific free device ids at start (pool: {','.join(self.gpu_pool) or 'none'}); "
-                  "the lines show --gpus N", file=sys.stderr)
-            if gpus > len(self.gpu_pool):
-                print(f"warning: a trial asks for {gpus} GPU(s) but this host has {len(self.gpu_pool)}; "
+                  "the lines show --gpus N; trials of a share 1/n (label hpt.gpu-share) get one device id, "
+                  "shared by up to n of them at a time", file=sys.stderr)
+            if gpu_devices(gpus) > len(self.gpu_pool):
+                print(f"warning: a trial asks for {gpus:g} GPU(s) but this host has {len(self.gpu_pool)}; "
                       "`hpt apply` would refuse to start here", file=sys.stderr)
         try:
             import docker

@@ -176,7 +176,7 @@ class KubernetesBackend:
         first = submissions[0]
         self._settings = first.manifest.cluster_settings
         self._experiment = first.experiment_id
-        self._gpus_per_trial = max(s.manifest.resources.gpus for s in submissions)
+        self._gpus_per_trial = max(s.manifest.resources.gpu_devices for s in submissions)  # a share: one replica
 
     def _settings_for(self, sub: Submission) -> k8s.ClusterSettings:
         if self._settings is None:

@@ -121,7 +121,9 @@ def cpu_quantity(cpus: float) -> str:
 
 
 def _resources(res: Resources) -> dict[str, dict[str, str]]:
-    gpus = res.gpus
+    # A share of a GPU (0.25) asks for one nvidia.com/gpu: on a node whose device plugin time-slices each
+    # GPU into n replicas (docs/kubernetes.md), that is one of n trials on one physical GPU.
+    gpus = res.gpu_devices
     requests = {"cpu": cpu_quantity(res.cpus), "memory": res.memory}
     # No CPU limit: throttling a training process only slows it; memory is a hard limit either way.
     limits = {"memory": res.memory}
@@ -131,7 +133,7 @@ def _resources(res: Resources) -> dict[str, dict[str, str]]:
     return {"requests": requests, "limits": limits}
 
 
-def _tolerations(settings: ClusterSettings, gpus: int) -> list[dict[str, Any]]:
+def _tolerations(settings: ClusterSettings, gpus: float) -> list[dict[str, Any]]:
     tolerations = [dict(t) for t in settings.tolerations]
     if gpus and not any(t.get("key") == GPU_RESOURCE for t in tolerations):
         # GPU node pools carry this taint (GKE adds the toleration itself; other clusters may not).
