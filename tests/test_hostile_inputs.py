@@ -220,6 +220,7 @@ for name, doc in {
     "fidelity-one": spec(fidelities=[{"epochs": 1}]), "fidelity-empty": spec(fidelities=[{}, {}]),
 }.items():
     compile_case(name, doc)
+# a schema pattern in a message is printed whole (rich once read its brackets as markup: '^([-a-z0-9]*)?$')
 
 # --- specs: YAML and raw text --------------------------------------------------------------------------------
 LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
@@ -357,6 +358,12 @@ for name, section, setup in [
     CASES.append(Case(f"compile/trainer-{name}{'-ok' if skipped else ''}", ["compile", "{spec}", "--out", "{tmp}/plan",
                                                                             "--today", TODAY],
                       spec=doc, setup=setup, ok="trials" if skipped else None))
+
+
+# a schema pattern in a message is printed whole (rich read "[a-z0-9]" as a tag: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$' printed
+# as '^([-a-z0-9]*)?$')
+CASES.append(Case("compile/trainer-name-pattern-shown", ["compile", "{spec}", "--out", "{tmp}/plan", "--today", TODAY],
+                  spec=trainer_spec(name="My Model"), setup=_src(), words="'^[a-z0-9][a-z0-9._-]*$'"))
 
 
 # --- data import: tables --------------------------------------------------------------------------------------------------
