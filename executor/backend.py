@@ -1,15 +1,17 @@
 """The extension point for where trials run: a Backend submits, polls, cancels and reads logs.
 
-The scheduling loop (hpt.executor.loop) is the only caller. A backend receives the manifest as
+The scheduling loop (hpt.executor.loop) is the only caller; `hpt delete` calls `delete_plan`. A backend receives the manifest as
 it was written by the compiler (its JSON text, byte for byte) and the results store URI, and
 starts `hpt-trial` with both, in whatever form it runs things: a subprocess, a container, a Job.
 """
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
-from typing import Protocol, Sequence, runtime_checkable
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Protocol, Self, Sequence
 
+from hpt.schemas.errors import UserError
 from hpt.schemas.manifest import TrialManifest
 
 
@@ -55,36 +57,77 @@ class TrialStatus:
 
 
 class Handle(Protocol):
-    """Opaque per-backend reference to a running trial (a Popen, a container id, a Job name)."""
+    """A backend's reference to one running trial (a process, a container, a Job)."""
     trial_id: str
+    attempt: int
 
 
-@runtime_checkable
-class Backend(Protocol):
-    name: str
+class Backend(ABC):
+    """Where trials run. A backend names itself (`name`), declares its options as a dataclass (`Options`,
+    every field with a default) and implements the abstract methods; the other members have defaults
+    that fit a backend whose trials end with `hpt apply`. The loop uses nothing else."""
 
+    name: ClassVar[str]
+    Options: ClassVar[type]
+    poll_interval: ClassVar[float] = 0.2     # seconds between polls of the running trials
+
+    @classmethod
+    def with_options(cls, **given: Any) -> Self:
+        """The backend built from keyword options; an unknown one is a UserError naming it."""
+        known = [f.name for f in fields(cls.Options)]
+        unknown = sorted(set(given) - set(known))
+        if unknown:
+            raise UserError(f"unknown option {unknown[0]!r} for the {cls.name} backend", where=unknown[0],
+                            hint=f"known: {', '.join(known)}")
+        return cls(cls.Options(**given))
+
+    @abstractmethod
     def preflight(self, submissions: Sequence[Submission]) -> None:
         """Check, before any trial starts, that everything is there (daemon, image, GPUs, cluster).
         Raise hpt.schemas.UserError with a clear message if not."""
 
+    @abstractmethod
     def capacity(self) -> int:
         """How many trials this backend can run at once by default (cores, GPUs, cluster quota)."""
 
     def adopt(self, experiment_id: str) -> dict[str, Handle]:
         """Trials of this experiment still running from an earlier `hpt apply` (crash, Ctrl-C):
         trial id → handle, so the loop re-attaches instead of starting duplicates."""
+        return {}
 
+    @abstractmethod
     def submit(self, submission: Submission) -> Handle: ...
 
+    @abstractmethod
     def poll(self, handle: Handle) -> TrialStatus: ...
 
+    @abstractmethod
     def cancel(self, handle: Handle) -> None: ...
 
     def logs(self, handle: Handle) -> str:
         """The trial's output so far (stdout and stderr)."""
+        return ""
 
     def release(self, handle: Handle) -> None:
         """Free what the finished trial held (remove the container, forget the process)."""
 
+    @abstractmethod
     def dry_run(self, submissions: Sequence[Submission]) -> str:
         """What would run, in this backend's own form (commands, `docker run` lines, YAML)."""
+
+    @property
+    def cancel_on_interrupt(self) -> bool:
+        """Whether an interrupted `hpt apply` cancels its running trials (False: they outlive it)."""
+        return True
+
+    def follow_hint(self, experiment_id: str) -> str:
+        """How to follow trials an interrupted apply left running."""
+        return "they keep running"
+
+    def delete_plan(self, submissions: Sequence[Submission], dry_run: bool = False) -> dict[str, list[str]]:
+        """Remove what this backend keeps of a plan outside the results store (`hpt delete`; with dry_run
+        only list it): kind → names. Trials that end with the apply leave nothing."""
+        return {}
+
+    def close(self) -> None:
+        """The apply is over: stop watches, close clients."""

@@ -180,7 +180,7 @@ class Scheduler:
         self.publisher.forget([trial_id])
 
     def _write_runs(self, finished: bool = False) -> None:
-        doc = {"experiment_id": self.plan.experiment_id, "backend": getattr(self.backend, "name", "?"),
+        doc = {"experiment_id": self.plan.experiment_id, "backend": self.backend.name,
                "host": socket.gethostname(), "pid": os.getpid(), "updated_at": _utc(), "finished": finished,
                "running": {tid: {"attempt": r.attempt, "started_at": r.started_at} for tid, r in self.running.items()}}
         _best_effort("write the run's status hint", self.store.put, f"{RUNS}{self.plan.experiment_id}.json",
@@ -372,7 +372,7 @@ class Scheduler:
     def _interrupt(self, why: str) -> None:
         """Ctrl-C / SIGTERM: cancel running trials, unless the backend's trials are meant to outlive
         apply (k8s without --cancel-on-exit: the Jobs keep running, a re-apply collects them)."""
-        if getattr(self.backend, "cancel_on_interrupt", True):
+        if self.backend.cancel_on_interrupt:
             self._cancel_all(why)
             return
         for tid, run in list(self.running.items()):
@@ -407,7 +407,7 @@ class Scheduler:
         plan, backend = self.plan, self.backend
         backend.preflight(plan.submissions)
         to_run = self._classify()
-        adopted = backend.adopt(plan.experiment_id) or {}
+        adopted = backend.adopt(plan.experiment_id)
         now = time.monotonic()
         for tid, handle in adopted.items():
             sub = next((s for s in to_run if s.trial_id == tid), None)
@@ -416,7 +416,7 @@ class Scheduler:
                     self._keep_log_of_finished(tid, handle)
                 _best_effort(f"release {tid}", backend.release, handle)
                 continue
-            attempt = int(getattr(handle, "attempt", 1) or 1)
+            attempt = handle.attempt
             self.running[tid] = _Running(sub, handle, attempt, now, _utc(), adopted=True)
             self.result.adopted += 1
             claim = self.claims.acquire(tid)  # this plan copy's claim from the apply that started it
@@ -426,11 +426,11 @@ class Scheduler:
 
         parallel = self.opt.parallel or backend.capacity()
         parallel = max(1, parallel)
-        poll = self.opt.poll_interval_s or float(getattr(backend, "poll_interval", 0.2))
+        poll = self.opt.poll_interval_s or backend.poll_interval
         # A trainer writes its row a moment before it exits (torch's teardown takes a second or so):
         # look for rows of running trials now and then, so results.csv shows them at once.
         row_check = 0.25 if "://" not in self.store.uri else 2.0
-        self.emit("run-started", backend=getattr(backend, "name", "?"), results=self.store.uri, total=self.result.total,
+        self.emit("run-started", backend=backend.name, results=self.store.uri, total=self.result.total,
                   already_done=self.result.already_done, kept_failed=self.result.kept_failed,
                   to_run=len(to_run), adopted=self.result.adopted, parallel=parallel)
         for tid in list(self.running):
@@ -491,9 +491,7 @@ class Scheduler:
         return self._end()
 
     def close(self) -> None:
-        close = getattr(self.backend, "close", None)  # optional: stop watches, close clients
-        if callable(close):
-            _best_effort("close the backend", close)
+        _best_effort("close the backend", self.backend.close)
 
     def _nothing_to_do(self) -> str:
         r = self.result
@@ -520,8 +518,7 @@ class Scheduler:
         if r.stopped:
             summary = f"{r.stopped}; {summary}"
         if r.interrupted and r.left_running:
-            hint = getattr(self.backend, "follow_hint", None)
-            follow = hint(self.plan.experiment_id) if callable(hint) else "they keep running"
+            follow = self.backend.follow_hint(self.plan.experiment_id)
             summary = f"interrupted; {summary}; {r.left_running} trial(s) left running: {follow}"
         elif r.interrupted:
             summary = f"interrupted; {summary}; running trials were cancelled"

@@ -70,7 +70,7 @@ def _local_survivors(state_dir: Path | None, experiment_id: str) -> dict[str, di
         return {}
     from hpt.executor.backends.local import LocalBackend
 
-    backend = LocalBackend(state_dir=state_dir)
+    backend = LocalBackend.with_options(state_dir=state_dir)
     return {tid: {"attempt": h.attempt, "since": "outlived its hpt apply (pid %d)" % h.pid}
             for tid, h in backend.adopt(experiment_id).items() if not backend.poll(h).finished}
 

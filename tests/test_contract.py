@@ -183,3 +183,26 @@ def test_the_demo_uri_resolves_to_this_machines_demo_folder(monkeypatch, tmp_pat
     monkeypatch.setenv("HPT_DEMO_DATA", str(tmp_path / "demo"))
     assert local_data_uri(DEMO_URI) == str(tmp_path / "demo")
     assert local_data_uri("gs://b/d") == "gs://b/d" and local_data_uri("/data/x") == "/data/x"
+
+
+@pytest.mark.parametrize("name", ["local", "docker", "k8s"])
+def test_every_backend_implements_the_extension_point_and_refuses_unknown_options(name):
+    from dataclasses import is_dataclass
+
+    from hpt.executor.backend import Backend
+    from hpt.executor.backends import BACKENDS, get_backend
+
+    assert name in BACKENDS
+    backend = get_backend(name)          # abstract members left out would make this a TypeError
+    assert isinstance(backend, Backend) and backend.name == name and is_dataclass(type(backend).Options)
+    with pytest.raises(UserError, match=f"unknown option 'colour' for the {name} backend") as info:
+        get_backend(name, colour="blue")
+    assert info.value.where == "colour"
+
+
+def test_the_loop_uses_only_what_the_backend_extension_point_declares():
+    """No getattr/hasattr in the loop: an optional backend member has a default in hpt.executor.backend.Backend."""
+    tree = ast.parse((ROOT / "executor" / "loop.py").read_text())
+    probes = [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+              and node.func.id in ("getattr", "hasattr")]
+    assert probes == [], f"executor/loop.py probes attributes at lines {probes}"

@@ -249,7 +249,7 @@ def test_reapply_after_kill_9_adopts_the_running_container(docker_client, traine
 def test_adopt_keeps_live_containers_cleans_up_dead_ones_and_never_duplicates(docker_client, trainer_image,
                                                                              shared_dataset, tmp_path):
     exp = experiment()
-    backend = DockerBackend(docker_client=docker_client)
+    backend = DockerBackend.with_options(docker_client=docker_client)
     ids = [manifest(shared_dataset, exp, seed=s) for s in range(3)]
 
     def leftover(m, command: str, start: bool):
@@ -296,7 +296,7 @@ def test_labels_limits_user_mounts_and_env_as_docker_inspect_sees_them(docker_cl
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(creds))
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:4443")
     m = manifest(shared_dataset, exp, resources={"gpus": 0, "cpus": 0.5, "memory": "300Mi"})
-    backend = DockerBackend(docker_client=docker_client)
+    backend = DockerBackend.with_options(docker_client=docker_client)
     sub = submission(m, "gs://some-bucket/exp")
     backend.preflight([sub])
     handle = backend.submit(sub)
@@ -379,7 +379,7 @@ def test_dry_run_lines_run_the_same_container_spec(tmp_path):
     """The dry-run line is rendered from the same spec submit uses: bash parses it back to the same values."""
     m = make_manifest(tmp_path, "bag-of-words", epochs=1, experiment=experiment(), image="img:1",
                       resources={"gpus": 0, "cpus": 1.5, "memory": "512M"})
-    backend = DockerBackend(docker_client=object(), gpus_available=[])
+    backend = DockerBackend.with_options(docker_client=object(), gpus_available=[])
     sub = submission(m, str(tmp_path / "res"))
     spec = backend.spec(sub)
     line = backend.dry_run([sub])
@@ -453,7 +453,7 @@ def test_an_adopted_share_keeps_its_room_on_the_device():
 
 
 def test_gpus_are_never_given_to_two_trials_at_once(tmp_path):
-    backend = DockerBackend(docker_client=object(), gpus_available="0,1,2")
+    backend = DockerBackend.with_options(docker_client=object(), gpus_available="0,1,2")
     assert backend.gpu_pool == ["0", "1", "2"]
     first = backend._take_gpus(2)
     assert first == ("0", "1")

@@ -51,7 +51,7 @@ def run(tmp_path: Path, plan_dir: Path, warm: bool = False, **opts):
     plan = load_plan(plan_dir)
     store = open_store(str(tmp_path / "results"))
     plan = plan.with_results(store.uri, opts.get("timeout_s"))
-    backend = LocalBackend(state_dir=plan_dir / ".hpt" / "local", plan_dir=plan_dir, warm=warm)
+    backend = LocalBackend.with_options(state_dir=plan_dir / ".hpt" / "local", plan_dir=plan_dir, warm=warm)
     events = Collect()
     opts.setdefault("backoff_s", 0.0)
     result = run_plan(plan, backend, store, RunOptions(**opts), events)
@@ -171,7 +171,7 @@ def test_status_rounds_the_objective(tmp_path, setup):
 def test_dry_run_prints_exact_commands(tmp_path, setup):
     plan_dir, ids = setup(2)
     plan = load_plan(plan_dir).with_results(str(tmp_path / "results"))
-    backend = LocalBackend(state_dir=plan_dir / ".hpt" / "local", plan_dir=plan_dir)
+    backend = LocalBackend.with_options(state_dir=plan_dir / ".hpt" / "local", plan_dir=plan_dir)
     text = backend.dry_run(plan.submissions)
     lines = text.splitlines()
     assert len(lines) == 2
@@ -197,7 +197,7 @@ def test_plan_errors_are_user_errors(tmp_path):
 
 def test_capacity_follows_cores_and_cpus(tmp_path, setup):
     plan_dir, _ = setup(1)
-    backend = LocalBackend(state_dir=tmp_path / "s")
+    backend = LocalBackend.with_options(state_dir=tmp_path / "s")
     plan = load_plan(plan_dir)
     backend.preflight(plan.submissions)
     assert backend.capacity() == max(1, len(os.sched_getaffinity(0)))
@@ -217,7 +217,7 @@ def test_interrupt_leaves_trials_running_when_the_backend_says_so(tmp_path, setu
     plan_dir, ids = setup(2, {"*": "hang"})
     plan = load_plan(plan_dir)
     store = open_store(str(tmp_path / "results"))
-    backend = Outliving(state_dir=plan_dir / ".hpt" / "local", plan_dir=plan_dir)
+    backend = Outliving.with_options(state_dir=plan_dir / ".hpt" / "local", plan_dir=plan_dir)
     events = Collect()
 
     def interrupt_when_started():

@@ -64,7 +64,7 @@ def _subs(n=2, results="gs://bucket/results", timeout=None, **kw) -> list[Submis
 def _backend(**options) -> KubernetesBackend:
     options.setdefault("watch_read_timeout_s", 5)
     options.setdefault("pod_check_interval_s", 0)
-    return KubernetesBackend(**options)
+    return KubernetesBackend.with_options(**options)
 
 
 def wait_for(fn, timeout=15.0, what="condition"):
@@ -100,9 +100,12 @@ def _phase(backend, handle, phase, timeout=15.0):
 
 # -- the protocol -------------------------------------------------------------------------------------
 def test_the_backend_implements_the_protocol_and_is_registered(kubeconfig):
-    backend = get_backend("k8s", context="emulator", namespace=None, cancel_on_exit=True, some_future_option=1)
+    backend = get_backend("k8s", context="emulator", namespace=None, cancel_on_exit=True)
     assert isinstance(backend, KubernetesBackend) and isinstance(backend, Backend)
     assert backend.cancel_on_interrupt is True and _backend().cancel_on_interrupt is False
+    with pytest.raises(UserError, match="unknown option 'some_future_option' for the k8s backend") as info:
+        get_backend("k8s", context="emulator", some_future_option=1)
+    assert info.value.where == "some_future_option"
 
 
 def test_preflight_needs_gs_results_a_config_and_a_reachable_cluster(cluster, kubeconfig, tmp_path, monkeypatch):

@@ -281,7 +281,7 @@ def test_dry_run_yaml_pipes_to_kubectl_shape():
     sub = Submission.of(m, "gs://b/r")
     from hpt.executor.backends.kubernetes import KubernetesBackend
 
-    text = KubernetesBackend(manifest_via="configmap").dry_run([sub])
+    text = KubernetesBackend.with_options(manifest_via="configmap").dry_run([sub])
     assert text.startswith("---\n")
     docs = list(yaml.safe_load_all(text))
     assert [(d["apiVersion"], d["kind"]) for d in docs] == [("v1", "ConfigMap"), ("batch/v1", "Job")]

@@ -111,7 +111,7 @@ def _apply(tmp_path, plan_dir):
     plan = load_plan(plan_dir)
     store = open_store(str(tmp_path / "results"))
     plan = plan.with_results(store.uri, None)
-    backend = LocalBackend(state_dir=plan_dir / ".hpt" / "local", plan_dir=plan_dir)
+    backend = LocalBackend.with_options(state_dir=plan_dir / ".hpt" / "local", plan_dir=plan_dir)
     return run_plan(plan, backend, store, RunOptions(backoff_s=0.0), Collect()), store
 
 

@@ -1,4 +1,5 @@
-"""The backends: where trials run. Each lives in its own module and implements hpt.executor.backend.Backend."""
+"""The backends: where trials run. Each lives in its own module, implements hpt.executor.backend.Backend and
+declares its options as a dataclass (an unknown option is refused)."""
 from __future__ import annotations
 
 from importlib import import_module
@@ -20,4 +21,5 @@ def get_backend(name: str, **options: Any) -> Backend:
         module_name, _, cls_name = BACKENDS[name].partition(":")
     except KeyError:
         raise UserError(f"unknown backend {name!r}", where="--backend", hint=f"choose one of {', '.join(BACKENDS)}") from None
-    return getattr(import_module(module_name), cls_name)(**options)
+    backend: type[Backend] = getattr(import_module(module_name), cls_name)
+    return backend.with_options(**options)

@@ -44,7 +44,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Sequence
 
-from hpt.executor.backend import Phase, Submission, TrialStatus
+from hpt.executor.backend import Backend, Phase, Submission, TrialStatus
 from hpt.executor.gpu_slots import GpuSlots
 from hpt.executor.shell import mount_option, shell_quote
 from hpt.schemas.dataset import local_data_uri
@@ -192,27 +192,31 @@ class DockerHandle:
     memory: str = ""                        # the limit as the manifest says it, for an OOM reason
 
 
-class DockerBackend:
+@dataclass(frozen=True)
+class DockerOptions:
+    gpus_available: Sequence[str] | str | int | None = None  # GPU ids to hand out (default: $HPT_GPUS, else nvidia-smi -L)
+    docker_client: Any = None                # a docker SDK client (default: from the environment, DOCKER_HOST)
+    user: str | None = "auto"                # "auto" (see the module doc), "image"/None: the image's, or "UID:GID"
+    pass_env: Sequence[str] | str | None = None   # environment variables passed into every container (never printed)
+    pull: bool = False                       # pull a missing image instead of failing
+
+
+class DockerBackend(Backend):
     name = "docker"
+    Options = DockerOptions
     poll_interval = 0.25
 
-    def __init__(self, gpus_available: Sequence[str] | str | int | None = None, docker_client: Any = None,
-                 user: str | None = "auto", pass_env: Sequence[str] | str | None = None, pull: bool = False,
-                 **_ignored: Any):
-        """Options (all optional): gpus_available — GPU device ids this backend may hand out (default:
-        $HPT_GPUS, else `nvidia-smi -L`); docker_client — a docker SDK client (default: from the
-        environment, DOCKER_HOST); user — "auto" (see the module doc), "image" or None for the image's
-        user, or "UID:GID" ($HPT_DOCKER_USER wins); pass_env — names of environment variables to pass
-        into every container (values never printed); pull — pull a missing image instead of failing."""
-        self._client_obj = docker_client
-        self._gpu_option = gpus_available
+    def __init__(self, options: DockerOptions = DockerOptions()):
+        self._client_obj = options.docker_client
+        self._gpu_option = options.gpus_available
         self._pool: list[str] | None = None
         self._slots: GpuSlots | None = None
-        self.user_option = user
+        self.user_option = options.user       # $HPT_DOCKER_USER wins
+        pass_env = options.pass_env
         if isinstance(pass_env, str):
             pass_env = [n for n in pass_env.split(",") if n]
         self.pass_env = tuple(pass_env or ())
-        self.pull = pull
+        self.pull = options.pull
         self._needs: tuple[float, int, Fraction] = (1.0, 0, Fraction(0))   # max cpus, memory bytes, gpus per trial
 
     # --- the daemon ----------------------------------------------------------------------------------

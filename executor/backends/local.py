@@ -28,7 +28,7 @@ from pathlib import Path
 from subprocess import DEVNULL, PIPE, STDOUT, Popen
 from typing import Any, Sequence
 
-from hpt.executor.backend import Phase, Submission, TrialStatus
+from hpt.executor.backend import Backend, Phase, Submission, TrialStatus
 from hpt.executor.shell import shell_quote
 from hpt.schemas.errors import UserError
 from hpt.schemas.plan import manifest_path
@@ -177,20 +177,28 @@ class WarmWorker:
             self.process.kill()
 
 
-class LocalBackend:
+@dataclass(frozen=True)
+class LocalOptions:
+    state_dir: str | Path | None = None      # pid records; the apply command passes PLAN/.hpt/local
+    plan_dir: str | Path | None = None       # run the plan's own manifest files instead of copies
+    command: Sequence[str] | None = None     # the trial command (default: hpt-trial, or $HPT_TRIAL_COMMAND)
+    warm: bool = False                       # fork each trial from a worker that imported torch once
+
+
+class LocalBackend(Backend):
     name = "local"
+    Options = LocalOptions
     poll_interval = 0.05  # Popen.poll is a cheap syscall; a short interval keeps per-trial overhead low
 
-    def __init__(self, state_dir: str | Path | None = None, plan_dir: str | Path | None = None,
-                 command: Sequence[str] | None = None, warm: bool = False, **_ignored: Any):
-        # The apply command passes PLAN/.hpt/local; elsewhere a per-user folder.
-        base = state_dir or os.environ.get("HPT_STATE_DIR") or Path.home() / ".cache" / "hpt" / "local"
+    def __init__(self, options: LocalOptions = LocalOptions()):
+        # Without a state_dir (outside `hpt apply`): a per-user folder.
+        base = options.state_dir or os.environ.get("HPT_STATE_DIR") or Path.home() / ".cache" / "hpt" / "local"
         self.state_dir = Path(base).expanduser().resolve()
-        self.plan_dir = Path(plan_dir).resolve() if plan_dir else None
-        self.command = list(command) if command else default_command()
+        self.plan_dir = Path(options.plan_dir).resolve() if options.plan_dir else None
+        self.command = list(options.command) if options.command else default_command()
         self._cpus = 1.0
         self._locks: list[int] = []
-        self.warm = warm
+        self.warm = options.warm
         self._worker: WarmWorker | None = None
 
     # ---------------------------------------------------------------------------------------------

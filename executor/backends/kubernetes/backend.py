@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from hpt.executor.backend import Phase, Submission, TrialStatus
+from hpt.executor.backend import Backend, Phase, Submission, TrialStatus
 from hpt.executor.backends.kubernetes import render as k8s
 from hpt.executor.backends.kubernetes.pods import pod_failure, waiting_problem
 from hpt.executor.backends.kubernetes.watch import JobState, JobWatch, job_state, labels_match
@@ -49,36 +49,40 @@ class JobHandle:
     adopted: bool = False
 
 
-class KubernetesBackend:
-    """Trials as Kubernetes Jobs. Options (all optional, unknown ones ignored):
+@dataclass(frozen=True)
+class KubernetesOptions:
+    context: str | None = None               # the kubeconfig context (default: the current one)
+    namespace: str | None = None             # overrides the spec's kubernetes.namespace
+    cancel_on_exit: bool | None = None       # delete running Jobs when `hpt apply` is interrupted (default: leave them)
+    kubeconfig: str | None = None            # default: $KUBECONFIG, else ~/.kube/config, else in-cluster
+    retries: int | None = None               # the Job's backoffLimit (pod retries in the cluster; the loop retries)
+    manifest_via: str = "env"                # "env" or "configmap"
+    ttl_s: int = 86400                       # ttlSecondsAfterFinished
+    image_pull_timeout_s: float = 300.0      # how long a pod may wait on an image pull error before hpt fails it
+    unschedulable_timeout_s: float = 900.0   # ... or unschedulable (then its Job is deleted)
+    watch_read_timeout_s: float = 60.0       # reconnect the watch after this many quiet seconds
+    pod_check_interval_s: float = 15.0       # how often a pending Job's pod is inspected
+    capacity: int | None = None              # trials at once (default: GPUs allocatable ÷ GPUs per trial, else 16)
 
-    context, kubeconfig — which cluster; namespace — overrides the spec's kubernetes.namespace;
-    cancel_on_exit — delete running Jobs when `hpt apply` is interrupted (default False: leave them);
-    retries — the Job's backoffLimit (pod retries inside the cluster; default 0, the loop retries);
-    manifest_via — "env" (default) or "configmap"; ttl_s — ttlSecondsAfterFinished (default 1 day);
-    image_pull_timeout_s (300) / unschedulable_timeout_s (900) — how long a pod may wait on an image
-    pull error or an unschedulable pod before hpt fails the trial and deletes its Job;
-    watch_read_timeout_s — reconnect the watch after this many quiet seconds (default 60);
-    pod_check_interval_s — how often a pending Job's pod is inspected (default 15 s).
-    """
+
+class KubernetesBackend(Backend):
+    """Trials as Kubernetes Jobs (options: KubernetesOptions)."""
 
     name = "k8s"
+    Options = KubernetesOptions
     poll_interval = 0.5
 
-    def __init__(self, context: str | None = None, namespace: str | None = None, cancel_on_exit: bool | None = None,
-                 kubeconfig: str | None = None, retries: int | None = None, manifest_via: str = "env",
-                 ttl_s: int = 86400, image_pull_timeout_s: float = 300.0, unschedulable_timeout_s: float = 900.0,
-                 watch_read_timeout_s: float = 60.0, pod_check_interval_s: float = 15.0, capacity: int | None = None,
-                 **_unknown: Any):
-        self.context = context
-        self.kubeconfig = kubeconfig
-        self.cancel_on_exit = bool(cancel_on_exit)
-        self.options = k8s.RenderOptions(namespace=namespace, manifest_via=manifest_via,
-                                         backoff_limit=int(retries or 0), ttl_seconds_after_finished=int(ttl_s))
-        self.image_pull_timeout_s = image_pull_timeout_s
-        self.unschedulable_timeout_s = unschedulable_timeout_s
-        self.watch_read_timeout_s = watch_read_timeout_s
-        self._capacity = capacity
+    def __init__(self, options: KubernetesOptions = KubernetesOptions()):
+        self.context = options.context
+        self.kubeconfig = options.kubeconfig
+        self.cancel_on_exit = bool(options.cancel_on_exit)
+        self.options = k8s.RenderOptions(namespace=options.namespace, manifest_via=options.manifest_via,
+                                         backoff_limit=int(options.retries or 0),
+                                         ttl_seconds_after_finished=int(options.ttl_s))
+        self.image_pull_timeout_s = options.image_pull_timeout_s
+        self.unschedulable_timeout_s = options.unschedulable_timeout_s
+        self.watch_read_timeout_s = options.watch_read_timeout_s
+        self._capacity = options.capacity
         self._settings: k8s.ClusterSettings | None = None
         self._namespace: str | None = None
         self._experiment: str | None = None
@@ -90,7 +94,7 @@ class KubernetesBackend:
         self._waiting_since: dict[str, tuple[str, float]] = {}   # job → (problem kind, since)
         self._verdicts: dict[str, TrialStatus] = {}               # job → failure decided by hpt or read from its pod
         self._pod_checked: dict[str, tuple[float, tuple[str, str] | None]] = {}   # job → (when, problem)
-        self.pod_check_interval_s = pod_check_interval_s
+        self.pod_check_interval_s = options.pod_check_interval_s
         self._lock = threading.Lock()
 
     # -- what the loop may read ---------------------------------------------------------------
