@@ -85,7 +85,8 @@ def test_a_shell_script_trainer_runs_and_is_analysed(tmp_path):
     saw = store.get(f"models/{manifest['id']}/what-i-saw.txt").decode().split()
     assert saw == [str(manifest["params"]["lr"]), str(manifest["params"]["depth"])]
     assert "hpt:epoch" in store.get(f"models/{manifest['id']}/trial.log").decode()
-    assert store.list(f"tensorboard/{manifest['id']}/")
+    from hpt.results.tensorboard import read_scalars   # hpt:epoch lines → TensorBoard scalars, as TensorBoard reads them
+    assert read_scalars(results / "tensorboard" / manifest["id"]) == {"loss": [(1, 1.0), (2, 0.5), (3, pytest.approx(1 / 3, abs=1e-5))]}
 
     by_config = hpt("results", results, "--by", "config", "--format", "json")
     assert by_config.returncode == 0, by_config.stderr

@@ -1,0 +1,123 @@
+"""What does `hpt-trial` cost around a user's trainer, over running the same program by hand?
+
+Measured in one run, on the same trial of examples/own-model (its own PyTorch forecaster on the real
+Metro Interstate traffic data, imported with `hpt data import`):
+  by hand    the program as hpt-trial would start it (`python -m hpt.trial forecast.train:main` in the
+             source folder, with the trial protocol's environment: manifest, output folder, metrics file)
+  hpt-trial  `hpt-trial MANIFEST --results STORE` (fresh store each time): the digest check, the child,
+             its log kept, hpt:epoch lines → TensorBoard, the result read, outputs uploaded, the row written
+                                                                                        target: ≤ 1.05×
+The two alternate (--rounds pairs) so drift on a shared machine hits both alike; the median of the
+paired ratios is printed, for wall time and for CPU time (user + system of every process, the program's
+included: on a shared machine wall time mostly measures the neighbours). Usage:
+    .venv/bin/python bench/bench_user_trial.py [--rounds 5] [--epochs 12]
+    .venv/bin/python bench/bench_user_trial.py --command 'sleep 3; echo "hpt:result {\\"mse\\": 1}"'
+        # a program that only waits: hpt-trial's own overhead, free of CPU contention
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+EXAMPLE = ROOT / "examples" / "own-model"
+
+
+def prepare(work: Path, epochs: int, command: str | None) -> Path:
+    """A one-trial plan: the example's trainer on one range, or a shell command; returns the manifest."""
+    if command:
+        project = work / "cmd"
+        project.mkdir()
+        (project / "run.sh").write_text(command + "\n")
+        spec = {"trainer": {"command": ["sh", "run.sh"], "source": ".", "name": "cmd"},
+                "date-range": [["2010-06-01", "2010-08-01"]], "parameters": {"x": 1}}
+        (project / "spec.json").write_text(json.dumps(spec))
+    else:
+        project = work / "own-model"
+        shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns("data", "__pycache__"))
+        subprocess.run([project / "import-data.sh"], check=True, capture_output=True,
+                       env={"HPT": str(BIN / "hpt"), "PYTHON": sys.executable, "PATH": "/usr/bin:/bin"})
+        spec = json.loads((project / "spec.json").read_text())
+        spec |= {"date-range": [["2017-09-01", "2018-03-01"]], "parameters": {"hidden": 64, "lags": 24},
+                 "epochs": epochs, "search": {"seed": 0}}
+        spec.pop("fidelities")
+        (project / "spec.json").write_text(json.dumps(spec))
+    subprocess.run([BIN / "hpt", "compile", project / "spec.json", "--out", work / "plan"], check=True,
+                   capture_output=True)
+    trial = json.loads((work / "plan" / "plan.json").read_text())["trials"][0]
+    return work / "plan" / "trials" / f"{trial}.json"
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def by_hand(manifest_path: Path, work: Path) -> tuple[float, float]:
+    """The program as a user would run it with the protocol's environment (what hpt-trial starts)."""
+    doc = json.loads(manifest_path.read_text())
+    trainer = doc["trainer"]
+    scratch = Path(tempfile.mkdtemp(dir=work))
+    (scratch / "output").mkdir()
+    env = dict(os.environ, PYTHONUNBUFFERED="1", HPT_PROTOCOL="1", HPT_TRIAL_MANIFEST=str(manifest_path),
+               HPT_TRIAL_OUTPUT=str(scratch / "output"), HPT_TRIAL_METRICS=str(scratch / "output" / "metrics.json"))
+    argv = [sys.executable, "-m", "hpt.trial", trainer["entrypoint"]] if "entrypoint" in trainer else trainer["command"]
+    start, cpu = time.perf_counter(), _cpu()
+    with open(scratch / "log", "wb") as log:
+        subprocess.run(argv, cwd=trainer["source"], env=env, check=True, stdout=log, stderr=subprocess.STDOUT)
+    wall, cpu = time.perf_counter() - start, _cpu() - cpu
+    shutil.rmtree(scratch)
+    return wall, cpu
+
+
+def through_hpt_trial(manifest_path: Path, work: Path) -> tuple[float, float]:
+    store = Path(tempfile.mkdtemp(dir=work))
+    start, cpu = time.perf_counter(), _cpu()
+    proc = subprocess.run([BIN / "hpt-trial", manifest_path, "--results", store, "-q"], capture_output=True)
+    wall, cpu = time.perf_counter() - start, _cpu() - cpu
+    if proc.returncode != 0 or not list((store / "rows").glob("*.csv")):
+        raise SystemExit(f"hpt-trial failed ({proc.returncode}): {proc.stderr.decode()[-2000:]}")
+    shutil.rmtree(store)
+    return wall, cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--command", default=None, help="a shell command as the trainer instead of the example")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="hpt-bench-user-") as tmp:
+        work = Path(tmp)
+        manifest = prepare(work, args.epochs, args.command)
+        through_hpt_trial(manifest, work)   # warm caches (files, imports) for both sides
+        runs: dict[str, list[tuple[float, float]]] = {"by_hand": [], "through_hpt_trial": []}
+        for i in range(args.rounds):
+            order = (by_hand, through_hpt_trial) if i % 2 == 0 else (through_hpt_trial, by_hand)
+            for fn in order:
+                runs[fn.__name__].append(fn(manifest, work))
+            (hw, hc), (tw, tc) = runs["by_hand"][-1], runs["through_hpt_trial"][-1]
+            print(f"round {i + 1}: by hand {hw:.2f} s wall {hc:.2f} s CPU; hpt-trial {tw:.2f} s wall {tc:.2f} s CPU; "
+                  f"ratio wall {tw / hw:.3f} CPU {tc / hc:.3f}", flush=True)
+        what = "a shell command" if args.command else f"examples/own-model, {args.epochs} epochs"
+        for k, label in ((0, "wall"), (1, "CPU")):
+            hand = [r[k] for r in runs["by_hand"]]
+            wrapped = [r[k] for r in runs["through_hpt_trial"]]
+            ratios = [w / h for w, h in zip(wrapped, hand)]
+            print(f"{what}, {label}: by hand median {statistics.median(hand):.2f} s, hpt-trial median "
+                  f"{statistics.median(wrapped):.2f} s, overhead median {statistics.median(w - h for w, h in zip(wrapped, hand)):.3f} s; "
+                  f"ratio median {statistics.median(ratios):.3f} (min {min(ratios):.3f}, max {max(ratios):.3f}; target ≤ 1.05)")
+
+
+if __name__ == "__main__":
+    main()
