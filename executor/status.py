@@ -48,20 +48,23 @@ class ApplyState:
 def apply_state(store: Store, experiment_id: str) -> ApplyState | None:
     try:
         doc = json.loads(store.get(f"{RUNS}{experiment_id}.json"))
-    except (KeyError, ValueError):
+        pid = int(doc.get("pid", 0) or 0)
+    except (KeyError, ValueError, TypeError, AttributeError):  # none, or damaged: no apply known to run
         return None
     from hpt.executor.backends.local import process_alive
 
-    finished, pid, host = bool(doc.get("finished")), int(doc.get("pid", 0) or 0), str(doc.get("host", ""))
+    finished, host = bool(doc.get("finished")), str(doc.get("host", ""))
     alive = False if finished else process_alive(pid) if host == socket.gethostname() else None
     return ApplyState(host, pid, str(doc.get("backend", "")), str(doc.get("updated_at", "")), finished, alive,
-                      dict(doc.get("running") or {}))
+                      doc["running"] if isinstance(doc.get("running"), dict) else {})
 
 
 def _live_run(run: ApplyState | None) -> dict[str, dict[str, Any]]:
     if run is None or run.alive is False:
         return {}  # ended, or died here: the local pid records below say what still runs
-    return {tid: {**info, "since": info.get("started_at", "")} for tid, info in run.running.items()}
+    return {tid: {**info, "since": str(info.get("started_at", "")),
+                  "attempt": info["attempt"] if isinstance(info.get("attempt"), int) else 1}
+            for tid, info in run.running.items() if isinstance(info, dict)}  # a damaged record's entries: not trusted
 
 
 def _local_survivors(state_dir: Path | None, experiment_id: str) -> dict[str, dict[str, Any]]:

@@ -556,6 +556,42 @@ for case in [
     CASES.append(case)
 
 
+# --- status, apply: what an earlier apply left behind (pid records beside the plan, the run record in the store) ---------
+def _left_behind(record: Callable[[str, str], str | bytes], where: str) -> Callable[[Path], None]:
+    """A plan, then a file an earlier apply would have written, holding `record(experiment, trial)`."""
+    def setup(tmp: Path) -> None:
+        plan = _plan(tmp)
+        doc = json.loads((plan / "plan.json").read_text())
+        exp, tid = doc["experiment"], doc["trials"][0]
+        path = (plan / ".hpt" / "local" / exp / f"{tid}.pid.json") if where == "pid" else (tmp / "store" / "runs" / f"{exp}.json")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        content = record(exp, tid)
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return setup
+
+
+LEFT_BEHIND = {
+    "pid-random-bytes": (lambda e, t: bytes(range(256)), "pid"),
+    "pid-huge": (lambda e, t: json.dumps({"pid": 10**30, "trial_id": t, "log": "x.log"}), "pid"),
+    "pid-negative": (lambda e, t: json.dumps({"pid": -1, "trial_id": t, "log": "x.log"}), "pid"),
+    "pid-no-log": (lambda e, t: json.dumps({"pid": 999999, "trial_id": t}), "pid"),
+    "pid-list": (lambda e, t: "[1, 2]", "pid"),
+    "run-random-bytes": (lambda e, t: bytes(range(256)), "run"),
+    "run-list": (lambda e, t: "[1, 2]", "run"),
+    "run-pid-huge": (lambda e, t: json.dumps({"pid": 10**30, "host": __import__("socket").gethostname()}), "run"),
+    "run-pid-text": (lambda e, t: json.dumps({"pid": "[/x]", "host": "[/x]", "running": "[/x]"}), "run"),
+    "run-running-text": (lambda e, t: json.dumps({"pid": 999999, "host": "[/x]", "running": "[/x]"}), "run"),
+    "pid-init": (lambda e, t: json.dumps({"pid": 1, "trial_id": t, "log": "x.log"}), "pid"),
+    "run-running-entries-text": (lambda e, t: json.dumps({"pid": 999999, "host": "elsewhere", "running": {t: "[/x]"}}), "run"),
+    "run-attempt-text": (lambda e, t: json.dumps({"pid": 9, "host": "elsewhere", "running": {t: {"attempt": "[/x]"}}}), "run"),
+}
+for name, (record, where) in LEFT_BEHIND.items():
+    for command in (["status", "{tmp}/plan", "--results", "{tmp}/store"],
+                    ["apply", "{tmp}/plan", "--dry-run", "--results", "{tmp}/store"]):
+        CASES.append(Case(f"{command[0]}/left-behind-{name}-ok", command, spec=PLAN_SPEC, setup=_left_behind(record, where),
+                          ok=("pending" if command[0] == "status" else "trial(s) would run")))
+
+
 # --- results: stores --------------------------------------------------------------------------------------------------
 def _store_with(rows: list[dict]) -> Callable[[Path], None]:
     def setup(tmp: Path) -> None:

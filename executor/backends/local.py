@@ -63,6 +63,9 @@ def default_command() -> list[str]:
     return [sys.executable, "-m", "hpt.trainer"]
 
 
+PID_MAX = 2**22   # Linux's largest pid_max
+
+
 def _start_ticks(pid: int) -> str | None:
     """The process's start time in clock ticks (/proc/PID/stat field 22): guards against pid reuse."""
     try:
@@ -74,6 +77,8 @@ def _start_ticks(pid: int) -> str | None:
 
 def process_alive(pid: int, ticks: str | None = None) -> bool:
     """Whether `pid` still runs (not a zombie); with `ticks`, also that it is the same process."""
+    if not 1 < pid <= PID_MAX:  # a damaged record: 0 and -1 mean "every process" to kill(), 1 is init
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -282,17 +287,16 @@ class LocalBackend(Backend):
         adopted: dict[str, LocalHandle] = {}
         folder = self._dir(experiment_id)
         for record in sorted(folder.glob("*.pid.json")) if folder.is_dir() else []:
-            try:
+            try:  # a damaged record (bytes, another shape) is dropped: its trial is simply not adopted
                 info = json.loads(record.read_text())
                 pid, tid = int(info["pid"]), str(info["trial_id"])
-            except (OSError, ValueError, KeyError, TypeError):
+                # Trials that ended while nobody watched are returned too: the loop keeps their log and
+                # the store's row says how they ended; poll() reports them finished, release() cleans up.
+                adopted[tid] = LocalHandle(tid, pid, record, Path(info["log"]),
+                                           Path(info["manifest_copy"]) if info.get("manifest_copy") else None,
+                                           info.get("ticks"), None, int(info.get("attempt", 1)), list(info.get("command", [])))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
                 record.unlink(missing_ok=True)
-                continue
-            # Trials that ended while nobody watched are returned too: the loop keeps their log and
-            # the store's row says how they ended; poll() reports them finished, release() cleans up.
-            adopted[tid] = LocalHandle(tid, pid, record, Path(info["log"]),
-                                       Path(info["manifest_copy"]) if info.get("manifest_copy") else None,
-                                       info.get("ticks"), None, int(info.get("attempt", 1)), list(info.get("command", [])))
         return adopted
 
     def submit(self, submission: Submission) -> LocalHandle:
