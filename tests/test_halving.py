@@ -335,3 +335,18 @@ def test_a_crash_between_a_rounds_manifests_and_plan_json_redecides_the_same_byt
     again = next_round(plan, rows)
     assert again == first and {p.name: p.read_bytes() for p in sorted(plan.rglob("*.json"))} == after
     assert next_round(plan, rows) is None        # round 2 is not done yet: nothing more to decide
+
+
+@pytest.mark.parametrize("backend", ["docker", "k8s"])
+def test_every_backend_dry_runs_round_one_exactly(tmp_path, monkeypatch, backend, gcs_bucket):
+    """A round is only manifests: docker and k8s render round 1's trials like any plan's (no daemon, no cluster
+    needed for a dry run), and the budget of the rest is printed beside them."""
+    plan = compile_plan(tmp_path, "plan")
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/none.sock")
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    result = CliRunner().invoke(app, ["apply", str(plan), "--backend", backend, "--results", gcs_bucket, "--dry-run"])
+    assert result.exit_code == 0, result.output
+    round_one = json.loads((plan / "plan.json").read_text())["rounds"][0]["trials"]
+    assert all(tid in result.stdout for tid in round_one)
+    assert "24 of 24 trial(s) would run" in result.stderr and "≤ 34" in result.stderr
