@@ -625,6 +625,13 @@ for case in [
          setup=lambda tmp: (_store_with(DONE)(tmp), (tmp / "store" / "rows" / "t-0000000000000000.csv").write_bytes(bytes(range(256)))),
          ok="finished"),
     Case("results/mse-header-markup-free-ok", ["results", "{tmp}/store"], setup=_store_with(DONE), ok="mse"),
+    Case("results/fidelity-store-missing-markup", ["fidelity", "{tmp}/[/x]/nope"]),
+    Case("results/fidelity-one-fidelity", ["fidelity", "{tmp}/store"], setup=_store_with(DONE)),
+    Case("results/report-store-missing-markup", ["report", "{tmp}/[/x]/nope", "--out", "{tmp}/r.html"]),
+    Case("results/report-out-is-directory", ["report", "{tmp}/store", "--out", "{tmp}/store"], setup=_store_with(DONE)),
+    Case("results/report-failed-reason-markup-ok", ["report", "{tmp}/store", "--out", "{tmp}/[x].html"],
+         setup=_store_with(DONE + FAILED_MARKUP), ok="[x].html"),
+    Case("status/delete-plan-missing-markup", ["delete", "{tmp}/[/x]"]),
     Case("status/failed-reason-markup-ok", ["status", "{tmp}/plan", "--results", "{tmp}/store"], spec=PLAN_SPEC,
          setup=lambda tmp: _failed_row_for_plan(tmp), ok="[/data/x]"),
 ]:

@@ -426,5 +426,8 @@ def register(app: typer.Typer) -> None:
 
         obj = make_objective(objective)
         table = _one_fidelity(load_table(uri), None, needed=True)
-        path = write_report(table, obj, out, top=top, curves=curves)
+        try:
+            path = write_report(table, obj, out, top=top, curves=curves)
+        except OSError as err:  # --out is a folder, or cannot be written: the user's to fix
+            raise UserError(f"cannot write the report: {err.strerror or err}", where=str(out)) from None
         err_console.print(f"wrote {path} ({path.stat().st_size // 1024} KiB)", highlight=False)
