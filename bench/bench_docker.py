@@ -54,8 +54,8 @@ def baseline(work: Path, plan: Path, tag: str) -> list[float]:
     proc = hpt("apply", str(plan), "--backend", "docker", "--results", str(results), "--dry-run", check=True)
     times = []
     for line in proc.stdout.strip().splitlines():
-        assert line.startswith("docker run -d ")
-        cmd = "docker run --rm " + line[len("docker run -d "):] + " >/dev/null 2>&1"
+        assert line.startswith("docker run -d --rm ")
+        cmd = "docker run --rm " + line[len("docker run -d --rm "):] + " >/dev/null 2>&1"
         t = time.perf_counter()
         subprocess.run(["bash", "-c", cmd], check=True)
         times.append(time.perf_counter() - t)

@@ -90,9 +90,11 @@ class Backend(ABC):
     def capacity(self) -> int:
         """How many trials this backend can run at once by default (cores, GPUs, cluster quota)."""
 
-    def adopt(self, experiment_id: str) -> dict[str, Handle]:
-        """Trials of this experiment still running from an earlier `hpt apply` (crash, Ctrl-C):
-        trial id → handle, so the loop re-attaches instead of starting duplicates."""
+    def adopt(self, experiment_id: str, results_uri: str) -> dict[str, Handle]:
+        """Trials of this experiment writing to this store (`results_uri`, as Submission.results_uri
+        spells it) still running from an earlier `hpt apply` (crash, Ctrl-C): trial id → handle, so the
+        loop re-attaches instead of starting duplicates. Another store's trials of the same plan are not
+        this apply's: a backend that keeps state across applies keys it on the store too."""
         return {}
 
     @abstractmethod

@@ -407,7 +407,7 @@ class Scheduler:
         plan, backend = self.plan, self.backend
         backend.preflight(plan.submissions)
         to_run = self._classify()
-        adopted = backend.adopt(plan.experiment_id)
+        adopted = backend.adopt(plan.experiment_id, self.store.uri)
         now = time.monotonic()
         for tid, handle in adopted.items():
             sub = next((s for s in to_run if s.trial_id == tid), None)

@@ -67,7 +67,7 @@ def _live_run(run: ApplyState | None) -> dict[str, dict[str, Any]]:
             for tid, info in run.running.items() if isinstance(info, dict)}  # a damaged record's entries: not trusted
 
 
-def _local_survivors(state_dir: Path | None, experiment_id: str) -> dict[str, dict[str, Any]]:
+def _local_survivors(state_dir: Path | None, experiment_id: str, results_uri: str) -> dict[str, dict[str, Any]]:
     """Local trials that outlived their apply and still run (a record whose process has ended is not running)."""
     if state_dir is None or not (state_dir / experiment_id).is_dir():
         return {}
@@ -75,7 +75,7 @@ def _local_survivors(state_dir: Path | None, experiment_id: str) -> dict[str, di
 
     backend = LocalBackend.with_options(state_dir=state_dir)
     return {tid: {"attempt": h.attempt, "since": "outlived its hpt apply (pid %d)" % h.pid}
-            for tid, h in backend.adopt(experiment_id).items() if not backend.poll(h).finished}
+            for tid, h in backend.adopt(experiment_id, results_uri).items() if not backend.poll(h).finished}
 
 
 def _rounded(value: str) -> str:
@@ -91,7 +91,7 @@ def trial_states(plan: LoadedPlan, store: Store, local_state_dir: Path | None = 
     """Each trial's state; `run` is the experiment's apply_state (read here when not given)."""
     rows = ResultsPublisher(store).sync()
     run = run if run is not None else apply_state(store, plan.experiment_id)
-    running = {**_local_survivors(local_state_dir, plan.experiment_id), **_live_run(run)}
+    running = {**_local_survivors(local_state_dir, plan.experiment_id, store.uri), **_live_run(run)}
     states = []
     for sub in plan.submissions:
         tid = sub.trial_id

@@ -16,6 +16,7 @@ A dataset is read through the same interface (hpt.store.dataset).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Iterator, Protocol, runtime_checkable
@@ -124,6 +125,12 @@ def open_store(uri: str) -> Store:
     from hpt.store.local import LocalStore
 
     return LocalStore(uri)
+
+
+def store_id(uri: str) -> str:
+    """A short stable name for the store at `uri` (as open_store(uri).uri spells it): what a label or a
+    container name on a shared host carries, so two stores' runs of one plan never take each other's."""
+    return "s-" + hashlib.sha256(uri.encode("utf-8")).hexdigest()[:10]
 
 
 def row_key(trial_id: str) -> str:

@@ -22,10 +22,10 @@ import pytest
 
 from executor_support import write_plan
 from hpt.executor.backend import Phase, Submission
-from hpt.executor.backends.docker import (LABEL_ATTEMPT, LABEL_EXPERIMENT, LABEL_TRIAL, LABEL_VERSION,
+from hpt.executor.backends.docker import (LABEL_ATTEMPT, LABEL_EXPERIMENT, LABEL_STORE, LABEL_TRIAL, LABEL_VERSION,
                                           DockerBackend, container_name, detect_gpus, memory_bytes,
                                           rewrite_emulator_host)
-from hpt.store import open_store, row_key
+from hpt.store import open_store, row_key, store_id
 from hpt.schemas.errors import UserError
 from hpt.schemas.row import parse_row_csv
 from trial_factory import make_manifest
@@ -145,6 +145,39 @@ def test_plan_writes_results_to_gcs_emulator_from_containers(docker_client, trai
     assert containers(docker_client, exp) == []
 
 
+@pytest.mark.docker
+def test_two_stores_on_one_docker_host_keep_their_own_containers(docker_client, trainer_image, shared_dataset,
+                                                                 tmp_path):
+    """One plan applied into two stores at once on one Docker host, and a dry-run line for a third store run
+    by hand: each store's trials run once, in containers of their own; nobody adopts or removes another's."""
+    exp = experiment()
+    ms = [manifest(shared_dataset, exp, seed=s) for s in range(3)]
+    plan_dir = write_plan(tmp_path / "plan", ms)
+    by_hand = str(tmp_path / "store-by-hand")
+    line = hpt("apply", str(plan_dir), "--backend", "docker", "--results", by_hand, "--dry-run").stdout.splitlines()[0]
+    subprocess.run(["bash", "-c", line + " >/dev/null"], check=True)   # a dry-run line, run by hand
+    stores = [str(tmp_path / "store-a"), str(tmp_path / "store-b")]
+    procs = [subprocess.Popen([sys.executable, "-m", "hpt.cli", "apply", str(plan_dir), "--backend", "docker",
+                               "--results", s, "--parallel", "2", "-f", "json"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for s in stores]
+    outs = [p.communicate(timeout=400) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err for _, err in outs]
+    for (out, _), store in zip(outs, stores):
+        evs = events(out)
+        assert sorted(e["trial_id"] for e in evs if e["event"] == "trial-started") == sorted(m.id for m in ms)
+        assert not [e for e in evs if e["event"] in ("trial-adopted", "trial-retrying", "trial-failed")], evs
+        got = rows(store)
+        assert {t: r["status"] for t, r in got.items()} == {m.id: "done" for m in ms}
+        for m in ms:
+            assert open_store(store).get(f"logs/{m.id}.log").decode().count(f"===== {m.id} attempt") == 1
+    # The hand-run container was left alone: it finishes into its own store and removes itself (--rm).
+    deadline = time.monotonic() + 120
+    while containers(docker_client, exp) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert containers(docker_client, exp) == []
+    assert rows(by_hand)[ms[0].id]["status"] == "done"
+
+
 # --- failures the trainer cannot record ------------------------------------------------------------
 @pytest.mark.docker
 def test_oom_killed_trial_says_so_in_its_row(docker_client, trainer_image, shared_dataset, tmp_path):
@@ -251,11 +284,13 @@ def test_adopt_keeps_live_containers_cleans_up_dead_ones_and_never_duplicates(do
     exp = experiment()
     backend = DockerBackend.with_options(docker_client=docker_client)
     ids = [manifest(shared_dataset, exp, seed=s) for s in range(3)]
+    results = open_store(str(tmp_path / "results")).uri
 
     def leftover(m, command: str, start: bool):
         c = docker_client.containers.create(
-            IMAGE, entrypoint=["python3", "-c", command], name=container_name(exp, m.id),
-            labels={LABEL_EXPERIMENT: exp, LABEL_TRIAL: m.id, LABEL_ATTEMPT: "1", LABEL_VERSION: "0"})
+            IMAGE, entrypoint=["python3", "-c", command], name=container_name(exp, m.id, store_id(results)),
+            labels={LABEL_EXPERIMENT: exp, LABEL_STORE: store_id(results), LABEL_TRIAL: m.id, LABEL_ATTEMPT: "1",
+                    LABEL_VERSION: "0"})
         if start:
             c.start()
         return c
@@ -265,7 +300,8 @@ def test_adopt_keeps_live_containers_cleans_up_dead_ones_and_never_duplicates(do
     never = leftover(ids[2], "pass", False)
     try:
         dead.wait(timeout=60)
-        adopted = backend.adopt(exp)
+        assert backend.adopt(exp, open_store(str(tmp_path / "other-store")).uri) == {}  # not that store's
+        adopted = backend.adopt(exp, results)
         assert set(adopted) == {ids[0].id, ids[1].id}
         assert adopted[ids[0].id].attempt == 1
         assert backend.poll(adopted[ids[0].id]).phase == Phase.RUNNING
@@ -273,7 +309,7 @@ def test_adopt_keeps_live_containers_cleans_up_dead_ones_and_never_duplicates(do
         assert ended.phase == Phase.FAILED and ended.reason == "exit code 3" and ended.exit_code == 3
         assert {c.id for c in containers(docker_client, exp)} == {live.id, dead.id}, "the never-started one stays"
         # A second apply racing the first: submitting the live trial attaches to its container.
-        twin = backend.submit(submission(ids[0], str(tmp_path / "results")))
+        twin = backend.submit(submission(ids[0], results))
         assert twin.container_id == live.id
         assert len(containers(docker_client, exp)) == 2
         for handle in (adopted[ids[0].id], adopted[ids[1].id]):

@@ -230,7 +230,7 @@ def test_interrupt_leaves_trials_running_when_the_backend_says_so(tmp_path, setu
     result = run_plan(plan.with_results(store.uri), backend, store, RunOptions(parallel=2), events)
     assert result.interrupted and result.exit_code == 130 and result.left_running == 2
     assert "2 trial(s) left running: follow e-0123456789ab" in kinds(events.events, "run-finished")[0]["summary"]
-    survivors = backend.adopt(plan.experiment_id)
+    survivors = backend.adopt(plan.experiment_id, store.uri)
     assert sorted(survivors) == sorted(ids)  # still running, adoptable by the next apply
     for handle in survivors.values():
         backend.cancel(handle)

@@ -233,7 +233,7 @@ def test_an_existing_running_job_is_adopted_not_duplicated(cluster, api):
     watches_before = _watches(cluster, subs[0].experiment_id)
     again.preflight(subs)
     watching(cluster, again, watches_before)
-    adopted = again.adopt(subs[0].experiment_id)
+    adopted = again.adopt(subs[0].experiment_id, subs[0].results_uri)
     assert set(adopted) == {subs[0].trial_id}           # the finished one is not "still running"
     assert adopted[subs[0].trial_id].name == running.name and adopted[subs[0].trial_id].attempt == 1
     creates = len(cluster.requests("CREATE", "jobs"))

@@ -9,8 +9,10 @@ What a container gets (one pure function, `DockerBackend.spec`, decides it for b
   passed through with 127.0.0.1/localhost rewritten to host.docker.internal (mapped to the host
   gateway), so an emulator on the host is reachable;
 - the dataset folder (the manifest's data.uri when it is local) bind-mounted read-only at the same path;
-- labels hpt.experiment, hpt.trial, hpt.version, hpt.attempt (and hpt.gpus), by which a later
-  `hpt apply` finds the containers an earlier one left running;
+- labels hpt.experiment, hpt.store, hpt.trial, hpt.version, hpt.attempt (and hpt.gpus), by which a
+  later `hpt apply` into the same store finds the containers an earlier one left running; the
+  container's name carries experiment, trial and store too, so two applies of one plan into two
+  stores on one Docker host never adopt, replace or remove each other's containers;
 - cpu (nano_cpus) and memory limits from the manifest's `resources`, HPT_CPUS/OMP_NUM_THREADS so
   that torch uses as many threads as it has cores;
 - GPUs: `resources.gpus` → a device request for specific device ids taken from a pool (nvidia-smi -L,
@@ -50,7 +52,7 @@ from hpt.executor.shell import mount_option, shell_quote
 from hpt.schemas.dataset import local_data_uri
 from hpt.schemas.errors import UserError
 from hpt.schemas.resources import gpu_devices, gpu_share, memory_bytes
-from hpt.store import local_path
+from hpt.store import local_path, store_id
 
 LABEL_EXPERIMENT = "hpt.experiment"
 LABEL_TRIAL = "hpt.trial"
@@ -59,6 +61,7 @@ LABEL_ATTEMPT = "hpt.attempt"
 LABEL_GPUS = "hpt.gpus"
 LABEL_GPU_SHARE = "hpt.gpu-share"   # a trial that shares its device: "1/4"
 LABEL_RESULTS = "hpt.results"
+LABEL_STORE = "hpt.store"           # hpt.store.store_id of the results store
 CONTAINER_CREDENTIALS = "/var/run/secrets/hpt/google-credentials.json"
 EMULATOR_HOSTNAME = "host.docker.internal"
 EXIT_COULD_NOT_START = 125          # what `docker run` exits with when the daemon cannot start it
@@ -157,7 +160,8 @@ class RunSpec:
         """The equivalent `docker run` command, on one line for bash (GPUs by count: the real run
         picks free device ids)."""
         q = shell_quote
-        parts = ["docker", "run", "-d", "--init", "--name", q(self.name)]
+        # --rm: a line run by hand cleans up after itself (`hpt apply` removes its own containers).
+        parts = ["docker", "run", "-d", "--rm", "--init", "--name", q(self.name)]
         parts += [f"--label {q(f'{k}={v}')}" for k, v in self.labels.items()]
         parts += [f"--cpus {self.nano_cpus / 1e9:g}", f"--memory {self.mem_limit}b", f"--memory-swap {self.mem_limit}b"]
         if self.gpus:
@@ -301,13 +305,14 @@ class DockerBackend(Backend):
                 env["STORAGE_EMULATOR_HOST"] = rewrite_emulator_host(emulator)
                 extra_hosts[EMULATOR_HOSTNAME] = "host-gateway"
         relative = any(not os.path.isabs(p) for p in (data_uri, sub.results_uri) if p and local_path(p))
-        labels = {LABEL_EXPERIMENT: sub.experiment_id, LABEL_TRIAL: sub.trial_id, LABEL_VERSION: __version__,
-                  LABEL_ATTEMPT: str(sub.attempt)}
+        store = store_id(sub.results_uri)
+        labels = {LABEL_EXPERIMENT: sub.experiment_id, LABEL_STORE: store, LABEL_TRIAL: sub.trial_id,
+                  LABEL_VERSION: __version__, LABEL_ATTEMPT: str(sub.attempt)}
         if results_path:
             labels[LABEL_RESULTS] = results_path
         if 0 < gpu_share(gpus) < 1:
             labels[LABEL_GPU_SHARE] = str(gpu_share(gpus))
-        return RunSpec(image=image, name=container_name(sub.experiment_id, sub.trial_id), environment=env,
+        return RunSpec(image=image, name=container_name(sub.experiment_id, sub.trial_id, store), environment=env,
                        labels=labels, binds=binds, user=self._user(), nano_cpus=int(round(cpus * 1e9)),
                        memory=memory, mem_limit=memory_bytes(memory), gpus=gpus, extra_hosts=extra_hosts,
                        working_dir=os.getcwd() if relative else None, pass_env=self.pass_env)
@@ -377,14 +382,16 @@ class DockerBackend(Backend):
             limits.append(self.slots.capacity(gpus))
         return max(1, min(limits))
 
-    def adopt(self, experiment_id: str) -> dict[str, DockerHandle]:
-        """Running containers of this experiment → handles; so are exited ones, so that the loop
-        saves their logs and records how they ended before removing them. Never-started ones go."""
+    def adopt(self, experiment_id: str, results_uri: str) -> dict[str, DockerHandle]:
+        """Running containers of this experiment and store → handles; so are exited ones, so that the
+        loop saves their logs and records how they ended before removing them. Never-started ones go.
+        Another store's containers of the same plan are left alone."""
         client = self._client()
         import docker.errors
 
         found: dict[str, DockerHandle] = {}
-        for container in client.containers.list(all=True, filters={"label": f"{LABEL_EXPERIMENT}={experiment_id}"}):
+        mine = [f"{LABEL_EXPERIMENT}={experiment_id}", f"{LABEL_STORE}={store_id(results_uri)}"]
+        for container in client.containers.list(all=True, filters={"label": mine}):
             labels = container.labels or {}
             tid = labels.get(LABEL_TRIAL, "")
             status = container.status
@@ -632,9 +639,10 @@ class DockerBackend(Backend):
                 pass
 
 
-def container_name(experiment_id: str, trial_id: str) -> str:
-    """One name per trial of an experiment: the daemon refuses a second container with it."""
-    return f"hpt-{experiment_id}-{trial_id}"
+def container_name(experiment_id: str, trial_id: str, store: str) -> str:
+    """One name per trial of an experiment and store (hpt.store.store_id): the daemon refuses a second
+    container with it, and another store's run of the plan has names of its own."""
+    return f"hpt-{experiment_id}-{trial_id}-{store}"
 
 
 def _short(err: BaseException) -> str:

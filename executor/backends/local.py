@@ -283,13 +283,15 @@ class LocalBackend(Backend):
     def capacity(self) -> int:
         return max(1, int(_cores() // max(self._cpus, 1e-9)))
 
-    def adopt(self, experiment_id: str) -> dict[str, LocalHandle]:
+    def adopt(self, experiment_id: str, results_uri: str) -> dict[str, LocalHandle]:
         adopted: dict[str, LocalHandle] = {}
         folder = self._dir(experiment_id)
         for record in sorted(folder.glob("*.pid.json")) if folder.is_dir() else []:
             try:  # a damaged record (bytes, another shape) is dropped: its trial is simply not adopted
                 info = json.loads(record.read_text())
                 pid, tid = int(info["pid"]), str(info["trial_id"])
+                if info.get("results", results_uri) != results_uri:
+                    continue  # a trial of this plan writing to another store: not this apply's
                 # Trials that ended while nobody watched are returned too: the loop keeps their log and
                 # the store's row says how they ended; poll() reports them finished, release() cleans up.
                 adopted[tid] = LocalHandle(tid, pid, record, Path(info["log"]),

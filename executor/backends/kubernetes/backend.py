@@ -282,8 +282,9 @@ class KubernetesBackend(Backend):
                 pass
         return DEFAULT_CAPACITY
 
-    def adopt(self, experiment_id: str) -> dict[str, JobHandle]:
-        """This plan's Jobs still running (or waiting to start) in the cluster: trial id → handle."""
+    def adopt(self, experiment_id: str, results_uri: str) -> dict[str, JobHandle]:
+        """This plan's Jobs still running (or waiting to start) in the cluster: trial id → handle.
+        (Jobs are not keyed on the store yet: one namespace runs a plan into one store at a time.)"""
         watch = self._ensure_watch(experiment_id)
         if not watch.synced.wait(60):
             raise UserError(f"could not list the plan's Jobs: {watch.last_error or 'no answer in 60 s'}",
