@@ -4,8 +4,8 @@
 
 Rows are real row files (hpt.schemas.row.row_csv) in a temporary folder, or in a fake-gcs-server bucket
 with --gcs. The baseline, measured in the same run on the same rows: pandas.read_csv of the merged
-results.csv (what a user would do by hand, and what may lag behind rows/). load_table is timed with
-results.csv current (finished rows come from it) and lagging (every row file fetched: mid-run worst case).
+results.csv (what a user would do by hand, and what may lag behind rows/). load_table reads every row
+file (results.csv never overrides rows/), so "current" and "lagging" should time the same.
 """
 from __future__ import annotations
 
