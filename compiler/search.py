@@ -1,7 +1,8 @@
 """The search space and the configs drawn from it.
 
-A domain per tuned hyperparameter: `Values` (a list; grid or random choice) or `Distribution`
-(W&B's vocabulary: uniform, log-uniform, int-uniform, q-uniform; random search only). Untuned
+A domain per tuned hyperparameter: `Values` (a list of numbers, categorical choices or booleans; grid, or
+a uniform random choice: W&B's `categorical`) or `Distribution` (W&B's vocabulary: uniform, log-uniform,
+int-uniform, q-uniform; numeric hyperparameters, random search only). Untuned
 hyperparameters stay at the catalog default and are merged in by `configs()`.
 
 - grid: the Cartesian product, visited in a seeded random order; `trials` keeps a seeded random
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from hpt.compiler.limits import MAX_GRID, MAX_SAMPLED_GRID
-from hpt.schemas.catalog import Architecture, ParamSpec
+from hpt.schemas.catalog import Architecture, ParamSpec, Value, format_value
 from hpt.schemas.errors import UserError
 
 DEFAULT_RANDOM_TRIALS = 20
@@ -29,10 +30,10 @@ _DRAW_ATTEMPTS = 100           # draws per wanted config before giving up on fin
 
 @dataclass(frozen=True)
 class Values:
-    values: tuple[int | float, ...]
+    values: tuple[Value, ...]
 
     def describe(self) -> str:
-        return ", ".join(_fmt(v) for v in self.values)
+        return ", ".join(format_value(v) for v in self.values)
 
     def to_json(self) -> Any:
         return list(self.values)
@@ -90,7 +91,7 @@ def _fmt(value: float | None) -> str:
 
 def domain_from_spec(spec: ParamSpec, value: Any) -> Domain:
     """A validated spec entry → its domain (numbers coerced to the hyperparameter's type)."""
-    if isinstance(value, (int, float)):
+    if isinstance(value, (int, float, str)):  # bool is an int
         return Values((spec.coerce(value),))
     if isinstance(value, list):
         return Values(tuple(spec.coerce(v) for v in value))
@@ -138,7 +139,7 @@ class SearchSpace:
             raise UserError(f"the grid has {self.grid_size():.3g} configs, more than {MAX_SAMPLED_GRID:.0e}", where="parameters",
                             hint='use random search ("search": {"method": "random", "trials": N}): it draws without listing them')
 
-    def configs(self) -> Iterator[dict[str, int | float]]:
+    def configs(self) -> Iterator[dict[str, Value]]:
         """Each config: every hyperparameter of the architecture, tuned ones from the search."""
         defaults = self.architecture.defaults()
         specs = {p.name: p for p in self.architecture.parameters}

@@ -21,6 +21,7 @@ from typing import Any, Iterator
 
 from hpt.compiler.dates import Window
 from hpt.compiler.fidelities import Fidelity
+from hpt.schemas.catalog import Value
 from hpt.schemas.manifest import API_VERSION, TrialManifest, canonical_json, config_id, trial_id
 from hpt.schemas.resources import Resources
 from hpt.schemas.trainer import UserTrainer, hashed_trainer
@@ -87,8 +88,12 @@ class _Template:
         return "".join(out)
 
 
-def number_json(value: int | float) -> str:
-    """What canonical_json writes for a finite number (json uses the types' own repr)."""
+def value_json(value: Value) -> str:
+    """What canonical_json writes for a hyperparameter's value (json uses a number type's own repr)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return canonical_json(value)
     return float.__repr__(value) if isinstance(value, float) else int.__repr__(value)
 
 
@@ -126,7 +131,7 @@ def iter_trials(shape: TrialShape, configs: Iterator[dict[str, Any]], windows: l
         if params_template is None:  # every config has the same names: the architecture's hyperparameters
             names = list(params)
             params_template = _Template({}, tuple(names))
-        params_text = params_template.render(*[number_json(params[n]) for n in names])
+        params_text = params_template.render(*[value_json(params[n]) for n in names])
         config_text = '"c-' + hashlib.sha256(config_template.render(params_text).encode()).hexdigest()[:12] + '"'
         for w in range(len(windows)):
             for f, (id_template, template) in enumerate(zip(id_templates, templates)):
@@ -153,5 +158,7 @@ def _check_against_manifest(text: str, tid: str, params: dict[str, Any], window:
 
 def _check_params(params: dict[str, Any]) -> None:
     for name, value in params.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if isinstance(value, (bool, str)):
+            continue
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
             raise AssertionError(f"bug: hyperparameter {name} resolved to {value!r}")

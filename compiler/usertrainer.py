@@ -2,8 +2,9 @@
 
 The hyperparameters come from a catalog file shaped like an architecture of schemas/catalog.json
 (defaults, ranges, `auto` values: range checks and auto mode work as for the built-ins) and/or from
-the spec's own `parameters`, whose values imply the types (all integers: int; int-uniform: int;
-otherwise float) and which are then unbounded. Every manifest carries every one of them, resolved.
+the spec's own `parameters`, whose values imply the types (all integers: int; int-uniform: int; all
+booleans: bool; all strings: categorical, its choices the strings listed; otherwise float) and which are
+then unbounded. Every manifest carries every one of them, resolved.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any
 from hpt.compiler.limits import MAX_SPEC_BYTES
 from hpt.compiler.loading import parse_spec_text
 from hpt.compiler.paths import json_path
-from hpt.schemas.catalog import Architecture, ParamSpec, param_spec
+from hpt.schemas.catalog import BOOL, CATEGORICAL, NUMERIC, Architecture, ParamSpec, param_spec
 from hpt.schemas.errors import UserError
 from hpt.schemas.loader import schema_validator
 from hpt.schemas.trainer import UserTrainer, mutable_image, source_digest
@@ -93,10 +94,23 @@ def _catalog_params(relative: str, spec_dir: Path) -> list[ParamSpec]:
         raise UserError(errors[0].message, where=f"{where}: {json_path(list(errors[0].absolute_path)) or '(top level)'}")
     out: list[ParamSpec] = []
     for i, entry in enumerate(doc["parameters"]):
-        spec = param_spec({"min": -math.inf, "max": math.inf, "log": False, "help": "", **entry})
         at = f"{where}: parameters[{i}]"
+        numeric = entry["type"] in NUMERIC
+        if ("choices" in entry) != (entry["type"] == CATEGORICAL):
+            raise UserError(f"{entry['name']}: choices are what a categorical needs, and only a categorical", where=at)
+        if not numeric and any(key in entry for key in ("min", "max", "log")):
+            raise UserError(f"{entry['name']}: min, max and log apply to int and float only", where=at)
+        spec = param_spec({"min": -math.inf, "max": math.inf, "log": False, "help": "", **entry} if numeric
+                          else {"help": "", **entry})
         if spec.name in {p.name for p in out}:
             raise UserError(f"{spec.name!r} is declared twice", where=at)
+        for value in (spec.default, *spec.auto):
+            problem = spec.type_problem(value)
+            if problem:
+                raise UserError(f"default and auto values: {problem}", where=at)
+        if not numeric:
+            out.append(spec)
+            continue
         if spec.type == "int" and any(float(v) != int(v) for v in (spec.default, *spec.auto)):
             raise UserError(f"{spec.name} is an integer: default and auto values must be integers", where=at)
         if not spec.min <= spec.max or any(not spec.min <= v <= spec.max for v in (spec.default, *spec.auto)):
@@ -117,7 +131,13 @@ def _implied(name: str, value: Any) -> ParamSpec:
             values = value["values"] if "values" in value else [value["value"]]
         else:
             values = [value]
-        kind = "int" if all(isinstance(v, int) and not isinstance(v, bool) for v in values) else "float"
+        if all(isinstance(v, bool) for v in values):
+            return ParamSpec(name=name, type=BOOL, default=values[0], help="declared in the spec")
+        if all(isinstance(v, str) for v in values):  # the strings listed are its choices
+            return ParamSpec(name=name, type=CATEGORICAL, default=values[0], choices=tuple(values), help="declared in the spec")
+        if any(isinstance(v, (bool, str)) for v in values):
+            raise UserError("mixes numbers, strings and booleans: a hyperparameter has one type", where=f"parameters.{name}")
+        kind = "int" if all(isinstance(v, int) for v in values) else "float"
         default = values[0]
     return ParamSpec(name=name, type=kind, default=int(default) if kind == "int" else float(default),
                      min=-math.inf, max=math.inf, log=False, help="declared in the spec")

@@ -6,6 +6,7 @@ and whose message says what is wrong; unknown names come with the closest valid 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import re
 from pathlib import Path
@@ -16,7 +17,7 @@ from jsonschema.exceptions import ValidationError
 from hpt.compiler.limits import MAX_DATE, MAX_VALUES, MIN_DATE
 from hpt.compiler.paths import did_you_mean, json_path
 from hpt.compiler.usertrainer import SpecTrainer, load_trainer
-from hpt.schemas.catalog import Architecture, ParamSpec, architectures, metrics
+from hpt.schemas.catalog import CATEGORICAL, Architecture, ParamSpec, Value, architectures, metrics
 from hpt.compiler.wandb import to_hpt
 from hpt.schemas.errors import UserError, raise_all
 from hpt.schemas.kubernetes import ClusterSettings
@@ -373,7 +374,7 @@ def check_parameter(arch: Architecture, name: str, value: Any) -> None:
     if name not in arch.param_names:
         raise UserError(f"{arch.name} has no hyperparameter {name!r}", where=where, hint=did_you_mean(name, arch.param_names))
     spec = arch.param(name)
-    if isinstance(value, (int, float)):
+    if isinstance(value, (int, float, str)):  # bool is an int
         check_value(spec, value, where)
     elif isinstance(value, list):
         check_values(spec, value, where)
@@ -381,6 +382,9 @@ def check_parameter(arch: Architecture, name: str, value: Any) -> None:
         check_values(spec, value["values"], where + ".values")
     elif "value" in value:
         check_value(spec, value["value"], where + ".value")
+    elif not spec.numeric:
+        raise UserError(f"{spec.name} is {spec.type}: give its values (a list), not a {value['distribution']} distribution",
+                        where=where, hint=f"e.g. {json.dumps(list(spec.options))}")
     else:
         check_distribution(spec, value, where)
 
@@ -389,16 +393,23 @@ def check_values(spec: ParamSpec, values: list[Any], where: str) -> None:
     if len(values) > MAX_VALUES:
         raise UserError(f"{len(values):,} values, more than {MAX_VALUES:,}", where=where,
                         hint="a distribution with random search covers a range without listing it")
-    seen: dict[int | float, int] = {}
+    seen: dict[Any, int] = {}
     for i, value in enumerate(values):
         coerced = check_value(spec, value, f"{where}[{i}]")
-        if coerced in seen:
-            raise UserError(f"duplicate value {value!r} (same as [{seen[coerced]}]); a duplicate would run the same trial twice",
-                            where=f"{where}[{i}]")
-        seen[coerced] = i
+        # (type, value): True and 1 are equal in Python, but a bool never meets a number here
+        if (type(coerced), coerced) in seen:
+            raise UserError(f"duplicate value {value!r} (same as [{seen[(type(coerced), coerced)]}]); a duplicate would run "
+                            "the same trial twice", where=f"{where}[{i}]")
+        seen[(type(coerced), coerced)] = i
 
 
-def check_value(spec: ParamSpec, value: Any, where: str) -> int | float:
+def check_value(spec: ParamSpec, value: Any, where: str) -> Value:
+    problem = spec.type_problem(value)
+    if problem:
+        raise UserError(problem, where=where,
+                        hint=did_you_mean(value, spec.choices) if spec.type == CATEGORICAL and isinstance(value, str) else None)
+    if not spec.numeric:
+        return value
     if not math.isfinite(value):
         raise UserError("must be a finite number", where=where)
     if spec.type == "int" and float(value) != int(value):

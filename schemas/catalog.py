@@ -5,6 +5,7 @@ One source of truth for the compiler (defaults, auto-mode ranges, validation) an
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -12,19 +13,65 @@ from typing import Any
 from hpt.schemas.loader import load_json
 
 
+NUMERIC = ("int", "float")
+CATEGORICAL, BOOL = "categorical", "bool"
+Value = int | float | str | bool   # a hyperparameter's value: a number, one of a categorical's choices, or a bool
+
+
 @dataclass(frozen=True)
 class ParamSpec:
     name: str
-    type: str  # "int" | "float"
-    default: int | float
-    min: float
-    max: float
-    log: bool
+    type: str  # "int" | "float" | "categorical" (one of `choices`) | "bool"
+    default: Value
     help: str
-    auto: tuple[int | float, ...] = ()  # values auto mode tries; empty = stays at its default
+    min: float | None = None   # numeric types only: the range random search and validation keep to
+    max: float | None = None
+    log: bool = False
+    auto: tuple[Value, ...] = ()  # values auto mode tries; empty = stays at its default
+    choices: tuple[str, ...] = ()  # categorical only: every value it may take
 
-    def coerce(self, value: Any) -> int | float:
-        return int(value) if self.type == "int" else float(value)
+    @property
+    def numeric(self) -> bool:
+        return self.type in NUMERIC
+
+    @property
+    def options(self) -> tuple[Value, ...]:
+        """Every value a non-numeric hyperparameter may take (its choices, or false and true)."""
+        return self.choices if self.type == CATEGORICAL else (False, True) if self.type == BOOL else ()
+
+    def type_problem(self, value: Any) -> str | None:
+        """Why `value` cannot be this hyperparameter's (the wrong type, or not one of its choices); None if it can.
+        The compiler checks spec values with it, the trainer its manifest's."""
+        shown = json.dumps(value, default=repr)
+        if self.type == BOOL:
+            return None if isinstance(value, bool) else f"{self.name} is a bool: true or false, got {shown}"
+        if self.type == CATEGORICAL:
+            return None if isinstance(value, str) and value in self.choices else \
+                f"{shown} is not one of {self.name}'s choices: {', '.join(self.choices)}"
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"{self.name} is a number ({self.type}), got {shown}"
+        return None
+
+    def coerce(self, value: Any) -> Value:
+        """A checked value in this hyperparameter's type (ints of a float parameter become floats)."""
+        if self.type == "int":
+            return int(value)
+        if self.type == "float":
+            return float(value)
+        return value
+
+    def describe_range(self) -> str:
+        """'int [4, 1024] log', 'categorical adam|adamw|sgd', 'bool'."""
+        if self.numeric:
+            return f"{self.type} [{self.min:g}, {self.max:g}]" + (" log" if self.log else "")
+        return f"categorical {'|'.join(self.choices)}" if self.type == CATEGORICAL else "bool"
+
+
+def format_value(value: Value) -> str:
+    """A value as the CLI shows it: 0.001, 32, adamw, true."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 @dataclass(frozen=True)
@@ -43,7 +90,7 @@ class Architecture:
     def param_names(self) -> tuple[str, ...]:
         return tuple(p.name for p in self.parameters)
 
-    def defaults(self) -> dict[str, int | float]:
+    def defaults(self) -> dict[str, Value]:
         return {p.name: p.default for p in self.parameters}
 
 
@@ -55,8 +102,9 @@ class Metric:
 
 
 def param_spec(entry: dict[str, Any]) -> ParamSpec:
-    return ParamSpec(name=entry["name"], type=entry["type"], default=entry["default"], min=entry["min"],
-                     max=entry["max"], log=entry["log"], help=entry["help"], auto=tuple(entry.get("auto", ())))
+    return ParamSpec(name=entry["name"], type=entry["type"], default=entry["default"], help=entry["help"],
+                     min=entry.get("min"), max=entry.get("max"), log=entry.get("log", False),
+                     auto=tuple(entry.get("auto", ())), choices=tuple(entry.get("choices", ())))
 
 
 @cache

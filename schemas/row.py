@@ -43,6 +43,8 @@ def column_order(columns: Iterable[str]) -> list[str]:
 
 
 def _fmt(value: Any) -> Any:
+    if isinstance(value, bool):  # a bool hyperparameter, spelt as in the spec and the manifest
+        return "true" if value else "false"
     return repr(value) if isinstance(value, float) else value  # repr: the shortest text that reads back exactly
 
 

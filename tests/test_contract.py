@@ -74,8 +74,11 @@ def test_catalog_has_the_seed_architectures_and_shared_families():
         for family_param in (*learning_rate_family(), "batch_size"):
             assert family_param in arch.param_names
         for p in arch.parameters:
-            assert p.min <= p.default <= p.max, (arch.name, p.name)
-            assert all(p.min <= v <= p.max for v in p.auto), (arch.name, p.name)
+            # every default and auto value is a value the hyperparameter may take: in range, or one of its options
+            for value in (p.default, *p.auto):
+                assert p.type_problem(value) is None, (arch.name, p.name, value)
+                assert p.min <= value <= p.max if p.numeric else value in p.options, (arch.name, p.name, value)
+            assert p.numeric or (p.min is None and p.max is None and not p.log), (arch.name, p.name)
     attention = architectures()["lstm-attention"].param_names
     assert {"num_of_attentions", "attention_hidden_layer_size", "attention_regularization"} <= set(attention)
     assert set(default_metrics()) <= set(metrics())

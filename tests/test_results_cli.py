@@ -191,3 +191,36 @@ def test_report_with_one_date_range(runner, tmp_path):
     assert "★" not in page  # no config can be best on every range of one: no caption promises the mark either
     assert "baseline" not in page  # its rows carry no baseline_mse: no card
     assert page.count("data:image/png;base64,") == 2 and "Skipped (--no-curves)" in page
+
+
+def test_categorical_and_boolean_hyperparameters_through_every_view(runner, tmp_path):
+    """Rows with an `optimizer` choice and a `clip_gradients` bool, as the trainer writes them (true/false):
+    `--by config`, `--trends`, `hpt fidelity` and the report name and rank them; the known answer is
+    adamw without clipping, best on every range."""
+    base = {"adam": 0.60, "adamw": 0.50, "sgd": 0.90}
+    low, high = open_store(str(tmp_path / "low")), open_store(str(tmp_path / "high"))
+    for optimizer, mse in base.items():
+        for clip in ("false", "true"):
+            params = {"optimizer": optimizer, "clip_gradients": clip, "learning_rate": 0.01}
+            for j, rng in enumerate(RANGES):
+                value = mse + (0.05 if clip == "true" else 0.0) + 0.01 * j
+                put_trial(high, "lstm", params, rng, mse=value)
+                put_trial(low, "lstm", params, rng, mse=value * 2, mode="quick")
+    doc = json.loads(_ok(runner.invoke(app, ["results", high.uri, "--by", "config", "--trends", "-f", "json"])))
+    configs = doc["by_config"]["configs"]
+    assert configs[0]["best_everywhere"] and configs[0]["wins"] == 3
+    assert (configs[0]["params"]["param.optimizer"], configs[0]["params"]["param.clip_gradients"]) == ("adamw", "false")
+    assert [c["params"]["param.optimizer"] for c in configs] == ["adamw", "adamw", "adam", "adam", "sgd", "sgd"]
+    trends = {(t["param"], t["value"]): t for t in doc["trends"]}
+    assert set(trends) == {("optimizer", "adam"), ("optimizer", "adamw"), ("optimizer", "sgd"),
+                           ("clip_gradients", "false"), ("clip_gradients", "true")}  # learning_rate never varied
+    assert trends["optimizer", "adamw"]["best_value"] and trends["clip_gradients", "false"]["best_value"]
+    assert trends["optimizer", "sgd"]["mean"] == pytest.approx(0.90 + 0.025 + 0.01)
+    table = _ok(runner.invoke(app, ["results", high.uri, "--by", "config"]))
+    assert "clip_gradients=false optimizer=adamw" in table and "★" in table
+    fidelity = json.loads(_ok(runner.invoke(app, ["fidelity", low.uri, high.uri, "-f", "json"])))
+    assert fidelity["spearman"] == pytest.approx(1.0) and fidelity["n_common"] == 6
+    out = tmp_path / "report.html"
+    _ok(runner.invoke(app, ["report", high.uri, "--out", str(out)]))
+    page = out.read_text(encoding="utf-8")
+    assert "clip_gradients=false optimizer=adamw" in page and page.count("data:image/png;base64,") >= 2

@@ -249,15 +249,20 @@ def test_incomplete_params_leave_a_failed_row(small_dataset, tmp_path):
     assert "missing hyperparameter(s) dropout" in _row(tmp_path, manifest.id)["reason"]
 
 
-def test_eager_adam_steps_exactly_like_torch_adam():
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
+def test_eager_optimizers_step_exactly_like_torch(name):
     import torch
 
-    from hpt.trainer.optim import EagerAdam
+    from hpt.trainer.optim import ADAMW_WEIGHT_DECAY, SGD_MOMENTUM, make_optimizer
 
-    def train(optimizer_class) -> list[torch.Tensor]:
+    torchs = {"adam": lambda p: torch.optim.Adam(p, lr=0.01),
+              "adamw": lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=ADAMW_WEIGHT_DECAY),
+              "sgd": lambda p: torch.optim.SGD(p, lr=0.01, momentum=SGD_MOMENTUM)}
+
+    def train(make) -> list[torch.Tensor]:
         torch.manual_seed(0)
         model = torch.nn.Sequential(torch.nn.EmbeddingBag(50, 8), torch.nn.Linear(8, 1))
-        optimizer = optimizer_class(model.parameters(), lr=0.01)
+        optimizer = make(model.parameters())
         scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.9)
         data = torch.Generator().manual_seed(1)
         for _ in range(3):
@@ -270,8 +275,23 @@ def test_eager_adam_steps_exactly_like_torch_adam():
             scheduler.step()
         return [p.detach().clone() for p in model.parameters()]
 
-    for ours, theirs in zip(train(EagerAdam), train(torch.optim.Adam)):
-        assert torch.equal(ours, theirs)
+    ours = train(lambda p: make_optimizer(name, p, lr=0.01))
+    assert type(make_optimizer(name, [torch.zeros(1, requires_grad=True)], lr=0.1)).__name__.lower() == f"eager{name}"
+    for mine, theirs in zip(ours, train(torchs[name])):
+        assert torch.equal(mine, theirs)
+
+
+def test_the_optimizer_and_gradient_clipping_are_honoured(small_dataset):
+    """Each choice of the categorical `optimizer` and of the bool `clip_gradients` trains, and differently."""
+    mse = {}
+    for optimizer in ("adam", "adamw", "sgd"):
+        for clip in (False, True):
+            manifest = make_manifest(small_dataset, "bag-of-words", epochs=3, learning_rate=0.01, optimizer=optimizer,
+                                     clip_gradients=clip)
+            m = fit(manifest.architecture, manifest.params, _prepare(manifest), seed=manifest.seed, max_epochs=3).metrics
+            assert m["mse"] < m["baseline_mse"], (optimizer, clip, m)
+            mse[optimizer, clip] = m["mse"]
+    assert len(set(mse.values())) == len(mse), mse
 
 
 def test_resources_gpus_decides_the_device_where_a_gpu_is_visible(monkeypatch):

@@ -53,10 +53,12 @@ def test_hpt_trial_writes_a_folder_store(small_dataset, tmp_path):
     assert (results / row_key(manifest.id)).read_bytes() == before
 
 
-def test_a_trial_imports_nothing_it_does_not_use(small_dataset, tmp_path):
-    """torch.compile's machinery (torch._dynamo, sympy) and the analysis stack cost seconds per trial process."""
+@pytest.mark.parametrize("optimizer, clip", [("adam", False), ("adamw", True), ("sgd", True)])
+def test_a_trial_imports_nothing_it_does_not_use(small_dataset, tmp_path, optimizer, clip):
+    """torch.compile's machinery (torch._dynamo, sympy) and the analysis stack cost seconds per trial process:
+    with every optimizer, and with gradient clipping."""
     path = tmp_path / "trial.json"
-    path.write_text(make_manifest(small_dataset, "bag-of-words", epochs=1).to_json())
+    path.write_text(make_manifest(small_dataset, "bag-of-words", epochs=1, optimizer=optimizer, clip_gradients=clip).to_json())
     probe = ("import sys\nfrom hpt.trainer.__main__ import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
              "    print(sorted(m for m in ('torch._dynamo', 'sympy', 'matplotlib', 'scipy', 'hpt.results') if m in sys.modules),"
              " e.code)\n")

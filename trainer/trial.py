@@ -156,10 +156,10 @@ def _check_params(manifest: TrialManifest) -> None:
     if missing:
         raise UserError(f"missing hyperparameter(s) {', '.join(missing)} for {arch.name}", where="manifest: params",
                         hint="manifests are written by `hpt compile`, which resolves every default")
-    for name in arch.param_names:
-        value = manifest.params[name]
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise UserError(f"hyperparameter {name} must be a number, got {value!r}", where=f"manifest: params.{name}")
+    for spec in arch.parameters:
+        problem = spec.type_problem(manifest.params[spec.name])
+        if problem:
+            raise UserError(f"hyperparameter {problem}", where=f"manifest: params.{spec.name}")
 
 
 def _tensorboard_writer(folder: Path):

@@ -69,6 +69,8 @@ def _epochs(resolved) -> str:  # noqa: ANN001
 
 
 def _review(result) -> None:  # noqa: ANN001 — CompileResult, imported lazily
+    from hpt.schemas.catalog import format_value
+
     resolved = result.resolved
     console.print(styled((result.experiment, "bold"), f"  {resolved.architecture.name}  mode ", (resolved.mode, "bold"),
                          f"  {_epochs(resolved)}  month {result.month}"))
@@ -90,15 +92,14 @@ def _review(result) -> None:  # noqa: ANN001 — CompileResult, imported lazily
     params.add_column("count", justify="right")
     for name, domain in resolved.space.domains.items():
         seen = result.values.get(name, [])
-        tried = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in seen)
+        tried = ", ".join(format_value(v) for v in seen)
         if resolved.space.method == "random" and type(domain).__name__ == "Distribution":
             tried = f"{domain.describe()}: {len(seen)} draws"
         params.add_row(name, tried, str(len(seen)))
     tuned = set(resolved.space.domains)
     fixed = [p for p in resolved.architecture.parameters if p.name not in tuned]
     if fixed:
-        params.add_row("defaults", ", ".join(f"{p.name}={p.default:g}" if isinstance(p.default, float)
-                                             else f"{p.name}={p.default}" for p in fixed), "", style="dim")
+        params.add_row("defaults", ", ".join(f"{p.name}={format_value(p.default)}" for p in fixed), "", style="dim")
     console.print(params)
     if result.rungs:
         console.print(halving_table(result.rungs, resolved.space.eta))
@@ -158,7 +159,7 @@ def architectures_command(
 ) -> None:
     """Show the architectures catalog: each architecture and its hyperparameters."""
     from hpt.compiler.paths import did_you_mean
-    from hpt.schemas.catalog import architectures
+    from hpt.schemas.catalog import architectures, format_value
 
     catalog = architectures()
     if name is not None and name not in catalog:
@@ -166,7 +167,8 @@ def architectures_command(
     chosen = [catalog[name]] if name else list(catalog.values())
     if chosen_format(fmt, output) is Format.json:
         typer.echo(json.dumps({a.name: {"description": a.description, "parameters": [
-            {"name": p.name, "type": p.type, "default": p.default, "min": p.min, "max": p.max, "log": p.log,
+            {"name": p.name, "type": p.type, "default": p.default,
+             **({"min": p.min, "max": p.max, "log": p.log} if p.numeric else {"choices": list(p.options)}),
              "auto": list(p.auto), "help": p.help} for p in a.parameters]} for a in chosen}, indent=2))
         return
     if name is None:
@@ -187,9 +189,8 @@ def architectures_command(
     table.add_column("range", no_wrap=True)
     table.add_column("auto mode tries", max_width=16)
     for p in arch.parameters:
-        scale = " log" if p.log else ""
-        table.add_row(styled((p.name, "bold"), "\n", (p.help, "dim")), f"{p.default:g}", f"{p.type} [{p.min:g}, {p.max:g}]{scale}",
-                      ", ".join(f"{v:g}" for v in p.auto))
+        table.add_row(styled((p.name, "bold"), "\n", (p.help, "dim")), format_value(p.default), p.describe_range(),
+                      ", ".join(format_value(v) for v in p.auto))
     console.print(table)
 
 
