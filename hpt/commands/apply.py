@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import socket
 import shlex
 import sys
 from pathlib import Path
@@ -11,22 +10,22 @@ from typing import Any, Optional
 
 import typer
 
+from hpt.api import DEFAULT_RESULTS, LOCAL_STATE
 from hpt.commands.common import EXIT_OK, Format, chosen_format, console, err_console, format_option, output_alias, user_errors
 from hpt.schemas.errors import UserError
 
-DEFAULT_RESULTS = "./hpt-results"
 # Options that only some backends take; each is passed to the backend's constructor as a keyword.
 BACKEND_OPTIONS = {"context": ("k8s",), "namespace": ("k8s",), "cancel_on_exit": ("k8s",), "warm": ("local",)}
-STATE = ".hpt"
 # The spelling of a boolean option's "off" form, where it is not --no-<name>.
 OFF_FLAGS = {"cancel_on_exit": "--keep-on-exit"}
 
 
-def _results_uri(plan, results: str | None) -> str:
+def _results_uri(plan, results: str | None) -> str:  # noqa: ANN001 — LoadedPlan
     return results or plan.results or DEFAULT_RESULTS
 
 
-def _backend_options(name: str, plan_dir: Path, given: dict[str, Any]) -> dict[str, Any]:
+def _backend_options(name: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The options given on the command line, each refused on a backend that does not take it."""
     options: dict[str, Any] = {}
     for key, value in given.items():
         if value is None:
@@ -35,9 +34,6 @@ def _backend_options(name: str, plan_dir: Path, given: dict[str, Any]) -> dict[s
             flag = "--" + key.replace("_", "-")
             raise UserError(f"{flag} applies to --backend {'/'.join(BACKEND_OPTIONS[key])} only", where=flag)
         options[key] = value
-    if name == "local":
-        # pid files of running trials live beside the plan, so a re-apply after a crash adopts them
-        options.update(state_dir=plan_dir / STATE / "local", plan_dir=plan_dir)
     return options
 
 
@@ -52,16 +48,6 @@ def _resume_command(plan_dir: str, backend: str, results: str, given: dict[str, 
             off = OFF_FLAGS.get(key, "--no-" + key.replace("_", "-"))
             parts += [flag] if value is True else [off] if value is False else [flag, str(value)]
     return " ".join(shlex.quote(p) for p in parts)
-
-
-def _publish_rounds(store, plan) -> None:  # noqa: ANN001 — Store, Plan
-    """An adaptive plan's rounds, copied into the store (rounds/<experiment>.json) so that `hpt results`
-    and the report, which read only the store, can say which round and promotion each row belongs to."""
-    from hpt.store import ROUNDS
-
-    if plan.rounds:
-        store.put(f"{ROUNDS}{plan.experiment}.json", json.dumps({"experiment": plan.experiment, "rounds": plan.rounds},
-                                                              indent=1, sort_keys=True).encode("utf-8"))
 
 
 def _rounds(rounds: list[dict[str, Any]], states: dict[str, str]) -> list[dict[str, Any]]:
@@ -134,12 +120,11 @@ def register(app: typer.Typer) -> None:
         warm: Optional[bool] = typer.Option(None, "--warm/--no-warm", help="local: fork each trial from a worker that imported torch once, instead of a fresh hpt-trial process."),
     ) -> None:
         """Run every trial of a plan that has no row yet; safe to re-run (it resumes)."""
-        from hpt.executor.backends import get_backend
+        from hpt import api
         from hpt.executor.events import JsonLines, RichProgress
-        from hpt.executor.loop import RunOptions, run_plan
         from hpt.executor.plan import load_plan
         from hpt.executor.publish import ResultsPublisher
-        from hpt.store import StoreUnavailable, open_store
+        from hpt.store import open_store
 
         fmt = chosen_format(fmt, output)
         for flag, seconds in (("--timeout", timeout), ("--backoff", backoff)):
@@ -148,9 +133,10 @@ def register(app: typer.Typer) -> None:
         plan = load_plan(plan_dir)
         uri = _results_uri(plan, results)
         given = {"context": context, "namespace": namespace, "cancel_on_exit": cancel_on_exit, "warm": warm}
-        runner = get_backend(backend, **_backend_options(backend, plan_dir.resolve(), given))
+        options = _backend_options(backend, given)
 
         if dry_run:
+            runner = api.make_backend(backend, plan_dir, **options)
             # Like `kubectl apply --dry-run`: works without credentials; the store only trims what is done.
             try:
                 store = open_store(uri)
@@ -186,62 +172,29 @@ def register(app: typer.Typer) -> None:
                     err_console.print(halving_table(plan.plan.halving["rungs"], plan.plan.halving["eta"]))
             raise typer.Exit(EXIT_OK)
 
-        store = open_store(uri)
-        plan = plan.with_results(store.uri, timeout)
-        reporter = JsonLines() if fmt is Format.json else RichProgress(err_console)
-        options = RunOptions(parallel=parallel, retries=retries, timeout_s=timeout, max_failures=max_failures,
-                             skip_failed=skip_failed, backoff_s=backoff,
-                             resume_hint=_resume_command(str(plan_dir), backend, store.uri, given),
-                             owner=f"{socket.gethostname()}:{plan_dir.resolve()}")
-        try:
-            _publish_rounds(store, plan.plan)
-            outcome = run_plan(plan, runner, store, options, reporter)
-            while outcome.exit_code == 0 and plan.plan.rounds:
-                decision = _next_round(plan_dir, store, fmt)
-                if decision is None:
-                    break
-                plan = load_plan(plan_dir).with_results(store.uri, timeout)
-                _publish_rounds(store, plan.plan)
-                outcome = run_plan(plan, runner, store, options, reporter)
-        except StoreUnavailable as err:  # trials already trained keep waiting for the store, up to the same deadline
-            raise StoreUnavailable(err.message, where=err.where,
-                                   hint=f"{err.hint}; resume once it is back: {options.resume_hint}") from None
-        except OSError as err:  # a results folder or state folder we cannot write: the user can fix it
-            raise UserError(f"cannot write: {err.strerror or err}", where=err.filename or store.uri) from None
-        finally:
-            reporter.close()
-        if junit is not None:
-            from hpt.results.junit import write_junit
+        def announce(decision) -> None:  # noqa: ANN001 — hpt.compiler.rounds.Decision
+            if fmt is Format.json:
+                print(json.dumps({"event": "round", "round": decision.round, "fidelity": decision.fidelity,
+                                  "configs": decision.configs, "trials": decision.trials, **decision.record}), flush=True)
+                return
+            promoted = decision.record.get("promoted")
+            if promoted is not None:
+                best = ", ".join(f"{p['config']} ({p['score']:.4g})" if p["score"] is not None else p["config"]
+                                 for p in promoted[:3])
+                message = (f"round {decision.round}: promoted {len(promoted)} of {decision.record['scored']} configs to "
+                           f"{decision.fidelity} ({len(decision.trials)} trials); best {best}")
+            else:
+                message = (f"round {decision.round}: {len(decision.configs)} new configs proposed "
+                           f"({len(decision.trials)} trials), told {decision.record.get('told', 0)} results")
+            err_console.print(message, highlight=False, soft_wrap=True)
 
-            rows = ResultsPublisher(store).sync()
-            # Every trial of the plan is a testcase: one that never ran (a stopped run) is <skipped>.
-            write_junit([rows.get(tid) or {"trial_id": tid, "status": "not run", "reason": "not run by this apply"}
-                         for tid in plan.trial_ids], junit)
+        store_uri = open_store(uri).uri
+        outcome = api.apply(plan_dir, backend=backend, results=store_uri, parallel=parallel, retries=retries,
+                            timeout=timeout, max_failures=max_failures, skip_failed=skip_failed, backoff=backoff,
+                            junit=junit, reporter=JsonLines() if fmt is Format.json else RichProgress(err_console),
+                            on_round=announce, resume_hint=_resume_command(str(plan_dir), backend, store_uri, given),
+                            backend_options=options)
         raise typer.Exit(outcome.exit_code)
-
-    def _next_round(plan_dir: Path, store, fmt: Format):  # noqa: ANN001, ANN202 — Store, Decision (imported lazily)
-        """Adaptive search: decide the next round from the finished rows and record it in the plan."""
-        from hpt.compiler.rounds import next_round
-        from hpt.executor.publish import ResultsPublisher
-
-        decision = next_round(plan_dir, ResultsPublisher(store).sync())
-        if decision is None:
-            return None
-        if fmt is Format.json:
-            print(json.dumps({"event": "round", "round": decision.round, "fidelity": decision.fidelity,
-                              "configs": decision.configs, "trials": decision.trials, **decision.record}), flush=True)
-            return decision
-        promoted = decision.record.get("promoted")
-        if promoted is not None:
-            best = ", ".join(f"{p['config']} ({p['score']:.4g})" if p["score"] is not None else p["config"]
-                             for p in promoted[:3])
-            message = (f"round {decision.round}: promoted {len(promoted)} of {decision.record['scored']} configs to "
-                       f"{decision.fidelity} ({len(decision.trials)} trials); best {best}")
-        else:
-            message = (f"round {decision.round}: {len(decision.configs)} new configs proposed "
-                       f"({len(decision.trials)} trials), told {decision.record.get('told', 0)} results")
-        err_console.print(message, highlight=False, soft_wrap=True)
-        return decision
 
     @app.command("status")
     @user_errors
@@ -260,7 +213,7 @@ def register(app: typer.Typer) -> None:
         plan = load_plan(plan_dir)
         store = open_store(_results_uri(plan, results))
         run = apply_state(store, plan.experiment_id)
-        states = trial_states(plan, store, plan_dir.resolve() / STATE / "local", run)
+        states = trial_states(plan, store, plan_dir.resolve() / LOCAL_STATE, run)
         counts: dict[str, int] = {}
         for s in states:
             counts[s.state] = counts.get(s.state, 0) + 1

