@@ -8,6 +8,7 @@ Parquet) of the first bad value.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -163,7 +164,9 @@ def _times(raw, columns: list[str], time_format: str | None, where: str, line: C
             if empty.any():
                 raise UserError(f"empty time in column {column!r} at {line(int(empty.to_numpy().argmax()))}", where=where)
             try:
-                stamps = pd.to_datetime(text, format=time_format, errors="coerce", utc=True)
+                with warnings.catch_warnings():  # pandas warns when it falls back to parsing times one by one
+                    warnings.simplefilter("ignore", UserWarning)
+                    stamps = pd.to_datetime(text, format=time_format, errors="coerce", utc=True)
             except (ValueError, KeyError) as err:  # a layout strptime does not know ("%Q")
                 raise UserError(f"not a time layout: {time_format!r} ({err})", where="--time-format") from None
 
