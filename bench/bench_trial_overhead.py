@@ -12,6 +12,12 @@ Measured in one run, against a floor measured in the same run:
               every trial's MSE, so a before/after pair shows the same results
   --warm      the same 30 quick trials through `hpt apply --parallel 1` with and without --warm (a worker that
               imported torch once forks each trial): wall times and the ratio
+  --adam      what EagerAdam saves, paired in one run: a process that imports torch and takes one optimizer
+              step with torch.optim.Adam (which imports torch._dynamo and sympy) vs with hpt's EagerAdam
+
+  --baseline-bin DIR   also run the per-arch and --example measurements with another installation's `hpt` and
+              `hpt-trial` (e.g. a checkout of the commit before a change, installed in its own venv), interleaved
+              with this one's: before/after in one run
 
 Medians of --runs runs, interleaved with the floor so drift on a shared machine hits both alike. Usage:
     .venv/bin/python bench/bench_trial_overhead.py [--arch bag-of-words,lstm] [--runs 5]
@@ -59,10 +65,10 @@ def quick_plan(work: Path, arch: str, trials: int = 1) -> Path:
     return plan
 
 
-def one_trial(manifest: Path, results: Path) -> tuple[float, float]:
+def one_trial(manifest: Path, results: Path, bin_dir: Path = BIN) -> tuple[float, float]:
     """(wall to row written, train_time_s) of one `hpt-trial` process."""
     t0 = time.time()
-    run([str(BIN / "hpt-trial"), str(manifest), "--results", str(results)])
+    run([str(bin_dir / "hpt-trial"), str(manifest), "--results", str(results)])
     rows = list((results / "rows").glob("*.csv"))
     assert len(rows) == 1, rows
     row = next(csv.DictReader(rows[0].open(encoding="utf-8")))
@@ -70,29 +76,40 @@ def one_trial(manifest: Path, results: Path) -> tuple[float, float]:
     return rows[0].stat().st_mtime - t0, float(row["train_time_s"])
 
 
-def bench_arch(work: Path, arch: str, runs: int) -> dict:
+def bench_arch(work: Path, arch: str, runs: int, bins: dict[str, Path]) -> dict[str, dict]:
     plan = quick_plan(work, arch)
     manifest = next((plan / "trials").glob("*.json"))
     one_trial(manifest, work / f"warmup-{arch}")  # fills the preprocessing cache
-    walls, trains, floors = [], [], []
+    walls: dict[str, list[float]] = {label: [] for label in bins}
+    trains: dict[str, list[float]] = {label: [] for label in bins}
+    floors = []
     for i in range(runs):
         floors.append(floor_s())
-        wall, train = one_trial(manifest, work / f"r-{arch}-{i}")
-        walls.append(wall)
-        trains.append(train)
-    fixed = [w - t for w, t in zip(walls, trains)]
-    return {"arch": arch, "wall": statistics.median(walls), "train": statistics.median(trains),
-            "fixed": statistics.median(fixed), "floor": statistics.median(floors), "fixed_all": fixed}
+        for label, bin_dir in bins.items():
+            wall, train = one_trial(manifest, work / f"r-{arch}-{label}-{i}", bin_dir)
+            walls[label].append(wall)
+            trains[label].append(train)
+    out = {}
+    for label in bins:
+        fixed = [w - t for w, t in zip(walls[label], trains[label])]
+        out[label] = {"wall": statistics.median(walls[label]), "train": statistics.median(trains[label]),
+                      "fixed": statistics.median(fixed), "floor": statistics.median(floors), "fixed_all": fixed}
+    return out
 
 
-def bench_example(work: Path, spec: Path) -> None:
-    plan, results = work / "plan-example", work / "results-example"
-    start = time.perf_counter()
-    run([str(BIN / "hpt"), "compile", str(spec), "--out", str(plan), "--today", "2011-12-01", "--force"])
-    run([str(BIN / "hpt"), "apply", str(plan), "--results", str(results)])
-    wall = time.perf_counter() - start
+def bench_example(work: Path, spec: Path, bins: dict[str, Path]) -> None:
+    for label, bin_dir in bins.items():
+        plan, results = work / f"plan-example-{label}", work / f"results-example-{label}"
+        start = time.perf_counter()
+        run([str(bin_dir / "hpt"), "compile", str(spec), "--out", str(plan), "--today", "2011-12-01", "--force"])
+        run([str(bin_dir / "hpt"), "apply", str(plan), "--results", str(results)])
+        wall = time.perf_counter() - start
+        _print_example(spec, label, wall, results)
+
+
+def _print_example(spec: Path, label: str, wall: float, results: Path) -> None:
     rows = [next(csv.DictReader(p.open(encoding="utf-8"))) for p in (results / "rows").glob("*.csv")]
-    print(f"{spec}: compile + apply {wall:.1f} s for {len(rows)} trials")
+    print(f"{spec} ({label}): compile + apply {wall:.1f} s for {len(rows)} trials")
     for row in sorted(rows, key=lambda r: float(r["param.learning_rate"])):
         print(f"  learning_rate {row['param.learning_rate']:>8}  mse {row['mse']!r}  train_time_s {float(row['train_time_s']):.2f}")
 
@@ -115,6 +132,22 @@ def bench_warm(work: Path, trials: int, rounds: int) -> None:
     print(f"  ratio warm / process-per-trial: {warm / cold:.3f}")
 
 
+ADAM_STEP = ("import torch\nfrom {module} import {cls} as Adam\nm = torch.nn.Linear(4, 1)\nopt = Adam(m.parameters())\n"
+             "m(torch.ones(2, 4)).sum().backward()\nopt.step()\n")
+
+
+def bench_adam(runs: int) -> None:
+    times: dict[str, list[float]] = {"torch.optim.Adam": [], "EagerAdam": []}
+    for _ in range(runs):
+        for label, module, cls in (("torch.optim.Adam", "torch.optim", "Adam"), ("EagerAdam", "hpt.trainer.optim", "EagerAdam")):
+            start = time.perf_counter()
+            run([sys.executable, "-c", ADAM_STEP.format(module=module, cls=cls)])
+            times[label].append(time.perf_counter() - start)
+    adam, eager = statistics.median(times["torch.optim.Adam"]), statistics.median(times["EagerAdam"])
+    print(f"import torch + one optimizer step, median of {runs}: torch.optim.Adam {adam:.2f} s, EagerAdam {eager:.2f} s, "
+          f"saved {adam - eager:.2f} s per trial process")
+
+
 def _fmt(values: list[float]) -> str:
     return " ".join(f"{v:.2f}" for v in values)
 
@@ -126,23 +159,31 @@ def main() -> None:
     parser.add_argument("--example", type=Path, default=None, help="a spec to compile and apply end to end")
     parser.add_argument("--warm", type=int, default=0, metavar="TRIALS", help="warm workers vs process per trial")
     parser.add_argument("--rounds", type=int, default=1, help="--warm: alternating rounds of each")
+    parser.add_argument("--adam", action="store_true", help="torch.optim.Adam vs EagerAdam in a fresh process")
+    parser.add_argument("--baseline-bin", type=Path, default=None, help="another installation's bin folder to compare")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="hpt-bench-overhead-") as tmp:
         work = Path(tmp)
         archs = [] if args.arch == "none" else args.arch.split(",")
+        bins = {"this": BIN}
+        if args.baseline_bin:
+            bins["baseline"] = args.baseline_bin.resolve()
         if archs:
             print(f"median of {args.runs} runs; HPT_CPUS={ENV['HPT_CPUS']}; {os.cpu_count()} cores "
                   f"(load {os.getloadavg()[0]:.1f} at start)")
-            print(f"{'architecture':<14}{'wall':>8}{'train':>8}{'fixed':>8}{'floor':>8}   fixed per run")
+            print(f"{'architecture':<14}{'install':<10}{'wall':>8}{'train':>8}{'fixed':>8}{'floor':>8}   fixed per run")
         for arch in archs:
-            r = bench_arch(work, arch, args.runs)
-            print(f"{arch:<14}{r['wall']:8.2f}{r['train']:8.2f}{r['fixed']:8.2f}{r['floor']:8.2f}   {_fmt(r['fixed_all'])}")
+            for label, r in bench_arch(work, arch, args.runs, bins).items():
+                print(f"{arch:<14}{label:<10}{r['wall']:8.2f}{r['train']:8.2f}{r['fixed']:8.2f}{r['floor']:8.2f}   "
+                      f"{_fmt(r['fixed_all'])}")
         if archs:
             print("wall: start → row written; train: train_time_s; fixed = wall − train; floor: python -c 'import torch'")
         if args.example:
-            bench_example(work, args.example)
+            bench_example(work, args.example, bins)
         if args.warm:
             bench_warm(work, args.warm, args.rounds)
+        if args.adam:
+            bench_adam(args.runs)
 
 
 if __name__ == "__main__":
