@@ -329,3 +329,24 @@ def test_categorical_and_boolean_hyperparameters_of_a_user_trainer(tmp_path):
         {"name": "activation", "type": "categorical", "default": "relu"}]}))
     proc = hpt("compile", project / "spec.json", "--out", tmp_path / "bad")
     assert proc.returncode == 2 and "choices are what a categorical needs" in proc.stderr, proc.stderr
+
+
+def test_image_build_for_a_spec_without_its_own_trainer_is_exit_2(tmp_path):
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"architecture": "lstm"}))
+    proc = hpt("image", "build", "--spec", spec)
+    assert proc.returncode == 2 and "not a trainer of its own" in proc.stderr and "Traceback" not in proc.stderr
+    project = entrypoint_project(tmp_path)
+    proc = hpt("image", "build", "--spec", project / "spec.json", "--tag", "mine:1")
+    assert proc.returncode == 2 and "--tag" in proc.stderr
+
+
+def test_the_k8s_dry_run_shows_the_user_trainer_image(tmp_path):
+    project = entrypoint_project(tmp_path)
+    plan = tmp_path / "plan"
+    assert hpt("compile", project / "spec.json", "--out", plan).returncode == 0
+    image = json.loads((plan / "trials" / f"{trial_ids(plan)[0]}.json").read_text())["image"]
+    assert image.startswith("hpt-user-mine:")
+    dry = hpt("apply", plan, "--backend", "k8s", "--dry-run", "--results", "gs://bucket/mine")
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.count(f"image: {image}") == len(trial_ids(plan))

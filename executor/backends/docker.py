@@ -67,7 +67,8 @@ EMULATOR_HOSTNAME = "host.docker.internal"
 EXIT_COULD_NOT_START = 125          # what `docker run` exits with when the daemon cannot start it
 STOP_GRACE_S = 3                    # SIGTERM, then SIGKILL after this many seconds
 LOG_TAIL_LINES = 20_000
-BUILD_HINT = "build it with `hpt image build --offline` (Debian base, no registry) or `hpt image build` (CUDA PyTorch base), or `make image`"
+BUILD_HINT = ("build it with `hpt image build --offline` (Debian base, no registry) or `hpt image build` (CUDA PyTorch base), "
+              "or `make image`; a spec's own trainer: `hpt image build --spec SPEC`")
 
 
 def rewrite_emulator_host(value: str) -> str:

@@ -59,8 +59,16 @@ def register(app: typer.Typer) -> None:
         tag: str = typer.Option(DEFAULT_TAG, "--tag", "-t", help="Name of the image to build (the spec's `image`)."),
         offline: bool = typer.Option(False, "--offline", help="No registry or PyPI in the build: Debian base via mmdebstrap, wheels downloaded on the host, pip --no-index."),
         force: bool = typer.Option(False, "--force", help="Rebuild even if the image is up to date."),
+        spec: Optional[Path] = typer.Option(None, "--spec", help="Build the image of this spec's own trainer instead: the trainer image (--base, default hpt-trainer:latest) plus its source folder and requirements, tagged as the spec's trainer.image (default hpt-user-NAME:DIGEST). Offline: wheels are downloaded on this host."),
     ) -> None:
         """Build the trainer image (skipped when it is up to date with the sources)."""
+        if spec is not None:
+            from hpt.commands.userimage import build_user_image
+
+            if tag != DEFAULT_TAG:
+                raise UserError("--tag does not apply with --spec: the image is the spec's trainer.image", where="--tag")
+            build_user_image(spec, base or DEFAULT_TAG, force)
+            return
         argv = build_command(tag, base, offline, force)
         err_console.print(f"building {tag} ({'offline, ' if offline else ''}base {base or (OFFLINE_BASE if offline else GPU_BASE)})",
                           highlight=False)
