@@ -34,7 +34,11 @@ def _inspect(reference: str, template: str) -> str | None:
 
 def _ignore(folder: str, names: list[str]) -> set[str]:
     """What source_digest leaves out is left out of the image too, so the copy hashes the same."""
-    return {n for n in names if n in IGNORED_DIRS or n.endswith(IGNORED_SUFFIXES) or n.endswith(".egg-info")}
+    def special(name: str) -> bool:   # a FIFO or device: not source (source_digest skips it), and copying it never ends
+        path = os.path.join(folder, name)
+        return not os.path.isdir(path) and not os.path.isfile(path)
+
+    return {n for n in names if n in IGNORED_DIRS or n.endswith(IGNORED_SUFFIXES) or n.endswith(".egg-info") or special(n)}
 
 
 def build_user_image(spec: Path, base: str, force: bool = False) -> str:
