@@ -46,7 +46,7 @@ def test_own_model_example_in_docker_containers(tmp_path, base_image, docker_cli
                               env={"HPT": hpt_exe(), "PYTHON": sys.executable, "PATH": "/usr/bin:/bin"})
     assert imported.returncode == 0, imported.stderr
     spec = json.loads((example / "spec.json").read_text())
-    spec |= {"date-range": {"count": 1, "months": 2}, "parameters": {"hidden": [16, 32], "lags": 24}, "epochs": 4,
+    spec |= {"date-range": {"count": 1, "months": 2}, "parameters": {"hidden": [16, 32, 64], "lags": 24}, "epochs": 4,
              "fidelities": [{"months": 1, "epochs": 2}, {"epochs": 4}]}
     (example / "small.json").write_text(json.dumps(spec))
 
@@ -66,7 +66,7 @@ def test_own_model_example_in_docker_containers(tmp_path, base_image, docker_cli
     applied = hpt("apply", plan, "--results", results, "--backend", "docker", "--parallel", "2")
     assert applied.returncode == 0, applied.stderr
     table = rows(results)
-    assert len(table) == 4 and {r["status"] for r in table} == {"done"}
+    assert len(table) == 6 and {r["status"] for r in table} == {"done"}
     assert all(float(r["mse"]) < float(r["baseline_mse"]) for r in table if r["max_epochs"] == "4")
     assert (results / "models" / table[0]["trial_id"] / "model.pt").is_file()
     assert "running " in (results / "logs" / f"{table[0]['trial_id']}.log").read_text()   # the user program, in the container
