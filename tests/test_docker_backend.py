@@ -154,6 +154,7 @@ def test_two_stores_on_one_docker_host_keep_their_own_containers(docker_client, 
     ms = [manifest(shared_dataset, exp, seed=s) for s in range(3)]
     plan_dir = write_plan(tmp_path / "plan", ms)
     by_hand = str(tmp_path / "store-by-hand")
+    os.makedirs(by_hand)  # docker's --mount wants the folder there (hpt apply makes it; by hand, the user does)
     line = hpt("apply", str(plan_dir), "--backend", "docker", "--results", by_hand, "--dry-run").stdout.splitlines()[0]
     subprocess.run(["bash", "-c", line + " >/dev/null"], check=True)   # a dry-run line, run by hand
     stores = [str(tmp_path / "store-a"), str(tmp_path / "store-b")]
