@@ -46,7 +46,7 @@ def test_own_model_example_runs_and_is_analysed(tmp_path):
     full = [r for r in rows if r["fidelity"] == "full"]
     # The model learns: every full-budget trial beats the seasonal-naive forecast (same hour a day earlier).
     assert all(float(r["mse"]) < float(r["baseline_mse"]) for r in full)
-    assert all(r["param.layers"] == "2" and r["param.lr"] == "0.003" for r in rows)   # catalog defaults, resolved
+    assert all(r["param.layers"] == "2" and r["param.lags"] == "24" and r["param.lr"] == "0.003" for r in rows)   # catalog defaults, resolved
     models = results / "models" / full[0]["trial_id"]
     assert {"model.pt", "scaling.json", "metrics.json", "manifest.json", "trial.log"} <= {p.name for p in models.iterdir()}
 
@@ -55,7 +55,7 @@ def test_own_model_example_runs_and_is_analysed(tmp_path):
     configs = json.loads(by_config.stdout)["by_config"]["configs"]
     assert len(configs) == 4 and all(c["n_ranges"] == 2 for c in configs)
     trends = hpt("results", results, "--trends", "--format", "json")
-    assert trends.returncode == 0 and "hidden" in trends.stdout and "lags" in trends.stdout, trends.stderr
+    assert trends.returncode == 0 and "hidden" in trends.stdout and "tanh" in trends.stdout, trends.stderr
     fidelity = hpt("fidelity", results, "--format", "json")
     assert fidelity.returncode == 0, fidelity.stderr
     assert "1m-3e" in fidelity.stdout and "spearman" in fidelity.stdout.lower()

@@ -5,11 +5,14 @@ import torch
 from torch import nn
 
 
-def build(inputs: int, hidden: int, layers: int, dropout: float) -> nn.Module:
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
+
+
+def build(inputs: int, hidden: int, layers: int, dropout: float, activation: str = "relu") -> nn.Module:
     blocks: list[nn.Module] = []
     width = inputs
     for _ in range(layers):
-        blocks += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout)]
+        blocks += [nn.Linear(width, hidden), ACTIVATIONS[activation](), nn.Dropout(dropout)]
         width = hidden
     blocks.append(nn.Linear(width, 1))
     return nn.Sequential(*blocks)

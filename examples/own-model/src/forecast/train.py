@@ -29,7 +29,7 @@ def main(t: trial.Trial) -> None:
     xt, yt = torch.from_numpy(train.x), torch.from_numpy(train.y)
     xv, yv = torch.from_numpy(valid.x), torch.from_numpy(valid.y)
 
-    model = build(xt.shape[1], int(p["hidden"]), int(p["layers"]), float(p["dropout"]))
+    model = build(xt.shape[1], int(p["hidden"]), int(p["layers"]), float(p["dropout"]), str(p["activation"]))
     optimizer = torch.optim.AdamW(model.parameters(), lr=float(p["lr"]), weight_decay=float(p["weight_decay"]))
     generator = torch.Generator().manual_seed(t.seed)
     batch = int(p["batch_size"])
