@@ -1,6 +1,7 @@
 """hpt.schemas — the contract between the stages.
 
-The spec and trial-manifest JSON Schemas, the manifest's Python type, the architectures catalog,
+The spec, trial-manifest and plan JSON Schemas with their Python types (manifest.py, resources.py,
+plan.py), the one rule set for the spec's `kubernetes` section (kubernetes.py), the architectures catalog,
 the metrics vocabulary and the result-row columns. Imports nothing else of hpt, so every stage
 (compiler, executor, trainer, results) can depend on it.
 """
