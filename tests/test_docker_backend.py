@@ -451,7 +451,7 @@ def test_gpu_shares_pack_onto_one_device_id(tmp_path, capsys):
     from hpt.executor.backends.docker import LABEL_GPU_SHARE, DockerHandle
 
     quarter, half = Fraction(1, 4), Fraction(1, 2)
-    backend = DockerBackend(docker_client=object(), gpus_available="0,1")
+    backend = DockerBackend.with_options(docker_client=object(), gpus_available="0,1")
     assert [backend._take_gpus(quarter) for _ in range(4)] == [("0",)] * 4  # four quarter trials share GPU 0
     assert backend._take_gpus(1) == ("1",)                  # a whole-GPU trial still finds GPU 1 free
     assert backend._take_gpus(quarter) is None              # both full: the next quarter trial waits
