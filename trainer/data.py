@@ -31,6 +31,7 @@ import numpy as np
 from hpt.schemas.dataset import DESCRIPTOR, DatasetInfo, demo_dataset_dir, local_data_uri
 from hpt.schemas.errors import UserError
 from hpt.store import DatasetStore, check_scheme, is_gcs, local_path
+from hpt.store.cache import PREP, cache_root
 
 log = logging.getLogger(__name__)
 
@@ -216,16 +217,6 @@ class Prepared:
         return float(np.mean((y - self.prep.mean[0]) ** 2))
 
 
-def cache_root() -> Path:
-    configured = os.environ.get("HPT_CACHE")
-    if configured:
-        return Path(configured).expanduser()
-    try:
-        return Path.home() / ".cache" / "hpt"
-    except (RuntimeError, KeyError):  # a container user with no HOME and no passwd entry
-        return Path(tempfile.gettempdir()) / "hpt-cache"
-
-
 def _cache_key(dataset: Dataset, window: dict[str, Any], vocab_size: int, max_tokens: int) -> str:
     doc = {"v": PREP_VERSION, "uri": dataset.uri, "descriptor": dataset.descriptor,
            "train": list(window["train"]), "validation": list(window["validation"]),
@@ -239,7 +230,7 @@ def prepare(data_uri: str, window: dict[str, Any], vocab_size: int, max_tokens: 
 
     t0 = time.perf_counter()
     dataset = Dataset(data_uri)
-    folder = cache_root() / "prep" / _cache_key(dataset, window, vocab_size, max_tokens)
+    folder = cache_root() / PREP / _cache_key(dataset, window, vocab_size, max_tokens)
     if use_cache and (folder / "arrays.npz").is_file():
         try:
             prepared = _load_cached(folder)

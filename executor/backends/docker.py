@@ -9,6 +9,8 @@ What a container gets (one pure function, `DockerBackend.spec`, decides it for b
   passed through with 127.0.0.1/localhost rewritten to host.docker.internal (mapped to the host
   gateway), so an emulator on the host is reachable;
 - the dataset folder (the manifest's data.uri when it is local) bind-mounted read-only at the same path;
+- the host's preprocessing cache (hpt.store.cache: $HPT_CACHE/prep) mounted read-write at
+  /var/cache/hpt/prep with HPT_CACHE=/var/cache/hpt, so containers reuse what local trials fitted;
 - labels hpt.experiment, hpt.store, hpt.trial, hpt.version, hpt.attempt (and hpt.gpus), by which a
   later `hpt apply` into the same store finds the containers an earlier one left running; the
   container's name carries experiment, trial and store too, so two applies of one plan into two
@@ -53,6 +55,7 @@ from hpt.schemas.dataset import local_data_uri
 from hpt.schemas.errors import UserError
 from hpt.schemas.resources import gpu_devices, gpu_share, memory_bytes
 from hpt.store import local_path, store_id
+from hpt.store.cache import CACHE_ENV, PREP, cache_root
 
 LABEL_EXPERIMENT = "hpt.experiment"
 LABEL_TRIAL = "hpt.trial"
@@ -63,6 +66,7 @@ LABEL_GPU_SHARE = "hpt.gpu-share"   # a trial that shares its device: "1/4"
 LABEL_RESULTS = "hpt.results"
 LABEL_STORE = "hpt.store"           # hpt.store.store_id of the results store
 CONTAINER_CREDENTIALS = "/var/run/secrets/hpt/google-credentials.json"
+CONTAINER_CACHE = "/var/cache/hpt"  # HPT_CACHE inside: the host's prep/ cache is mounted under it
 EMULATOR_HOSTNAME = "host.docker.internal"
 EXIT_COULD_NOT_START = 125          # what `docker run` exits with when the daemon cannot start it
 STOP_GRACE_S = 3                    # SIGTERM, then SIGKILL after this many seconds
@@ -223,6 +227,7 @@ class DockerBackend(Backend):
         self.pass_env = tuple(pass_env or ())
         self.pull = options.pull
         self._needs: tuple[float, int, Fraction] = (1.0, 0, Fraction(0))   # max cpus, memory bytes, gpus per trial
+        self.prep_cache = (cache_root() / PREP).resolve()    # the host's, shared with every container
 
     # --- the daemon ----------------------------------------------------------------------------------
     def _client(self):
@@ -305,6 +310,11 @@ class DockerBackend(Backend):
             if emulator:
                 env["STORAGE_EMULATOR_HOST"] = rewrite_emulator_host(emulator)
                 extra_hosts[EMULATOR_HOSTNAME] = "host-gateway"
+        # The host's preprocessing cache, shared: a container takes what local trials (or earlier containers)
+        # fitted, and what it fits serves the next ones. An entry is written to a temp folder and renamed
+        # into place inside this one mount, so no trial ever sees half of one (hpt.trainer.data).
+        binds.append((str(self.prep_cache), f"{CONTAINER_CACHE}/{PREP}", "rw"))
+        env[CACHE_ENV] = CONTAINER_CACHE
         relative = any(not os.path.isabs(p) for p in (data_uri, sub.results_uri) if p and local_path(p))
         store = store_id(sub.results_uri)
         labels = {LABEL_EXPERIMENT: sub.experiment_id, LABEL_STORE: store, LABEL_TRIAL: sub.trial_id,
@@ -355,6 +365,11 @@ class DockerBackend(Backend):
                 raise UserError(f"cannot inspect the image {image!r}: {_short(err)}", where="image") from None
         for spec in specs:
             self._prepare_results(spec)
+        try:  # as the caller: docker would create a missing one as root
+            self.prep_cache.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError(f"cannot create the preprocessing cache: {err.strerror}", where=str(self.prep_cache),
+                            hint=f"set ${CACHE_ENV} to a writable folder") from None
         self._needs = (max(s.nano_cpus for s in specs) / 1e9, max(s.mem_limit for s in specs), worst.share)
 
     def _prepare_results(self, spec: RunSpec) -> None:
