@@ -291,7 +291,7 @@ class Scheduler:
 
     def _finish(self, run: _Running, status: TrialStatus) -> None:
         """A trial ended: keep its log, decide done / failed / retry."""
-        tid, sub = run.sub.trial_id, run.sub
+        tid = run.sub.trial_id
         del self.running[tid]
         self._runs_dirty = True
         try:

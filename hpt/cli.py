@@ -6,7 +6,7 @@ import sys
 import typer
 
 from hpt.commands import apply, compile, data, delete, image, results
-from hpt.commands.common import EXIT_USER_ERROR, fail
+from hpt.commands.common import fail
 from hpt.schemas import UserError, __version__
 
 app = typer.Typer(

@@ -11,7 +11,7 @@ import json
 import xml.etree.ElementTree as ET
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from hpt.schemas.row import PARAM_PREFIX, STATUS_DONE
 

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpt.store import TENSORBOARD, AlreadyExists, Store, StoreUnavailable, row_key
-from hpt.schemas.catalog import metrics as catalog_metrics
 from hpt.schemas.errors import UserError
 from hpt.schemas.manifest import TrialManifest
 from hpt.schemas.row import STATUS_DONE, STATUS_FAILED, build_row, row_csv

@@ -15,7 +15,7 @@ from typing import Optional
 
 import typer
 
-from hpt.commands.common import EXIT_USER_ERROR, err_console, user_errors
+from hpt.commands.common import EXIT_USER_ERROR, err_console, user_errors, styled
 from hpt.schemas.errors import UserError
 from hpt.schemas.manifest import DEFAULT_IMAGE
 
