@@ -23,46 +23,39 @@ _ADD_PARAM_GROUP = inspect.unwrap(torch.optim.Optimizer.add_param_group)
 _ZERO_GRAD = inspect.unwrap(torch.optim.Optimizer.zero_grad)
 
 
-class EagerAdam(torch.optim.Adam):
+class _Eager:
+    """What the three share: the unwrapped step (`_step`, set by each) under no_grad, and param groups and
+    zero_grad without their compile hooks. Listed first among the bases, so these win over torch's wrappers."""
+
+    _step: Any
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        return self._step(closure)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        _ADD_PARAM_GROUP(self, param_group)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        _ZERO_GRAD(self, set_to_none)
+
+
+class EagerAdam(_Eager, torch.optim.Adam):
     """`torch.optim.Adam` for eager mode only (never under torch.compile)."""
 
-    @torch.no_grad()
-    def step(self, closure: Any = None) -> Any:
-        return _ADAM_STEP(self, closure)
-
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        _ADD_PARAM_GROUP(self, param_group)
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        _ZERO_GRAD(self, set_to_none)
+    _step = _ADAM_STEP
 
 
-class EagerAdamW(torch.optim.AdamW):
+class EagerAdamW(_Eager, torch.optim.AdamW):
     """`torch.optim.AdamW` for eager mode only (its step is Adam's, with decoupled weight decay)."""
 
-    @torch.no_grad()
-    def step(self, closure: Any = None) -> Any:
-        return _ADAM_STEP(self, closure)
-
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        _ADD_PARAM_GROUP(self, param_group)
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        _ZERO_GRAD(self, set_to_none)
+    _step = _ADAM_STEP
 
 
-class EagerSGD(torch.optim.SGD):
+class EagerSGD(_Eager, torch.optim.SGD):
     """`torch.optim.SGD` for eager mode only."""
 
-    @torch.no_grad()
-    def step(self, closure: Any = None) -> Any:
-        return _SGD_STEP(self, closure)
-
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        _ADD_PARAM_GROUP(self, param_group)
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        _ZERO_GRAD(self, set_to_none)
+    _step = _SGD_STEP
 
 
 SGD_MOMENTUM = 0.9
