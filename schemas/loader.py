@@ -36,6 +36,7 @@ _Validator = validators.extend(Draft202012Validator, {"pattern": _pattern})
 
 @cache
 def schema_validator(name: str) -> Draft202012Validator:
-    schema = load_json(name)
-    Draft202012Validator.check_schema(schema)
-    return _Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    """A validator for a schema shipped here. The schema itself is checked against the metaschema by the test
+    suite (tests/test_contract.py), not on every load: each `hpt-trial` validates its manifest, and the
+    metaschema pass cost more than that (bench/bench_user_trial.py)."""
+    return _Validator(load_json(name), format_checker=Draft202012Validator.FORMAT_CHECKER)

@@ -10,6 +10,7 @@ import pytest
 from hpt.store.local import LocalStore
 from hpt.store import AlreadyExists, iter_row_ids, open_store, row_key
 from hpt.schemas import UserError
+from hpt.schemas.loader import load_json
 from hpt.schemas.catalog import architectures, default_metrics, learning_rate_family, metrics
 from hpt.schemas.manifest import TrialManifest, config_id, trial_id, validate_manifest
 from hpt.schemas.row import column_order, parse_row_csv, row_csv, table_csv
@@ -59,6 +60,14 @@ def test_invalid_manifest_names_the_path():
     doc["resources"]["memory"] = "lots"
     with pytest.raises(UserError, match=r"resources\.memory"):
         validate_manifest(doc)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (Path(__file__).resolve().parents[1] / "schemas").glob("*.schema.json")))
+def test_every_shipped_schema_is_a_valid_draft_2020_12_schema(name):
+    # hpt.schemas.loader builds validators without this metaschema pass (it ran on every hpt-trial): it is here.
+    from jsonschema import Draft202012Validator
+
+    Draft202012Validator.check_schema(load_json(name))
 
 
 def test_config_id_ignores_window_and_repeat():

@@ -132,6 +132,35 @@ def test_source_changed_after_compile_fails_the_trial_instead_of_running_other_c
     assert row["status"] == "failed" and "recompile the spec" in row["reason"]
 
 
+# What a user trial's wrapper must not load: the compiler and the analysis (hpt/__init__.py once imported them
+# through hpt.api), the package-metadata machinery (hpt.schemas.version), the built-in trainer's stack.
+NOT_ON_THE_USER_PATH = ("hpt.api", "hpt.compiler", "hpt.results", "hpt.data_import", "importlib.metadata", "pandas",
+                        "numpy", "torch", "tensorboard")
+
+
+def test_the_user_trial_path_imports_nothing_it_does_not_use(tmp_path):
+    """`hpt-trial` around a user's program (and `import hpt.trial` in that program) pays only for what it runs:
+    each heavy import here cost every trial tens of milliseconds (bench/bench_user_trial.py)."""
+    project = shell_project(tmp_path)
+    plan, results = tmp_path / "plan", tmp_path / "results"
+    assert hpt("compile", project / "spec.json", "--out", plan).returncode == 0
+    tid = trial_ids(plan)[0]
+    loaded = f"print(sorted(m for m in {NOT_ON_THE_USER_PATH!r} if m in sys.modules))"
+    probe = (f"import sys\nfrom hpt.trainer.__main__ import main\ntry:\n    main(sys.argv[1:])\n"
+             f"except SystemExit as e:\n    {loaded[:-1]}, e.code)\n")
+    proc = subprocess.run([sys.executable, "-c", probe, plan / "trials" / f"{tid}.json", "--results", results, "-q"],
+                          capture_output=True, text=True)
+    assert proc.stdout.split("\n")[-2] == "[] 0", proc.stdout + proc.stderr
+    assert rows_from_store(results)[tid]["status"] == "done"
+    user_side = subprocess.run([sys.executable, "-c", f"import sys\nfrom hpt import trial\n{loaded}"],
+                               capture_output=True, text=True)
+    assert user_side.stdout == "[]\n", user_side.stdout + user_side.stderr
+    # the API is still one attribute away, loaded on first use
+    api = subprocess.run([sys.executable, "-c", "import hpt, sys\nprint('hpt.api' in sys.modules, callable(hpt.compile))"],
+                         capture_output=True, text=True)
+    assert api.stdout == "False True\n", api.stdout + api.stderr
+
+
 def rows_from_store(results: Path) -> dict[str, dict[str, str]]:
     from hpt.schemas.row import parse_row_csv
 
