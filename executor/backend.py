@@ -128,7 +128,8 @@ class Backend(ABC):
 
     def delete_plan(self, submissions: Sequence[Submission], dry_run: bool = False) -> dict[str, list[str]]:
         """Remove what this backend keeps of a plan outside the results store (`hpt delete`; with dry_run
-        only list it): kind → names. Trials that end with the apply leave nothing."""
+        only list it): kind → names. Of every store's applies when the submissions name no results_uri
+        (a plan as loaded), else only of that store's. Trials that end with the apply leave nothing."""
         return {}
 
     def close(self) -> None:

@@ -25,10 +25,11 @@ from hpt.store.base import (
     store_id,
 )
 from hpt.store.dataset import DatasetStore
-from hpt.store.location import check_scheme, is_gcs, local_path
+from hpt.store.location import check_scheme, is_gcs, local_path, store_uri
 
 __all__ = [
     "LOGS", "MODELS", "RESULTS_CSV", "ROUNDS", "ROWS", "TENSORBOARD", "AlreadyExists", "Store", "TreeTransfer",
     "iter_row_ids", "open_store", "read_text", "row_key", "DEFAULT_STORE_DEADLINE_S", "EXIT_STORE_UNAVAILABLE",
     "STORE_DEADLINE_ENV", "StoreUnavailable", "store_deadline_s", "DatasetStore", "check_scheme", "is_gcs", "local_path", "store_id",
+    "store_uri",
 ]

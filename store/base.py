@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Iterator, Protocol, runtime_checkable
 
 from hpt.schemas.errors import UserError
-from hpt.store.location import check_scheme, is_gcs
+from hpt.store.location import check_scheme, is_gcs, store_uri
 
 ROWS = "rows/"
 RESULTS_CSV = "results.csv"
@@ -128,9 +128,10 @@ def open_store(uri: str) -> Store:
 
 
 def store_id(uri: str) -> str:
-    """A short stable name for the store at `uri` (as open_store(uri).uri spells it): what a label or a
-    container name on a shared host carries, so two stores' runs of one plan never take each other's."""
-    return "s-" + hashlib.sha256(uri.encode("utf-8")).hexdigest()[:10]
+    """A short stable name for the store at `uri` (however it is spelled: of store_uri(uri), as open_store
+    spells it): what a label or a container or Job name on a shared host or cluster carries, so two stores'
+    runs of one plan never take each other's."""
+    return "s-" + hashlib.sha256(store_uri(uri).encode("utf-8")).hexdigest()[:10]
 
 
 def row_key(trial_id: str) -> str:

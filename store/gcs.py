@@ -19,6 +19,7 @@ from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from hpt.store.base import STORE_DEADLINE_ENV, AlreadyExists, StoreUnavailable, TreeTransfer, store_deadline_s
+from hpt.store.location import store_uri
 from hpt.schemas.errors import UserError
 
 # What an unreachable store looks like once the client stops retrying (or for a call it never retries).
@@ -44,7 +45,7 @@ class GCSStore(TreeTransfer):
         bucket, _, prefix = rest.partition("/")
         if not bucket:
             raise UserError("gs:// URI without a bucket", where=uri)
-        self.uri = f"gs://{bucket}/{prefix.strip('/')}".rstrip("/")
+        self.uri = store_uri(uri)
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.bucket = _client().bucket(bucket)
         self.deadline_s = store_deadline_s()

@@ -26,6 +26,19 @@ def check_scheme(uri: str, what: str, where: str | None = None) -> None:
         raise UserError(f"unsupported {what} URI scheme in {uri!r}", where=where, hint=FORMS_HINT)
 
 
+def store_uri(uri: str) -> str:
+    """The results URI as open_store(uri).uri spells it (what hpt.store.store_id digests), without opening
+    the store (no credentials, no network): gs://BUCKET/PREFIX without slashes at the end, a folder as
+    its resolved absolute path."""
+    if is_gcs(uri):
+        bucket, _, prefix = uri[len(GCS):].partition("/")
+        return f"{GCS}{bucket}/{prefix.strip('/')}".rstrip("/")
+    check_scheme(uri, "results")
+    path = local_path(uri)
+    assert path is not None   # check_scheme lets only a path or file:// through
+    return str(Path(path).resolve())
+
+
 def local_path(uri: str, base: str | Path | None = None) -> str | None:
     """The absolute, normalized path a local URI names (a path or file://PATH; ~ expanded; a relative
     path taken from `base`, by default the working folder). None for gs:// and any other scheme."""

@@ -20,7 +20,7 @@ from hpt.executor.backends.kubernetes import KubernetesBackend
 from hpt.executor.backends.kubernetes import render as k8s
 from k8s_emulator import (EmulatedCluster, FakeJobController, add_pod, api_client, condition, set_job_status,
                               terminated)
-from hpt.store import open_store, row_key
+from hpt.store import open_store, row_key, store_id
 from hpt.schemas.errors import UserError
 from hpt.schemas.row import parse_row_csv
 from executor_support import write_plan
@@ -78,8 +78,9 @@ def wait_for(fn, timeout=15.0, what="condition"):
 
 
 def _watches(cluster, experiment: str) -> int:
+    """Watches on this plan's Jobs (of any store: a watch's selector narrows the plan's to one store)."""
     selector = k8s.plan_selector(experiment)
-    return sum(p.get("labelSelector") == selector for p in cluster.watch_params())
+    return sum(p.get("labelSelector", "").startswith(selector) for p in cluster.watch_params())
 
 
 def watching(cluster, backend, before: int = 0):
@@ -269,7 +270,7 @@ def test_a_finished_job_of_an_earlier_attempt_is_replaced(cluster, api, via):
 
 def test_a_name_clash_with_a_foreign_job_is_a_user_error(cluster, api):
     subs = _subs(1)
-    name = k8s.job_name(subs[0].experiment_id, subs[0].trial_id)
+    name = k8s.job_name(subs[0].experiment_id, subs[0].trial_id, store_id(subs[0].results_uri))
     BatchV1Api(api).create_namespaced_job(NS, {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "labels": {"team": "other"}},
                                                "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "i"}]}}}})
     backend = _backend()
@@ -295,6 +296,66 @@ def test_retries_get_their_own_job_name(cluster, kubeconfig):
     backend.close()
 
 
+def test_an_apply_into_another_store_neither_adopts_nor_replaces_the_first_stores_jobs(cluster, api, kubeconfig, tmp_path):
+    """One plan applied into store A, then into store B, in one namespace: B's apply starts its own Jobs,
+    reads its own pods' logs, and leaves A's Jobs (running or finished) alone; `hpt delete PLAN --results A`
+    removes only A's, `hpt delete PLAN` every store's."""
+    plan, manifests = _plan(tmp_path, 2)
+    store_a, store_b = "gs://bucket/store-a", "gs://bucket/store-b"
+    subs_a = [Submission.of(m, store_a) for m in manifests]
+    subs_b = [Submission.of(m, store_b) for m in manifests]
+    first = _backend()
+    watches_before = _watches(cluster, subs_a[0].experiment_id)
+    first.preflight(subs_a)
+    watching(cluster, first, watches_before)
+    running_a, done_a = first.submit(subs_a[0]), first.submit(subs_a[1])
+    set_job_status(api, running_a.name, NS, {"active": 1, "ready": 1})
+    set_job_status(api, done_a.name, NS, {"succeeded": 1, "conditions": [condition("Complete")]})
+    pod_a = add_pod(api, wait_for(lambda: _job(cluster, running_a.name)), {"phase": "Running"})
+    cluster.set_pod_log(pod_a, "store A's trial\n")
+    first.close()
+
+    second = _backend()
+    watches_before = _watches(cluster, subs_b[0].experiment_id)
+    second.preflight(subs_b)
+    watching(cluster, second, watches_before)
+    assert second.adopt(subs_b[0].experiment_id, store_b) == {}         # A's running Job is not B's
+    creates = len(cluster.requests("CREATE", "jobs"))
+    running_b, done_b = second.submit(subs_b[0]), second.submit(subs_b[1])
+    assert not running_b.adopted and not done_b.adopted
+    assert len(cluster.requests("CREATE", "jobs")) == creates + 2
+    assert {running_b.name, done_b.name}.isdisjoint({running_a.name, done_a.name})
+    assert _job(cluster, running_a.name) is not None and _job(cluster, done_a.name) is not None
+    assert not any(r[2].endswith(("/" + running_a.name, "/" + done_a.name)) for r in cluster.requests("DELETE", "jobs"))
+    assert {s.name for s in second._watch.states()} == {running_b.name, done_b.name}
+    job_b = wait_for(lambda: _job(cluster, running_b.name))
+    assert job_b["metadata"]["labels"][k8s.STORE_LABEL] != _job(cluster, running_a.name)["metadata"]["labels"][k8s.STORE_LABEL]
+    assert all(len(n) <= 63 and k8s.is_dns1123_label(n) for n in (running_a.name, running_b.name))
+    pod_b = add_pod(api, job_b, {"phase": "Running"}, suffix="y1")
+    cluster.set_pod_log(pod_b, "store B's trial\n")
+    assert second.logs(running_b) == "store B's trial\n"              # not A's pod of the same trial
+    assert second.poll(running_b).phase == Phase.PENDING                # A's Job is running; B's is not yet
+    second.close()
+
+    # The same apply into A again adopts A's running Job (and only it).
+    again = _backend()
+    watches_before = _watches(cluster, subs_a[0].experiment_id)
+    again.preflight(subs_a)
+    watching(cluster, again, watches_before)
+    adopted = again.adopt(subs_a[0].experiment_id, store_a)
+    assert {tid: h.name for tid, h in adopted.items()} == {subs_a[0].trial_id: running_a.name}
+    again.close()
+
+    only_a = CliRunner().invoke(app, ["delete", str(plan), "--results", store_a, "--format", "json"])
+    assert only_a.exit_code == 0, only_a.output
+    assert sorted(json.loads(only_a.stdout)["jobs"]) == sorted([running_a.name, done_a.name])
+    assert _job(cluster, running_a.name) is None and _job(cluster, running_b.name) is not None
+    every = CliRunner().invoke(app, ["delete", str(plan), "--format", "json"])
+    assert every.exit_code == 0, every.output
+    assert sorted(json.loads(every.stdout)["jobs"]) == sorted([running_b.name, done_b.name])
+    assert _job(cluster, running_b.name) is None and _job(cluster, done_b.name) is None
+
+
 # -- the watch ----------------------------------------------------------------------------------------
 def test_the_watch_resumes_after_a_disconnect_and_relists_on_410(cluster, api):
     backend = _backend(watch_read_timeout_s=120)          # no reconnects but the ones this test causes
@@ -305,7 +366,7 @@ def test_the_watch_resumes_after_a_disconnect_and_relists_on_410(cluster, api):
     a = backend.submit(subs[0])
     watch = backend._watch
     lists = watch.lists
-    selector = k8s.plan_selector(subs[0].experiment_id)
+    selector = k8s.plan_selector(subs[0].experiment_id, store_id(subs[0].results_uri))
 
     # A disconnect: the next watch asks for the last resourceVersion it saw (no new list).
     set_job_status(api, a.name, NS, {"active": 1, "ready": 1})
@@ -457,7 +518,7 @@ def test_ctrl_c_leaves_jobs_running_unless_cancel_on_exit(cluster, kubeconfig, t
     import sys
 
     plan, manifests = _plan(tmp_path, 3)
-    names = [k8s.job_name(m.experiment, m.id) for m in manifests]
+    names = [k8s.job_name(m.experiment, m.id, store_id(gcs_bucket)) for m in manifests]
     cmd = [sys.executable, "-m", "hpt.cli", "apply", str(plan), "--backend", "k8s", "--results", gcs_bucket,
            "--parallel", "2", "--format", "json"] + (["--cancel-on-exit"] if cancel else [])
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ})

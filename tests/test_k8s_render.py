@@ -16,6 +16,7 @@ from hpt.executor.backend import Submission
 from hpt.executor.backends.kubernetes import render as k8s
 from hpt.schemas.errors import UserError
 from hpt.schemas.manifest import TrialManifest, trial_id
+from hpt.store import store_id
 from executor_support import write_plan
 from trial_factory import make_manifest
 
@@ -89,7 +90,9 @@ def test_job_fields_follow_the_manifest_and_settings():
     meta, spec = job["metadata"], job["spec"]
     pod = spec["template"]["spec"]
     container = pod["containers"][0]
-    assert meta["name"] == f"hpt-{m.experiment[2:]}-{m.id[2:]}" and len(meta["name"]) <= 63
+    store = store_id("gs://bucket/results")
+    assert meta["name"] == f"hpt-{m.experiment[2:]}-{m.id[2:]}-{store[2:]}" and len(meta["name"]) <= 63
+    assert meta["labels"][k8s.STORE_LABEL] == store
     assert meta["namespace"] == "ml-team"
     assert meta["labels"] == spec["template"]["metadata"]["labels"]
     assert meta["labels"][k8s.APP_LABEL] == "hpt" and meta["labels"][k8s.TRIAL_LABEL] == m.id
@@ -143,6 +146,7 @@ def test_manifest_is_delivered_unchanged_by_env_and_by_configmap():
     assert mount["readOnly"] is True and mount["mountPath"] == k8s.MANIFEST_DIR
     volume = next(v for v in job["spec"]["template"]["spec"]["volumes"] if v["name"] == "manifest")
     assert volume["configMap"]["name"] == configmap["metadata"]["name"] == job["metadata"]["name"]
+    assert configmap["metadata"]["labels"][k8s.STORE_LABEL] == job["metadata"]["labels"][k8s.STORE_LABEL] == store_id("gs://bucket/results")
 
 
 HOSTILE = [
@@ -229,9 +233,14 @@ def test_quantities(value, ok):
 
 
 def test_names_and_label_values():
-    assert k8s.job_name("e-0123456789ab", "t-0123456789abcdef", 1) == "hpt-0123456789ab-0123456789abcdef"
-    assert k8s.job_name("e-0123456789ab", "t-0123456789abcdef", 12).endswith("-12")
-    assert k8s.is_dns1123_label(k8s.job_name("e-" + "f" * 12, "t-" + "f" * 16, 999))
+    store = store_id("gs://bucket/results")
+    assert k8s.job_name("e-0123456789ab", "t-0123456789abcdef", store, 1) == f"hpt-0123456789ab-0123456789abcdef-{store[2:]}"
+    assert k8s.job_name("e-0123456789ab", "t-0123456789abcdef", store, 12).endswith(f"{store[2:]}-12")
+    assert k8s.is_dns1123_label(k8s.job_name("e-" + "f" * 12, "t-" + "f" * 16, store, 999))
+    # Another store's apply of the same trial gets a Job of its own; spellings of one store do not.
+    assert k8s.job_name("e-0123456789ab", "t-0123456789abcdef", store_id("gs://bucket/other")) != k8s.job_name(
+        "e-0123456789ab", "t-0123456789abcdef", store)
+    assert store_id("gs://bucket/results/") == store == store_id("gs://bucket//results")
     assert k8s.label_value("0.1.0+dirty") == "0.1.0_dirty" and k8s.is_label_value(k8s.label_value("+" * 80 + "a"))
     assert not k8s.is_label_value("x" * 64) and k8s.is_label_value("")
     assert k8s.cpu_quantity(2) == "2" and k8s.cpu_quantity(0.25) == "250m" and k8s.cpu_quantity(1.0) == "1"

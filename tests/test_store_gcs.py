@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hpt.store.gcs import GCSStore
-from hpt.store import AlreadyExists, iter_row_ids, open_store, read_text
+from hpt.store import AlreadyExists, iter_row_ids, open_store, read_text, store_id, store_uri
 from hpt.schemas.errors import UserError
 
 
@@ -78,6 +78,13 @@ class FlakyProxy:
     def __exit__(self, *exc) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def test_store_uri_spells_a_uri_as_open_store_does_without_opening_it(gcs_bucket):
+    """What a Job's or container's store label digests: the same for every spelling of one store."""
+    for uri in (gcs_bucket, gcs_bucket + "/", gcs_bucket + "/a/b/", gcs_bucket + "//a/b"):
+        assert store_uri(uri) == open_store(uri).uri
+    assert store_id(gcs_bucket + "/a/b/") == store_id(gcs_bucket + "//a/b") != store_id(gcs_bucket + "/a")
 
 
 def test_put_once_is_create_only(gcs_bucket):

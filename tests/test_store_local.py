@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from hpt.store.local import LocalStore
-from hpt.store import AlreadyExists, iter_row_ids, open_store, read_text
+from hpt.store import AlreadyExists, iter_row_ids, open_store, read_text, store_uri
 
 
 def test_put_once_has_exactly_one_winner_under_concurrency(tmp_path):
@@ -58,3 +58,11 @@ def test_file_uri_listing_trees_and_escapes(tmp_path):
         store.put("../outside", b"no")
     assert not (tmp_path / "outside").exists()
     assert store.list("nothing/") == []
+
+
+def test_store_uri_spells_a_folder_as_open_store_does(tmp_path, monkeypatch):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    monkeypatch.chdir(tmp_path)
+    for uri in ("real", "./real/", f"file://{tmp_path}/link", str(tmp_path / "link" / ".." / "real")):
+        assert store_uri(uri) == open_store(uri).uri == str((tmp_path / "real").resolve())

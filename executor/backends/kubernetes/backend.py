@@ -6,7 +6,10 @@
 How it talks to the cluster:
 - Config: the kubeconfig (`context`, `kubeconfig` or $KUBECONFIG) or, inside a pod, the in-cluster config.
   Neither → one clear UserError. `dry_run` needs neither: it only renders (render.py).
-- One watch per plan (watch.py) keeps a small cache of every Job's state; `poll` reads that cache and
+- Identity includes the store: Jobs (and ConfigMaps) carry the label hpt.dev/store (hpt.store.store_id of
+  the results URI) and their names end with its digest, so two applies of one plan into two stores in one
+  namespace never adopt, replace or read the logs of each other's Jobs.
+- One watch per plan and store (watch.py) keeps a small cache of every Job's state; `poll` reads that cache and
   never calls the API.
 - `submit` creates the Job (and its ConfigMap with manifest_via="configmap"). 409 Conflict: a Job of the
   same name exists — still running → adopted (re-applying after a crash continues); finished (an
@@ -33,6 +36,7 @@ from hpt.executor.backends.kubernetes import render as k8s
 from hpt.executor.backends.kubernetes.pods import pod_failure, waiting_problem
 from hpt.executor.backends.kubernetes.watch import JobState, JobWatch, job_state, labels_match
 from hpt.schemas.errors import UserError
+from hpt.store import store_id
 
 log = logging.getLogger("hpt.k8s")
 
@@ -86,6 +90,8 @@ class KubernetesBackend(Backend):
         self._settings: k8s.ClusterSettings | None = None
         self._namespace: str | None = None
         self._experiment: str | None = None
+        self._store: str | None = None             # store_id of this apply's results store
+        self._results: str | None = None           # ... and its URI
         self._gpus_per_trial = 0
         self._config = None
         self._context_namespace: str | None = None   # the kubeconfig context's (or the pod's) namespace
@@ -109,8 +115,8 @@ class KubernetesBackend(Backend):
         ns = self._namespace or self.options.namespace or "<namespace>"
         ctx = f" --context {self.context}" if self.context else ""
         return (f"the Jobs keep running; follow them with `kubectl{ctx} -n {ns} get jobs -l "
-                f"{k8s.plan_selector(exp)} -w`, re-run the same `hpt apply` to collect them, "
-                f"or `hpt delete PLAN{ctx} --namespace {ns}` to stop them")
+                f"{k8s.plan_selector(exp, self._store)} -w`, re-run the same `hpt apply` to collect them, "
+                f"or `hpt delete PLAN{ctx} --namespace {ns} --results {self._results or 'STORE'}` to stop them")
 
     # -- config -------------------------------------------------------------------------------
     def _load_config(self):
@@ -180,6 +186,8 @@ class KubernetesBackend(Backend):
         first = submissions[0]
         self._settings = first.manifest.cluster_settings
         self._experiment = first.experiment_id
+        # A plan loaded without a store (`hpt delete` without --results) stands for every store's Jobs.
+        self._store = store_id(first.results_uri) if first.results_uri else None
         self._gpus_per_trial = max(s.manifest.resources.gpu_devices for s in submissions)  # a share: one replica
 
     def _settings_for(self, sub: Submission) -> k8s.ClusterSettings:
@@ -208,7 +216,7 @@ class KubernetesBackend(Backend):
         namespace = self._ns()
         self._check_cluster(namespace)
         if submissions:
-            self._ensure_watch(submissions[0].experiment_id)
+            self._ensure_watch(submissions[0].experiment_id, submissions[0].results_uri)
 
     def _check_offline(self, submissions: Sequence[Submission]) -> None:
         """What can be checked without a cluster: the results location, the data and the image (warnings)."""
@@ -260,12 +268,16 @@ class KubernetesBackend(Backend):
                              hint="does the namespace exist? `kubectl create namespace NAME` or pass --namespace")
         return UserError(f"cannot {doing}: HTTP {err.status} {text}", where=f"namespace {self._namespace}")
 
-    def _ensure_watch(self, experiment_id: str) -> JobWatch:
+    def _ensure_watch(self, experiment_id: str, results_uri: str) -> JobWatch:
+        """The watch on this plan's Jobs of this store (one apply writes to one store)."""
+        store = store_id(results_uri)
         with self._lock:
             if self._watch is None:
-                self._experiment = experiment_id
-                self._watch = JobWatch(self._api_client, self._ns(), k8s.plan_selector(experiment_id),
-                                       k8s.plan_labels(experiment_id), read_timeout_s=self.watch_read_timeout_s).start()
+                self._experiment, self._store, self._results = experiment_id, store, results_uri
+                self._watch = JobWatch(self._api_client, self._ns(), k8s.plan_selector(experiment_id, store),
+                                       k8s.plan_labels(experiment_id, store), read_timeout_s=self.watch_read_timeout_s).start()
+            elif self._store != store:
+                raise ValueError(f"this backend watches the Jobs of store {self._store}, not of {results_uri}")
             return self._watch
 
     def capacity(self) -> int:
@@ -283,9 +295,9 @@ class KubernetesBackend(Backend):
         return DEFAULT_CAPACITY
 
     def adopt(self, experiment_id: str, results_uri: str) -> dict[str, JobHandle]:
-        """This plan's Jobs still running (or waiting to start) in the cluster: trial id → handle.
-        (Jobs are not keyed on the store yet: one namespace runs a plan into one store at a time.)"""
-        watch = self._ensure_watch(experiment_id)
+        """This plan's Jobs of this store still running (or waiting to start) in the cluster: trial id →
+        handle. Another store's Jobs of the plan are not in the watch (its labels select the store)."""
+        watch = self._ensure_watch(experiment_id, results_uri)
         if not watch.synced.wait(60):
             raise UserError(f"could not list the plan's Jobs: {watch.last_error or 'no answer in 60 s'}",
                             where=f"namespace {self._ns()}")
@@ -307,7 +319,7 @@ class KubernetesBackend(Backend):
 
         settings = self._settings_for(submission)
         namespace = self._ns()
-        watch = self._ensure_watch(submission.experiment_id)
+        watch = self._ensure_watch(submission.experiment_id, submission.results_uri)
         docs = self._render(submission, settings)
         job = docs[-1]
         name = job["metadata"]["name"]
@@ -432,6 +444,8 @@ class KubernetesBackend(Backend):
         required = {k8s.TRIAL_LABEL: k8s.label_value(handle.trial_id), k8s.ATTEMPT_LABEL: str(handle.attempt)}
         if self._experiment:
             required[k8s.EXPERIMENT_LABEL] = k8s.label_value(self._experiment)
+        if self._store:   # another store's Job of this trial has pods with the same trial and attempt
+            required[k8s.STORE_LABEL] = self._store
         selector = ",".join(f"{k}={v}" for k, v in required.items())
         try:
             doc = json.loads(self._core().list_namespaced_pod(handle.namespace, label_selector=selector,
@@ -515,7 +529,8 @@ class KubernetesBackend(Backend):
         return k8s.to_yaml(docs)
 
     def delete_plan(self, submissions: Sequence[Submission], dry_run: bool = False) -> dict[str, list[str]]:
-        """Delete every Job and ConfigMap of the plan (`hpt delete PLAN`); with dry_run only list them."""
+        """Delete every Job and ConfigMap of the plan (`hpt delete PLAN`); with dry_run only list them. Of
+        every store, or only of the submissions' store when they name one (`hpt delete PLAN --results URI`)."""
         from kubernetes.client.exceptions import ApiException
 
         if not submissions:
@@ -523,7 +538,7 @@ class KubernetesBackend(Backend):
         self._resolve(submissions)
         experiment = submissions[0].experiment_id
         namespace = self._ns()
-        selector, required = k8s.plan_selector(experiment), k8s.plan_labels(experiment)
+        selector, required = k8s.plan_selector(experiment, self._store), k8s.plan_labels(experiment, self._store)
         found: dict[str, list[str]] = {}
         for kind, lister, deleter in (
                 ("jobs", self._batch().list_namespaced_job,

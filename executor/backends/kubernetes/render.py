@@ -26,6 +26,7 @@ from hpt.schemas.errors import UserError
 from hpt.schemas.kubernetes import (ENV_NAME, ClusterSettings, check_toleration, is_dns1123_label,
                                     is_dns1123_subdomain, is_label_value, is_qualified_name, is_quantity)
 from hpt.schemas.resources import Resources
+from hpt.store import store_id
 
 GPU_RESOURCE = "nvidia.com/gpu"
 CONTAINER = "trial"
@@ -35,6 +36,7 @@ APP_LABEL = "app.kubernetes.io/name"
 EXPERIMENT_LABEL = "hpt.dev/experiment"
 TRIAL_LABEL = "hpt.dev/trial"
 ATTEMPT_LABEL = "hpt.dev/attempt"
+STORE_LABEL = "hpt.dev/store"          # hpt.store.store_id of the results store (the Docker backend's hpt.store)
 VERSION_LABEL = "hpt.dev/version"
 RESULTS_ANNOTATION = "hpt.dev/results"
 IMAGE_PULL_POLICIES = {"Always", "IfNotPresent", "Never"}
@@ -47,21 +49,27 @@ def label_value(text: str) -> str:
     return cleaned.strip("_.-")
 
 
-def job_name(experiment_id: str, trial_id: str, attempt: int = 1) -> str:
-    """Stable and unique per plan: hpt-<experiment hex>-<trial hex>[-<attempt>] (≤ 63, DNS-1123)."""
-    name = f"hpt-{experiment_id.removeprefix('e-')}-{trial_id.removeprefix('t-')}"
+def job_name(experiment_id: str, trial_id: str, store: str, attempt: int = 1) -> str:
+    """Stable and unique per plan and store (hpt.store.store_id), so that two stores' applies of one plan in
+    one namespace never take each other's Jobs: hpt-<experiment hex>-<trial hex>-<store hex>[-<attempt>]
+    (44 characters, 48 with attempt 999; ≤ 63, DNS-1123)."""
+    name = f"hpt-{experiment_id.removeprefix('e-')}-{trial_id.removeprefix('t-')}-{store.removeprefix('s-')}"
     if attempt > 1:
         name += f"-{attempt}"
     name = re.sub(r"[^a-z0-9-]", "-", name.lower())[:63].strip("-")
     return name
 
 
-def plan_selector(experiment_id: str) -> str:
-    return f"{APP_LABEL}=hpt,{EXPERIMENT_LABEL}={label_value(experiment_id)}"
+def plan_labels(experiment_id: str, store: str | None = None) -> dict[str, str]:
+    """The labels of a plan's objects: of one store's apply, or (store None) of every store's."""
+    labels = {APP_LABEL: "hpt", EXPERIMENT_LABEL: label_value(experiment_id)}
+    if store is not None:
+        labels[STORE_LABEL] = store
+    return labels
 
 
-def plan_labels(experiment_id: str) -> dict[str, str]:
-    return {APP_LABEL: "hpt", EXPERIMENT_LABEL: label_value(experiment_id)}
+def plan_selector(experiment_id: str, store: str | None = None) -> str:
+    return ",".join(f"{k}={v}" for k, v in plan_labels(experiment_id, store).items())
 
 
 # -- rendering ------------------------------------------------------------------------------------
@@ -153,9 +161,9 @@ def render_trial(sub: Submission, options: RenderOptions = RenderOptions(),
     trial_id, experiment_id, attempt, timeout_s = sub.trial_id, sub.experiment_id, sub.attempt, sub.timeout_s
     if settings is None:
         settings = manifest.cluster_settings
-    name = job_name(experiment_id, trial_id, attempt)
+    name = job_name(experiment_id, trial_id, store_id(results_uri), attempt)
     namespace = namespace_for(settings, options)
-    labels = {**plan_labels(experiment_id), TRIAL_LABEL: label_value(trial_id), ATTEMPT_LABEL: str(attempt),
+    labels = {**plan_labels(experiment_id, store_id(results_uri)), TRIAL_LABEL: label_value(trial_id), ATTEMPT_LABEL: str(attempt),
               VERSION_LABEL: label_value(manifest.hpt_version) or "unknown",
               "app.kubernetes.io/managed-by": "hpt"}
     annotations = {RESULTS_ANNOTATION: results_uri, "hpt.dev/trial-id": trial_id}
