@@ -18,14 +18,26 @@ import datetime as dt
 import os
 import socket
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from hpt.data_import import import_dataset  # noqa: F401 — part of the API: a CSV or Parquet table → a dataset folder
 from hpt.schemas.errors import UserError
 from hpt.store import StoreUnavailable
 
+if TYPE_CHECKING:
+    from hpt.data_import import import_dataset  # noqa: F401
+
 DEFAULT_RESULTS = "./hpt-results"     # where `apply` writes when neither the call nor the spec names a store
 LOCAL_STATE = Path(".hpt") / "local"  # beside the plan: the local backend's pid records (adopted on resume)
+
+
+def __getattr__(name: str) -> Any:
+    """api.import_dataset (a CSV or Parquet table → a dataset folder) is hpt.data_import's, loaded on first
+    use (PEP 562): it imports the compiler's date limits, which `from hpt import api` alone must not load."""
+    if name == "import_dataset":
+        from hpt.data_import import import_dataset
+
+        return import_dataset
+    raise AttributeError(f"module 'hpt.api' has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------------------------- compile

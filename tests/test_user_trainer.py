@@ -159,6 +159,11 @@ def test_the_user_trial_path_imports_nothing_it_does_not_use(tmp_path):
     api = subprocess.run([sys.executable, "-c", "import hpt, sys\nprint('hpt.api' in sys.modules, callable(hpt.compile))"],
                          capture_output=True, text=True)
     assert api.stdout == "False True\n", api.stdout + api.stderr
+    # `from hpt import api` (for read_results, say) loads the compiler only when a function needs it;
+    # hpt.api.import_dataset is still there, loaded on first use
+    on_demand = subprocess.run([sys.executable, "-c", "import sys\nfrom hpt import api\n"
+                                f"{loaded[:-1]}, api.import_dataset.__module__)"], capture_output=True, text=True)
+    assert on_demand.stdout == "['hpt.api'] hpt.data_import\n", on_demand.stdout + on_demand.stderr
 
 
 def rows_from_store(results: Path) -> dict[str, dict[str, str]]:
