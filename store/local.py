@@ -6,17 +6,16 @@ import secrets
 from pathlib import Path
 
 from hpt.store.base import AlreadyExists, TreeTransfer
-from hpt.store.location import local_path
+from hpt.store.location import local_path, store_uri
 from hpt.schemas.errors import UserError
 
 
 class LocalStore(TreeTransfer):
     def __init__(self, uri: str):
-        path = local_path(uri)
-        if path is None:
+        if local_path(uri) is None:
             raise ValueError(f"not a local URI: {uri!r}")
-        self.root = Path(path).resolve()
-        self.uri = str(self.root)
+        self.uri = store_uri(uri)   # the one spelling of a store's URI (hpt.store.store_id digests it)
+        self.root = Path(self.uri)
         if self.root.exists() and not self.root.is_dir():
             raise UserError("a file, not a folder (a store or dataset is a folder)", where=str(self.root))
 
