@@ -67,9 +67,10 @@ def round_manifests(plan_dir: Path, round_doc: Mapping[str, Any]) -> list[dict[s
     return [json.loads(manifest_path(plan_dir, tid).read_text(encoding="utf-8")) for tid in round_doc["trials"]]
 
 
-def next_round(plan_dir: Path, rows: Mapping[str, Mapping[str, Any]]) -> Decision | None:
+def next_round(plan_dir: Path, rows: Mapping[str, Mapping[str, Any]], parallel: int | None = None) -> Decision | None:
     """Decide and record the next round of an adaptive plan; None when there is none to decide now (the
-    last round is not all done, the search is complete, or the plan is not adaptive)."""
+    rows decide nothing new yet, the search is complete, or the plan is not adaptive). `parallel` is the
+    apply's parallelism (tpe's batch when the spec names none)."""
     from hpt.compiler import halving, tpe
 
     plan = Plan.load(plan_dir)

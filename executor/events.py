@@ -1,7 +1,8 @@
 """What the scheduling loop tells the world: one event per thing that happened.
 
 Events are plain dicts with an `event` name (trial-started, trial-finished, trial-failed, trial-retrying,
-trial-adopted, trial-cancelled, trial-left-running, message, run-started, run-finished). Two reporters render them: JSON
+trial-adopted, trial-cancelled, trial-left-running, trials-added (an adaptive search's new round), message,
+run-started, run-finished). Two reporters render them: JSON
 lines on stdout (`--output json`, for CI logs) and a rich progress bar with counts and an ETA on stderr.
 """
 from __future__ import annotations
@@ -79,6 +80,9 @@ class RichProgress:
             if event.get("to_run", 0):
                 self.progress.start()
                 self.task = self.progress.add_task("hpt apply", total=event["to_run"], **self.counts)
+        elif kind == "trials-added":   # an adaptive search decided a round: the same bar grows
+            if self.task is not None:
+                self.progress.update(self.task, total=self.progress.tasks[0].total + len(event["trial_ids"]))
         elif kind in ("trial-started", "trial-adopted"):
             self.counts["running"] += 1
             self._update()

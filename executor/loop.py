@@ -6,7 +6,11 @@ The results store is the source of truth: a trial is done when its row is there.
 3. submits the rest with bounded concurrency, a per-trial timeout, and retries with exponential
    backoff for failures that may be transient (a trial killed from outside, a backend hiccup, a
    trainer that died without writing its row);
-4. after each finished trial, copies its log to logs/<id>.log and refreshes results.csv.
+4. after each finished trial, copies its log to logs/<id>.log and refreshes results.csv;
+5. for an adaptive search, asks its `grow` hook (after every finished trial, and once at the start)
+   whether the finished rows decide new trials; the hook records them in the plan folder first, and
+   the loop reads them from there and queues them. So a whole adaptive search is one run: one
+   progress bar, one runs/ document that says finished only at the end.
 
 A failed trial's row is the only thing ever replaced: before a failed trial is run again, its row
 is moved aside to rows-failed/<id>.<n>.csv (copy first, then delete, so a crash in between loses
@@ -23,11 +27,11 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Mapping, Protocol
 
 from hpt.executor.backend import Backend, Phase, Submission, TrialStatus
 from hpt.executor.events import Reporter
-from hpt.executor.plan import LoadedPlan
+from hpt.executor.plan import LoadedPlan, queue_order
 from hpt.executor.publish import ResultsPublisher
 from hpt.store import EXIT_STORE_UNAVAILABLE, LOGS, AlreadyExists, Store, StoreUnavailable, row_key
 from hpt.store.claims import DEFAULT_LEASE_S, Claim, Claims
@@ -50,6 +54,15 @@ def _best_effort(what: str, fn, *args) -> None:
 ROWS_FAILED = "rows-failed/"
 RUNS = "runs/"
 MAX_BACKOFF_S = 300.0
+
+
+class Grow(Protocol):
+    """An adaptive search's extension point (hpt/api.py builds it from hpt.compiler.rounds): given every
+    row in the store and the run's parallelism, record the trials the finished rows now decide (their
+    manifests and plan.json written before it returns, so a decision exists before its trials start) and
+    return their ids; [] when there is nothing to decide now."""
+
+    def __call__(self, rows: Mapping[str, Mapping[str, str]], parallel: int) -> list[str]: ...
 
 
 @dataclass
@@ -126,8 +139,11 @@ def _last_lines(text: str, n: int = 3, width: int = 300) -> str:
 
 
 class Scheduler:
-    def __init__(self, plan: LoadedPlan, backend: Backend, store: Store, options: RunOptions, reporter: Reporter):
+    def __init__(self, plan: LoadedPlan, backend: Backend, store: Store, options: RunOptions, reporter: Reporter,
+                 grow: Grow | None = None):
         self.plan = plan
+        self.grow = grow
+        self._grow_due = grow is not None                         # a trial reached its outcome since the last ask
         self.backend = backend
         self.store = store
         self.opt = options
@@ -275,6 +291,7 @@ class Scheduler:
                                           f"claim within {self.opt.claim_lease_s:g} s); its row decides")
 
     def _record_existing(self, sub: Submission, row: dict[str, str], attempt: int) -> None:
+        self._grow_due = self.grow is not None
         if row.get("status") == STATUS_DONE:
             self.result.done += 1
             self.emit("trial-finished", trial_id=sub.trial_id, attempt=attempt, status=STATUS_DONE)
@@ -282,6 +299,7 @@ class Scheduler:
             self._count_failure(sub.trial_id, row.get("reason", "") or "failed", attempt)
 
     def _count_failure(self, tid: str, reason: str, attempt: int) -> None:
+        self._grow_due = self.grow is not None
         self.result.failed += 1
         self.result.failures[tid] = reason
         self.emit("trial-failed", trial_id=tid, attempt=attempt, reason=reason)
@@ -318,6 +336,7 @@ class Scheduler:
         row = self._row(tid)
         if row is not None:
             if row.get("status") == STATUS_DONE:
+                self._grow_due = self.grow is not None
                 self.result.done += 1
                 self.emit("trial-finished", trial_id=tid, attempt=run.attempt, status=STATUS_DONE,
                           seconds=round(time.monotonic() - run.started, 3))
@@ -402,11 +421,37 @@ class Scheduler:
 
         _best_effort(f"keep the log of {tid}", keep)
 
+    def _ask_grow(self, parallel: int) -> list[Submission]:
+        """New trials the adaptive search decided from the rows now in the store (none once the run is
+        stopped or interrupted: a decision must not outrun the trials that would run it)."""
+        self._grow_due = False
+        if self.grow is None or self.result.stopped or self._stop_signal is not None:
+            return []
+        added = self.grow(self.publisher.sync(), parallel)
+        if not added:
+            return []
+        self.plan = self.plan.grown(added)
+        self._order = queue_order(self.plan.plan)
+        self.result.total = len(self.plan.submissions)
+        subs = self.plan.submissions[-len(added):]
+        self.emit("trials-added", trial_ids=added, total=self.result.total)
+        return subs
+
+    def _enqueue(self, subs: list[Submission]) -> None:
+        """Queue new trials, keeping the queue in queue_order (hpt.executor.plan)."""
+        self.queue.extend((s, 1) for s in subs)
+        self.queue = deque(sorted(self.queue, key=lambda item: self._order[item[0].trial_id]))
+
     # --- the loop --------------------------------------------------------------------------------
     def run(self) -> RunResult:
-        plan, backend = self.plan, self.backend
-        backend.preflight(plan.submissions)
-        to_run = self._classify()
+        backend = self.backend
+        parallel = max(1, self.opt.parallel or backend.capacity())
+        self._order = queue_order(self.plan.plan)
+        # A crash may have come between a trial's row and the decision it completed: decide it now.
+        self._ask_grow(parallel)
+        plan = self.plan
+        backend.preflight(plan.submissions)   # trials added later share round 1's image and resources
+        to_run = sorted(self._classify(), key=lambda s: self._order[s.trial_id])
         adopted = backend.adopt(plan.experiment_id, self.store.uri)
         now = time.monotonic()
         for tid, handle in adopted.items():
@@ -424,8 +469,6 @@ class Scheduler:
                 self.held[tid] = claim
         self.queue.extend((s, 1) for s in to_run if s.trial_id not in self.running)
 
-        parallel = self.opt.parallel or backend.capacity()
-        parallel = max(1, parallel)
         poll = self.opt.poll_interval_s or backend.poll_interval
         # A trainer writes its row a moment before it exits (torch's teardown takes a second or so):
         # look for rows of running trials now and then, so results.csv shows them at once.
@@ -476,10 +519,13 @@ class Scheduler:
                 if finished_any or self._rows_appeared(row_check):
                     self.publisher.publish()
                 self._look_elsewhere()
+                grown = self._ask_grow(parallel) if self._grow_due else []
+                if grown:
+                    self._enqueue(grown)
                 self._renew_claims()
                 if self._runs_dirty:
                     self._write_runs()
-                if finished_any or self._stop_signal or self.result.stopped:
+                if finished_any or grown or self._stop_signal or self.result.stopped:
                     continue
                 time.sleep(poll)
         except KeyboardInterrupt:
@@ -531,8 +577,9 @@ class Scheduler:
         return r
 
 
-def run_plan(plan: LoadedPlan, backend: Backend, store: Store, options: RunOptions, reporter: Reporter) -> RunResult:
-    scheduler = Scheduler(plan, backend, store, options, reporter)
+def run_plan(plan: LoadedPlan, backend: Backend, store: Store, options: RunOptions, reporter: Reporter,
+             grow: Grow | None = None) -> RunResult:
+    scheduler = Scheduler(plan, backend, store, options, reporter, grow)
     try:
         return scheduler.run()
     finally:

@@ -22,6 +22,7 @@ class LoadedPlan:
     path: Path
     plan: Plan
     submissions: list[Submission]
+    timeout_s: float | None = None     # what with_results set, kept for the trials a grown plan adds
 
     @property
     def experiment_id(self) -> str:
@@ -39,7 +40,34 @@ class LoadedPlan:
     def with_results(self, results_uri: str, timeout_s: float | None = None) -> "LoadedPlan":
         """The same plan with every submission pointed at a results store (and a timeout)."""
         subs = [replace(s, results_uri=results_uri, timeout_s=timeout_s) for s in self.submissions]
-        return LoadedPlan(self.path, self.plan, subs)
+        return LoadedPlan(self.path, self.plan, subs, timeout_s)
+
+    def grown(self, trial_ids: list[str]) -> "LoadedPlan":
+        """The plan folder read again after an adaptive search added `trial_ids` to it (a round): the
+        trials already loaded must still lead plan.json unchanged (earlier rounds never change); only
+        the new manifests are read, digest-checked like every other."""
+        plan = Plan.load(self.path)
+        known = self.trial_ids
+        if plan.trials[:len(known)] != known or any(plan.digests[t] != self.plan.digests[t] for t in known):
+            raise UserError(f"{PLAN_FILE} changed under this apply: its earlier trials are not the ones loaded",
+                            where=str(self.path / PLAN_FILE), hint="compile the plan again into a fresh folder")
+        missing = [t for t in trial_ids if t not in plan.digests or t in self.plan.digests]
+        if missing:
+            raise UserError(f"{missing[0]} is not a new trial of {PLAN_FILE}", where=str(self.path / PLAN_FILE))
+        uri = self.submissions[0].results_uri if self.submissions else ""
+        added = [replace(_submission(self.path, plan, t), results_uri=uri, timeout_s=self.timeout_s) for t in trial_ids]
+        return LoadedPlan(self.path, plan, self.submissions + added, self.timeout_s)
+
+
+def queue_order(plan: Plan) -> dict[str, tuple[int, int, int]]:
+    """The order trials wait to run in, the same live and on a re-apply: a higher rung first (a config
+    promoted by asynchronous halving runs before the rest of a cheaper rung), then an earlier round, then
+    plan order. A plan without rounds runs in plan order."""
+    where: dict[str, tuple[int, int]] = {}
+    for r in plan.rounds or []:
+        for tid in r["trials"]:
+            where[tid] = (-int(r.get("rung", 0)), int(r["round"]))
+    return {tid: (*where.get(tid, (0, 0)), i) for i, tid in enumerate(plan.trials)}
 
 
 def load_plan(path: str | Path) -> LoadedPlan:
@@ -57,13 +85,18 @@ def load_plan(path: str | Path) -> LoadedPlan:
     if missing:
         raise UserError(f"{len(missing)} trial manifest(s) listed in {PLAN_FILE} are missing, e.g. {missing[0]}.json",
                         where=str(root / TRIALS_DIR), hint="recompile the spec")
-    submissions = []
-    for tid in plan.trials:
-        file = manifest_path(root, tid)
+    return LoadedPlan(path=root, plan=plan, submissions=[_submission(root, plan, tid) for tid in plan.trials])
+
+
+def _submission(root: Path, plan: Plan, tid: str) -> Submission:
+    file = manifest_path(root, tid)
+    try:
         data = file.read_bytes()
-        if manifest_digest(data) != plan.digests[tid]:
-            raise UserError(f"manifest differs from what {PLAN_FILE} recorded when it was compiled; manifests are "
-                            "immutable", where=str(file), hint="recompile the spec instead of editing a manifest")
-        text = data.decode("utf-8")
-        submissions.append(Submission(TrialManifest.compiled(text), text, results_uri=""))
-    return LoadedPlan(path=root, plan=plan, submissions=submissions)
+    except FileNotFoundError:
+        raise UserError(f"trial manifest {tid}.json listed in {PLAN_FILE} is missing", where=str(root / TRIALS_DIR),
+                        hint="recompile the spec") from None
+    if manifest_digest(data) != plan.digests[tid]:
+        raise UserError(f"manifest differs from what {PLAN_FILE} recorded when it was compiled; manifests are "
+                        "immutable", where=str(file), hint="recompile the spec instead of editing a manifest")
+    text = data.decode("utf-8")
+    return Submission(TrialManifest.compiled(text), text, results_uri="")

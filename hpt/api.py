@@ -84,15 +84,15 @@ def apply(plan_dir: str | os.PathLike[str], *, backend: str = "local", results: 
     hpt.executor.loop.RunResult (`exit_code` 0 all done / 1 some failed, `done`, `failed`, `counts()`).
 
     `reporter` receives the run's events (hpt.executor.events: JsonLines, RichProgress, Collect; default:
-    none kept). An adaptive plan (halving, tpe) runs round after round, each decided from the rows of the
-    one before; `on_round` hears each decision (hpt.compiler.rounds.Decision), and the rounds are copied
-    into the store (rounds/<experiment>.json) for the analysis. `junit` also writes a JUnit XML file of
+    none kept). An adaptive plan (halving, tpe) is one run: its rounds are decided as trials finish (each
+    recorded in the plan before its trials start) and queued in the same run; `on_round` hears each
+    decision (hpt.compiler.rounds.Decision), and the rounds are copied into the store
+    (rounds/<experiment>.json) for the analysis. `junit` also writes a JUnit XML file of
     the plan's trials.
 
         run = hpt.apply("plan", results="hpt-results", parallel=2)
         run.exit_code, run.counts()
     """
-    from hpt.compiler.rounds import next_round
     from hpt.executor.events import Collect
     from hpt.executor.loop import RunOptions, run_plan
     from hpt.executor.plan import load_plan
@@ -110,16 +110,8 @@ def apply(plan_dir: str | os.PathLike[str], *, backend: str = "local", results: 
                          owner=f"{socket.gethostname()}:{plan_dir.resolve()}")
     try:
         _publish_rounds(store, plan.plan)
-        outcome = run_plan(plan, runner, store, options, reporter)
-        while outcome.exit_code == 0 and plan.plan.rounds:
-            decision = next_round(plan_dir, ResultsPublisher(store).sync())
-            if decision is None:
-                break
-            if on_round is not None:
-                on_round(decision)
-            plan = load_plan(plan_dir).with_results(store.uri, timeout)
-            _publish_rounds(store, plan.plan)
-            outcome = run_plan(plan, runner, store, options, reporter)
+        outcome = run_plan(plan, runner, store, options, reporter,
+                           grow=_grow(plan_dir, store, on_round) if plan.plan.rounds else None)
     except StoreUnavailable as err:  # trials already trained keep waiting for the store, up to the same deadline
         hint = f"{err.hint}; resume once it is back" + (f": {resume_hint}" if resume_hint else "")
         raise StoreUnavailable(err.message, where=err.where, hint=hint) from None
@@ -131,10 +123,30 @@ def apply(plan_dir: str | os.PathLike[str], *, backend: str = "local", results: 
         from hpt.results.junit import write_junit
 
         rows = ResultsPublisher(store).sync()
+        plan = load_plan(plan_dir)   # an adaptive search's rounds added trials
         # Every trial of the plan is a testcase: one that never ran (a stopped run) is <skipped>.
         write_junit([rows.get(tid) or {"trial_id": tid, "status": "not run", "reason": "not run by this apply"}
                      for tid in plan.trial_ids], Path(junit))
     return outcome
+
+
+def _grow(plan_dir: Path, store: Any, on_round: Callable[[Any], None] | None):  # noqa: ANN202 — hpt.executor.loop.Grow
+    """The scheduler's grow hook for an adaptive plan: every round the rows now decide (hpt.compiler.rounds,
+    recorded in the plan folder before this returns), announced to `on_round` and copied into the store."""
+    from hpt.compiler.rounds import next_round
+    from hpt.schemas.plan import Plan
+
+    def grow(rows, parallel: int) -> list[str]:  # noqa: ANN001
+        added: list[str] = []
+        while (decision := next_round(plan_dir, rows, parallel)) is not None:
+            added += decision.trials
+            if on_round is not None:
+                on_round(decision)
+        if added:
+            _publish_rounds(store, Plan.load(plan_dir))
+        return added
+
+    return grow
 
 
 def _publish_rounds(store: Any, plan: Any) -> None:

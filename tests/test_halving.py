@@ -174,6 +174,10 @@ def test_apply_decides_rounds_and_promotes_the_best(tmp_path):
     assert (params[winner]["learning_rate"], params[winner]["hidden_size"]) == (0.003, 64)
     events = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [e["round"] for e in events if e.get("event") == "round"] == [2, 3]
+    # one scheduler run for the whole search: one start, one end, the rounds' trials added to it
+    assert [e["event"] for e in events if e["event"] in ("run-started", "run-finished")] == ["run-started", "run-finished"]
+    assert [len(e["trial_ids"]) for e in events if e["event"] == "trials-added"] == [8, 2]
+    assert events[-1]["total"] == 34 and events[-1]["done"] == 34
     # promoted configs are the best of their rung by the mean over both windows
     by_config: dict[str, list[float]] = {}
     for config, fidelity, mse, _ in rows.values():
@@ -350,3 +354,51 @@ def test_every_backend_dry_runs_round_one_exactly(tmp_path, monkeypatch, backend
     round_one = json.loads((plan / "plan.json").read_text())["rounds"][0]["trials"]
     assert all(tid in result.stdout for tid in round_one)
     assert "24 of 24 trial(s) would run" in result.stderr and "≤ 34" in result.stderr
+
+
+def test_one_scheduler_run_per_apply_its_status_never_says_finished_between_rounds(tmp_path, monkeypatch):
+    """The rounds are added to the running scheduler (its grow hook): while a round is being added,
+    runs/<experiment>.json still says the apply is running, and each round is in plan.json before any
+    of its trials starts."""
+    import hpt
+    from hpt.executor.events import Collect
+
+    plan = compile_plan(tmp_path, "plan")
+    for key, value in stand_in_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    results = tmp_path / "results"
+    experiment = json.loads((plan / "plan.json").read_text())["experiment"]
+    seen: list[tuple] = []
+
+    class Watch(Collect):
+        def emit(self, event):
+            super().emit(event)
+            if event["event"] == "trials-added":
+                runs = json.loads((results / "runs" / f"{experiment}.json").read_text())
+                listed = json.loads((plan / "plan.json").read_text())["trials"]
+                started = {e["trial_id"] for e in self.events if e["event"] == "trial-started"}
+                seen.append((runs["finished"], set(event["trial_ids"]) <= set(listed), started & set(event["trial_ids"])))
+
+    watch = Watch()
+    run = hpt.apply(plan, results=str(results), parallel=2, backoff=0, reporter=watch)
+    assert run.exit_code == 0 and run.total == 34 and run.done == 34
+    assert seen == [(False, True, set()), (False, True, set())]
+    assert [e["event"] for e in watch.events].count("run-started") == 1
+    assert json.loads((results / "runs" / f"{experiment}.json").read_text())["finished"] is True
+
+
+def test_queue_order_runs_higher_rungs_first_then_rounds_then_plan_order():
+    from hpt.executor.plan import queue_order
+    from hpt.schemas.plan import Plan
+
+    ids = [f"t-{i:016x}" for i in range(6)]
+    plan = Plan(experiment="e-x", hpt_version="0", month="2026-11", reference_date="2026-11-01", spec={}, windows=[],
+                counts={}, values={}, warnings=[], trials=ids, digests={t: "0" * 64 for t in ids},
+                rounds=[{"round": 1, "rung": 0, "fidelity": "a", "configs": [], "trials": ids[:3]},
+                        {"round": 2, "rung": 1, "fidelity": "b", "configs": [], "trials": ids[3:4]},
+                        {"round": 3, "rung": 2, "fidelity": "c", "configs": [], "trials": ids[4:5]},
+                        {"round": 4, "rung": 1, "fidelity": "b", "configs": [], "trials": ids[5:]}])
+    order = queue_order(plan)
+    assert sorted(ids, key=order.__getitem__) == [ids[4], ids[3], ids[5], ids[0], ids[1], ids[2]]
+    flat = Plan(**{**plan.__dict__, "rounds": None})
+    assert sorted(reversed(ids), key=queue_order(flat).__getitem__) == ids
