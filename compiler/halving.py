@@ -1,15 +1,21 @@
-"""Successive halving: the decision of each round (compiler/rounds.py records it).
+"""Successive halving: the decisions that promote configs up the rungs (compiler/rounds.py records them).
 
 A halving plan starts with round 1: every config of the search (a grid, or random draws) at the
-cheapest fidelity (the spec's first). Each further round is a decision: once every trial of the last
-round is done, its configs are scored — the objective averaged over the config's date ranges and
-repeats, so a config must be good across windows, not on one — and the best ⌊n/η⌋ (at least one)
-run at the next fidelity. The decision is a pure function of the plan (spec, seed, earlier rounds)
-and the rows of the last round (read sorted by trial id, ties broken by config id), so after a
-kill -9 a re-apply decides the same round and writes the same manifests, byte for byte.
+cheapest fidelity (the spec's first, rung 0). Rung k has n_k configs entering (n_0: round 1's, then
+n_{k+1} = max(1, ⌊n_k/η⌋): `rung_sizes`, the budget's worst case). A config is finished at a rung when
+every one of its trials there (date ranges × repeats) is done; its score is the objective averaged
+over them, so a config must be good across windows, not on one. Ties go to the smaller config id.
 
-Rounds are synchronous: a rung is decided when all of it is done (ASHA's asynchronous promotion
-would make the decision depend on the order trials finish in).
+- async (`search.promotion`, the default; ASHA's rule, bounded): with m configs finished at rung k,
+  `slots(m)` of its n_{k+1} promotions are open — slot i once m ≥ ⌈i·n_k/n_{k+1}⌉, so the last opens when
+  the rung is complete and its best config is always promoted. While fewer are promoted than open, the
+  best finished config not yet promoted moves up; the promotions of one decision at one rung form one
+  round. A promotion needs no other config to finish, so the next fidelity starts while the cheaper rung
+  still runs. Which configs had finished when a decision was made depends on the order trials finish
+  in: the decision is recorded in plan.json before its trials start and never decided again, and with
+  `hpt apply --parallel 1` a run (and a run resumed after kill -9) is reproducible exactly.
+- sync: a rung is decided when all of it is done: its best ⌊n/η⌋ (at least one) move up in one round,
+  a pure function of the plan and the rows, whatever the order trials finished in.
 """
 from __future__ import annotations
 
@@ -19,10 +25,11 @@ from typing import Any, Iterable, Mapping
 
 from hpt.compiler.dates import Window
 from hpt.compiler.fidelities import Fidelity
-from hpt.compiler.rounds import Proposal, round_manifests, score
+from hpt.compiler.rounds import Proposal, finished_scores, round_manifests, score
 from hpt.schemas.plan import Plan
 
 HALVING = "halving"
+ASYNC, SYNC = "async", "sync"
 
 
 def rung_sizes(configs: int, eta: int, rungs: int) -> list[int]:
@@ -62,11 +69,66 @@ def promote(scores: Mapping[str, float], goal: str, eta: int) -> list[dict[str, 
             for i, c in enumerate(ranked[:keep])]
 
 
+def slots(finished: int, entering: int, cap: int) -> int:
+    """Promotions open at a rung of `entering` configs, `finished` of them finished, `cap` allowed up:
+    slot i opens once finished ≥ ⌈i·entering/cap⌉ (the last when the rung is complete)."""
+    return sum(1 for i in range(1, cap + 1) if finished >= -(-i * entering // cap))
+
+
+def promote_async(scores: Mapping[str, float], promoted: set[str], entering: int, cap: int, goal: str) -> list[dict[str, Any]]:
+    """The promotions one async decision adds at a rung: the best finished configs not yet promoted,
+    until as many are promoted as slots are open. Rank: place among the rung's finished configs."""
+    sign = 1 if goal == "minimize" else -1
+    ranked = sorted(scores, key=lambda c: (sign * scores[c], c))
+    wanted = slots(len(scores), entering, cap) - len(promoted)
+    out = []
+    for rank, config in enumerate(ranked, start=1):
+        if len(out) >= wanted:
+            break
+        if config not in promoted:
+            out.append({"config": config, "rank": rank, "score": scores[config] if math.isfinite(scores[config]) else None})
+    return out
+
+
 def decide(plan: Plan, plan_dir: Path, rows: Mapping[str, Mapping[str, Any]]) -> Proposal | None:
+    """The next promotions (configs and the fidelity they move up to), or None: nothing to promote now."""
+    # A plan compiled before `promotion` existed recorded none: its rungs were synchronous.
+    if plan.spec["search"].get("promotion", SYNC) == ASYNC:
+        return _decide_async(plan, plan_dir, rows)
+    return _decide_sync(plan, plan_dir, rows)
+
+
+def _fidelities(plan: Plan) -> list[Fidelity]:
+    return [Fidelity(f["name"], f["months"], f["epochs"]) for f in plan.spec["fidelities"]]
+
+
+def _decide_async(plan: Plan, plan_dir: Path, rows: Mapping[str, Mapping[str, Any]]) -> Proposal | None:
+    """The lowest rung with a promotion slot open and a finished config to fill it (one round)."""
+    spec = plan.spec
+    fidelities = _fidelities(plan)
+    sizes = rung_sizes(len(plan.rounds[0]["configs"]), spec["search"]["eta"], len(fidelities))
+    at_rung: dict[int, list[dict[str, Any]]] = {}
+    for r in plan.rounds:
+        at_rung.setdefault(r["rung"], []).extend(round_manifests(plan_dir, r))
+    for k in range(len(fidelities) - 1):
+        manifests = at_rung.get(k, [])
+        if not manifests:
+            break   # nothing reached this rung yet, so nothing above it either
+        scores = finished_scores(manifests, rows, spec["objective"])
+        promoted = {m["config"] for m in at_rung.get(k + 1, [])}
+        chosen = promote_async(scores, promoted, sizes[k], sizes[k + 1], spec["objective"]["goal"])
+        if chosen:
+            params = {m["config"]: m["params"] for m in manifests}
+            return Proposal(configs=[dict(params[p["config"]]) for p in chosen], fidelity=fidelities[k + 1],
+                            record={"rung": k + 1, "promoted": chosen, "scored": len(scores), "promotion": ASYNC})
+    return None
+
+
+def _decide_sync(plan: Plan, plan_dir: Path, rows: Mapping[str, Mapping[str, Any]]) -> Proposal | None:
     """The next rung's configs (the best 1/eta of the last round) and its fidelity, or None: the last
     round is not all done, or it was the top rung."""
     spec = plan.spec
-    fidelities = [Fidelity(f["name"], f["months"], f["epochs"]) for f in spec["fidelities"]]
+    fidelities = _fidelities(plan)
     last = plan.rounds[-1]
     if last["rung"] + 1 >= len(fidelities):
         return None
@@ -77,4 +139,4 @@ def decide(plan: Plan, plan_dir: Path, rows: Mapping[str, Mapping[str, Any]]) ->
     promoted = promote(scores, spec["objective"]["goal"], spec["search"]["eta"])
     params = {m["config"]: m["params"] for m in manifests}
     return Proposal(configs=[dict(params[p["config"]]) for p in promoted], fidelity=fidelities[last["rung"] + 1],
-                    record={"rung": last["rung"] + 1, "promoted": promoted, "scored": len(scores)})
+                    record={"rung": last["rung"] + 1, "promoted": promoted, "scored": len(scores), "promotion": SYNC})

@@ -68,7 +68,8 @@ class CompileResult:
             "parameters": {name: d.to_json() for name, d in self.resolved.space.domains.items()},
             "warnings": self.warnings,
         } | ({"fidelities": [f.to_dict() for f in self.resolved.fidelities]} if self.resolved.fidelities else {}) \
-          | ({"halving": {"eta": self.resolved.space.eta, "rungs": self.rungs}} if self.rungs else {})
+          | ({"halving": {"eta": self.resolved.space.eta, "promotion": self.resolved.space.promotion, "rungs": self.rungs}}
+             if self.rungs else {})
 
     @property
     def n_fidelities(self) -> int:
@@ -153,7 +154,7 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
                          "tpe": tpe.settings(resolved.space)}
             if halving:
                 extra = {"rounds": [first_round(config_ids, list(digests), resolved.fidelities[0])],
-                         "halving": {"eta": resolved.space.eta,
+                         "halving": {"eta": resolved.space.eta, "promotion": resolved.space.promotion,
                                      "rungs": budget(configs_seen, resolved.space.eta, resolved.fidelities, windows,
                                                      resolved.repeats)}}
             return Plan(experiment=experiment, hpt_version=__version__, trials=list(digests), digests=digests,
@@ -223,7 +224,7 @@ def resolved_spec(resolved: Resolved, dataset: DatasetRef, windows: list[Window]
         "parameters": {name: d.to_json() for name, d in space.domains.items()},
         "auto": resolved.auto,
         "search": {"method": space.method, "trials": space.trials, "seed": space.seed}
-        | ({"eta": space.eta} if space.method == HALVING else {}) | ({"batch": space.batch} if space.method == tpe.TPE else {}),
+        | ({"eta": space.eta, "promotion": space.promotion} if space.method == HALVING else {}) | ({"batch": space.batch} if space.method == tpe.TPE else {}),
         "mode": resolved.mode, "epochs": resolved.epochs, "metrics": resolved.metrics, "objective": resolved.objective,
         "data": dataset.uri, "results": resolved.results, "image": resolved.image, "resources": resolved.resources.to_dict(),
         "validation-days": resolved.validation_days, "repeats": resolved.repeats,

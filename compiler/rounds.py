@@ -2,10 +2,13 @@
 
 A round is a decision — configs promoted to the next fidelity (compiler/halving.py), or a batch of
 proposals from a sampler told every finished result (compiler/tpe.py) — turned into new manifests
-and added to the plan. `hpt compile` writes round 1; `hpt apply` asks `next_round` for each further
-round once the last one is all done. A decision is a pure function of the plan (spec, seed, earlier
-rounds) and the rows of the trials it depends on (read sorted by trial id), so after a kill -9 a
-re-apply decides the same round again and writes the same manifests, byte for byte. The round's
+and added to the plan. `hpt compile` writes round 1; `hpt apply` asks `next_round` after every
+finished trial (the scheduler's grow hook, built in hpt/api.py), and a method decides a round once
+the rows it needs are there. A decision is a pure function of the plan (spec, seed, earlier rounds)
+and the rows of the trials it depends on (read sorted by trial id), so after a kill -9 a re-apply
+decides the same round again and writes the same manifests, byte for byte. A decision that depends on
+which trials had finished when it was made (asynchronous halving) is recorded in plan.json before
+its trials start and never decided again. The round's
 manifests are written before plan.json lists them, and plan.json (the index) is replaced in one
 rename: earlier manifests and rounds never change.
 """
@@ -49,18 +52,29 @@ def score(manifests: Iterable[Mapping[str, Any]], rows: Mapping[str, Mapping[str
         -> dict[str, float] | None:
     """Each config's objective averaged over its trials (date ranges, repeats); None while any trial has
     no done row. A done trial whose objective is missing or not finite scores as the worst possible."""
+    manifests = list(manifests)
+    scores = finished_scores(manifests, rows, objective)
+    return scores if len(scores) == len({m["config"] for m in manifests}) else None
+
+
+def finished_scores(manifests: Iterable[Mapping[str, Any]], rows: Mapping[str, Mapping[str, Any]],
+                    objective: Mapping[str, str]) -> dict[str, float]:
+    """The scores (as `score` computes them) of the configs all of whose trials have a done row; a config
+    with a trial pending or failed is not finished and has none."""
     worst = math.inf if objective.get("goal", "minimize") == "minimize" else -math.inf
     values: dict[str, list[float]] = {}
+    unfinished: set[str] = set()
     for m in sorted(manifests, key=lambda m: m["id"]):
         row = rows.get(m["id"])
         if row is None or row.get("status") != "done":
-            return None
+            unfinished.add(m["config"])
+            continue
         try:
             value = float(row.get(objective["metric"], ""))
         except (TypeError, ValueError):
             value = worst
         values.setdefault(m["config"], []).append(value if math.isfinite(value) else worst)
-    return {config: sum(v) / len(v) for config, v in values.items()}
+    return {config: sum(v) / len(v) for config, v in values.items() if config not in unfinished}
 
 
 def round_manifests(plan_dir: Path, round_doc: Mapping[str, Any]) -> list[dict[str, Any]]:

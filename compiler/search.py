@@ -25,6 +25,7 @@ from hpt.schemas.errors import UserError
 DEFAULT_RANDOM_TRIALS = 20
 DEFAULT_ETA = 3                # halving: the top 1/eta of a rung is promoted
 DEFAULT_BATCH = 4              # tpe: configs asked per round
+DEFAULT_PROMOTION = "async"    # halving: promote as results come in (compiler/halving.py), not rung by rung
 _DRAW_ATTEMPTS = 100           # draws per wanted config before giving up on finding new ones
 
 
@@ -112,6 +113,7 @@ class SearchSpace:
     seed: int
     eta: int | None = None                # halving only
     batch: int | None = None              # tpe only: configs per round
+    promotion: str | None = None          # halving only: async | sync (compiler/halving.py)
 
     @property
     def sampler(self) -> str:

@@ -321,6 +321,16 @@ def check_search(doc: dict[str, Any]) -> None:
                         hint='set "search": {"method": "random", "trials": N}, or list values for a grid')
     if "eta" in search and method != "halving":
         raise UserError("eta applies to halving only", where="search.eta", hint='set "search": {"method": "halving"}')
+    if "min_configs" in search:
+        if method != "halving":
+            raise UserError("min_configs applies to halving only (elsewhere: trials)", where="search.min_configs",
+                            hint='set "search": {"method": "halving"}, or say "trials"')
+        if "trials" in search and search["trials"] != search["min_configs"]:
+            raise UserError(f"min_configs ({search['min_configs']}) and trials ({search['trials']}) are one setting "
+                            "for halving and differ", where="search.min_configs", hint="give one of them")
+    if "promotion" in search and method != "halving":
+        raise UserError("promotion applies to halving only", where="search.promotion",
+                        hint='set "search": {"method": "halving"}')
     if "batch" in search and method != "tpe":
         raise UserError("batch applies to tpe only", where="search.batch", hint='set "search": {"method": "tpe"}')
     if method == "tpe":

@@ -1,7 +1,7 @@
-"""Successive halving in rounds of immutable manifests: the pure decision, the compile, `hpt apply`
-deciding rounds, and kill -9 at several points giving exactly the uninterrupted run's rows, rounds and
-promotions (a stand-in trainer whose objective depends on the config and the fidelity, run by the
-real local backend)."""
+"""Successive halving in rounds of immutable manifests: the pure decisions (async and sync promotion),
+the compile, `hpt apply` deciding rounds, and kill -9 at several points giving exactly the uninterrupted
+run's rows, rounds and promotions (a stand-in trainer whose objective depends on the config and the
+fidelity, run by the real local backend)."""
 from __future__ import annotations
 
 import json
@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from executor_support import hpt_exe, kill_leftovers
 from hpt.cli import app
-from hpt.compiler.halving import promote, rung_sizes
+from hpt.compiler.halving import promote, promote_async, rung_sizes, slots
 from hpt.compiler.rounds import score
 from hpt.store import open_store
 
@@ -31,6 +31,7 @@ SPEC = {
     "fidelities": [{"name": "m1-e2", "months": 1, "epochs": 2}, {"name": "m2-e4", "months": 2, "epochs": 4},
                    {"name": "m3-e8", "months": 3, "epochs": 8}],
 }
+SYNC = {**SPEC, "search": {"method": "halving", "seed": 1, "promotion": "sync"}}   # SPEC is async: the default
 
 # The objective is best near learning_rate 0.003 and hidden 64, differs per window and fidelity
 # (so the average over windows matters), and is a pure function of the manifest.
@@ -112,6 +113,29 @@ def test_promote_takes_the_top_over_eta_best_first_ties_by_config():
     assert promote({"c-a": 1.0}, "minimize", 3)[0]["rank"] == 1
 
 
+def test_async_slots_open_in_step_with_the_rung_and_the_last_when_it_is_complete():
+    assert [slots(m, 12, 4) for m in range(13)] == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4]
+    assert [slots(m, 4, 1) for m in range(5)] == [0, 0, 0, 0, 1]      # the top rung: only once complete
+    assert [slots(m, 10, 3) for m in range(11)] == [0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 3]
+    assert all(slots(n, n, cap) == cap for n in range(1, 30) for cap in range(1, n + 1))
+
+
+def test_async_promotes_the_best_finished_not_yet_promoted_up_to_the_open_slots():
+    scores = {"c-a": 1.0, "c-b": 0.5, "c-c": 2.0}
+    assert promote_async(scores, set(), 12, 4, "minimize") == [{"config": "c-b", "rank": 1, "score": 0.5}]
+    assert promote_async(scores, {"c-b"}, 12, 4, "minimize") == []          # one slot open, filled
+    more = {**scores, "c-d": 0.1, "c-e": 3.0, "c-f": 0.3}
+    # two slots at 6 finished: c-b already up, so the best of the rest (c-d, better than c-b now) follows
+    assert promote_async(more, {"c-b"}, 12, 4, "minimize") == [{"config": "c-d", "rank": 1, "score": 0.1}]
+    assert [p["config"] for p in promote_async(more, set(), 12, 4, "maximize")] == ["c-e", "c-c"]
+    ties = {"c-b": 1.0, "c-a": 1.0, "c-c": 1.0}
+    assert [p["config"] for p in promote_async(ties, set(), 3, 1, "minimize")] == ["c-a"]   # ties: smaller id
+    # the rung complete: every slot open, the best config always among the promoted
+    full = {f"c-{i:02d}": float(i % 5) for i in range(12)}
+    up = promote_async(full, set(), 12, 4, "minimize")
+    assert len(up) == 4 and up[0]["config"] == "c-00"
+
+
 def test_score_averages_over_windows_and_waits_for_every_trial():
     manifests = [{"id": "t-1", "config": "c-a"}, {"id": "t-2", "config": "c-a"}, {"id": "t-3", "config": "c-b"}]
     rows = {"t-1": {"status": "done", "mse": "1.0"}, "t-2": {"status": "done", "mse": "3.0"},
@@ -161,7 +185,7 @@ def test_wandb_hyperband_is_halving(tmp_path):
 # --- apply ------------------------------------------------------------------------------------
 
 def test_apply_decides_rounds_and_promotes_the_best(tmp_path):
-    plan = compile_plan(tmp_path, "plan")
+    plan = compile_plan(tmp_path, "plan", SYNC)
     proc = apply(plan, tmp_path / "results", stand_in_env(tmp_path), "--parallel", "2")
     assert proc.returncode == 0, proc.stderr
     rounds, trials, manifests, rows = outcome(plan, tmp_path / "results")
@@ -198,9 +222,11 @@ def test_apply_decides_rounds_and_promotes_the_best(tmp_path):
     assert [(r["round"], r["fidelity"], r["configs"], r["states"]) for r in shown] == \
         [(1, "m1-e2", 12, {"done": 24}), (2, "m2-e4", 4, {"done": 8}), (3, "m3-e8", 1, {"done": 2})]
     assert shown[2]["promoted"][0]["config"] == winner and shown[1]["scored"] == 12
+    assert [r["promotion"] for r in shown] == [None, "sync", "sync"]
     table = subprocess.run([hpt_exe(), "status", str(plan), "--results", str(tmp_path / "results")],
                            env={**stand_in_env(tmp_path), "COLUMNS": "200"}, capture_output=True, text=True, timeout=120)
     assert "4 of 12: " + rounds[1]["configs"][0] in table.stdout, table.stdout
+    assert "successive halving (sync promotion), eta 3" in table.stdout, table.stdout
     # hpt results: each row's round and fidelity (the rounds copied into the store by apply)
     shown = subprocess.run([hpt_exe(), "results", str(tmp_path / "results"), "--format", "csv"],
                            env=stand_in_env(tmp_path), capture_output=True, text=True, timeout=120)
@@ -236,33 +262,44 @@ def test_dry_run_shows_round_one_and_the_budget(tmp_path):
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
-    """One uninterrupted run of SPEC: what every killed-and-resumed run must end with."""
-    tmp = tmp_path_factory.mktemp("uninterrupted")
-    old = os.environ.get("HPT_DEMO_DATA")
-    os.environ["HPT_DEMO_DATA"] = str(tmp / "demo-not-built")
-    try:
-        reference = compile_plan(tmp, "reference")
-        proc = apply(reference, tmp / "results", stand_in_env(tmp), "--parallel", "2")
-        assert proc.returncode == 0, proc.stderr
-        return outcome(reference, tmp / "results")
-    finally:
-        kill_leftovers(tmp)
-        if old is None:
-            os.environ.pop("HPT_DEMO_DATA")
-        else:
-            os.environ["HPT_DEMO_DATA"] = old
+    """One uninterrupted run (--parallel 1) per promotion mode: what every killed-and-resumed run must end with."""
+    done: dict[str, tuple] = {}
+
+    def run(spec: dict) -> tuple:
+        mode = spec["search"].get("promotion", "async")
+        if mode in done:
+            return done[mode]
+        tmp = tmp_path_factory.mktemp(f"uninterrupted-{mode}")
+        old = os.environ.get("HPT_DEMO_DATA")
+        os.environ["HPT_DEMO_DATA"] = str(tmp / "demo-not-built")
+        try:
+            reference = compile_plan(tmp, "reference", spec)
+            proc = apply(reference, tmp / "results", stand_in_env(tmp), "--parallel", "1")
+            assert proc.returncode == 0, proc.stderr
+            done[mode] = outcome(reference, tmp / "results")
+            return done[mode]
+        finally:
+            kill_leftovers(tmp)
+            if old is None:
+                os.environ.pop("HPT_DEMO_DATA")
+            else:
+                os.environ["HPT_DEMO_DATA"] = old
+
+    return run
 
 
+@pytest.mark.parametrize("spec", [SPEC, SYNC], ids=["async", "sync"])
 @pytest.mark.parametrize("kill_after", [3, 24, 29])
-def test_kill_9_at_any_point_then_reapply_gives_the_uninterrupted_run(tmp_path, kill_after, uninterrupted):
-    """kill -9 apply once `kill_after` rows exist (mid round 1; as round 1 ends and round 2 is being
-    decided; mid round 2), re-apply: the rounds, promotions, manifests and rows equal an uninterrupted run's."""
-    expected = uninterrupted
+def test_kill_9_at_any_point_then_reapply_gives_the_uninterrupted_run(tmp_path, kill_after, spec, uninterrupted):
+    """kill -9 apply (--parallel 1) once `kill_after` rows exist (mid rung 0; sync: as round 1 ends and
+    round 2 is being decided; later still), re-apply: the rounds, promotions, manifests and rows equal an
+    uninterrupted run's — for async promotion too, whose decisions depend on the order trials finish in."""
+    expected = uninterrupted(spec)
 
-    plan = compile_plan(tmp_path, "plan")
+    plan = compile_plan(tmp_path, "plan", spec)
     results = tmp_path / "results"
     env = stand_in_env(tmp_path, sleep=0.05)
-    proc = subprocess.Popen([hpt_exe(), "apply", str(plan), "--results", str(results), "--parallel", "2"],
+    proc = subprocess.Popen([hpt_exe(), "apply", str(plan), "--results", str(results), "--parallel", "1"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rows_dir = results / "rows"
     deadline = time.monotonic() + 120
@@ -271,7 +308,7 @@ def test_kill_9_at_any_point_then_reapply_gives_the_uninterrupted_run(tmp_path, 
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    again = apply(plan, results, stand_in_env(tmp_path))
+    again = apply(plan, results, stand_in_env(tmp_path), "--parallel", "1")
     assert again.returncode == 0, again.stderr
     rounds, trials, manifests, rows = outcome(plan, results)
     ref_rounds, ref_trials, ref_manifests, ref_rows = expected
@@ -281,10 +318,55 @@ def test_kill_9_at_any_point_then_reapply_gives_the_uninterrupted_run(tmp_path, 
     assert rows == ref_rows
 
 
+def test_async_promotes_before_the_cheapest_rung_is_done(tmp_path):
+    """The default, async: a config moves up as soon as enough of its rung has finished; the next fidelity's
+    trials run (first: a higher rung waits less) while the cheapest rung's are still pending, and the search
+    stays inside the synchronous budget."""
+    plan = compile_plan(tmp_path, "plan")
+    doc = json.loads((plan / "plan.json").read_text())
+    assert doc["spec"]["search"]["promotion"] == "async" and doc["halving"]["promotion"] == "async"
+    first = doc["rounds"][0]
+    proc = apply(plan, tmp_path / "results", stand_in_env(tmp_path), "--parallel", "1")
+    assert proc.returncode == 0, proc.stderr
+    rounds, trials, manifests, rows = outcome(plan, tmp_path / "results")
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    started = [e["trial_id"] for e in events if e["event"] == "trial-started"]
+    # round 2 is decided after 3 of 12 configs (6 of 24 trials, config by config) finished, and runs next
+    assert rounds[1]["rung"] == 1 and rounds[1]["scored"] == 3 and rounds[1]["promotion"] == "async"
+    assert started.index(rounds[1]["trials"][0]) == 6 and started.index(first["trials"][-1]) > 6
+    # its config is the best of those 3 by the mean over both windows
+    by_config: dict[str, list[float]] = {}
+    for config, fidelity, mse, _ in rows.values():
+        if fidelity == "m1-e2" and config in first["configs"][:3]:
+            by_config.setdefault(config, []).append(float(mse))
+    assert rounds[1]["configs"] == [min(by_config, key=lambda c: (sum(by_config[c]) / 2, c))]
+    # within the budget: 4 configs reach m2-e4 and 1 reaches m3-e8, as the synchronous rule would allow
+    per_rung: dict[int, int] = {}
+    for r in rounds:
+        per_rung[r["rung"]] = per_rung.get(r["rung"], 0) + len(r["configs"])
+    assert per_rung == {0: 12, 1: 4, 2: 1} and len(rows) == 34 and len(rounds) > 3
+    winner = json.loads(manifests[f"{rounds[-1]['trials'][0]}.json"])["params"]
+    assert (winner["learning_rate"], winner["hidden_size"]) == (0.003, 64)
+    status = subprocess.run([hpt_exe(), "status", str(plan), "--results", str(tmp_path / "results")],
+                            env={**stand_in_env(tmp_path), "COLUMNS": "200"}, capture_output=True, text=True, timeout=120)
+    assert "successive halving (async promotion), eta 3" in status.stdout and "1 of 3 finished: " in status.stdout, status.stdout
+
+
+@pytest.mark.parametrize("search, where", [
+    ({"method": "halving", "promotion": "eager"}, "search.promotion"),
+    ({"method": "grid", "promotion": "async"}, "search.promotion"),
+])
+def test_bad_promotion_exits_2_naming_the_key(tmp_path, search, where):
+    (tmp_path / "s.json").write_text(json.dumps({**SPEC, "search": search}), encoding="utf-8")
+    result = CliRunner().invoke(app, ["compile", str(tmp_path / "s.json"), "--out", str(tmp_path / "p"), "--today", TODAY])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: {where}: "), result.stderr
+
+
 def test_halving_with_results_in_gcs(tmp_path, gcs_bucket):
     """The same rounds with the store in gs:// (the real client against fake-gcs-server): rows, the rounds
     copy and the round column all go through the store."""
-    spec = {**SPEC, "date-range": SPEC["date-range"][:1]}
+    spec = {**SYNC, "date-range": SPEC["date-range"][:1]}
     plan = compile_plan(tmp_path, "plan", spec)
     results = gcs_bucket + "/halving"
     proc = subprocess.run([hpt_exe(), "apply", str(plan), "--results", results, "--format", "json", "--parallel", "2"],
@@ -305,7 +387,8 @@ def test_a_user_trainer_works_unchanged_with_halving(tmp_path):
 
     project = shell_project(tmp_path)
     write_spec(project, {"command": ["./train.sh"], "source": "src"}, {"lr": [0.01, 0.05, 0.2], "depth": [1, 2]},
-               fidelities=[{"name": "short", "months": 1}, {"name": "long", "months": 2}], search={"method": "halving"})
+               fidelities=[{"name": "short", "months": 1}, {"name": "long", "months": 2}],
+               search={"method": "halving", "promotion": "sync"})
     plan, results = tmp_path / "plan", tmp_path / "results"
     compiled = subprocess.run([hpt_exe(), "compile", str(project / "spec.json"), "--out", str(plan)],
                               capture_output=True, text=True, timeout=120)
@@ -324,7 +407,7 @@ def test_a_crash_between_a_rounds_manifests_and_plan_json_redecides_the_same_byt
     is made again from the same rows and writes the same files, byte for byte."""
     from hpt.compiler.rounds import next_round
 
-    plan = compile_plan(tmp_path, "plan")
+    plan = compile_plan(tmp_path, "plan", SYNC)
     before = (plan / "plan.json").read_bytes()
     doc = json.loads(before)
     rows = {}
@@ -382,7 +465,7 @@ def test_one_scheduler_run_per_apply_its_status_never_says_finished_between_roun
     watch = Watch()
     run = hpt.apply(plan, results=str(results), parallel=2, backoff=0, reporter=watch)
     assert run.exit_code == 0 and run.total == 34 and run.done == 34
-    assert seen == [(False, True, set()), (False, True, set())]
+    assert len(seen) >= 2 and all(entry == (False, True, set()) for entry in seen), seen
     assert [e["event"] for e in watch.events].count("run-started") == 1
     assert json.loads((results / "runs" / f"{experiment}.json").read_text())["finished"] is True
 
@@ -402,3 +485,17 @@ def test_queue_order_runs_higher_rungs_first_then_rounds_then_plan_order():
     assert sorted(ids, key=order.__getitem__) == [ids[4], ids[3], ids[5], ids[0], ids[1], ids[2]]
     flat = Plan(**{**plan.__dict__, "rounds": None})
     assert sorted(reversed(ids), key=queue_order(flat).__getitem__) == ids
+
+
+def test_min_configs_is_trials_for_halving(tmp_path):
+    """The issue's spelling: `min_configs` compiles to the very plan `trials` does; both, differing, exit 2."""
+    a = compile_plan(tmp_path, "a", {**SPEC, "search": {"method": "halving", "seed": 1, "min_configs": 6}})
+    b = compile_plan(tmp_path, "b", {**SPEC, "search": {"method": "halving", "seed": 1, "trials": 6}})
+    assert (a / "plan.json").read_bytes() == (b / "plan.json").read_bytes()
+    assert len(json.loads((a / "plan.json").read_text())["rounds"][0]["configs"]) == 6
+    for search in ({"method": "halving", "min_configs": 6, "trials": 5}, {"method": "random", "min_configs": 6}):
+        (tmp_path / "s.json").write_text(json.dumps({**SPEC, "search": search}), encoding="utf-8")
+        result = CliRunner().invoke(app, ["compile", str(tmp_path / "s.json"), "--out", str(tmp_path / "p"), "--today", TODAY])
+        assert result.exit_code == 2 and result.stderr.startswith("error: search.min_configs: "), result.stderr
+    same = compile_plan(tmp_path, "c", {**SPEC, "search": {"method": "halving", "seed": 1, "min_configs": 6, "trials": 6}})
+    assert (same / "plan.json").read_bytes() == (a / "plan.json").read_bytes()

@@ -58,7 +58,8 @@ def _rounds(rounds: list[dict[str, Any]], states: dict[str, str]) -> list[dict[s
         for tid in r["trials"]:
             counts[states.get(tid, "pending")] = counts.get(states.get(tid, "pending"), 0) + 1
         out.append({"round": r["round"], "rung": r.get("rung"), "fidelity": r["fidelity"], "configs": len(r["configs"]),
-                    "scored": r.get("scored"), "promoted": r.get("promoted", []), "told": r.get("told"),
+                    "scored": r.get("scored"), "promoted": r.get("promoted", []), "promotion": r.get("promotion"),
+                    "told": r.get("told"), "batch": r.get("batch"),
                     "trials": len(r["trials"]), "states": counts})
     return out
 
@@ -77,7 +78,9 @@ def _rounds_table(rounds: list[dict[str, Any]], halving: dict[str, Any] | None, 
                           "random start" if r["told"] is None else f"{r['told']} results")
         return table
     halving = halving or {"eta": "?", "rungs": []}
-    table = Table(title=f"successive halving, eta {halving['eta']}: rounds decided so far", title_justify="left")
+    mode = halving.get("promotion", "sync")   # a plan compiled before `promotion` existed was synchronous
+    table = Table(title=f"successive halving ({mode} promotion), eta {halving['eta']}: rounds decided so far",
+                  title_justify="left")
     for column in ("round", "rung", "fidelity", "configs", "trials", "promoted (best first: config, mean objective)"):
         table.add_column(column, justify="left" if column in ("fidelity",) or column.startswith("promoted") else "right",
                          overflow="fold")
@@ -86,14 +89,18 @@ def _rounds_table(rounds: list[dict[str, Any]], halving: dict[str, Any] | None, 
         if r["scored"] is None:
             promoted = f"all {r['configs']} configs start here"
         else:
-            promoted = f"{r['configs']} of {r['scored']}: " + ", ".join(
+            of = f"{r['scored']} finished" if r["promotion"] == "async" else str(r["scored"])
+            promoted = f"{r['configs']} of {of}: " + ", ".join(
                 f"{p['config']} ({p['score']:.4g})" if p["score"] is not None else p["config"] for p in r["promoted"])
         table.add_row(str(r["round"]), str(r["rung"]), r["fidelity"], str(r["configs"]), f"{r['trials']} ({states})", promoted)
     rungs = halving["rungs"]
-    if len(rounds) < len(rungs):
-        rest = rungs[len(rounds):]
+    reached = {r["rung"] for r in rounds}
+    rest = [x for i, x in enumerate(rungs) if i not in reached]
+    if rest:
         later = ", ".join(f"{x['fidelity']} ≤ {x['configs']} configs" for x in rest)
-        table.caption = f"still to decide: {later} (each once the round before is all done)"
+        when = ("each config promoted as soon as enough of its rung has finished" if mode == "async"
+                else "each once the round before is all done")
+        table.caption = f"still to decide: {later} ({when})"
     return table
 
 
@@ -167,9 +174,12 @@ def register(app: typer.Typer) -> None:
                     from hpt.commands.compile import halving_table
 
                     rounds = plan.plan.rounds or []
-                    err_console.print(f"halving: {len(rounds)} round(s) decided so far; the next is decided when round "
-                                      f"{len(rounds)} is done", highlight=False)
-                    err_console.print(halving_table(plan.plan.halving["rungs"], plan.plan.halving["eta"]))
+                    mode = plan.plan.halving.get("promotion", "sync")   # older plans: synchronous
+                    when = (f"the next is decided when round {len(rounds)} is done" if mode == "sync" else
+                            "configs are promoted as soon as enough of their rung has finished (async: more, "
+                            "smaller rounds, within the same upper bound)")
+                    err_console.print(f"halving: {len(rounds)} round(s) decided so far; {when}", highlight=False)
+                    err_console.print(halving_table(plan.plan.halving["rungs"], plan.plan.halving["eta"], mode))
             raise typer.Exit(EXIT_OK)
 
         def announce(decision) -> None:  # noqa: ANN001 — hpt.compiler.rounds.Decision
@@ -181,7 +191,8 @@ def register(app: typer.Typer) -> None:
             if promoted is not None:
                 best = ", ".join(f"{p['config']} ({p['score']:.4g})" if p["score"] is not None else p["config"]
                                  for p in promoted[:3])
-                message = (f"round {decision.round}: promoted {len(promoted)} of {decision.record['scored']} configs to "
+                finished = " finished" if decision.record.get("promotion") == "async" else ""
+                message = (f"round {decision.round}: promoted {len(promoted)} of {decision.record['scored']}{finished} configs to "
                            f"{decision.fidelity} ({len(decision.trials)} trials); best {best}")
             else:
                 message = (f"round {decision.round}: {len(decision.configs)} new configs proposed "

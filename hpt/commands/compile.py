@@ -102,7 +102,7 @@ def _review(result) -> None:  # noqa: ANN001 — CompileResult, imported lazily
         params.add_row("defaults", ", ".join(f"{p.name}={format_value(p.default)}" for p in fixed), "", style="dim")
     console.print(params)
     if result.rungs:
-        console.print(halving_table(result.rungs, resolved.space.eta))
+        console.print(halving_table(result.rungs, resolved.space.eta, resolved.space.promotion))
     elif resolved.fidelities:
         fids = Table(title="fidelities (each config × range × repeat runs at each)", title_justify="left")
         for column in ("name", "months", "epochs"):
@@ -126,10 +126,12 @@ def _review(result) -> None:  # noqa: ANN001 — CompileResult, imported lazily
                          f"{fid_text} = ", (f"{len(result.trial_ids)} trials", "bold"), f"; {verb} {result.out / PLAN_FILE}"))
 
 
-def halving_table(rungs: list[dict], eta: int | None) -> Table:
-    """A halving plan's budget: round 1 exactly as written, the later rungs at most (what apply decides)."""
-    table = Table(title=f"successive halving, eta {eta}: round 1 runs as written; later rounds at most",
-                  title_justify="left")
+def halving_table(rungs: list[dict], eta: int | None, promotion: str | None) -> Table:
+    """A halving plan's budget: round 1 exactly as written, the later rungs at most (what apply decides;
+    async promotion fills each rung in more, smaller rounds but never past these bounds)."""
+    how = ("async promotion: configs move up as results come in, never more than" if promotion == "async"
+           else "sync promotion: later rounds at most")
+    table = Table(title=f"successive halving, eta {eta}: round 1 runs as written; {how}", title_justify="left")
     for column in ("rung", "fidelity", "months", "epochs", "configs", "trials", "epoch-months"):
         table.add_column(column, justify="left" if column == "fidelity" else "right")
     for i, rung in enumerate(rungs):
