@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpt.compiler.fidelities import Fidelity, resolve_fidelities
-from hpt.compiler.search import DEFAULT_BATCH, DEFAULT_ETA, DEFAULT_PROMOTION, DEFAULT_RANDOM_TRIALS, Distribution, Domain, SearchSpace, Values, domain_from_spec
+from hpt.compiler.search import DEFAULT_ETA, DEFAULT_PROMOTION, DEFAULT_RANDOM_TRIALS, Distribution, Domain, SearchSpace, Values, domain_from_spec
 from hpt.compiler.validation import check_date_pairs
 from hpt.schemas.catalog import Architecture, architecture, default_metrics, learning_rate_family, metrics, mode_defaults
 from hpt.schemas.errors import UserError
@@ -94,7 +94,7 @@ def resolve(doc: dict[str, Any], *, mode: str | None = None, seed: int | None = 
     space = SearchSpace(architecture=arch, domains=domains, method=method, trials=trials,
                         seed=int(seed if seed is not None else search.get("seed", 0)),
                         eta=int(search.get("eta", DEFAULT_ETA)) if method == "halving" else None,
-                        batch=int(search.get("batch", DEFAULT_BATCH)) if method == "tpe" else None,
+                        batch=int(search["batch"]) if method == "tpe" and "batch" in search else None,
                         promotion=search.get("promotion", DEFAULT_PROMOTION) if method == "halving" else None)
     space.check()
 

@@ -91,7 +91,7 @@ def next_round(plan_dir: Path, rows: Mapping[str, Mapping[str, Any]], parallel: 
     method = plan.spec.get("search", {}).get("method")
     if not plan.rounds or method not in (halving.HALVING, tpe.TPE):
         return None
-    proposal = (halving.decide if method == halving.HALVING else tpe.decide)(plan, plan_dir, rows)
+    proposal = halving.decide(plan, plan_dir, rows) if method == halving.HALVING else tpe.decide(plan, plan_dir, rows, parallel)
     if proposal is None or not proposal.configs:
         return None
     return record(plan_dir, plan, proposal)

@@ -24,7 +24,7 @@ from hpt.schemas.errors import UserError
 
 DEFAULT_RANDOM_TRIALS = 20
 DEFAULT_ETA = 3                # halving: the top 1/eta of a rung is promoted
-DEFAULT_BATCH = 4              # tpe: configs asked per round
+DEFAULT_BATCH = 4              # tpe: round 1's configs when the spec gives no batch (later rounds: apply's --parallel)
 DEFAULT_PROMOTION = "async"    # halving: promote as results come in (compiler/halving.py), not rung by rung
 _DRAW_ATTEMPTS = 100           # draws per wanted config before giving up on finding new ones
 
@@ -112,7 +112,7 @@ class SearchSpace:
     trials: int | None                    # grid: subset size (None = all); random: draws; halving: configs at the bottom rung
     seed: int
     eta: int | None = None                # halving only
-    batch: int | None = None              # tpe only: configs per round
+    batch: int | None = None              # tpe only: configs per round; None: round 1 DEFAULT_BATCH, then apply's parallelism
     promotion: str | None = None          # halving only: async | sync (compiler/halving.py)
 
     @property

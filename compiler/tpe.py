@@ -3,10 +3,12 @@
 Round 1 (written by `hpt compile`) is the sampler's first batch; each further round is asked once every
 trial of the earlier rounds is done, from a study rebuilt from scratch and told every finished config
 (its objective averaged over date ranges and repeats, in trial-id order) with a seed derived from the
-search seed and the round number. So a round is a pure function of the plan and the rows, and a
-re-apply after kill -9 asks the same questions and gets the same answers. `trials` bounds the total
-configs; `batch` (default 4: run apply with `--parallel` of the same size to keep every slot busy)
-is the size of a round. Optuna is the optional extra `hpt[search]`.
+search seed and the round number. `trials` bounds the total configs. `batch` is the size of a round;
+without it in the spec, round 1 (written at compile, before any apply) has DEFAULT_BATCH configs and
+every later round as many as the apply runs at once (`--parallel`, else the backend's capacity), so
+every slot stays busy. Each round records its batch. So a round is a pure function of the plan, the
+rows and that batch: a re-apply after kill -9 with the same `--parallel` asks the same questions and
+gets the same answers. Optuna is the optional extra `hpt[search]`.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from hpt.compiler.rounds import Proposal, round_manifests, score
-from hpt.compiler.search import Distribution, Domain, SearchSpace, Values
+from hpt.compiler.search import DEFAULT_BATCH, Distribution, Domain, SearchSpace, Values
 from hpt.schemas.catalog import ParamSpec
 from hpt.schemas.errors import UserError
 from hpt.schemas.plan import Plan
@@ -43,9 +45,9 @@ def startup(trials: int, batch: int) -> int:
 
 
 def settings(space: SearchSpace) -> dict[str, Any]:
-    """What plan.json records so that later rounds can be asked without the catalog: the budget and each
-    tuned hyperparameter's type."""
-    trials, batch = space.trials or 0, space.batch or 1   # resolve() fills both in for tpe
+    """What plan.json records so that later rounds can be asked without the catalog: the budget, round 1's
+    batch and each tuned hyperparameter's type."""
+    trials, batch = space.trials or 0, space.batch or DEFAULT_BATCH   # resolve() fills trials in for tpe
     specs = {p.name: p for p in space.architecture.parameters}
     return {"batch": batch, "trials": trials, "startup": startup(trials, batch),
             "types": {name: specs[name].type for name in space.domains}}
@@ -119,9 +121,10 @@ def first_batch(space: SearchSpace) -> list[dict[str, Any]]:
                    "minimize", [], set(), min(conf["batch"], conf["trials"]), conf["startup"], round_seed(space.seed, 1))
 
 
-def decide(plan: Plan, plan_dir: Path, rows: Mapping[str, Mapping[str, Any]]) -> Proposal | None:
-    """The next batch, told every config of the earlier rounds; None while any of their trials is not
-    done, or once `trials` configs have been proposed."""
+def decide(plan: Plan, plan_dir: Path, rows: Mapping[str, Mapping[str, Any]], parallel: int | None = None) -> Proposal | None:
+    """The next batch (the spec's `batch`, else `parallel`, else round 1's size), told every config of
+    the earlier rounds; None while any of their trials is not done, or once `trials` configs have been
+    proposed."""
     conf = plan.tpe or {}
     spec = plan.spec
     asked = sum(len(r["configs"]) for r in plan.rounds)
@@ -137,10 +140,11 @@ def decide(plan: Plan, plan_dir: Path, rows: Mapping[str, Mapping[str, Any]]) ->
     history = [(params[c], scores[c]) for c in sorted(scores)]
     taken = {tuple(p[n] for n in names) for p in params.values()}
     defaults = manifests[0]["params"]
+    batch = spec["search"].get("batch") or parallel or conf["batch"]
     configs = propose(domains, conf["types"], defaults, spec["objective"]["goal"], history, taken,
-                      min(conf["batch"], conf["trials"] - asked), conf["startup"],
+                      min(batch, conf["trials"] - asked), conf["startup"],
                       round_seed(spec["search"]["seed"], plan.rounds[-1]["round"] + 1))
-    return Proposal(configs=configs, record={"told": len(history)})
+    return Proposal(configs=configs, record={"told": len(history), "batch": batch})
 
 
 def _domain(value: Any) -> Domain:

@@ -41,6 +41,7 @@ def test_tpe_asks_batches_told_every_result_up_to_trials(tmp_path):
     rounds, trials, manifests, rows = outcome(plan, tmp_path / "results")
     assert [len(r["configs"]) for r in rounds] == [3, 3, 3, 1]          # batches of 3, 10 configs in all
     assert [r.get("told") for r in rounds] == [None, 3, 6, 9]           # each round told every earlier config
+    assert [r.get("batch") for r in rounds] == [None, 3, 3, 3]         # the spec's batch, whatever --parallel
     configs = [c for r in rounds for c in r["configs"]]
     assert len(set(configs)) == 10 and len(rows) == 20 == len(trials)
     events = [json.loads(line) for line in proc.stdout.splitlines()]
@@ -51,12 +52,33 @@ def test_tpe_asks_batches_told_every_result_up_to_trials(tmp_path):
         [(1, 3, None, {"done": 6}), (2, 3, 3, {"done": 6}), (3, 3, 6, {"done": 6}), (4, 1, 9, {"done": 2})]
     table = subprocess.run([hpt_exe(), "status", str(plan), "--results", str(tmp_path / "results")],
                            env=stand_in_env(tmp_path), capture_output=True, text=True, timeout=120)
-    assert "tpe: rounds of 3 configs, up to 10" in table.stdout and "9 results" in table.stdout, table.stdout
+    assert "tpe: up to 10 configs, round 1 of 3" in table.stdout and "9 results" in table.stdout, table.stdout
     # every value a trial got is one the spec allows
     for text in manifests.values():
         params = json.loads(text)["params"]
         assert 0.0001 <= params["learning_rate"] <= 0.1 and params["hidden_size"] in (16, 32, 64)
         assert round(params["dropout"] * 10) == pytest.approx(params["dropout"] * 10)
+
+
+def test_without_a_batch_rounds_after_the_first_are_apply_s_parallelism(tmp_path):
+    """No `batch` in the spec: round 1 (written at compile, before any apply) has 4 configs, each later round
+    as many as apply runs at once, recorded in the round; the same --parallel on another plan copy decides
+    the same rounds."""
+    spec = {**SPEC, "search": {"method": "tpe", "trials": 9, "seed": 2}}
+    plan = compile_plan(tmp_path, "plan", spec)
+    doc = json.loads((plan / "plan.json").read_text())
+    assert len(doc["rounds"][0]["configs"]) == 4 and doc["spec"]["search"]["batch"] is None and doc["tpe"]["batch"] == 4
+    proc = apply(plan, tmp_path / "results", stand_in_env(tmp_path), "--parallel", "2")
+    assert proc.returncode == 0, proc.stderr
+    rounds, trials, manifests, rows = outcome(plan, tmp_path / "results")
+    assert [(len(r["configs"]), r.get("batch")) for r in rounds] == [(4, None), (2, 2), (2, 2), (1, 2)]
+    again = compile_plan(tmp_path, "again", spec)
+    assert apply(again, tmp_path / "results-again", stand_in_env(tmp_path), "--parallel", "2").returncode == 0
+    assert outcome(again, tmp_path / "results-again") == (rounds, trials, manifests, rows)
+    other = compile_plan(tmp_path, "other", spec)
+    assert apply(other, tmp_path / "results-3", stand_in_env(tmp_path), "--parallel", "3").returncode == 0
+    assert [(len(r["configs"]), r.get("batch")) for r in outcome(other, tmp_path / "results-3")[0]] == \
+        [(4, None), (3, 3), (2, 3)]
 
 
 def test_tpe_kill_9_then_reapply_gives_the_same_rounds(tmp_path):

@@ -69,12 +69,12 @@ def _rounds_table(rounds: list[dict[str, Any]], halving: dict[str, Any] | None, 
     from rich.table import Table
 
     if tpe:
-        table = Table(title=f"tpe: rounds of {tpe['batch']} configs, up to {tpe['trials']}", title_justify="left")
-        for column in ("round", "configs", "trials", "told"):
+        table = Table(title=f"tpe: up to {tpe['trials']} configs, round 1 of {tpe['batch']}", title_justify="left")
+        for column in ("round", "configs", "batch", "trials", "told"):
             table.add_column(column, justify="right")
         for r in rounds:
             states = ", ".join(f"{n} {k}" for k, n in sorted(r["states"].items()))
-            table.add_row(str(r["round"]), str(r["configs"]), f"{r['trials']} ({states})",
+            table.add_row(str(r["round"]), str(r["configs"]), str(r["batch"] or tpe["batch"]), f"{r['trials']} ({states})",
                           "random start" if r["told"] is None else f"{r['told']} results")
         return table
     halving = halving or {"eta": "?", "rungs": []}

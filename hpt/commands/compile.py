@@ -118,8 +118,9 @@ def _review(result) -> None:  # noqa: ANN001 — CompileResult, imported lazily
         return
     if resolved.space.method == "tpe":
         space = resolved.space
+        per_round = f"{space.batch} more" if space.batch else "as many more as it runs at once (--parallel)"
         console.print(f"tpe: round 1 is {result.configs} config(s) drawn at random; apply asks Optuna's TPE for "
-                      f"{space.batch} more per round, told every finished result, up to {space.trials} configs "
+                      f"{per_round} per round, told every finished result, up to {space.trials} configs "
                       f"(≤ {space.trials * len(result.windows) * resolved.repeats} trials)", highlight=False)
     fid_text = f" × {len(resolved.fidelities)} fidelities" if resolved.fidelities else ""
     console.print(styled(f"{result.configs} configs × {len(result.windows)} date range(s) × {resolved.repeats} repeat(s)"
