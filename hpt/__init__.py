@@ -20,7 +20,8 @@ from hpt.schemas.version import __version__
 from hpt.store.base import StoreUnavailable
 
 if TYPE_CHECKING:
-    from hpt.api import apply, compare, compile, demo_dataset, fidelity, import_dataset, read_results, report, trends
+    from hpt.api import apply, compare, compile, demo_dataset, fidelity, read_results, report, trends
+    from hpt.data_import import import_dataset   # hpt.api's, loaded on first use
 
 _API = ("apply", "compare", "compile", "demo_dataset", "fidelity", "import_dataset", "report", "read_results", "trends")
 

@@ -18,13 +18,10 @@ import datetime as dt
 import os
 import socket
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from hpt.schemas.errors import UserError
 from hpt.store import StoreUnavailable
-
-if TYPE_CHECKING:
-    from hpt.data_import import import_dataset  # noqa: F401
 
 DEFAULT_RESULTS = "./hpt-results"     # where `apply` writes when neither the call nor the spec names a store
 LOCAL_STATE = Path(".hpt") / "local"  # beside the plan: the local backend's pid records (adopted on resume)
