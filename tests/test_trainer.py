@@ -310,3 +310,45 @@ def test_resources_gpus_decides_the_device_where_a_gpu_is_visible(monkeypatch):
     monkeypatch.delenv("HPT_DEVICE")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert select_device(None, gpus=1) == torch.device("cpu")  # asked for a GPU, none here: the CPU
+
+
+def test_a_shared_gpu_caps_the_trials_memory_at_its_share():
+    from fractions import Fraction
+
+    from hpt.trainer.train import gpu_memory_fraction
+
+    assert gpu_memory_fraction(0.5) == 0.5 and gpu_memory_fraction(0.25) == 0.25
+    assert gpu_memory_fraction(0.33) == float(Fraction(1, 3))    # the exact share, as the docker backend packs it
+    assert gpu_memory_fraction(0.125) == 0.125
+    for whole_or_none in (0, 1, 2, None):                        # a whole device, or none: no cap
+        assert gpu_memory_fraction(whole_or_none) is None
+
+
+def test_a_trial_of_a_gpu_share_caps_cuda_memory_before_the_model_is_built(small_dataset, tmp_path, monkeypatch):
+    """Through run_trial on a simulated GPU machine: torch.cuda is patched only at its boundary, and the cap
+    stops the trial (as a failed row) so that nothing reaches a device this machine lacks."""
+    import torch
+
+    calls: list[tuple[float, torch.device]] = []
+
+    def set_fraction(fraction, device=None):
+        calls.append((fraction, device))
+        raise RuntimeError("capped before the model was built")
+
+    determinism = torch.get_deterministic_debug_mode()
+    monkeypatch.delenv("HPT_DEVICE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Simulated GPU")
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", set_fraction)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", torch.backends.cudnn.benchmark)  # configure() sets it for CUDA
+    shared = make_manifest(small_dataset, "bag-of-words", epochs=1, resources={"gpus": 0.25, "cpus": 1, "memory": "2Gi"})
+    assert run_trial(shared, open_store(str(tmp_path / "a"))) == 1
+    assert calls == [(0.25, torch.device("cuda"))]
+    row = _row(tmp_path / "a", shared.id)
+    assert row["reason"] == "RuntimeError: capped before the model was built" and row["device"] == "cuda:Simulated GPU"
+
+    calls.clear()   # a whole GPU: the trial may use all of it (here it then fails on the missing device)
+    whole = make_manifest(small_dataset, "bag-of-words", epochs=1, resources={"gpus": 1, "cpus": 1, "memory": "2Gi"})
+    run_trial(whole, open_store(str(tmp_path / "b")))
+    assert calls == [] and "capped" not in _row(tmp_path / "b", whole.id)["reason"]
+    torch.set_deterministic_debug_mode(determinism)   # configure() set CUDA's; the tests after this one run on the CPU

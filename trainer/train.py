@@ -10,7 +10,8 @@
 - Batching: the encoded windows live on the device as tensors; each epoch shuffles them with a
   generator seeded from the manifest (no DataLoader workers), so a CPU run is bit-for-bit reproducible.
 - Device: the CPU for a trial with `resources.gpus` 0; otherwise CUDA when available (bf16 autocast
-  where supported, else fp16 with a grad scaler), CPU when not, with torch's threads set from the CPU limit the trial really has (cgroup quota,
+  where supported, else fp16 with a grad scaler; a trial of a share 1/n may allocate at most 1/n of the
+  device's memory, since up to n trials share it), CPU when not, with torch's threads set from the CPU limit the trial really has (cgroup quota,
   affinity, HPT_CPUS) — inside a container `nproc` reports the host's cores.
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from hpt.schemas.resources import gpu_share
 from hpt.trainer.data import Prepared
 from hpt.trainer.models import TextRegressor, build_model
 from hpt.trainer.optim import make_optimizer
@@ -89,6 +91,25 @@ def select_device(prefer: str | None = None, gpus: float | None = None) -> torch
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
+def gpu_memory_fraction(gpus: float | None) -> float | None:
+    """The share of its device's memory a trial may allocate: 1/n for a trial of `resources.gpus` 1/n (0.33
+    → 1/3), whose device up to n trials share; None (no cap) for whole GPUs or none."""
+    if gpus is None or not 0 < gpus < 1:
+        return None
+    return float(gpu_share(gpus))
+
+
+def cap_gpu_memory(device: torch.device, gpus: float | None) -> float | None:
+    """On CUDA, limit this process's allocator to the trial's share of the device, so that a trial sharing it
+    fails with out-of-memory instead of taking its neighbours' memory. Returns the fraction set, or None."""
+    fraction = gpu_memory_fraction(gpus)
+    if fraction is None or device.type != "cuda":
+        return None
+    torch.cuda.set_per_process_memory_fraction(fraction, device)
+    log.info("GPU memory capped at %.4g of %s (resources.gpus %g)", fraction, device, gpus)
+    return fraction
+
+
 def describe_device(device: torch.device, cpus: float | None = None) -> str:
     """For the row: 'cuda:NVIDIA H100 80GB HBM3' or 'cpu:2threads'."""
     if device.type == "cuda":
@@ -96,8 +117,10 @@ def describe_device(device: torch.device, cpus: float | None = None) -> str:
     return f"cpu:{cpu_limit(cpus)}threads"
 
 
-def configure(seed: int, device: torch.device, cpus: float | None = None) -> None:
-    """Seeds, determinism and threads, before the model is built (its init draws from the seed)."""
+def configure(seed: int, device: torch.device, cpus: float | None = None, gpus: float | None = None) -> None:
+    """Seeds, determinism, threads and the GPU memory cap, before the model is built (its init draws from
+    the seed; its weights are the first CUDA allocation)."""
+    cap_gpu_memory(device, gpus)
     threads = cpu_limit(cpus)
     torch.set_num_threads(threads)
     try:
@@ -173,11 +196,11 @@ def evaluate(model: TextRegressor, tokens: torch.Tensor, targets: torch.Tensor, 
 
 
 def fit(architecture: str, params: dict[str, Any], prepared: Prepared, *, seed: int, max_epochs: int,
-        device: torch.device | None = None, cpus: float | None = None,
+        device: torch.device | None = None, cpus: float | None = None, gpus: float | None = None,
         on_epoch: Callable[[EpochRecord], None] | None = None) -> FitResult:
     """Train one model on the prepared windows; returns it with the best epoch's weights and its metrics."""
     device = device or select_device()
-    configure(seed, device, cpus)
+    configure(seed, device, cpus, gpus)
     prep = prepared.prep
     model = build_model(architecture, params, len(prep.vocab), n_aux=len(prep.targets) - 1).to(device)
     k = model.n_targets
