@@ -282,8 +282,6 @@ class DockerBackend(Backend):
         env = {"HPT_MANIFEST": sub.manifest_json, "HPT_RESULTS": sub.results_uri, "PYTHONUNBUFFERED": "1"}
         threads = str(max(1, math.ceil(cpus)))
         env.update(HPT_CPUS=f"{cpus:g}", OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
-        if not gpus:
-            env["HPT_DEVICE"] = "cpu"
         binds: list[tuple[str, str, str]] = []
         results_path = local_path(sub.results_uri)
         if results_path:
