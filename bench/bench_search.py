@@ -3,8 +3,9 @@
 On the demo data (Online Retail II, `hpt data demo`), with the real trainer, in one run:
 
   halving vs grid   the same configs and seed: the full grid at the top fidelity, and `search.method:
-                    halving` over the spec's fidelities, both through `hpt compile` + `hpt apply`.
-                    Printed: each one's best config and objective (mean over the date ranges), and the
+                    halving` over the spec's fidelities with `search.promotion` async (ASHA-like, the
+                    default) and sync, all through `hpt compile` + `hpt apply`. Printed: each one's best
+                    config at the top fidelity and its objective (mean over the date ranges), and the
                     compute each spent (sum of the rows' train_time_s).
                     Targets: halving's best within 1% of the grid's best; compute ≤ 40% of the grid's.
   TPE vs random     over a finite space of configs whose objective is measured once each with the real
@@ -17,6 +18,7 @@ On the demo data (Online Retail II, `hpt data demo`), with the real trainer, in 
                     Target: TPE's median at 32 no worse than random's.
 
 Usage:  .venv/bin/python bench/bench_search.py [--quick] [--seeds 5] [--parallel 2] [--work DIR]
+                                             [--only halving|tpe] [--promotion async|sync|both]
   --quick: one date range and fewer configs for halving, a 48-config table (minutes on 2 shared cores).
 """
 from __future__ import annotations
@@ -64,7 +66,7 @@ def best_by_config(rows: list[dict[str, str]], fidelity: str | None = None) -> d
     return {c: sum(v) / len(v) for c, v in values.items()}
 
 
-def halving_vs_grid(work: Path, quick: bool, parallel: int) -> None:
+def halving_vs_grid(work: Path, quick: bool, parallel: int, promotions: list[str]) -> None:
     ranges = [["2011-06-01", "2011-09-01"]] if quick else [["2011-03-01", "2011-06-01"], ["2011-06-01", "2011-09-01"]]
     params = {"learning_rate": [0.0003, 0.001, 0.003, 0.01, 0.03, 0.1], "hidden_size": [16, 64, 256]} if not quick \
         else {"learning_rate": [0.001, 0.003, 0.01, 0.03, 0.1], "hidden_size": [16, 128]}
@@ -72,33 +74,41 @@ def halving_vs_grid(work: Path, quick: bool, parallel: int) -> None:
     fidelities = [{"name": "m1-e2", "months": 1, "epochs": 2}, {"name": "m2-e4", "months": 2, "epochs": 4}, top]
     base = {"architecture": "bag-of-words", "date-range": ranges, "parameters": params, "validation-days": 30,
             "resources": {"cpus": 1}}
-    grid = compile_plan(work, "grid", base | {"epochs": top["epochs"], "search": {"method": "grid", "seed": 0}})
-    halving = compile_plan(work, "halving", base | {"fidelities": fidelities, "search": {"method": "halving", "seed": 0}})
+    plans = {"grid": compile_plan(work, "grid", base | {"epochs": top["epochs"], "search": {"method": "grid", "seed": 0}})}
+    for mode in promotions:
+        plans[f"halving-{mode}"] = compile_plan(work, f"halving-{mode}", base | {
+            "fidelities": fidelities, "search": {"method": "halving", "seed": 0, "promotion": mode}})
     timings = {}
-    for name, plan in (("grid", grid), ("halving", halving)):
+    for name, plan in plans.items():
         start = time.monotonic()
         hpt("apply", str(plan), "--results", str(work / f"{name}-results"), "--parallel", str(parallel), "--warm",
             "--format", "json")
         timings[name] = time.monotonic() - start
-    grid_rows, halving_rows = rows_of(work / "grid-results"), rows_of(work / "halving-results")
+    grid_rows = rows_of(work / "grid-results")
     grid_scores = best_by_config(grid_rows)
     grid_best = min(grid_scores, key=grid_scores.get)
-    rounds = json.loads((halving / "plan.json").read_text())["rounds"]
-    winner = rounds[-1]["configs"][0]
-    halving_scores = best_by_config(halving_rows, top["name"])
     grid_compute = sum(float(r["train_time_s"]) for r in grid_rows)
-    halving_compute = sum(float(r["train_time_s"]) for r in halving_rows)
-    rank = sorted(grid_scores, key=grid_scores.get).index(winner) + 1
     print(f"\nhalving vs grid: {len(grid_scores)} configs × {len(ranges)} range(s); grid at {top['name']} "
-          f"({len(grid_rows)} trials), halving over {', '.join(f['name'] for f in fidelities)} eta 3 "
-          f"({len(halving_rows)} trials in {len(rounds)} rounds: "
-          f"{' → '.join(str(len(r['configs'])) for r in rounds)} configs)")
-    print(f"  grid's best     {grid_best}  mse {grid_scores[grid_best]:.5f}")
-    print(f"  halving's best  {winner}  mse {halving_scores[winner]:.5f}  (the grid ranks it #{rank}; "
-          f"{(halving_scores[winner] / grid_scores[grid_best] - 1) * 100:+.2f}% vs the grid's best; target ≤ +1%)")
-    print(f"  compute (sum of train_time_s): grid {grid_compute:.1f} s, halving {halving_compute:.1f} s = "
-          f"{halving_compute / grid_compute * 100:.1f}% of the grid's (target ≤ 40%)")
-    print(f"  wall: grid {timings['grid']:.0f} s, halving {timings['halving']:.0f} s (apply --parallel {parallel} --warm)")
+          f"({len(grid_rows)} trials); halving over {', '.join(f['name'] for f in fidelities)}, eta 3")
+    print(f"  grid's best          {grid_best}  mse {grid_scores[grid_best]:.5f}  compute (sum of train_time_s) "
+          f"{grid_compute:.1f} s  wall {timings['grid']:.0f} s")
+    order = sorted(grid_scores, key=grid_scores.get)
+    for mode in promotions:
+        name = f"halving-{mode}"
+        rows = rows_of(work / f"{name}-results")
+        rounds = json.loads((plans[name] / "plan.json").read_text())["rounds"]
+        # the search's answer: the best config measured at the top fidelity
+        at_top = best_by_config(rows, top["name"])
+        winner = min(at_top, key=at_top.get)
+        compute = sum(float(r["train_time_s"]) for r in rows)
+        per_rung: dict[int, int] = {}
+        for r in rounds:
+            per_rung[r["rung"]] = per_rung.get(r["rung"], 0) + len(r["configs"])
+        print(f"  halving {mode:<5}  {winner}  mse {at_top[winner]:.5f}  the grid ranks it #{order.index(winner) + 1}; "
+              f"{(at_top[winner] / grid_scores[grid_best] - 1) * 100:+.2f}% vs the grid's best (target ≤ +1%)")
+        print(f"                 compute {compute:.1f} s = {compute / grid_compute * 100:.1f}% of the grid's (target ≤ 40%); "
+              f"{len(rows)} trials in {len(rounds)} rounds (configs per rung {' → '.join(str(per_rung[k]) for k in sorted(per_rung))}); "
+              f"wall {timings[name]:.0f} s (apply --parallel {parallel} --warm)")
 
 
 def tpe_vs_random(work: Path, quick: bool, seeds: int, parallel: int) -> None:
@@ -162,12 +172,15 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--only", choices=("halving", "tpe"), default=None)
+    parser.add_argument("--promotion", choices=("async", "sync", "both"), default="both",
+                        help="halving's search.promotion to compare with the grid")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="hpt-bench-search-"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"work folder {work}; demo data {os.environ.get('HPT_DEMO_DATA', '~/.cache/hpt/demo/online-retail-ii')}")
     if args.only in (None, "halving"):
-        halving_vs_grid(work, args.quick, args.parallel)
+        halving_vs_grid(work, args.quick, args.parallel,
+                        ["async", "sync"] if args.promotion == "both" else [args.promotion])
     if args.only in (None, "tpe"):
         tpe_vs_random(work, args.quick, args.seeds, args.parallel)
 

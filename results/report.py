@@ -212,6 +212,8 @@ def _round_rows(table: ResultTable) -> list[dict[str, Any]]:
         promoted = r.get("promoted")
         if promoted:
             how = f"best {len(promoted)} of {r.get('scored', '?')}, promoted"
+            if r.get("promotion") == "async":   # decided with part of the rung finished
+                how = f"best {len(promoted)} of the {r.get('scored', '?')} finished, promoted at once (async)"
             configs = [f"{labels.get(p['config'], p['config'])} ({_num(p['score'])})" for p in promoted]
         else:
             how = "proposed" if r.get("told") is not None else "start"

@@ -254,10 +254,11 @@ def test_apply_decides_rounds_and_promotes_the_best(tmp_path):
 def test_dry_run_shows_round_one_and_the_budget(tmp_path):
     plan = compile_plan(tmp_path, "plan")
     proc = subprocess.run([hpt_exe(), "apply", str(plan), "--results", str(tmp_path / "r"), "--dry-run"],
-                          env=stand_in_env(tmp_path), capture_output=True, text=True, timeout=120)
+                          env={**stand_in_env(tmp_path), "COLUMNS": "250"}, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert len(proc.stdout.strip().splitlines()) == 24           # round 1's commands, exactly
     assert "≤ 34" in proc.stderr and "m3-e8" in proc.stderr        # the worst case of the rest
+    assert "within the same upper bound" in proc.stderr and "async promotion" in proc.stderr, proc.stderr
 
 
 @pytest.fixture(scope="module")
@@ -350,6 +351,17 @@ def test_async_promotes_before_the_cheapest_rung_is_done(tmp_path):
     status = subprocess.run([hpt_exe(), "status", str(plan), "--results", str(tmp_path / "results")],
                             env={**stand_in_env(tmp_path), "COLUMNS": "200"}, capture_output=True, text=True, timeout=120)
     assert "successive halving (async promotion), eta 3" in status.stdout and "1 of 3 finished: " in status.stdout, status.stdout
+    # hpt results: each row's round and fidelity; the report says how each promotion was made
+    shown = subprocess.run([hpt_exe(), "results", str(tmp_path / "results"), "--format", "json"],
+                           env=stand_in_env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    of_trial = {t: (r["round"], r["fidelity"]) for r in rounds for t in r["trials"]}
+    assert sorted((r["trial_id"], (r["round"], r["fidelity"])) for r in json.loads(shown.stdout)["rows"]) == \
+        sorted(of_trial.items())
+    report = subprocess.run([hpt_exe(), "report", str(tmp_path / "results"), "--out", str(tmp_path / "r.html"), "--no-curves"],
+                            env=stand_in_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr
+    assert "best 1 of the 3 finished, promoted at once (async)" in (tmp_path / "r.html").read_text()
 
 
 @pytest.mark.parametrize("search, where", [
