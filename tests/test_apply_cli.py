@@ -341,3 +341,34 @@ def test_status_after_a_killed_apply_and_killed_trials(tmp_path):
     doc = json.loads(hpt("status", plan_dir, "--results", results, "--format", "json", env=env).stdout)
     assert doc["counts"] == {"done": 1, "pending": 2}, doc
     assert doc["apply"]["resume"].startswith(f"hpt apply {plan_dir}")
+
+
+def test_hpt_delete_backend_local_stops_the_trials_a_killed_apply_left_running(tmp_path):
+    plan_dir, ids, env = plan_with(tmp_path, 3, {"0": "sleep:0.2", "*": "hang"})
+    results = str(tmp_path / "results")
+    apply = subprocess.Popen([hpt_exe(), "apply", str(plan_dir), "--results", results, "--parallel", "3"],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: len(rows_in(results)) == 1 and attempts(tmp_path, ids[1]) and attempts(tmp_path, ids[2]))
+    apply.send_signal(signal.SIGKILL)
+    apply.wait()
+
+    k8s_only = hpt("delete", plan_dir, "--backend", "local", "--namespace", "ns", env=env)
+    assert k8s_only.returncode == 2 and "--namespace applies to --backend k8s only" in k8s_only.stderr
+    listed = hpt("delete", plan_dir, "--backend", "local", "--dry-run", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert sorted(listed.stdout.split()) == sorted(f"process/{t}" for t in ids[1:])
+    assert "would delete 2 trial process(es)" in listed.stderr
+    other = hpt("delete", plan_dir, "--backend", "local", "--results", tmp_path / "other", "--format", "json", env=env)
+    assert json.loads(other.stdout)["processes"] == []              # another store's apply left nothing
+    status = json.loads(hpt("status", plan_dir, "--results", results, "--format", "json", env=env).stdout)
+    assert status["counts"] == {"done": 1, "running": 2}             # listing stopped nothing
+
+    deleted = hpt("delete", plan_dir, "--backend", "local", "--results", results, "--format", "json", env=env)
+    assert deleted.returncode == 0, deleted.stderr
+    doc = json.loads(deleted.stdout)
+    assert doc["backend"] == "local" and sorted(doc["processes"]) == sorted(ids[1:]) and "namespace" not in doc
+    status = json.loads(hpt("status", plan_dir, "--results", results, "--format", "json", env=env).stdout)
+    assert status["counts"] == {"done": 1, "pending": 2}, status     # stopped; the store keeps its row
+    left = {p.name.split(".")[0] for p in (plan_dir / ".hpt" / "local").rglob("*.pid.json")}
+    assert not left & set(ids[1:])   # (a trial that ended unwatched keeps its record: the next apply saves its log)
+    assert json.loads(hpt("delete", plan_dir, "-b", "local", "-f", "json", env=env).stdout)["processes"] == []

@@ -323,6 +323,42 @@ def test_adopt_keeps_live_containers_cleans_up_dead_ones_and_never_duplicates(do
             c.remove(force=True)
 
 
+@pytest.mark.docker
+def test_hpt_delete_backend_docker_removes_the_plans_containers_of_one_store_or_all(docker_client, trainer_image,
+                                                                                   shared_dataset, tmp_path):
+    """What a killed apply leaves running (here: stand-in containers with the labels `hpt apply` gives), removed
+    through the CLI: --results narrows it to that store's; another plan's container is never touched."""
+    exp, bystander_exp = experiment(), experiment()
+    m = manifest(shared_dataset, exp)
+    plan_dir = write_plan(tmp_path / "plan", [m])
+    stores = [str(tmp_path / "store-a"), str(tmp_path / "store-b")]
+
+    def leftover(exp_id: str, store: str):
+        sid = store_id(open_store(store).uri)
+        return docker_client.containers.run(
+            IMAGE, entrypoint=["python3", "-c", "import time; time.sleep(120)"], detach=True,
+            name=container_name(exp_id, m.id, sid), labels={LABEL_EXPERIMENT: exp_id, LABEL_STORE: sid, LABEL_TRIAL: m.id})
+
+    a, b, other = leftover(exp, stores[0]), leftover(exp, stores[1]), leftover(bystander_exp, stores[0])
+    try:
+        listed = hpt("delete", str(plan_dir), "--backend", "docker", "--dry-run")
+        assert listed.returncode == 0, listed.stderr
+        assert sorted(listed.stdout.split()) == sorted(f"container/{c.name}" for c in (a, b))
+        assert len(containers(docker_client, exp)) == 2                  # a dry run removes nothing
+        only_a = hpt("delete", str(plan_dir), "-b", "docker", "--results", stores[0], "-f", "json")
+        assert only_a.returncode == 0, only_a.stderr
+        assert json.loads(only_a.stdout)["containers"] == [a.name]
+        assert [c.name for c in containers(docker_client, exp)] == [b.name]
+        every = hpt("delete", str(plan_dir), "-b", "docker")
+        assert every.returncode == 0 and every.stdout.split() == [f"container/{b.name}"], every.stderr
+        assert "deleted 1 container(s)" in every.stderr
+        assert containers(docker_client, exp) == []
+        assert [c.id for c in containers(docker_client, bystander_exp)] == [other.id]   # another plan's: kept
+    finally:
+        for c in containers(docker_client, exp) + containers(docker_client, bystander_exp):
+            c.remove(force=True)
+
+
 # --- what a container gets -------------------------------------------------------------------------
 @pytest.mark.docker
 def test_labels_limits_user_mounts_and_env_as_docker_inspect_sees_them(docker_client, trainer_image,

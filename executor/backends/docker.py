@@ -615,6 +615,24 @@ class DockerBackend(Backend):
             pass
         handle.container_id = None
 
+    def delete_plan(self, submissions: Sequence[Submission], dry_run: bool = False) -> dict[str, list[str]]:
+        """Remove the plan's containers (running ones are stopped: a killed `hpt apply` leaves them running);
+        with dry_run only list them. Of every store, or only of the submissions' store when they name one."""
+        if not submissions:
+            return {"containers": []}
+        import docker.errors
+
+        mine = [f"{LABEL_EXPERIMENT}={submissions[0].experiment_id}"]
+        if submissions[0].results_uri:
+            mine.append(f"{LABEL_STORE}={store_id(submissions[0].results_uri)}")
+        containers = self._client().containers.list(all=True, filters={"label": mine})
+        for container in [] if dry_run else containers:
+            try:
+                container.remove(force=True)
+            except docker.errors.NotFound:
+                pass   # gone meanwhile
+        return {"containers": sorted(c.name for c in containers)}
+
     def dry_run(self, submissions: Sequence[Submission]) -> str:
         """One `docker run` line per trial. Needs no daemon and no GPU (it warns about what it cannot check)."""
         lines = [self.spec(s).command_line() for s in submissions]

@@ -284,13 +284,17 @@ class LocalBackend(Backend):
         return max(1, int(_cores() // max(self._cpus, 1e-9)))
 
     def adopt(self, experiment_id: str, results_uri: str) -> dict[str, LocalHandle]:
+        return self._recorded(experiment_id, results_uri)
+
+    def _recorded(self, experiment_id: str, results_uri: str | None) -> dict[str, LocalHandle]:
+        """The trials with a pid record: of the store `results_uri`, or of every store (None)."""
         adopted: dict[str, LocalHandle] = {}
         folder = self._dir(experiment_id)
         for record in sorted(folder.glob("*.pid.json")) if folder.is_dir() else []:
             try:  # a damaged record (bytes, another shape) is dropped: its trial is simply not adopted
                 info = json.loads(record.read_text())
                 pid, tid = int(info["pid"]), str(info["trial_id"])
-                if info.get("results", results_uri) != results_uri:
+                if results_uri is not None and info.get("results", results_uri) != results_uri:
                     continue  # a trial of this plan writing to another store: not this apply's
                 # Trials that ended while nobody watched are returned too: the loop keeps their log and
                 # the store's row says how they ended; poll() reports them finished, release() cleans up.
@@ -422,6 +426,21 @@ class LocalBackend(Backend):
         handle.log.unlink(missing_ok=True)
         if handle.manifest_copy is not None:
             handle.manifest_copy.unlink(missing_ok=True)
+
+    def delete_plan(self, submissions: Sequence[Submission], dry_run: bool = False) -> dict[str, list[str]]:
+        """Stop the trials a killed `hpt apply` (kill -9: no chance to stop them) left running, by their pid
+        records, and drop those records and logs; with dry_run only list them (by trial id). Of every store,
+        or only of the submissions' store when they name one. Refused while an apply runs the plan here."""
+        if not submissions:
+            return {"processes": []}
+        experiment, results = submissions[0].experiment_id, submissions[0].results_uri
+        self._lock(experiment)   # released by close()
+        running = [h for h in self._recorded(experiment, results or None).values() if process_alive(h.pid, h.ticks)]
+        if not dry_run:
+            for handle in running:
+                self.cancel(handle)
+                self.release(handle)
+        return {"processes": sorted(h.trial_id for h in running)}
 
     def close(self) -> None:
         """The run is over: let the next `hpt apply` of these plans in."""

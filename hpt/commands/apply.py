@@ -11,30 +11,16 @@ from typing import Any, Optional
 import typer
 
 from hpt.api import DEFAULT_RESULTS, LOCAL_STATE
-from hpt.commands.common import EXIT_OK, Format, chosen_format, console, err_console, format_option, output_alias, user_errors
+from hpt.commands.common import (EXIT_OK, Format, backend_options, chosen_format, console, err_console, format_option,
+                                 output_alias, user_errors)
 from hpt.schemas.errors import UserError
 
-# Options that only some backends take; each is passed to the backend's constructor as a keyword.
-BACKEND_OPTIONS = {"context": ("k8s",), "namespace": ("k8s",), "cancel_on_exit": ("k8s",), "warm": ("local",)}
 # The spelling of a boolean option's "off" form, where it is not --no-<name>.
 OFF_FLAGS = {"cancel_on_exit": "--keep-on-exit"}
 
 
 def _results_uri(plan, results: str | None) -> str:  # noqa: ANN001 — LoadedPlan
     return results or plan.results or DEFAULT_RESULTS
-
-
-def _backend_options(name: str, given: dict[str, Any]) -> dict[str, Any]:
-    """The options given on the command line, each refused on a backend that does not take it."""
-    options: dict[str, Any] = {}
-    for key, value in given.items():
-        if value is None:
-            continue
-        if name not in BACKEND_OPTIONS[key]:
-            flag = "--" + key.replace("_", "-")
-            raise UserError(f"{flag} applies to --backend {'/'.join(BACKEND_OPTIONS[key])} only", where=flag)
-        options[key] = value
-    return options
 
 
 def _resume_command(plan_dir: str, backend: str, results: str, given: dict[str, Any]) -> str:
@@ -140,7 +126,7 @@ def register(app: typer.Typer) -> None:
         plan = load_plan(plan_dir)
         uri = _results_uri(plan, results)
         given = {"context": context, "namespace": namespace, "cancel_on_exit": cancel_on_exit, "warm": warm}
-        options = _backend_options(backend, given)
+        options = backend_options(backend, given)
 
         if dry_run:
             runner = api.make_backend(backend, plan_dir, **options)

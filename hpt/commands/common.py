@@ -26,6 +26,25 @@ EXIT_TRIALS_FAILED = 1
 EXIT_USER_ERROR = 2
 
 
+# Options that only some backends take (`hpt apply`, `hpt delete`); each is passed to the backend's constructor
+# as a keyword.
+BACKEND_OPTIONS = {"context": ("k8s",), "namespace": ("k8s",), "kubeconfig": ("k8s",), "cancel_on_exit": ("k8s",),
+                   "warm": ("local",)}
+
+
+def backend_options(name: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The options given on the command line, each refused on a backend that does not take it."""
+    options: dict[str, Any] = {}
+    for key, value in given.items():
+        if value is None:
+            continue
+        if name not in BACKEND_OPTIONS[key]:
+            flag = "--" + key.replace("_", "-")
+            raise UserError(f"{flag} applies to --backend {'/'.join(BACKEND_OPTIONS[key])} only", where=flag)
+        options[key] = value
+    return options
+
+
 class Format(str, Enum):
     """What a command prints on stdout: `table` for people (rich tables, a progress bar on stderr), `json` for machines."""
     table = "table"
