@@ -9,7 +9,7 @@ The CLI (`hpt ...`) and Python share one set of functions (hpt.api, docs/api.md)
 
 The API's functions load on first use: `import hpt.trial` (a user's trainer) and `hpt-trial` import
 this package too, and must not pay for the compiler and the analysis they never call
-(bench/bench_user_trial.py; tests/test_trainer.py checks what they import).
+(bench/bench_user_trial.py; tests/test_user_trainer.py checks what they import).
 """
 from __future__ import annotations
 
