@@ -25,6 +25,7 @@ from hpt.store import StoreUnavailable
 
 DEFAULT_RESULTS = "./hpt-results"     # where `apply` writes when neither the call nor the spec names a store
 LOCAL_STATE = Path(".hpt") / "local"  # beside the plan: the local backend's pid records (adopted on resume)
+DOCKER_STATE = Path(".hpt") / "docker"  # beside the plan: the docker backend's warm slot folders
 
 
 def __getattr__(name: str) -> Any:
@@ -63,12 +64,15 @@ def compile(spec: str | os.PathLike[str], out: str | os.PathLike[str] = "plan", 
 # ----------------------------------------------------------------------------------------------- apply
 def make_backend(name: str = "local", plan_dir: str | os.PathLike[str] | None = None, **options: Any):
     """The executor backend `name` (local, docker, k8s) built with its options (k8s: context, namespace,
-    cancel_on_exit; local: warm). The local backend keeps its pid records beside the plan."""
+    cancel_on_exit; local, docker: warm). The local backend keeps its pid records beside the plan, the docker
+    backend its warm slots' folders."""
     from hpt.executor.backends import get_backend
 
     if name == "local" and plan_dir is not None:
         folder = Path(plan_dir).resolve()
         options = {"state_dir": folder / LOCAL_STATE, "plan_dir": folder, **options}
+    elif name == "docker" and plan_dir is not None:
+        options = {"state_dir": Path(plan_dir).resolve() / DOCKER_STATE, **options}
     return get_backend(name, **options)
 
 

@@ -22,8 +22,8 @@ import pytest
 
 from executor_support import write_plan
 from hpt.executor.backend import Phase, Submission
-from hpt.executor.backends.docker import (LABEL_ATTEMPT, LABEL_EXPERIMENT, LABEL_STORE, LABEL_TRIAL, LABEL_VERSION,
-                                          DockerBackend, container_name, detect_gpus, memory_bytes,
+from hpt.executor.backends.docker import (LABEL_ATTEMPT, LABEL_EXPERIMENT, LABEL_SLOT, LABEL_STORE, LABEL_TRIAL,
+                                          LABEL_VERSION, DockerBackend, container_name, detect_gpus, memory_bytes,
                                           rewrite_emulator_host)
 from hpt.store import open_store, row_key, store_id
 from hpt.schemas.errors import UserError
@@ -563,3 +563,204 @@ def test_image_build_offline_is_a_no_op_when_up_to_date(docker_client, trainer_i
     assert proc.returncode == 0 and "is up to date" in proc.stderr, proc.stderr
     attrs = docker_client.images.get(IMAGE).attrs["Config"]
     assert attrs["Labels"]["hpt.source-hash"] and attrs["Entrypoint"] == ["hpt-trial"]
+
+
+# --- warm starts: slot containers (--warm) ---------------------------------------------------------
+class ContainerWatch:
+    """Every container of an experiment seen while it runs (a thread lists them every 0.2 s)."""
+
+    def __init__(self, client, exp: str):
+        import threading
+
+        self.client, self.exp, self.names, self.slots = client, exp, set(), set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            try:
+                for c in containers(self.client, self.exp):
+                    self.names.add(c.name)
+                    if (c.labels or {}).get(LABEL_SLOT):
+                        self.slots.add(c.name)
+            except Exception:  # noqa: BLE001  (a container removed while listed)
+                pass
+            self._stop.wait(0.2)
+
+    def stop(self) -> "ContainerWatch":
+        self._stop.set()
+        self._thread.join()
+        return self
+
+
+@pytest.mark.docker
+def test_warm_trials_share_one_slot_container_survive_a_crash_and_match_a_container_per_trial(
+        docker_client, trainer_image, shared_dataset, tmp_path):
+    """`--warm --parallel 1`: a trial that crashes, then two good ones, all in ONE slot container (the crash
+    does not take it down); rows, logs and cleanup as without --warm; a warm trial's metrics equal a
+    container-per-trial trial's bit for bit."""
+    exp = experiment()
+    # dates the data do not cover: the trainer fails (exit 2) in a slot of the same kind as the good trials'
+    broken = manifest(shared_dataset, exp, train=("2030-01-01", "2030-02-01"), validation=("2030-02-01", "2030-03-01"))
+    good = [manifest(shared_dataset, exp, seed=s) for s in range(2)]
+    plan_dir = write_plan(tmp_path / "plan", [broken, *good])
+    results = tmp_path / "results"
+    watch = ContainerWatch(docker_client, exp)
+    try:
+        proc = hpt("apply", str(plan_dir), "--backend", "docker", "--results", str(results), "--parallel", "1",
+                   "--warm", "-f", "json")
+    finally:
+        watch.stop()
+    assert proc.returncode == 1, proc.stdout + proc.stderr      # the trial without data failed
+    assert len(watch.slots) == 1 and watch.names == watch.slots, watch.names   # one slot container, no other
+    got = rows(str(results))
+    assert got[broken.id]["status"] == "failed" and got[broken.id]["reason"], got[broken.id]
+    for m in good:
+        assert got[m.id]["status"] == "done", got[m.id]
+        assert Path(got[m.id]["model_uri"]).is_dir()
+        log = (results / "logs" / f"{m.id}.log").read_text()
+        assert log.count("attempt 1") == 1 and log.count("epoch 1/1") == 1, log
+    assert containers(docker_client, exp) == []                   # the idle slot went with the apply
+    assert not list((plan_dir / ".hpt" / "docker").rglob("*.request.json"))
+
+    # The same first good trial, one container of its own: the same numbers to the last bit.
+    cold = tmp_path / "results-cold"
+    proc = hpt("apply", str(write_plan(tmp_path / "plan-cold", [good[0]])), "--backend", "docker", "--results",
+               str(cold))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for column in ("mse", "loss", "train_mse", "best_epoch", "device"):
+        assert got[good[0].id][column] == rows(str(cold))[good[0].id][column], column
+
+
+@pytest.mark.docker
+def test_warm_reapply_after_kill_9_adopts_the_running_trial_and_its_slot(docker_client, trainer_image,
+                                                                         shared_dataset, tmp_path):
+    """kill -9 of `hpt apply --warm` mid-trial: the slot container and its trial keep running; the re-apply
+    adopts the trial (no second start: its trainer output appears once) and runs the next trial in the same
+    slot container. One row per trial, none lost."""
+    exp = experiment()
+    long = manifest(shared_dataset, exp, epochs=400, early_stopping_patience=500)  # ~8 s: outlives the kill
+    short = manifest(shared_dataset, exp, seed=1)
+    plan_dir = write_plan(tmp_path / "plan", [long, short])
+    results = tmp_path / "results"
+    args = ["apply", str(plan_dir), "--backend", "docker", "--results", str(results), "--parallel", "1", "--warm",
+            "-f", "json"]
+    watch = ContainerWatch(docker_client, exp)
+    first = subprocess.Popen([sys.executable, "-m", "hpt.cli", *args], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not list((plan_dir / ".hpt" / "docker").rglob(f"{long.id}.pid")):
+            time.sleep(0.05)
+        assert list((plan_dir / ".hpt" / "docker").rglob(f"{long.id}.pid")), "the trial never started"
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.communicate(timeout=30)
+    assert [c.status for c in containers(docker_client, exp)] == ["running"], "the slot did not outlive apply"
+    try:
+        proc = hpt("apply", *args[1:])
+    finally:
+        watch.stop()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    evs = events(proc.stdout)
+    assert [e["trial_id"] for e in evs if e["event"] == "trial-adopted"] == [long.id], evs
+    assert [e["trial_id"] for e in evs if e["event"] == "trial-started"] == [short.id]
+    assert len(watch.slots) == 1 and watch.names == watch.slots, watch.names
+    assert open_store(str(results)).list("rows/") == sorted([row_key(long.id), row_key(short.id)])
+    assert {t: r["status"] for t, r in rows(str(results)).items()} == {long.id: "done", short.id: "done"}
+    log = (results / "logs" / f"{long.id}.log").read_text()
+    assert log.count("epoch 1/400") == 1, log                     # the trainer started once
+    assert containers(docker_client, exp) == []
+
+
+@pytest.mark.docker
+def test_warm_cancel_stops_the_trial_not_the_slot_and_timeout_is_recorded(docker_client, trainer_image,
+                                                                          shared_dataset, tmp_path):
+    exp = experiment()
+    long = manifest(shared_dataset, exp, epochs=500, early_stopping_patience=500)
+    short = manifest(shared_dataset, exp, seed=1)
+    results = open_store(str(tmp_path / "results")).uri
+    backend = DockerBackend.with_options(docker_client=docker_client, warm=True, state_dir=tmp_path / "state")
+    subs = [submission(long, results), submission(short, results)]
+    backend.preflight(subs)
+    try:
+        first = backend.submit(subs[0])
+        deadline = time.monotonic() + 120
+        while backend.poll(first).phase != Phase.RUNNING:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        backend.cancel(first)
+        status = backend.poll(first)
+        assert status.phase == Phase.FAILED and status.reason.startswith("cancelled"), status
+        assert "epoch 1/500" in backend.logs(first)
+        backend.release(first)
+        second = backend.submit(subs[1])
+        assert second.container_id == first.container_id          # the same slot container runs the next trial
+        deadline = time.monotonic() + 120
+        while not (status := backend.poll(second)).finished:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert status.phase == Phase.SUCCEEDED, backend.logs(second)
+        backend.release(second)
+    finally:
+        backend.close()
+    assert containers(docker_client, exp) == []
+
+    # Through `hpt apply --timeout`: the loop cancels it; the row says why.
+    plan_dir = write_plan(tmp_path / "plan", [long])
+    proc = hpt("apply", str(plan_dir), "--backend", "docker", "--results", str(tmp_path / "r2"), "--warm",
+               "--timeout", "3")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    row = rows(str(tmp_path / "r2"))[long.id]
+    assert row["status"] == "failed" and row["reason"].startswith("timed out after 3 s"), row
+    assert containers(docker_client, exp) == []
+
+
+def test_warm_dry_run_prints_the_slot_container_and_each_request(tmp_path):
+    exp = experiment()
+    ms = [make_manifest(tmp_path, "bag-of-words", epochs=1, seed=s, experiment=exp, image="img:1",
+                        resources={"gpus": 0, "cpus": 1, "memory": "1Gi"}) for s in range(2)]
+    plan_dir = write_plan(tmp_path / "plan", ms)
+    proc = hpt("apply", str(plan_dir), "--backend", "docker", "--results", str(tmp_path / "r"), "--dry-run", "--warm",
+               env={"DOCKER_HOST": f"unix://{tmp_path}/none.sock"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 3, proc.stdout                             # one kind of slot, two requests
+    folder = plan_dir.resolve() / ".hpt" / "docker" / exp / store_id(str(tmp_path / "r")) / "w1"
+    assert lines[0].startswith(f"mkdir -p {folder} && docker run ")
+    assert lines[0].endswith(f" --entrypoint python3 img:1 -m hpt.trainer.warm --folder {folder}")
+    assert f"--mount type=bind,source={folder},target={folder}" in lines[0] and "--memory 1073741824b" in lines[0]
+    assert f"--label hpt.slot={folder}" in lines[0] and "HPT_MANIFEST" not in lines[0]
+    for m, line in zip(ms, lines[1:]):
+        argv = subprocess.run(["bash", "-c", f"set -- {line.split(' > ')[0][len('printf '):]}\nprintf '%s\\0' \"$@\""],
+                              capture_output=True, text=True, check=True).stdout.split("\0")[:-1]
+        request = json.loads(argv[1])
+        assert request["env"]["HPT_MANIFEST"] == m.to_json() and request["command"] == ["hpt-trial"]
+        assert line.endswith(f" > {folder}/{m.id}.request.json")
+
+
+def test_warm_is_refused_for_k8s(tmp_path):
+    plan_dir = write_plan(tmp_path / "plan", [make_manifest(tmp_path, "bag-of-words", epochs=1)])
+    proc = hpt("apply", str(plan_dir), "--backend", "k8s", "--warm", "--dry-run")
+    assert proc.returncode == 2 and "--warm applies to --backend local/docker only" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_warm_exit_reasons():
+    """How a slot's worker reports a child's end, as the row says it."""
+    from hpt.executor.backends.docker import DockerHandle
+
+    backend = DockerBackend.with_options(docker_client=object(), gpus_available=[], warm=True)
+    handle = DockerHandle("t", "e", "n", memory="64Mi", warm=True)
+    say = backend._warm_ended
+    assert say(handle, {"code": 0}).phase == Phase.SUCCEEDED
+    assert say(handle, {"code": 3}).reason == "exit code 3"
+    oom = say(handle, {"code": -9, "oom_killed": True})
+    assert oom.reason == "OOM-killed (memory limit 64Mi)" and oom.exit_code == 137 and not oom.transient
+    maybe = say(handle, {"code": -9, "oom_killed": None})
+    assert maybe.reason == "killed (SIGKILL), maybe out of memory (memory limit 64Mi)" and maybe.transient
+    killed = say(handle, {"code": -15, "oom_killed": False})
+    assert killed.reason == "killed (SIGTERM, exit code 143)" and killed.transient
+    handle.cancelled = True
+    assert say(handle, {"code": -15, "oom_killed": False}).reason.startswith("cancelled")

@@ -13,6 +13,18 @@ Protocol, one JSON document per line:
 The worker exits when stdin closes (its apply ended or died); children still running keep running and
 are adopted by the next `hpt apply` through their pid records, as with process-per-trial.
 
+`--folder DIR` (the docker backend's slot containers): the same worker, the same children, with files in
+DIR as the transport instead of pipes, so that an apply can die and another pick up where it left:
+  DIR/<trial>.request.json  {"trial_id", "command", "args", "env", "attempt"} (written whole by the apply)
+  DIR/<trial>.pid           {"pid", "oom_kills"} once forked; the child's gate waits for it
+  DIR/<trial>.log           the child's stdout and stderr
+  DIR/<trial>.exit          {"code": N, "oom_killed": bool | null} when it ended (N as above)
+  DIR/<trial>.cancel        the apply asks: SIGTERM to the child's group, SIGKILL after CANCEL_GRACE_S
+  DIR/heartbeat             touched by the apply while it watches; the worker exits once nothing ran and
+                            the heartbeat stayed untouched for $HPT_WARM_IDLE_S (60 s): nothing is left behind
+(the names: hpt.schemas.warm)
+One trial at a time (the container's cpu, memory and GPUs are that trial's): requests wait in order.
+
 The worker itself never runs torch code: OpenMP and CUDA are not fork-safe once started, so each child
 starts them itself, after the fork.
 """
@@ -27,6 +39,8 @@ import time
 import traceback
 from pathlib import Path
 from typing import Any
+
+from hpt.schemas.warm import CANCEL, CANCEL_GRACE_S, EXIT, HEARTBEAT, IDLE_ENV, IDLE_EXIT_S, LOG, PID, REQUEST
 
 GATE_TIMEOUT_S = 5.0  # as the local backend's shell gate: no pid record by then → exit 75, run nothing
 EXIT_NO_RECORD = 75
@@ -92,6 +106,11 @@ def _child(request: dict[str, Any]) -> None:
         os.close(log)
         os.close(null)
         os.environ.update(request["env"])
+        if request.get("oom_first"):  # in a slot container the trial, never the worker, is the OOM killer's pick
+            try:
+                Path("/proc/self/oom_score_adj").write_text("1000")
+            except OSError:
+                pass
         deadline = time.monotonic() + GATE_TIMEOUT_S
         while not os.path.exists(request["record"]):
             if time.monotonic() > deadline:
@@ -149,5 +168,127 @@ def serve() -> None:
             _say({"started": pid})
 
 
+def _write(path: Path, doc: dict[str, Any]) -> None:
+    """Whole or not at all: the apply reads these files at any moment."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(doc))
+    os.replace(tmp, path)
+
+
+def oom_kills() -> int | None:
+    """The OOM kills in this container's memory cgroup so far (cgroup v2, then v1); None where unreadable."""
+    for path, key in (("/sys/fs/cgroup/memory.events", "oom_kill"), ("/sys/fs/cgroup/memory/memory.oom_control", "oom_kill")):
+        try:
+            for line in Path(path).read_text().splitlines():
+                name, _, value = line.partition(" ")
+                if name == key:
+                    return int(value)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+class Slot:
+    """A folder's one running child at a time (the docker backend's slot container)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.child: tuple[int, str, int | None] | None = None   # pid, trial id, oom kills before it
+        self.term_at: float | None = None
+        self.active_at = time.time()    # start, or the last trial's end: idle time counts from the later of this and the heartbeat
+
+    def _files(self, tid: str, ext: str) -> Path:
+        return self.folder / f"{tid}{ext}"
+
+    def waiting(self) -> list[str]:
+        """Requests not started yet, oldest first."""
+        found = []
+        for path in self.folder.glob(f"*{REQUEST}"):
+            tid = path.name[: -len(REQUEST)]
+            if not self._files(tid, PID).exists() and not self._files(tid, EXIT).exists():
+                try:
+                    found.append((path.stat().st_mtime, tid))
+                except OSError:
+                    continue
+        return [tid for _, tid in sorted(found)]
+
+    def start_next(self) -> None:
+        for tid in self.waiting():
+            if self._files(tid, CANCEL).exists():  # cancelled before it started: it never runs
+                _write(self._files(tid, EXIT), {"code": -int(signal.SIGTERM), "oom_killed": False})
+                continue
+            try:
+                request = json.loads(self._files(tid, REQUEST).read_text())
+            except (OSError, ValueError):
+                continue  # gone meanwhile (released)
+            request = {**request, "log": str(self._files(tid, LOG)), "record": str(self._files(tid, PID)),
+                       "oom_first": True}
+            before = oom_kills()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            pid = os.fork()
+            if pid == 0:
+                _child(request)
+            self.child, self.term_at = (pid, tid, before), None
+            _write(self._files(tid, PID), {"pid": pid, "oom_kills": before})
+            return
+
+    def watch(self) -> None:
+        """Reap the child (its exit file) and act on a cancel request."""
+        if self.child is None:
+            return
+        pid, tid, before = self.child
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            code = os.waitstatus_to_exitcode(status)
+            after = oom_kills()
+            oom = None if before is None or after is None else after > before
+            _write(self._files(tid, EXIT), {"code": code, "oom_killed": oom})
+            self.child, self.active_at = None, time.time()
+            return
+        if self._files(tid, CANCEL).exists():
+            now = time.monotonic()
+            if self.term_at is None:
+                self.term_at = now
+                _kill_group(pid, signal.SIGTERM)
+            elif now - self.term_at > CANCEL_GRACE_S:
+                _kill_group(pid, signal.SIGKILL)
+
+    def idle_for(self) -> float:
+        """Seconds since anyone last needed this worker (the apply's heartbeat, the last trial, its start);
+        0 while a trial runs or waits."""
+        if self.child is not None or self.waiting():
+            return 0.0
+        try:
+            beat = (self.folder / HEARTBEAT).stat().st_mtime
+        except OSError:
+            beat = 0.0
+        return time.time() - max(beat, self.active_at)
+
+
+def _kill_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pid, sig)  # its own session: the group id is its pid
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def serve_folder(folder: Path) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    preload()
+    slot = Slot(folder)
+    idle_limit = float(os.environ.get(IDLE_ENV, IDLE_EXIT_S))
+    while True:
+        slot.watch()
+        if slot.child is None:
+            slot.start_next()
+        if slot.child is None and slot.idle_for() > idle_limit:
+            return  # nobody has watched for a while and nothing runs: the container ends
+        time.sleep(REAP_EVERY_S)
+
+
 if __name__ == "__main__":
-    serve()
+    if sys.argv[1:2] == ["--folder"] and len(sys.argv) == 3:
+        serve_folder(Path(sys.argv[2]))
+    else:
+        serve()

@@ -29,6 +29,14 @@ itself runs as root (CI), the container runs as uid 0 but with every capability 
 no-new-privileges: root's own files stay reachable, root's powers do not come along. The `user`
 option or $HPT_DOCKER_USER overrides this: "UID:GID", or "image" for the image's own user.
 
+Warm starts (`warm=True`, `hpt apply --backend docker --warm`): instead of a container per trial, one
+long-lived slot container per concurrent trial, created from the trial's own spec (RunSpec.for_slot: the
+same image, limits, GPUs, user, mounts, env and labels, less the trial's manifest), running the warm worker
+(hpt.trainer.warm --folder) that imported torch once and forks each trial, one at a time. Requests, pids,
+logs and exit codes travel through the slot's folder (executor/backends/docker_warm.py), so a `kill -9`
+of the apply loses nothing: the next apply adopts the slot and its trials (label hpt.slot) and reuses it.
+A slot serves only trials of its own kind (RunSpec.slot_key); an idle one of another kind makes room.
+
 Failures the trainer cannot record itself come back as TrialStatus reasons, which the executor
 loop writes into the trial's row: "exit code N", "OOM-killed (memory limit 64Mi)", "killed (SIGKILL)",
 "could not start: <docker's error>" (exit code 125, like `docker run`). A container that could not
@@ -36,24 +44,31 @@ start is removed at once, so a GPU request on a host without GPUs leaves nothing
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import re
+import secrets
 import shutil
+import signal
 import subprocess
 import sys
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Sequence
 
 from hpt.executor.backend import Backend, Phase, Submission, TrialStatus
+from hpt.executor.backends.docker_warm import Slot
 from hpt.executor.gpu_slots import GpuSlots
 from hpt.executor.shell import mount_option, shell_quote
 from hpt.schemas.dataset import local_data_uri
 from hpt.schemas.errors import UserError
 from hpt.schemas.resources import gpu_devices, gpu_share, memory_bytes
 from hpt.store import local_path, store_id
+from hpt.schemas.warm import CANCEL_GRACE_S, IDLE_EXIT_S, REQUEST
 from hpt.store.cache import CACHE_ENV, PREP, cache_root
 
 LABEL_EXPERIMENT = "hpt.experiment"
@@ -64,12 +79,17 @@ LABEL_GPUS = "hpt.gpus"
 LABEL_GPU_SHARE = "hpt.gpu-share"   # a trial that shares its device: "1/4"
 LABEL_RESULTS = "hpt.results"
 LABEL_STORE = "hpt.store"           # hpt.store.store_id of the results store
+LABEL_SLOT = "hpt.slot"             # a warm slot container: its folder (the same path on the host and inside)
+LABEL_SLOT_KEY = "hpt.slot-key"     # what a trial must share with the slot to run in it (RunSpec.slot_key)
 CONTAINER_CREDENTIALS = "/var/run/secrets/hpt/google-credentials.json"
 CONTAINER_CACHE = "/var/cache/hpt"  # HPT_CACHE inside: the host's prep/ cache is mounted under it
 EMULATOR_HOSTNAME = "host.docker.internal"
 EXIT_COULD_NOT_START = 125          # what `docker run` exits with when the daemon cannot start it
 STOP_GRACE_S = 3                    # SIGTERM, then SIGKILL after this many seconds
 LOG_TAIL_LINES = 20_000
+WARM_COMMAND = ("python3", "-m", "hpt.trainer.warm", "--folder")   # a slot container's program, then its folder
+TRIAL_COMMAND = ["hpt-trial"]       # what a slot's worker runs per request (the image's entrypoint)
+HEARTBEAT_S = 5.0                   # how often a watching apply touches its slots' heartbeat files
 BUILD_HINT = ("build it with `hpt image build --offline` (Debian base, no registry) or `hpt image build` (CUDA PyTorch base), "
               "or `make image`; a spec's own trainer: `hpt image build --spec SPEC`")
 
@@ -119,6 +139,8 @@ class RunSpec:
     extra_hosts: dict[str, str]
     working_dir: str | None
     pass_env: tuple[str, ...] = ()           # names whose values come from hpt's environment
+    entrypoint: tuple[str, ...] = ()         # instead of the image's (a warm slot: python3 -m hpt.trainer.warm)
+    command: tuple[str, ...] = ()
 
     @property
     def share(self) -> Fraction:
@@ -133,6 +155,25 @@ class RunSpec:
     def rootless_root(self) -> bool:
         """Running as uid 0 (hpt itself runs as root): keep root's file access, drop its powers."""
         return bool(self.user) and str(self.user).split(":")[0] == "0"
+
+    def slot_key(self) -> str:
+        """A digest of everything of the container except the trial: trials with one key can share a slot."""
+        env = {k: v for k, v in self.environment.items() if k != "HPT_MANIFEST"}
+        labels = {k: v for k, v in self.labels.items() if k not in (LABEL_TRIAL, LABEL_ATTEMPT)}
+        parts = [self.image, env, labels, self.binds, self.user, self.nano_cpus, self.mem_limit, str(self.gpus),
+                 self.extra_hosts, self.working_dir, list(self.pass_env)]
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
+
+    def for_slot(self, name: str, folder: str) -> RunSpec:
+        """The slot container that runs trials of this spec one at a time: the same image, limits, user,
+        mounts, environment and labels, less the trial's own (its manifest travels per request), plus
+        its folder, mounted at the same path, and the warm worker as its program."""
+        key = self.slot_key()
+        labels = {k: v for k, v in self.labels.items() if k not in (LABEL_TRIAL, LABEL_ATTEMPT)}
+        return replace(self, name=name, environment={k: v for k, v in self.environment.items() if k != "HPT_MANIFEST"},
+                       labels={**labels, LABEL_SLOT: folder, LABEL_SLOT_KEY: key},
+                       binds=[*self.binds, (folder, folder, "rw")], entrypoint=WARM_COMMAND[:1],
+                       command=(*WARM_COMMAND[1:], folder))
 
     def create_kwargs(self, device_ids: Sequence[str]) -> dict[str, Any]:
         from docker.types import DeviceRequest, Mount
@@ -158,6 +199,10 @@ class RunSpec:
             kwargs["working_dir"] = self.working_dir
         if device_ids:
             kwargs["device_requests"] = [DeviceRequest(device_ids=list(device_ids), capabilities=[["gpu"]])]
+        if self.entrypoint:
+            kwargs["entrypoint"] = list(self.entrypoint)
+        if self.command:
+            kwargs["command"] = list(self.command)
         return kwargs
 
     def command_line(self) -> str:
@@ -180,7 +225,10 @@ class RunSpec:
             parts.append(f"-w {q(self.working_dir)}")
         parts += [f"-e {q(f'{k}={v}')}" for k, v in self.environment.items()]
         parts += [f"-e {q(name)}" for name in self.pass_env]  # docker takes the value from the caller
+        if self.entrypoint:  # docker run's --entrypoint takes the program; its arguments follow the image
+            parts.append(f"--entrypoint {q(self.entrypoint[0])}")
         parts.append(q(self.image))
+        parts += [q(a) for a in (*self.entrypoint[1:], *self.command)]
         return " ".join(parts)
 
 
@@ -198,6 +246,8 @@ class DockerHandle:
     cancelled: bool = False
     failure: TrialStatus | None = None      # could not start
     memory: str = ""                        # the limit as the manifest says it, for an OOM reason
+    slot: Slot | None = None                # --warm: the slot container it runs in (None while it waits)
+    warm: bool = False                      # a trial of a slot container (name and container_id are the slot's)
 
 
 @dataclass(frozen=True)
@@ -207,6 +257,8 @@ class DockerOptions:
     user: str | None = "auto"                # "auto" (see the module doc), "image"/None: the image's, or "UID:GID"
     pass_env: Sequence[str] | str | None = None   # environment variables passed into every container (never printed)
     pull: bool = False                       # pull a missing image instead of failing
+    warm: bool = False                       # run trials in warm slot containers (docs/docker.md, "Warm starts")
+    state_dir: str | Path | None = None      # --warm: the slots' folders; the apply command passes PLAN/.hpt/docker
 
 
 class DockerBackend(Backend):
@@ -227,6 +279,11 @@ class DockerBackend(Backend):
         self.pull = options.pull
         self._needs: tuple[float, int, Fraction] = (1.0, 0, Fraction(0))   # max cpus, memory bytes, gpus per trial
         self.prep_cache = (cache_root() / PREP).resolve()    # the host's, shared with every container
+        self.warm = options.warm
+        base = options.state_dir or Path.home() / ".cache" / "hpt" / "docker"
+        self.state_dir = Path(base).expanduser().resolve()
+        self._slots_in_use: dict[str, Slot] = {}              # container id → the slots this apply runs trials in
+        self._beat_at = 0.0
 
     # --- the daemon ----------------------------------------------------------------------------------
     def _client(self):
@@ -404,8 +461,13 @@ class DockerBackend(Backend):
 
         found: dict[str, DockerHandle] = {}
         mine = [f"{LABEL_EXPERIMENT}={experiment_id}", f"{LABEL_STORE}={store_id(results_uri)}"]
-        for container in client.containers.list(all=True, filters={"label": mine}):
+        listed = client.containers.list(all=True, filters={"label": mine})
+        slots = [c for c in listed if (c.labels or {}).get(LABEL_SLOT)]
+        self._adopt_slots(slots, self._slot_base(experiment_id, results_uri), experiment_id, found)
+        for container in listed:
             labels = container.labels or {}
+            if labels.get(LABEL_SLOT):
+                continue
             tid = labels.get(LABEL_TRIAL, "")
             status = container.status
             if not tid or status == "created" or tid in found:
@@ -427,8 +489,12 @@ class DockerBackend(Backend):
     def submit(self, submission: Submission) -> DockerHandle:
         spec = self.spec(submission)
         handle = DockerHandle(submission.trial_id, submission.experiment_id, spec.name, submission.attempt, spec,
-                              memory=spec.memory)
-        self._start(handle)
+                              memory=spec.memory, warm=self.warm)
+        if self.warm:
+            handle.name = ""
+            self._place(handle)
+        else:
+            self._start(handle)
         return handle
 
     def _take_gpus(self, share: Fraction | int) -> tuple[str, ...] | None:
@@ -527,9 +593,254 @@ class DockerBackend(Backend):
             return False
         return True
 
+    # --- warm: slot containers (docs/docker.md, "Warm starts") ------------------------------------------
+    def _slot_base(self, experiment_id: str, results_uri: str) -> Path:
+        return self.state_dir / experiment_id / store_id(results_uri)
+
+    def _place(self, handle: DockerHandle) -> bool:
+        """Put the trial's request into an idle slot of its kind, starting one if none is free; False
+        while it waits (for GPUs). One trial at a time per slot: the container's limits are the trial's."""
+        spec = handle.spec
+        assert spec is not None
+        if handle.cancelled:
+            return False
+        key = spec.slot_key()
+        slot = next((s for s in list(self._slots_in_use.values())
+                     if s.key == key and s.reusable and not s.open_trials() and self._slot_alive(s)), None)
+        if slot is None:
+            for other in [s for s in self._slots_in_use.values() if s.key != key and not s.open_trials()]:
+                self._remove_slot(other)  # idle, of another kind: its room (and GPUs) goes to the new slot
+            slot = self._start_slot(handle)
+            if slot is None:
+                return handle.failure is not None
+        env = {"HPT_MANIFEST": spec.environment["HPT_MANIFEST"]}
+        try:
+            slot.request(handle.trial_id, handle.attempt, env, TRIAL_COMMAND)
+        except OSError as err:
+            self._fail_start(handle, f"cannot write the request into {slot.folder}: {err.strerror}")
+            return True
+        handle.slot, handle.name, handle.container_id = slot, slot.name, slot.container_id
+        return True
+
+    def _slot_alive(self, slot: Slot) -> bool:
+        import docker.errors
+
+        try:
+            status = (self._client().api.inspect_container(slot.container_id).get("State") or {}).get("Status")
+        except docker.errors.APIError:
+            status = None
+        if status == "running":
+            return True
+        self._remove_slot(slot)
+        return False
+
+    def _start_slot(self, handle: DockerHandle) -> Slot | None:
+        """A new slot container for trials like this one; None if it waits for GPUs or failed (handle.failure)."""
+        spec = handle.spec
+        assert spec is not None
+        gpus = self._take_gpus(spec.share) if spec.gpus else ()
+        if gpus is None:
+            return None
+        token = secrets.token_hex(4)
+        folder = self._slot_base(handle.experiment_id, spec.labels[LABEL_STORE]) / f"w{token}"
+        slot_spec = spec.for_slot(f"hpt-{handle.experiment_id}-{spec.labels[LABEL_STORE]}-w{token}", str(folder))
+        slot = Slot(slot_spec.name, "", folder, slot_spec.labels[LABEL_SLOT_KEY], gpus, min(spec.share, Fraction(1)),
+                    spec.memory)
+        try:  # as the caller (docker would create missing folders as root); the container's user writes here
+            for src, _, mode in slot_spec.binds:
+                if mode == "rw":
+                    os.makedirs(src, exist_ok=True)
+            _give_to(folder, slot_spec.user)
+            slot.beat()
+        except OSError as err:
+            self.slots.give_back(gpus, slot.share)
+            self._fail_start(handle, f"cannot create {err.filename}: {err.strerror}")
+            return None
+        kwargs = slot_spec.create_kwargs(gpus)
+        if gpus:
+            kwargs["labels"] = {**slot_spec.labels, LABEL_GPUS: ",".join(gpus)}
+        client = self._client()
+        import docker.errors
+
+        container = None
+        try:
+            container = client.containers.create(**kwargs)
+            container.start()
+        except docker.errors.APIError as err:
+            if container is not None:
+                try:
+                    container.remove(force=True)
+                except docker.errors.APIError:
+                    pass
+            self.slots.give_back(gpus, slot.share)
+            slot.remove_folder()
+            message = f"image {spec.image!r} not found ({BUILD_HINT})" if isinstance(err, docker.errors.ImageNotFound) \
+                else _short(err)
+            if spec.gpus and not isinstance(err, docker.errors.ImageNotFound):
+                message += ("; this Docker host cannot give containers GPUs (install the NVIDIA Container "
+                            "Toolkit there, or set resources.gpus to 0)")
+            self._fail_start(handle, message)
+            return None
+        slot.container_id = container.id
+        self._slots_in_use[container.id] = slot
+        return slot
+
+    def _remove_slot(self, slot: Slot) -> None:
+        """Stop and remove a slot container, give back its GPUs; its folder goes once no trial is left in it."""
+        import docker.errors
+
+        self._slots_in_use.pop(slot.container_id, None)
+        self.slots.give_back(slot.gpus, slot.share)
+        slot.gpus = ()
+        try:
+            self._client().api.remove_container(slot.container_id, force=True)
+        except docker.errors.APIError:
+            pass
+        if not slot.trials():
+            slot.remove_folder()
+
+    def _adopt_slots(self, containers: list, base: Path, experiment_id: str, found: dict[str, DockerHandle]) -> None:
+        """Slot containers an earlier apply left: a running one is this apply's too (its trials are adopted,
+        and it is reused once idle); a dead one's finished trials are handed over for their logs and rows,
+        and its unfinished ones are dropped (nothing runs them: the loop starts them again). Folders of
+        slots whose container is gone are read the same way."""
+        import docker.errors
+
+        seen: set[Path] = set()
+        for container in containers:
+            labels = container.labels or {}
+            folder = Path(labels[LABEL_SLOT])
+            seen.add(folder)
+            gpus = tuple(g for g in labels.get(LABEL_GPUS, "").split(",") if g)
+            try:
+                limit = int((container.attrs.get("HostConfig") or {}).get("Memory") or 0)
+            except (TypeError, ValueError):
+                limit = 0
+            slot = Slot(container.name, container.id, folder, labels.get(LABEL_SLOT_KEY, ""), gpus,
+                        Fraction(labels.get(LABEL_GPU_SHARE, "1")), f"{limit / 2**20:g}Mi" if limit else "")
+            alive = container.status in ("running", "restarting", "paused")
+            if alive and container.id in self._slots_in_use:  # this apply's own (an adaptive plan's next round)
+                slot = self._slots_in_use[container.id]
+            elif alive:
+                # Idle and unwatched for long, its worker may be exiting right now: adopt, never reuse it.
+                slot.reusable = bool(slot.open_trials()) or slot.heartbeat_age() < IDLE_EXIT_S / 2
+                slot.beat()
+                self.slots.hold(gpus, slot.share)
+                self._slots_in_use[container.id] = slot
+            self._adopt_slot_trials(slot, alive, experiment_id, found)
+            if not alive:
+                slot.gpus = ()
+                try:
+                    container.remove(force=True)
+                except docker.errors.APIError:
+                    pass
+                if not slot.trials():
+                    slot.remove_folder()
+        for folder in sorted(base.glob("w*")) if base.is_dir() else []:
+            if folder not in seen and folder.is_dir():
+                orphan = Slot(folder.name, "", folder, "")
+                self._adopt_slot_trials(orphan, False, experiment_id, found)
+                if not orphan.trials():
+                    orphan.remove_folder()
+
+    @staticmethod
+    def _adopt_slot_trials(slot: Slot, alive: bool, experiment_id: str, found: dict[str, DockerHandle]) -> None:
+        for tid in slot.trials():
+            if tid in found:
+                continue
+            if not alive and slot.exit(tid) is None:
+                slot.forget(tid)  # its container is gone and it never ended: nothing runs it
+                continue
+            found[tid] = DockerHandle(tid, experiment_id, slot.name, slot.attempt(tid), None, slot.container_id or None,
+                                      adopted=True, memory=slot.memory, slot=slot, warm=True)
+
+    def _heartbeat(self) -> None:
+        now = time.monotonic()
+        if now - self._beat_at >= HEARTBEAT_S:
+            self._beat_at = now
+            for slot in self._slots_in_use.values():
+                slot.beat()
+
+    def _poll_warm(self, handle: DockerHandle) -> TrialStatus:
+        if handle.slot is None:
+            if handle.cancelled:
+                return TrialStatus(Phase.FAILED, reason="cancelled before it started")
+            self._place(handle)
+            if handle.failure is not None:
+                return handle.failure
+            if handle.slot is None:
+                return TrialStatus(Phase.PENDING)
+        self._heartbeat()
+        slot = handle.slot
+        ended = slot.exit(handle.trial_id)
+        if ended is not None:
+            return self._warm_ended(handle, ended)
+        if handle.cancelled and not slot.asked(handle.trial_id):
+            return TrialStatus(Phase.FAILED, reason="cancelled before it started")
+        import docker.errors
+
+        try:
+            attrs = self._client().api.inspect_container(slot.container_id) if slot.container_id else {}
+        except docker.errors.NotFound:
+            attrs = {}
+        except docker.errors.APIError as err:
+            return TrialStatus(Phase.RUNNING, reason=f"docker: {_short(err)}", transient=True)
+        state = attrs.get("State") or {}
+        if state.get("Status") in ("running", "restarting", "paused"):
+            return TrialStatus(Phase.RUNNING if slot.started(handle.trial_id) else Phase.PENDING)
+        ended = slot.exit(handle.trial_id)  # it may have ended just before its container did
+        if ended is not None:
+            return self._warm_ended(handle, ended)
+        if slot.container_id in self._slots_in_use:
+            self._remove_slot(slot)
+        if state.get("OOMKilled"):
+            limit = f" (memory limit {handle.memory})" if handle.memory else ""
+            return TrialStatus(Phase.FAILED, reason=f"OOM-killed{limit} (the warm slot container)", exit_code=137)
+        if handle.cancelled:
+            return TrialStatus(Phase.FAILED, reason="cancelled (slot container stopped)")
+        gone = f"exited with code {state.get('ExitCode')}" if state else "was removed from outside"
+        return TrialStatus(Phase.FAILED, reason=f"the warm slot container {gone} before the trial ended", transient=True)
+
+    def _warm_ended(self, handle: DockerHandle, ended: dict[str, Any]) -> TrialStatus:
+        code = int(ended["code"])
+        if code == 0:
+            return TrialStatus(Phase.SUCCEEDED, exit_code=0)
+        if handle.cancelled:
+            return TrialStatus(Phase.FAILED, reason="cancelled (trial stopped)", exit_code=code)
+        if code > 0:
+            return TrialStatus(Phase.FAILED, reason=f"exit code {code}", exit_code=code)
+        number = -code
+        name = signal.Signals(number).name if number in signal.valid_signals() else str(number)
+        limit = f" (memory limit {handle.memory})" if handle.memory else ""
+        if number == signal.SIGKILL and ended.get("oom_killed"):
+            return TrialStatus(Phase.FAILED, reason=f"OOM-killed{limit}", exit_code=128 + number)
+        if number == signal.SIGKILL and ended.get("oom_killed") is None:  # the container could not tell
+            return TrialStatus(Phase.FAILED, reason=f"killed (SIGKILL), maybe out of memory{limit}",
+                               exit_code=128 + number, transient=True)
+        return TrialStatus(Phase.FAILED, reason=f"killed ({name}, exit code {128 + number})", exit_code=128 + number,
+                           transient=True)
+
+    def _cancel_warm(self, handle: DockerHandle) -> None:
+        slot = handle.slot
+        if slot is None:
+            return
+        try:
+            slot.cancel(handle.trial_id)
+        except OSError:
+            pass
+        deadline = time.monotonic() + CANCEL_GRACE_S + 5
+        while time.monotonic() < deadline and slot.exit(handle.trial_id) is None:
+            if not slot.started(handle.trial_id) and slot.withdraw(handle.trial_id):
+                return  # still queued behind another trial: it never runs
+            time.sleep(0.05)
+        if slot.exit(handle.trial_id) is None and slot.container_id in self._slots_in_use:
+            self._remove_slot(slot)  # the worker does not answer: the container goes, and the trial with it
+
     def poll(self, handle: DockerHandle) -> TrialStatus:
         if handle.failure is not None:
             return handle.failure
+        if handle.warm:
+            return self._poll_warm(handle)
         if handle.container_id is None:
             if handle.cancelled:
                 return TrialStatus(Phase.FAILED, reason="cancelled before it started")
@@ -577,6 +888,9 @@ class DockerBackend(Backend):
 
     def cancel(self, handle: DockerHandle) -> None:
         handle.cancelled = True
+        if handle.warm:
+            self._cancel_warm(handle)
+            return
         if handle.container_id is None:
             return
         import docker.errors
@@ -593,6 +907,8 @@ class DockerBackend(Backend):
         self._free_gpus(handle)
 
     def logs(self, handle: DockerHandle) -> str:
+        if handle.warm:
+            return handle.slot.log(handle.trial_id) if handle.slot is not None else ""
         if handle.container_id is None:
             return ""  # never started (its reason says why) or waiting for a GPU
         import docker.errors
@@ -604,6 +920,13 @@ class DockerBackend(Backend):
         return raw.decode("utf-8", errors="replace")
 
     def release(self, handle: DockerHandle) -> None:
+        if handle.warm:  # the slot stays for the next trial; its files go
+            slot = handle.slot
+            if slot is not None:
+                slot.forget(handle.trial_id)
+                if slot.container_id not in self._slots_in_use and not slot.trials():
+                    slot.remove_folder()
+            return
         self._free_gpus(handle)
         if handle.container_id is None:
             return
@@ -633,9 +956,41 @@ class DockerBackend(Backend):
                 pass   # gone meanwhile
         return {"containers": sorted(c.name for c in containers)}
 
+    def close(self) -> None:
+        """The apply is over: idle slot containers go (a busy one, left running by an interrupted apply,
+        ends by itself once its trial has and nobody watches)."""
+        for slot in list(self._slots_in_use.values()):
+            if not slot.open_trials():
+                self._remove_slot(slot)
+
     def dry_run(self, submissions: Sequence[Submission]) -> str:
-        """One `docker run` line per trial. Needs no daemon and no GPU (it warns about what it cannot check)."""
+        """One `docker run` line per trial. Needs no daemon and no GPU (it warns about what it cannot check).
+        Warm: the `docker run` line of each kind of slot container, then each trial's request as the
+        shell line that writes it into the slot's folder."""
+        if self.warm:
+            return self._dry_run_warm(submissions)
         lines = [self.spec(s).command_line() for s in submissions]
+        self._dry_run_warnings(submissions)
+        return "\n".join(lines) + ("\n" if lines else "")
+
+    def _dry_run_warm(self, submissions: Sequence[Submission]) -> str:
+        lines: list[str] = []
+        folders: dict[str, str] = {}
+        for sub in submissions:
+            spec = self.spec(sub)
+            key = spec.slot_key()
+            if key not in folders:
+                slot = f"w{len(folders) + 1}"
+                folders[key] = str(self._slot_base(sub.experiment_id, sub.results_uri) / slot)
+                name = f"hpt-{sub.experiment_id}-{spec.labels[LABEL_STORE]}-{slot}"
+                lines.append(f"mkdir -p {shell_quote(folders[key])} && {spec.for_slot(name, folders[key]).command_line()}")
+            request = {"trial_id": sub.trial_id, "attempt": sub.attempt, "command": TRIAL_COMMAND, "args": [],
+                       "env": {"HPT_MANIFEST": spec.environment["HPT_MANIFEST"]}}
+            path = f"{folders[key]}/{sub.trial_id}{REQUEST}"
+            lines.append(f"printf '%s\\n' {shell_quote(json.dumps(request))} > {shell_quote(path)}")
+        if submissions:
+            print("note: --warm runs one slot container per concurrent trial (up to --parallel) of each kind; "
+                  "each runs its requests one at a time", file=sys.stderr)
         self._dry_run_warnings(submissions)
         return "\n".join(lines) + ("\n" if lines else "")
 
@@ -668,6 +1023,14 @@ class DockerBackend(Backend):
                 print(f"warning: image {image!r} is not on this Docker host ({BUILD_HINT})", file=sys.stderr)
             except docker.errors.APIError:
                 pass
+
+
+def _give_to(folder: Path, user: str | None) -> None:
+    """A slot folder made by root for a container running as another uid (HPT_DOCKER_USER): theirs to write."""
+    if user and hasattr(os, "getuid") and os.getuid() == 0:
+        uid, _, gid = user.partition(":")
+        if uid.isdigit() and int(uid) != 0:
+            os.chown(folder, int(uid), int(gid) if gid.isdigit() else -1)
 
 
 def container_name(experiment_id: str, trial_id: str, store: str) -> str:

@@ -110,7 +110,7 @@ def register(app: typer.Typer) -> None:
         context: Optional[str] = typer.Option(None, "--context", help="k8s: the kubeconfig context."),
         namespace: Optional[str] = typer.Option(None, "--namespace", help="k8s: the namespace for the Jobs."),
         cancel_on_exit: Optional[bool] = typer.Option(None, "--cancel-on-exit/--keep-on-exit", help="k8s: delete running Jobs when apply stops (default: the backend's)."),
-        warm: Optional[bool] = typer.Option(None, "--warm/--no-warm", help="local: fork each trial from a worker that imported torch once, instead of a fresh hpt-trial process."),
+        warm: Optional[bool] = typer.Option(None, "--warm/--no-warm", help="local, docker: fork each trial from a worker that imported torch once (docker: in a long-lived slot container per concurrent trial), instead of a fresh hpt-trial process (container)."),
     ) -> None:
         """Run every trial of a plan that has no row yet; safe to re-run (it resumes)."""
         from hpt import api

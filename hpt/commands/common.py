@@ -29,7 +29,7 @@ EXIT_USER_ERROR = 2
 # Options that only some backends take (`hpt apply`, `hpt delete`); each is passed to the backend's constructor
 # as a keyword.
 BACKEND_OPTIONS = {"context": ("k8s",), "namespace": ("k8s",), "kubeconfig": ("k8s",), "cancel_on_exit": ("k8s",),
-                   "warm": ("local",)}
+                   "warm": ("local", "docker")}
 
 
 def backend_options(name: str, given: dict[str, Any]) -> dict[str, Any]:
