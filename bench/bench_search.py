@@ -66,6 +66,17 @@ def best_by_config(rows: list[dict[str, str]], fidelity: str | None = None) -> d
     return {c: sum(v) / len(v) for c, v in values.items()}
 
 
+def epoch_months(rows: list[dict[str, str]]) -> int:
+    """Training work as the plan sizes it (epochs × months of training data, summed): the same on any
+    machine, unlike train_time_s, which a shared machine's load moves by ±20%."""
+    total = 0
+    for r in rows:
+        start, end = r["train_start"], r["train_end"]
+        months = (int(end[:4]) - int(start[:4])) * 12 + int(end[5:7]) - int(start[5:7])
+        total += months * int(r["max_epochs"])
+    return total
+
+
 def halving_vs_grid(work: Path, quick: bool, parallel: int, promotions: list[str]) -> None:
     ranges = [["2011-06-01", "2011-09-01"]] if quick else [["2011-03-01", "2011-06-01"], ["2011-06-01", "2011-09-01"]]
     params = {"learning_rate": [0.0003, 0.001, 0.003, 0.01, 0.03, 0.1], "hidden_size": [16, 64, 256]} if not quick \
@@ -88,10 +99,11 @@ def halving_vs_grid(work: Path, quick: bool, parallel: int, promotions: list[str
     grid_scores = best_by_config(grid_rows)
     grid_best = min(grid_scores, key=grid_scores.get)
     grid_compute = sum(float(r["train_time_s"]) for r in grid_rows)
+    grid_work = epoch_months(grid_rows)
     print(f"\nhalving vs grid: {len(grid_scores)} configs × {len(ranges)} range(s); grid at {top['name']} "
           f"({len(grid_rows)} trials); halving over {', '.join(f['name'] for f in fidelities)}, eta 3")
     print(f"  grid's best          {grid_best}  mse {grid_scores[grid_best]:.5f}  compute (sum of train_time_s) "
-          f"{grid_compute:.1f} s  wall {timings['grid']:.0f} s")
+          f"{grid_compute:.1f} s, {grid_work} epoch-months  wall {timings['grid']:.0f} s")
     order = sorted(grid_scores, key=grid_scores.get)
     for mode in promotions:
         name = f"halving-{mode}"
@@ -106,7 +118,8 @@ def halving_vs_grid(work: Path, quick: bool, parallel: int, promotions: list[str
             per_rung[r["rung"]] = per_rung.get(r["rung"], 0) + len(r["configs"])
         print(f"  halving {mode:<5}  {winner}  mse {at_top[winner]:.5f}  the grid ranks it #{order.index(winner) + 1}; "
               f"{(at_top[winner] / grid_scores[grid_best] - 1) * 100:+.2f}% vs the grid's best (target ≤ +1%)")
-        print(f"                 compute {compute:.1f} s = {compute / grid_compute * 100:.1f}% of the grid's (target ≤ 40%); "
+        print(f"                 compute {compute:.1f} s = {compute / grid_compute * 100:.1f}% of the grid's (target ≤ 40%), "
+              f"{epoch_months(rows)} epoch-months = {epoch_months(rows) / grid_work * 100:.1f}%; "
               f"{len(rows)} trials in {len(rounds)} rounds (configs per rung {' → '.join(str(per_rung[k]) for k in sorted(per_rung))}); "
               f"wall {timings[name]:.0f} s (apply --parallel {parallel} --warm)")
 

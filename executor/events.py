@@ -82,7 +82,7 @@ class RichProgress:
                 self.task = self.progress.add_task("hpt apply", total=event["to_run"], **self.counts)
         elif kind == "trials-added":   # an adaptive search decided a round: the same bar grows
             if self.task is not None:
-                self.progress.update(self.task, total=self.progress.tasks[0].total + len(event["trial_ids"]))
+                self.progress.update(self.task, total=(self.progress.tasks[0].total or 0) + len(event["trial_ids"]))
         elif kind in ("trial-started", "trial-adopted"):
             self.counts["running"] += 1
             self._update()

@@ -378,19 +378,23 @@ def test_bad_promotion_exits_2_naming_the_key(tmp_path, search, where):
 def test_halving_with_results_in_gcs(tmp_path, gcs_bucket):
     """The same rounds with the store in gs:// (the real client against fake-gcs-server): rows, the rounds
     copy and the round column all go through the store."""
-    spec = {**SYNC, "date-range": SPEC["date-range"][:1]}
+    spec = {**SPEC, "date-range": SPEC["date-range"][:1]}   # async promotion, the default
     plan = compile_plan(tmp_path, "plan", spec)
     results = gcs_bucket + "/halving"
     proc = subprocess.run([hpt_exe(), "apply", str(plan), "--results", results, "--format", "json", "--parallel", "2"],
                           env=stand_in_env(tmp_path), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     rounds, trials, manifests, rows = outcome(plan, results)
-    assert [len(r["configs"]) for r in rounds] == [12, 4, 1] and len(rows) == 17
+    per_rung: dict[int, int] = {}
+    for r in rounds:
+        per_rung[r["rung"]] = per_rung.get(r["rung"], 0) + len(r["configs"])
+    assert per_rung == {0: 12, 1: 4, 2: 1} and len(rows) == 17
     assert open_store(results).list("rounds/") == [f"rounds/{json.loads((plan / 'plan.json').read_text())['experiment']}.json"]
     shown = subprocess.run([hpt_exe(), "results", results, "--format", "json"], env=stand_in_env(tmp_path),
                            capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0, shown.stderr
-    assert sorted({r["round"] for r in json.loads(shown.stdout)["rows"]}) == [1, 2, 3]
+    of_trial = {t: r["round"] for r in rounds for t in r["trials"]}
+    assert {r["trial_id"]: r["round"] for r in json.loads(shown.stdout)["rows"]} == of_trial
 
 
 def test_a_user_trainer_works_unchanged_with_halving(tmp_path):
@@ -511,3 +515,20 @@ def test_min_configs_is_trials_for_halving(tmp_path):
         assert result.exit_code == 2 and result.stderr.startswith("error: search.min_configs: "), result.stderr
     same = compile_plan(tmp_path, "c", {**SPEC, "search": {"method": "halving", "seed": 1, "min_configs": 6, "trials": 6}})
     assert (same / "plan.json").read_bytes() == (a / "plan.json").read_bytes()
+
+
+def test_the_progress_bar_grows_with_each_round():
+    import io
+
+    from rich.console import Console
+
+    from hpt.executor.events import RichProgress
+
+    bar = RichProgress(Console(file=io.StringIO(), force_terminal=False))
+    bar.emit({"event": "run-started", "to_run": 24})
+    bar.emit({"event": "trial-started", "trial_id": "t-1"})
+    bar.emit({"event": "trial-finished", "trial_id": "t-1"})
+    bar.emit({"event": "trials-added", "trial_ids": ["t-2", "t-3"], "total": 26})
+    task = bar.progress.tasks[0]
+    assert (task.total, task.completed) == (26, 1)
+    bar.close()
