@@ -130,9 +130,10 @@ def _review(result) -> None:  # noqa: ANN001 — CompileResult, imported lazily
 def halving_table(rungs: list[dict], eta: int | None, promotion: str | None) -> Table:
     """A halving plan's budget: round 1 exactly as written, the later rungs at most (what apply decides;
     async promotion fills each rung in more, smaller rounds but never past these bounds)."""
-    how = ("async promotion: configs move up as results come in, never more than" if promotion == "async"
-           else "sync promotion: later rounds at most")
-    table = Table(title=f"successive halving, eta {eta}: round 1 runs as written; {how}", title_justify="left")
+    table = Table(title=f"successive halving, eta {eta}, {promotion} promotion", title_justify="left",
+                  caption="round 1 runs as written; later rungs at most these" +
+                          (" (async: more, smaller rounds, as results come in)" if promotion == "async" else ""),
+                  caption_justify="left")
     for column in ("rung", "fidelity", "months", "epochs", "configs", "trials", "epoch-months"):
         table.add_column(column, justify="left" if column == "fidelity" else "right")
     for i, rung in enumerate(rungs):
