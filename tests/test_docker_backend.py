@@ -23,10 +23,11 @@ import pytest
 from executor_support import write_plan
 from hpt.executor.backend import Phase, Submission
 from hpt.executor.backends.docker import (LABEL_ATTEMPT, LABEL_EXPERIMENT, LABEL_SLOT, LABEL_STORE, LABEL_TRIAL,
-                                          LABEL_VERSION, DockerBackend, container_name, detect_gpus, memory_bytes,
+                                          LABEL_VERSION, DockerBackend, container_name, detect_gpus,
                                           rewrite_emulator_host)
 from hpt.store import open_store, row_key, store_id
 from hpt.schemas.errors import UserError
+from hpt.schemas.resources import memory_bytes
 from hpt.schemas.row import parse_row_csv
 from trial_factory import make_manifest
 
@@ -504,7 +505,7 @@ def test_gpu_shares_pack_onto_one_device_id(tmp_path, capsys):
     m = make_manifest(tmp_path, "bag-of-words", epochs=1, experiment=experiment(), image="img:1",
                       resources={"gpus": 0.25, "cpus": 1, "memory": "1Gi"})
     spec = backend.spec(submission(m, str(tmp_path / "r")))
-    assert spec.labels[LABEL_GPU_SHARE] == "1/4" and spec.devices == 1
+    assert spec.labels[LABEL_GPU_SHARE] == "1/4" and spec.resources.gpu_devices == 1
     assert len(spec.create_kwargs(("0",))["device_requests"][0].device_ids) == 1
     line = backend.dry_run([submission(m, str(tmp_path / "r"))])
     assert "--gpus 1 " in line and f"--label {LABEL_GPU_SHARE}=1/4" in line

@@ -66,7 +66,7 @@ from hpt.executor.gpu_slots import GpuSlots
 from hpt.executor.shell import mount_option, shell_quote
 from hpt.schemas.dataset import local_data_uri
 from hpt.schemas.errors import UserError
-from hpt.schemas.resources import gpu_devices, gpu_share, memory_bytes
+from hpt.schemas.resources import Resources, gpu_devices
 from hpt.store import local_path, store_id
 from hpt.schemas.warm import CANCEL_GRACE_S, IDLE_EXIT_S, REQUEST
 from hpt.store.cache import CACHE_ENV, PREP, cache_root
@@ -132,10 +132,7 @@ class RunSpec:
     labels: dict[str, str]
     binds: list[tuple[str, str, str]]        # (host path, container path, "ro" | "rw")
     user: str | None
-    nano_cpus: int
-    memory: str                              # as the manifest says, for messages
-    mem_limit: int
-    gpus: float                              # as the manifest says: whole GPUs or a share 1/n
+    resources: Resources                     # the manifest's: cpus, memory, gpus (whole GPUs or a share 1/n)
     extra_hosts: dict[str, str]
     working_dir: str | None
     pass_env: tuple[str, ...] = ()           # names whose values come from hpt's environment
@@ -143,13 +140,8 @@ class RunSpec:
     command: tuple[str, ...] = ()
 
     @property
-    def share(self) -> Fraction:
-        return gpu_share(self.gpus)
-
-    @property
-    def devices(self) -> int:
-        """Device ids the container gets: its whole GPUs, or the one it shares."""
-        return gpu_devices(self.gpus)
+    def nano_cpus(self) -> int:
+        return int(round(float(self.resources.cpus) * 1e9))
 
     @property
     def rootless_root(self) -> bool:
@@ -160,7 +152,8 @@ class RunSpec:
         """A digest of everything of the container except the trial: trials with one key can share a slot."""
         env = {k: v for k, v in self.environment.items() if k != "HPT_MANIFEST"}
         labels = {k: v for k, v in self.labels.items() if k not in (LABEL_TRIAL, LABEL_ATTEMPT)}
-        parts = [self.image, env, labels, self.binds, self.user, self.nano_cpus, self.mem_limit, str(self.gpus),
+        parts = [self.image, env, labels, self.binds, self.user, self.nano_cpus, self.resources.memory_bytes,
+                 str(self.resources.gpus),
                  self.extra_hosts, self.working_dir, list(self.pass_env)]
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -185,7 +178,8 @@ class RunSpec:
         kwargs: dict[str, Any] = {
             "image": self.image, "name": self.name, "detach": True, "environment": env, "labels": self.labels,
             "mounts": [Mount(target=dst, source=src, type="bind", read_only=mode == "ro") for src, dst, mode in self.binds],
-            "nano_cpus": self.nano_cpus, "mem_limit": self.mem_limit, "memswap_limit": self.mem_limit,
+            "nano_cpus": self.nano_cpus, "mem_limit": self.resources.memory_bytes,
+            "memswap_limit": self.resources.memory_bytes,
             "init": True,  # tini as pid 1: SIGTERM reaches the trainer, zombies are reaped
         }
         if self.user:
@@ -212,9 +206,10 @@ class RunSpec:
         # --rm: a line run by hand cleans up after itself (`hpt apply` removes its own containers).
         parts = ["docker", "run", "-d", "--rm", "--init", "--name", q(self.name)]
         parts += [f"--label {q(f'{k}={v}')}" for k, v in self.labels.items()]
-        parts += [f"--cpus {self.nano_cpus / 1e9:g}", f"--memory {self.mem_limit}b", f"--memory-swap {self.mem_limit}b"]
-        if self.gpus:
-            parts.append(f"--gpus {self.devices}")
+        memory = self.resources.memory_bytes
+        parts += [f"--cpus {self.nano_cpus / 1e9:g}", f"--memory {memory}b", f"--memory-swap {memory}b"]
+        if self.resources.gpus:
+            parts.append(f"--gpus {self.resources.gpu_devices}")
         if self.user:
             parts.append(f"--user {q(self.user)}")
         if self.rootless_root:
@@ -317,10 +312,6 @@ class DockerBackend(Backend):
         return self._slots
 
     # --- what runs ----------------------------------------------------------------------------------
-    def _resources(self, sub: Submission) -> tuple[float, str, float]:
-        res = sub.manifest.resources
-        return float(res.cpus), res.memory, res.gpus
-
     def _user(self) -> str | None:
         option = os.environ.get("HPT_DOCKER_USER") or self.user_option
         if option == "image":
@@ -335,7 +326,8 @@ class DockerBackend(Backend):
         from hpt.schemas import __version__
 
         image = sub.manifest.image
-        cpus, memory, gpus = self._resources(sub)
+        resources = sub.manifest.resources
+        cpus = float(resources.cpus)
         env = {"HPT_MANIFEST": sub.manifest_json, "HPT_RESULTS": sub.results_uri, "PYTHONUNBUFFERED": "1"}
         threads = str(max(1, math.ceil(cpus)))
         env.update(HPT_CPUS=f"{cpus:g}", OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
@@ -375,23 +367,23 @@ class DockerBackend(Backend):
                   LABEL_VERSION: __version__, LABEL_ATTEMPT: str(sub.attempt)}
         if results_path:
             labels[LABEL_RESULTS] = results_path
-        if 0 < gpu_share(gpus) < 1:
-            labels[LABEL_GPU_SHARE] = str(gpu_share(gpus))
+        if 0 < resources.gpu_share < 1:
+            labels[LABEL_GPU_SHARE] = str(resources.gpu_share)
         return RunSpec(image=image, name=container_name(sub.experiment_id, sub.trial_id, store), environment=env,
-                       labels=labels, binds=binds, user=self._user(), nano_cpus=int(round(cpus * 1e9)),
-                       memory=memory, mem_limit=memory_bytes(memory), gpus=gpus, extra_hosts=extra_hosts,
+                       labels=labels, binds=binds, user=self._user(), resources=resources, extra_hosts=extra_hosts,
                        working_dir=os.getcwd() if relative else None, pass_env=self.pass_env)
 
     # --- Backend protocol ----------------------------------------------------------------------------
     def preflight(self, submissions: Sequence[Submission]) -> None:
         if not submissions:
             return
-        specs = [self.spec(s) for s in submissions]  # bad memory quantities fail here, before anything runs
+        specs = [self.spec(s) for s in submissions]
+        memory = max(s.resources.memory_bytes for s in specs)  # a bad memory quantity fails here, before anything runs
         pool = self.gpu_pool
-        worst = max(specs, key=lambda s: s.gpus)
-        if worst.devices > len(pool):
+        worst = max(specs, key=lambda s: s.resources.gpus)
+        if worst.resources.gpu_devices > len(pool):
             have = f"only {len(pool)}" if pool else "none (no NVIDIA GPU found by nvidia-smi)"
-            raise UserError(f"trial {worst.labels[LABEL_TRIAL]} asks for {worst.gpus:g} GPU(s); this host has {have}",
+            raise UserError(f"trial {worst.labels[LABEL_TRIAL]} asks for {worst.resources.gpus:g} GPU(s); this host has {have}",
                             where="resources.gpus",
                             hint="lower resources.gpus in the spec, set HPT_GPUS=0,1,... to name the host's GPUs, "
                                  "or run on a GPU machine / --backend k8s")
@@ -424,7 +416,7 @@ class DockerBackend(Backend):
         except OSError as err:
             raise UserError(f"cannot create the preprocessing cache: {err.strerror}", where=str(self.prep_cache),
                             hint=f"set ${CACHE_ENV} to a writable folder") from None
-        self._needs = (max(s.nano_cpus for s in specs) / 1e9, max(s.mem_limit for s in specs), worst.share)
+        self._needs = (max(s.nano_cpus for s in specs) / 1e9, memory, worst.resources.gpu_share)
 
     def _prepare_results(self, spec: RunSpec) -> None:
         """Create the local results folder as the caller: docker would create a missing one as root."""
@@ -489,7 +481,7 @@ class DockerBackend(Backend):
     def submit(self, submission: Submission) -> DockerHandle:
         spec = self.spec(submission)
         handle = DockerHandle(submission.trial_id, submission.experiment_id, spec.name, submission.attempt, spec,
-                              memory=spec.memory, warm=self.warm)
+                              memory=spec.resources.memory, warm=self.warm)
         if self.warm:
             handle.name = ""
             self._place(handle)
@@ -515,10 +507,10 @@ class DockerBackend(Backend):
         assert spec is not None
         if handle.cancelled:
             return False
-        gpus = self._take_gpus(spec.share) if spec.gpus else ()
+        gpus = self._take_gpus(spec.resources.gpu_share) if spec.resources.gpus else ()
         if gpus is None:
             return False  # all GPUs busy: stays pending, poll() tries again
-        handle.gpus, handle.share = gpus, min(spec.share, Fraction(1))
+        handle.gpus, handle.share = gpus, min(spec.resources.gpu_share, Fraction(1))
         client = self._client()
         import docker.errors
 
@@ -562,7 +554,7 @@ class DockerBackend(Backend):
                 pass
             handle.container_id = None
             message = _short(err)
-            if spec.gpus:
+            if spec.resources.gpus:
                 message += ("; this Docker host cannot give containers GPUs (install the NVIDIA Container "
                             "Toolkit there, or set resources.gpus to 0)")
             self._fail_start(handle, message)
@@ -638,14 +630,14 @@ class DockerBackend(Backend):
         """A new slot container for trials like this one; None if it waits for GPUs or failed (handle.failure)."""
         spec = handle.spec
         assert spec is not None
-        gpus = self._take_gpus(spec.share) if spec.gpus else ()
+        gpus = self._take_gpus(spec.resources.gpu_share) if spec.resources.gpus else ()
         if gpus is None:
             return None
         token = secrets.token_hex(4)
         folder = self._slot_base(handle.experiment_id, spec.labels[LABEL_STORE]) / f"w{token}"
         slot_spec = spec.for_slot(f"hpt-{handle.experiment_id}-{spec.labels[LABEL_STORE]}-w{token}", str(folder))
-        slot = Slot(slot_spec.name, "", folder, slot_spec.labels[LABEL_SLOT_KEY], gpus, min(spec.share, Fraction(1)),
-                    spec.memory)
+        slot = Slot(slot_spec.name, "", folder, slot_spec.labels[LABEL_SLOT_KEY], gpus, min(spec.resources.gpu_share, Fraction(1)),
+                    spec.resources.memory)
         try:  # as the caller (docker would create missing folders as root); the container's user writes here
             for src, _, mode in slot_spec.binds:
                 if mode == "rw":
@@ -676,7 +668,7 @@ class DockerBackend(Backend):
             slot.remove_folder()
             message = f"image {spec.image!r} not found ({BUILD_HINT})" if isinstance(err, docker.errors.ImageNotFound) \
                 else _short(err)
-            if spec.gpus and not isinstance(err, docker.errors.ImageNotFound):
+            if spec.resources.gpus and not isinstance(err, docker.errors.ImageNotFound):
                 message += ("; this Docker host cannot give containers GPUs (install the NVIDIA Container "
                             "Toolkit there, or set resources.gpus to 0)")
             self._fail_start(handle, message)
@@ -997,7 +989,7 @@ class DockerBackend(Backend):
     def _dry_run_warnings(self, submissions: Sequence[Submission]) -> None:
         if not submissions:
             return
-        gpus = max(self._resources(s)[2] for s in submissions)
+        gpus = max(s.manifest.resources.gpus for s in submissions)
         if gpus:
             print(f"note: GPU trials get specific free device ids at start (pool: {','.join(self.gpu_pool) or 'none'}); "
                   "the lines show --gpus N; trials of a share 1/n (label hpt.gpu-share) get one device id, "
