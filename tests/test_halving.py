@@ -49,8 +49,12 @@ STAND_IN = textwrap.dedent('''
     p = m["params"]
     wobble = int(hashlib.sha256((m["id"]).encode()).hexdigest()[:6], 16) / 0xFFFFFF - 0.5
     mse = (math.log10(p["learning_rate"]) + 2.5) ** 2 + 0.05 * (64 / p["hidden_size"]) + 0.3 * wobble / m["budget"]["epochs"]
-    row = build_row(m, status="done", metrics={"mse": round(mse, 6), "train_time_s": m["budget"]["epochs"]},
-                    started_at="2026-01-01T00:00:00Z", finished_at="2026-01-01T00:00:01Z")
+    if str(p["learning_rate"]) == os.environ.get("STAND_IN_FAIL_LR") and m["budget"]["fidelity"] == "m1-e2":
+        row = build_row(m, status="failed", reason="diverged", started_at="2026-01-01T00:00:00Z",
+                        finished_at="2026-01-01T00:00:01Z")
+    else:
+        row = build_row(m, status="done", metrics={"mse": round(mse, 6), "train_time_s": m["budget"]["epochs"]},
+                        started_at="2026-01-01T00:00:00Z", finished_at="2026-01-01T00:00:01Z")
     open_store(results).put_once(row_key(m["id"]), row_csv(row).encode())
 ''')
 
@@ -532,3 +536,48 @@ def test_the_progress_bar_grows_with_each_round():
     task = bar.progress.tasks[0]
     assert (task.total, task.completed) == (26, 1)
     bar.close()
+
+
+def test_an_interrupted_run_decides_no_more_rounds(tmp_path, monkeypatch):
+    """Ctrl-C as the 6th trial finishes — the moment 3 configs are finished and async halving's first
+    promotion slot opens: the run stops without deciding it (a decision must not outrun the trials that
+    would run it); the re-apply decides it at its start and ends like an uninterrupted run."""
+    import hpt
+    from hpt.executor.events import Collect
+
+    plan = compile_plan(tmp_path, "plan")
+    for key, value in stand_in_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+
+    class CtrlC(Collect):
+        def emit(self, event):
+            super().emit(event)
+            if event["event"] == "trial-finished" and sum(e["event"] == "trial-finished" for e in self.events) == 6:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    watch = CtrlC()
+    run = hpt.apply(plan, results=str(tmp_path / "results"), parallel=1, backoff=0, reporter=watch)
+    assert run.interrupted and run.done == 6
+    assert "trials-added" not in [e["event"] for e in watch.events]
+    assert len(json.loads((plan / "plan.json").read_text())["rounds"]) == 1
+    again = hpt.apply(plan, results=str(tmp_path / "results"), parallel=1, backoff=0)
+    assert again.exit_code == 0 and again.total == 34
+    rounds = json.loads((plan / "plan.json").read_text())["rounds"]
+    assert rounds[1]["scored"] == 3 and len(rounds[1]["configs"]) == 1
+
+
+def test_a_failed_config_is_never_promoted_and_its_rung_never_completes(tmp_path):
+    """Async halving goes on without the configs whose trials failed; their rung never completes, so its
+    last promotion slot stays shut and apply exits 1 (a re-apply retries them)."""
+    plan = compile_plan(tmp_path, "plan")
+    proc = apply(plan, tmp_path / "results", {**stand_in_env(tmp_path), "STAND_IN_FAIL_LR": "0.1"},
+                 "--parallel", "1", "--retries", "0")
+    assert proc.returncode == 1, proc.stderr
+    rounds, trials, manifests, rows = outcome(plan, tmp_path / "results")
+    params = {json.loads(b)["config"]: json.loads(b)["params"] for b in manifests.values()}
+    failed = {c for c, p in params.items() if p["learning_rate"] == 0.1}
+    assert len(failed) == 2 and all(not failed & set(r["configs"]) for r in rounds[1:])
+    per_rung: dict[int, int] = {}
+    for r in rounds:
+        per_rung[r["rung"]] = per_rung.get(r["rung"], 0) + len(r["configs"])
+    assert per_rung == {0: 12, 1: 3}   # 10 of 12 finished: slots 1-3 open, the 4th (the rung complete) never
