@@ -12,6 +12,9 @@ Measured in one run, against a floor measured in the same run:
               every trial's MSE, so a before/after pair shows the same results
   --warm      the same 30 quick trials through `hpt apply --parallel 1` with and without --warm (a worker that
               imported torch once forks each trial): wall times and the ratio
+  --docker-warm N  the same for the docker backend: N quick trials through `hpt apply --backend docker --parallel 1`,
+              a container per trial vs --warm (one slot container that imported torch once forks each trial);
+              needs a Docker daemon and the trainer image (images/build-offline.sh)
   --adam      what EagerAdam saves, paired in one run: a process that imports torch and takes one optimizer
               step with torch.optim.Adam (which imports torch._dynamo and sympy) vs with hpt's EagerAdam
 
@@ -23,6 +26,7 @@ Medians of --runs runs, interleaved with the floor so drift on a shared machine 
     .venv/bin/python bench/bench_trial_overhead.py [--arch bag-of-words,lstm] [--runs 5]
     .venv/bin/python bench/bench_trial_overhead.py --arch none --example examples/quick.json
     .venv/bin/python bench/bench_trial_overhead.py --arch none --warm 30
+    flock /tmp/hpt-docker.lock .venv/bin/python bench/bench_trial_overhead.py --arch none --docker-warm 30
 """
 from __future__ import annotations
 
@@ -114,22 +118,31 @@ def _print_example(spec: Path, label: str, wall: float, results: Path) -> None:
         print(f"  learning_rate {row['param.learning_rate']:>8}  mse {row['mse']!r}  train_time_s {float(row['train_time_s']):.2f}")
 
 
-def bench_warm(work: Path, trials: int, rounds: int) -> None:
+def bench_warm(work: Path, trials: int, rounds: int, backend: str = "local") -> None:
+    """`hpt apply --parallel 1` of `trials` quick trials, cold (a process, or a container, per trial) vs --warm,
+    alternating; with the same results both ways (checked: every row done, the same MSEs)."""
     plan = quick_plan(work, "bag-of-words", trials)
     manifest = next((plan / "trials").glob("*.json"))
-    one_trial(manifest, work / "warmup-warm")  # the shared preprocessing cache entry
-    times: dict[str, list[float]] = {"process-per-trial": [], "warm": []}
+    one_trial(manifest, work / f"warmup-{backend}")  # the shared preprocessing cache entry (docker mounts it)
+    cold_label = "process per trial" if backend == "local" else "container per trial"
+    times: dict[str, list[float]] = {cold_label: [], "--warm": []}
+    mses: dict[str, dict[str, str]] = {}
     for r in range(rounds):
-        for label, extra in (("process-per-trial", []), ("warm", ["--warm"])):
+        for label, extra in ((cold_label, []), ("--warm", ["--warm"])):
+            results = work / f"w-{backend}-{label.replace(' ', '-')}-{r}"
             start = time.perf_counter()
-            run([str(BIN / "hpt"), "apply", str(plan), "--parallel", "1", "--results", str(work / f"w-{label}-{r}"),
-                 *extra])
+            run([str(BIN / "hpt"), "apply", str(plan), "--backend", backend, "--parallel", "1", "--results",
+                 str(results), *extra])
             times[label].append(time.perf_counter() - start)
-    cold, warm = statistics.median(times["process-per-trial"]), statistics.median(times["warm"])
-    print(f"{trials} quick bag-of-words trials, hpt apply --parallel 1, median of {rounds}:")
-    print(f"  process per trial {cold:7.1f} s  ({cold / trials:.2f} s/trial)   runs: {_fmt(times['process-per-trial'])}")
-    print(f"  --warm            {warm:7.1f} s  ({warm / trials:.2f} s/trial)   runs: {_fmt(times['warm'])}")
-    print(f"  ratio warm / process-per-trial: {warm / cold:.3f}")
+            rows = [next(csv.DictReader(p.open(encoding="utf-8"))) for p in (results / "rows").glob("*.csv")]
+            assert len(rows) == trials and all(row["status"] == "done" for row in rows), results
+            mses[label] = {row["trial_id"]: row["mse"] for row in rows}
+    cold, warm = statistics.median(times[cold_label]), statistics.median(times["--warm"])
+    print(f"{trials} quick bag-of-words trials, hpt apply --backend {backend} --parallel 1, median of {rounds}:")
+    print(f"  {cold_label:<19} {cold:7.1f} s  ({cold / trials:.2f} s/trial)   runs: {_fmt(times[cold_label])}")
+    print(f"  {'--warm':<19} {warm:7.1f} s  ({warm / trials:.2f} s/trial)   runs: {_fmt(times['--warm'])}")
+    print(f"  ratio warm / {cold_label}: {warm / cold:.3f}; every MSE the same both ways: "
+          f"{mses[cold_label] == mses['--warm']}")
 
 
 ADAM_STEP = ("import torch\nfrom {module} import {cls} as Adam\nm = torch.nn.Linear(4, 1)\nopt = Adam(m.parameters())\n"
@@ -158,7 +171,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--example", type=Path, default=None, help="a spec to compile and apply end to end")
     parser.add_argument("--warm", type=int, default=0, metavar="TRIALS", help="warm workers vs process per trial")
-    parser.add_argument("--rounds", type=int, default=1, help="--warm: alternating rounds of each")
+    parser.add_argument("--docker-warm", type=int, default=0, metavar="TRIALS",
+                        help="docker: warm slot containers vs a container per trial")
+    parser.add_argument("--rounds", type=int, default=1, help="--warm, --docker-warm: alternating rounds of each")
     parser.add_argument("--adam", action="store_true", help="torch.optim.Adam vs EagerAdam in a fresh process")
     parser.add_argument("--baseline-bin", type=Path, default=None, help="another installation's bin folder to compare")
     args = parser.parse_args()
@@ -182,6 +197,8 @@ def main() -> None:
             bench_example(work, args.example, bins)
         if args.warm:
             bench_warm(work, args.warm, args.rounds)
+        if args.docker_warm:
+            bench_warm(work, args.docker_warm, args.rounds, backend="docker")
         if args.adam:
             bench_adam(args.runs)
 

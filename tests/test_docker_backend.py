@@ -688,13 +688,12 @@ def test_warm_cancel_stops_the_trial_not_the_slot_and_timeout_is_recorded(docker
     try:
         first = backend.submit(subs[0])
         deadline = time.monotonic() + 120
-        while backend.poll(first).phase != Phase.RUNNING:
-            assert time.monotonic() < deadline
+        while not (backend.poll(first).phase == Phase.RUNNING and "epoch 1/500" in backend.logs(first)):
+            assert time.monotonic() < deadline, backend.logs(first)   # training, not just started
             time.sleep(0.1)
         backend.cancel(first)
         status = backend.poll(first)
         assert status.phase == Phase.FAILED and status.reason.startswith("cancelled"), status
-        assert "epoch 1/500" in backend.logs(first)
         backend.release(first)
         second = backend.submit(subs[1])
         assert second.container_id == first.container_id          # the same slot container runs the next trial
@@ -715,6 +714,34 @@ def test_warm_cancel_stops_the_trial_not_the_slot_and_timeout_is_recorded(docker
     assert proc.returncode == 1, proc.stdout + proc.stderr
     row = rows(str(tmp_path / "r2"))[long.id]
     assert row["status"] == "failed" and row["reason"].startswith("timed out after 3 s"), row
+    assert containers(docker_client, exp) == []
+
+
+@pytest.mark.docker
+def test_warm_trial_killed_for_memory_says_so_and_the_slot_runs_the_next(docker_client, trainer_image, shared_dataset,
+                                                                         tmp_path):
+    """A trial past its memory limit in a slot container: the kernel kills the trial (the worker's child is
+    its first pick), the row says OOM-killed with the limit (the cgroup's oom_kill counter), and the same
+    slot container runs the next trial."""
+    exp = experiment()
+    limits = {"gpus": 0, "cpus": 1, "memory": "400Mi"}   # the worker takes ~190 MiB of it, a small trial ~100 more
+    hungry = manifest(shared_dataset, exp, resources=limits, vocab_size=100_000, embedding_dim=1024, hidden_size=4096,
+                      batch_size=8192)
+    good = manifest(shared_dataset, exp, seed=1, resources=limits)
+    plan_dir = write_plan(tmp_path / "plan", [hungry, good])
+    results = tmp_path / "results"
+    watch = ContainerWatch(docker_client, exp)
+    try:
+        proc = hpt("apply", str(plan_dir), "--backend", "docker", "--results", str(results), "--parallel", "1",
+                   "--warm", "--retries", "0")
+    finally:
+        watch.stop()
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    got = rows(str(results))
+    assert got[hungry.id]["status"] == "failed"
+    assert got[hungry.id]["reason"].startswith("OOM-killed (memory limit 400Mi)"), got[hungry.id]["reason"]
+    assert got[good.id]["status"] == "done", got[good.id]
+    assert len(watch.slots) == 1, watch.names
     assert containers(docker_client, exp) == []
 
 

@@ -81,6 +81,7 @@ LABEL_RESULTS = "hpt.results"
 LABEL_STORE = "hpt.store"           # hpt.store.store_id of the results store
 LABEL_SLOT = "hpt.slot"             # a warm slot container: its folder (the same path on the host and inside)
 LABEL_SLOT_KEY = "hpt.slot-key"     # what a trial must share with the slot to run in it (RunSpec.slot_key)
+LABEL_SLOT_MEMORY = "hpt.slot-memory"  # its memory limit as the manifest says it (for an adopted trial's OOM reason)
 CONTAINER_CREDENTIALS = "/var/run/secrets/hpt/google-credentials.json"
 CONTAINER_CACHE = "/var/cache/hpt"  # HPT_CACHE inside: the host's prep/ cache is mounted under it
 EMULATOR_HOSTNAME = "host.docker.internal"
@@ -164,7 +165,7 @@ class RunSpec:
         key = self.slot_key()
         labels = {k: v for k, v in self.labels.items() if k not in (LABEL_TRIAL, LABEL_ATTEMPT)}
         return replace(self, name=name, environment={k: v for k, v in self.environment.items() if k != "HPT_MANIFEST"},
-                       labels={**labels, LABEL_SLOT: folder, LABEL_SLOT_KEY: key},
+                       labels={**labels, LABEL_SLOT: folder, LABEL_SLOT_KEY: key, LABEL_SLOT_MEMORY: self.memory},
                        binds=[*self.binds, (folder, folder, "rw")], entrypoint=WARM_COMMAND[:1],
                        command=(*WARM_COMMAND[1:], folder))
 
@@ -704,12 +705,8 @@ class DockerBackend(Backend):
             folder = Path(labels[LABEL_SLOT])
             seen.add(folder)
             gpus = tuple(g for g in labels.get(LABEL_GPUS, "").split(",") if g)
-            try:
-                limit = int((container.attrs.get("HostConfig") or {}).get("Memory") or 0)
-            except (TypeError, ValueError):
-                limit = 0
             slot = Slot(container.name, container.id, folder, labels.get(LABEL_SLOT_KEY, ""), gpus,
-                        Fraction(labels.get(LABEL_GPU_SHARE, "1")), f"{limit / 2**20:g}Mi" if limit else "")
+                        Fraction(labels.get(LABEL_GPU_SHARE, "1")), labels.get(LABEL_SLOT_MEMORY, ""))
             alive = container.status in ("running", "restarting", "paused")
             if alive and container.id in self._slots_in_use:  # this apply's own (an adaptive plan's next round)
                 slot = self._slots_in_use[container.id]
