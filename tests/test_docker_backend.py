@@ -651,10 +651,11 @@ def test_warm_reapply_after_kill_9_adopts_the_running_trial_and_its_slot(docker_
     first = subprocess.Popen([sys.executable, "-m", "hpt.cli", *args], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     try:
+        slots = plan_dir / ".hpt" / "docker" / exp / store_id(open_store(str(results)).uri)  # where adopt looks
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not list((plan_dir / ".hpt" / "docker").rglob(f"{long.id}.pid")):
+        while time.monotonic() < deadline and not list(slots.glob(f"w*/{long.id}.pid")):
             time.sleep(0.05)
-        assert list((plan_dir / ".hpt" / "docker").rglob(f"{long.id}.pid")), "the trial never started"
+        assert list(slots.glob(f"w*/{long.id}.pid")), "the trial never started"
     finally:
         first.send_signal(signal.SIGKILL)
         first.communicate(timeout=30)

@@ -165,7 +165,7 @@ class RunSpec:
         key = self.slot_key()
         labels = {k: v for k, v in self.labels.items() if k not in (LABEL_TRIAL, LABEL_ATTEMPT)}
         return replace(self, name=name, environment={k: v for k, v in self.environment.items() if k != "HPT_MANIFEST"},
-                       labels={**labels, LABEL_SLOT: folder, LABEL_SLOT_KEY: key, LABEL_SLOT_MEMORY: self.memory},
+                       labels={**labels, LABEL_SLOT: folder, LABEL_SLOT_KEY: key, LABEL_SLOT_MEMORY: self.resources.memory},
                        binds=[*self.binds, (folder, folder, "rw")], entrypoint=WARM_COMMAND[:1],
                        command=(*WARM_COMMAND[1:], folder))
 
@@ -456,7 +456,7 @@ class DockerBackend(Backend):
         mine = [f"{LABEL_EXPERIMENT}={experiment_id}", f"{LABEL_STORE}={store_id(results_uri)}"]
         listed = client.containers.list(all=True, filters={"label": mine})
         slots = [c for c in listed if (c.labels or {}).get(LABEL_SLOT)]
-        self._adopt_slots(slots, self._slot_base(experiment_id, results_uri), experiment_id, found)
+        self._adopt_slots(slots, self._slot_base(experiment_id, store_id(results_uri)), experiment_id, found)
         for container in listed:
             labels = container.labels or {}
             if labels.get(LABEL_SLOT):
@@ -587,8 +587,9 @@ class DockerBackend(Backend):
         return True
 
     # --- warm: slot containers (docs/docker.md, "Warm starts") ------------------------------------------
-    def _slot_base(self, experiment_id: str, results_uri: str) -> Path:
-        return self.state_dir / experiment_id / store_id(results_uri)
+    def _slot_base(self, experiment_id: str, store: str) -> Path:
+        """Where the slots of an experiment and store (hpt.store.store_id) keep their folders."""
+        return self.state_dir / experiment_id / store
 
     def _place(self, handle: DockerHandle) -> bool:
         """Put the trial's request into an idle slot of its kind, starting one if none is free; False
@@ -970,7 +971,7 @@ class DockerBackend(Backend):
             key = spec.slot_key()
             if key not in folders:
                 slot = f"w{len(folders) + 1}"
-                folders[key] = str(self._slot_base(sub.experiment_id, sub.results_uri) / slot)
+                folders[key] = str(self._slot_base(sub.experiment_id, spec.labels[LABEL_STORE]) / slot)
                 name = f"hpt-{sub.experiment_id}-{spec.labels[LABEL_STORE]}-{slot}"
                 lines.append(f"mkdir -p {shell_quote(folders[key])} && {spec.for_slot(name, folders[key]).command_line()}")
             request = {"trial_id": sub.trial_id, "attempt": sub.attempt, "command": TRIAL_COMMAND, "args": [],
