@@ -746,6 +746,44 @@ def test_warm_trial_killed_for_memory_says_so_and_the_slot_runs_the_next(docker_
     assert containers(docker_client, exp) == []
 
 
+def test_warm_worker_folder_protocol_on_this_host(tmp_path):
+    """A slot container's worker, run here without Docker: one trial at a time in request order, cancel by
+    file (SIGTERM to the child), exit codes and logs by file, and it exits by itself once idle and unwatched."""
+    from hpt.executor.backends.docker_warm import Slot
+
+    folder = tmp_path / "slot"
+    folder.mkdir()
+    script = tmp_path / "trial.py"
+    script.write_text("import os, sys, time\nprint('manifest', os.environ['HPT_MANIFEST'], flush=True)\n"
+                      "if os.environ['HPT_MANIFEST'] == 'long':\n    time.sleep(120)\nsys.exit(3)\n")
+    slot = Slot("slot", "", folder, "")
+    slot.beat()
+    worker = subprocess.Popen([sys.executable, "-m", "hpt.trainer.warm", "--folder", str(folder)],
+                              env={**os.environ, "HPT_WARM_IDLE_S": "2"})
+    try:
+        slot.request("t-long", 1, {"HPT_MANIFEST": "long"}, [sys.executable, str(script)])
+        slot.request("t-short", 1, {"HPT_MANIFEST": "short"}, [sys.executable, str(script)])
+
+        def wait(what, timeout: float = 120):
+            deadline = time.monotonic() + timeout
+            while not what():
+                assert time.monotonic() < deadline and worker.poll() is None, "the worker stopped answering"
+                time.sleep(0.05)
+
+        wait(lambda: "manifest long" in slot.log("t-long"))
+        assert not slot.started("t-short") and slot.open_trials() == ["t-long", "t-short"]   # one at a time
+        slot.cancel("t-long")
+        wait(lambda: slot.exit("t-long") is not None)
+        assert slot.exit("t-long")["code"] == -signal.SIGTERM
+        wait(lambda: slot.exit("t-short") is not None)
+        assert slot.exit("t-short")["code"] == 3 and slot.log("t-short").strip() == "manifest short"
+        assert slot.open_trials() == []
+        assert worker.wait(timeout=60) == 0       # idle, and nobody touches its heartbeat: it ends
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+
+
 def test_warm_dry_run_prints_the_slot_container_and_each_request(tmp_path):
     exp = experiment()
     ms = [make_manifest(tmp_path, "bag-of-words", epochs=1, seed=s, experiment=exp, image="img:1",
