@@ -749,7 +749,7 @@ def test_warm_trial_killed_for_memory_says_so_and_the_slot_runs_the_next(docker_
 def test_warm_worker_folder_protocol_on_this_host(tmp_path):
     """A slot container's worker, run here without Docker: one trial at a time in request order, cancel by
     file (SIGTERM to the child), exit codes and logs by file, and it exits by itself once idle and unwatched."""
-    from hpt.executor.backends.docker_warm import Slot
+    from hpt.executor.backends.docker.folder import Slot
 
     folder = tmp_path / "slot"
     folder.mkdir()
@@ -817,10 +817,9 @@ def test_warm_is_refused_for_k8s(tmp_path):
 def test_warm_exit_reasons():
     """How a slot's worker reports a child's end, as the row says it."""
     from hpt.executor.backends.docker import DockerHandle
+    from hpt.executor.backends.docker.slots import trial_status as say
 
-    backend = DockerBackend.with_options(docker_client=object(), gpus_available=[], warm=True)
     handle = DockerHandle("t", "e", "n", memory="64Mi", warm=True)
-    say = backend._warm_ended
     assert say(handle, {"code": 0}).phase == Phase.SUCCEEDED
     assert say(handle, {"code": 3}).reason == "exit code 3"
     oom = say(handle, {"code": -9, "oom_killed": True})

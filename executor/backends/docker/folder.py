@@ -5,7 +5,7 @@ trainer once and forks one child per trial, one trial at a time. DIR is a host f
 (PLAN/.hpt/docker/<experiment>/<store>/<slot>/) bind-mounted at the same path, and the only channel: the
 apply writes a trial's request, the worker answers with its pid, log and exit files (hpt.schemas.warm
 names them). Files outlive both sides, so a `kill -9` of the apply loses nothing: the next apply reads
-the same folder. Which containers exist, and their limits, is the docker backend's business.
+the same folder. Which containers exist, and their limits, is slots.py's business (WarmSlots).
 """
 from __future__ import annotations
 
