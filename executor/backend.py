@@ -7,8 +7,10 @@ starts `hpt-trial` with both, in whatever form it runs things: a subprocess, a c
 from __future__ import annotations
 
 import enum
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, ClassVar, Protocol, Self, Sequence
 
 from hpt.schemas.errors import UserError
@@ -134,3 +136,17 @@ class Backend(ABC):
 
     def close(self) -> None:
         """The apply is over: stop watches, close clients."""
+
+
+LOG_TAIL_BYTES = 2_000_000  # what a backend's logs() returns at most of a log file: its end
+
+
+def log_tail(path: Path) -> str:
+    """The end of a trial's log file (at most LOG_TAIL_BYTES), "" when there is none yet."""
+    try:
+        with open(path, "rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, size - LOG_TAIL_BYTES))
+            return fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""

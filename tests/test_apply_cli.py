@@ -320,7 +320,9 @@ def test_a_dead_applys_claim_is_taken_over_and_a_live_one_is_waited_for(tmp_path
     assert events[-1]["done"] == 2 and attempts(tmp_path, ids[0]) == 1 and attempts(tmp_path, ids[1]) == 0
 
 
-def test_status_after_a_killed_apply_and_killed_trials(tmp_path):
+def killed_apply_with_two_trials_running(tmp_path):
+    """A plan of 3 trials applied with -j3: one done, two hanging, then the apply is killed with SIGKILL.
+    Returns (plan_dir, trial ids, env, results, the dead apply's Popen)."""
     plan_dir, ids, env = plan_with(tmp_path, 3, {"0": "sleep:0.2", "*": "hang"})
     results = str(tmp_path / "results")
     apply = subprocess.Popen([hpt_exe(), "apply", str(plan_dir), "--results", results, "--parallel", "3"],
@@ -328,6 +330,11 @@ def test_status_after_a_killed_apply_and_killed_trials(tmp_path):
     wait_for(lambda: len(rows_in(results)) == 1 and attempts(tmp_path, ids[1]) and attempts(tmp_path, ids[2]))
     apply.send_signal(signal.SIGKILL)
     apply.wait()
+    return plan_dir, ids, env, results, apply
+
+
+def test_status_after_a_killed_apply_and_killed_trials(tmp_path):
+    plan_dir, ids, env, results, apply = killed_apply_with_two_trials_running(tmp_path)
 
     # The apply is dead, its trials still run: status says both, and how to resume.
     proc = hpt("status", plan_dir, "--results", results, env=env)
@@ -344,13 +351,7 @@ def test_status_after_a_killed_apply_and_killed_trials(tmp_path):
 
 
 def test_hpt_delete_backend_local_stops_the_trials_a_killed_apply_left_running(tmp_path):
-    plan_dir, ids, env = plan_with(tmp_path, 3, {"0": "sleep:0.2", "*": "hang"})
-    results = str(tmp_path / "results")
-    apply = subprocess.Popen([hpt_exe(), "apply", str(plan_dir), "--results", results, "--parallel", "3"],
-                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for(lambda: len(rows_in(results)) == 1 and attempts(tmp_path, ids[1]) and attempts(tmp_path, ids[2]))
-    apply.send_signal(signal.SIGKILL)
-    apply.wait()
+    plan_dir, ids, env, results, _ = killed_apply_with_two_trials_running(tmp_path)
 
     k8s_only = hpt("delete", plan_dir, "--backend", "local", "--namespace", "ns", env=env)
     assert k8s_only.returncode == 2 and "--namespace applies to --backend k8s only" in k8s_only.stderr

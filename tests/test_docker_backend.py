@@ -595,6 +595,17 @@ class ContainerWatch:
         return self
 
 
+def apply_warm_watched(client, exp: str, plan_dir: Path, results: Path, *extra: str):
+    """`hpt apply --backend docker --warm --parallel 1` to its end, every container it made watched."""
+    watch = ContainerWatch(client, exp)
+    try:
+        proc = hpt("apply", str(plan_dir), "--backend", "docker", "--results", str(results), "--parallel", "1",
+                   "--warm", *extra)
+    finally:
+        watch.stop()
+    return proc, watch
+
+
 @pytest.mark.docker
 def test_warm_trials_share_one_slot_container_survive_a_crash_and_match_a_container_per_trial(
         docker_client, trainer_image, shared_dataset, tmp_path):
@@ -607,12 +618,7 @@ def test_warm_trials_share_one_slot_container_survive_a_crash_and_match_a_contai
     good = [manifest(shared_dataset, exp, seed=s) for s in range(2)]
     plan_dir = write_plan(tmp_path / "plan", [broken, *good])
     results = tmp_path / "results"
-    watch = ContainerWatch(docker_client, exp)
-    try:
-        proc = hpt("apply", str(plan_dir), "--backend", "docker", "--results", str(results), "--parallel", "1",
-                   "--warm", "-f", "json")
-    finally:
-        watch.stop()
+    proc, watch = apply_warm_watched(docker_client, exp, plan_dir, results, "-f", "json")
     assert proc.returncode == 1, proc.stdout + proc.stderr      # the trial without data failed
     assert len(watch.slots) == 1 and watch.names == watch.slots, watch.names   # one slot container, no other
     got = rows(str(results))
@@ -731,12 +737,7 @@ def test_warm_trial_killed_for_memory_says_so_and_the_slot_runs_the_next(docker_
     good = manifest(shared_dataset, exp, seed=1, resources=limits)
     plan_dir = write_plan(tmp_path / "plan", [hungry, good])
     results = tmp_path / "results"
-    watch = ContainerWatch(docker_client, exp)
-    try:
-        proc = hpt("apply", str(plan_dir), "--backend", "docker", "--results", str(results), "--parallel", "1",
-                   "--warm", "--retries", "0")
-    finally:
-        watch.stop()
+    proc, watch = apply_warm_watched(docker_client, exp, plan_dir, results, "--retries", "0")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     got = rows(str(results))
     assert got[hungry.id]["status"] == "failed"

@@ -28,13 +28,12 @@ from pathlib import Path
 from subprocess import DEVNULL, PIPE, STDOUT, Popen
 from typing import Any, Sequence
 
-from hpt.executor.backend import Backend, Phase, Submission, TrialStatus
+from hpt.executor.backend import Backend, Phase, Submission, TrialStatus, log_tail
 from hpt.executor.shell import shell_quote
 from hpt.schemas.errors import UserError
 from hpt.schemas.plan import manifest_path
 
 CANCEL_GRACE_S = 3.0
-LOG_TAIL_BYTES = 2_000_000  # what logs() returns at most: the end of the output
 # A trial starts behind a gate that waits for its pid record: if `hpt apply` is killed between
 # starting the process and recording it, the process gives up (exit 75) instead of running a trial
 # that no later apply could find and adopt — which would then run it a second time.
@@ -411,13 +410,7 @@ class LocalBackend(Backend):
                 pass
 
     def logs(self, handle: LocalHandle) -> str:
-        try:
-            with open(handle.log, "rb") as fh:
-                size = fh.seek(0, os.SEEK_END)
-                fh.seek(max(0, size - LOG_TAIL_BYTES))
-                return fh.read().decode("utf-8", errors="replace")
-        except OSError:
-            return ""
+        return log_tail(handle.log)
 
     def release(self, handle: LocalHandle) -> None:
         if handle.popen is not None and handle.popen.returncode is None:

@@ -18,9 +18,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from hpt.executor.backend import log_tail
 from hpt.schemas.warm import CANCEL, EXIT, HEARTBEAT, LOG, PID, REQUEST
 
-LOG_TAIL_BYTES = 2_000_000
 TRIAL_FILES = (REQUEST, PID, LOG, EXIT, CANCEL)
 
 
@@ -82,13 +82,7 @@ class Slot:
         return not self.started(trial_id)
 
     def log(self, trial_id: str) -> str:
-        try:
-            with open(self.path(trial_id, LOG), "rb") as fh:
-                size = fh.seek(0, os.SEEK_END)
-                fh.seek(max(0, size - LOG_TAIL_BYTES))
-                return fh.read().decode("utf-8", errors="replace")
-        except OSError:
-            return ""
+        return log_tail(self.path(trial_id, LOG))
 
     def forget(self, trial_id: str) -> None:
         for suffix in TRIAL_FILES:
