@@ -4,7 +4,11 @@ Two things a human-written spec needs besides parsing:
 - typographic dashes (U+2013 en dash, U+2014 em dash, U+2212 minus) become ASCII hyphens, with a
   warning naming every field touched — the seed article prints its dates as `2017–01–01`;
 - duplicate keys are errors, because the parsers would silently keep the last one and run a
-  different experiment than the one the user reads.
+  different experiment than the one the user reads; they are collected (LoadedSpec.errors), so compile
+  reports them together with the spec's other errors;
+- YAML is read with YAML 1.2's core schema (what the YAML spec says since 2009, and what JSON agrees
+  with), not PyYAML's YAML 1.1 rules: `1e-5` is a float, `on`/`off`/`yes`/`no` are strings, `0o17` is 15,
+  and `1_000`, `1:30` (sexagesimal), `0b11` and timestamps stay the strings they look like.
 
 And the limits of compiler/limits.py, checked while parsing: the file's size, the nesting depth,
 the number of values (a YAML alias counts as the copy it stands for, so a "billion laughs" document
@@ -23,7 +27,7 @@ from typing import Any
 
 from hpt.compiler.limits import MAX_DEPTH, MAX_INTEGER, MAX_NODES, MAX_SPEC_BYTES
 from hpt.compiler.paths import json_path
-from hpt.schemas.errors import UserError
+from hpt.schemas.errors import UserError, raise_all
 
 _SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads lets "\\ud800" through; it cannot be written or printed
 DASHES = {"\u2013": "en dash", "\u2014": "em dash", "\u2212": "minus sign"}
@@ -36,6 +40,7 @@ class LoadedSpec:
     source: str                      # file path, or "<stdin>"
     directory: Path                  # relative data paths in the spec resolve against this
     warnings: list[str] = field(default_factory=list)
+    errors: list[UserError] = field(default_factory=list)   # found while parsing (duplicate keys); reported with the rest
 
 
 def load_spec(path: str) -> LoadedSpec:
@@ -63,9 +68,9 @@ def load_spec(path: str) -> LoadedSpec:
         source, directory = path, file.resolve().parent
     suffix = Path(source).suffix.lower()
     fmt = "yaml" if suffix in (".yaml", ".yml") else "json" if suffix == ".json" else None
-    doc = parse_spec_text(text, source, fmt)
+    doc, errors = parse_document(text, source, fmt)
     doc, warnings = normalize_dashes(doc)
-    return LoadedSpec(doc=doc, source=source, directory=directory, warnings=warnings)
+    return LoadedSpec(doc=doc, source=source, directory=directory, warnings=warnings, errors=errors)
 
 
 def _check_size(size: int, source: str) -> None:
@@ -75,14 +80,24 @@ def _check_size(size: int, source: str) -> None:
 
 
 def parse_spec_text(text: str, source: str = "spec", fmt: str | None = None) -> Any:
+    """The document, or a UserError (every duplicate key at once)."""
+    doc, errors = parse_document(text, source, fmt)
+    raise_all(errors)
+    return doc
+
+
+def parse_document(text: str, source: str = "spec", fmt: str | None = None) -> tuple[Any, list[UserError]]:
+    """The document (a duplicate key keeps its first value) and the duplicate keys found, as errors.
+    Anything else malformed raises: there is no document to check further."""
     if fmt is None:
         fmt = "json" if text.lstrip().startswith(("{", "[")) else "yaml"
+    duplicates: list[UserError] = []
     try:
-        doc = _parse_json(text, source) if fmt == "json" else _parse_yaml(text, source)
+        doc = _parse_json(text, source, duplicates) if fmt == "json" else _parse_yaml(text, source, duplicates)
     except RecursionError:  # the parsers recurse per level: far too deep to even parse
         raise UserError(f"nested deeper than {MAX_DEPTH} levels", where=source) from None
     check_tree(doc, source)
-    return doc
+    return doc, duplicates
 
 
 def check_tree(doc: Any, source: str) -> None:
@@ -111,27 +126,20 @@ def check_tree(doc: Any, source: str) -> None:
                             where=f"{source}: {json_path(path) or '(top level)'}")
 
 
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    doc: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in doc:
-            raise _DuplicateKey(key)
-        doc[key] = value
-    return doc
+def _parse_json(text: str, source: str, duplicates: list[UserError]) -> Any:
+    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        doc: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in doc:
+                duplicates.append(UserError(f"duplicate key {key!r} (only one may appear)", where=source))
+                continue
+            doc[key] = value
+        return doc
 
-
-class _DuplicateKey(Exception):
-    def __init__(self, key: str):
-        self.key = key
-
-
-def _parse_json(text: str, source: str) -> Any:
     try:
-        return json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_no_constant)
+        return json.loads(text, object_pairs_hook=pairs_hook, parse_constant=_no_constant)
     except json.JSONDecodeError as err:
         raise UserError(f"malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}", where=source) from None
-    except _DuplicateKey as err:
-        raise UserError(f"duplicate key {err.key!r} (only one may appear)", where=source) from None
     except ValueError as err:  # NaN / Infinity; an integer of more than 4,300 digits
         raise UserError(f"malformed JSON: {err}", where=source) from None
 
@@ -140,11 +148,10 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _parse_yaml(text: str, source: str) -> Any:
+def _parse_yaml(text: str, source: str, duplicates: list[UserError]) -> Any:
     import yaml
 
-    class Loader(yaml.SafeLoader):
-        pass
+    Loader = yaml12_loader()
 
     def construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         loader.flatten_mapping(node)
@@ -153,7 +160,9 @@ def _parse_yaml(text: str, source: str) -> Any:
             key = loader.construct_object(key_node, deep=deep)
             if key in doc:
                 mark = key_node.start_mark
-                raise UserError(f"duplicate key {key!r} at line {mark.line + 1}, column {mark.column + 1}", where=source)
+                duplicates.append(UserError(f"duplicate key {key!r} at line {mark.line + 1}, column {mark.column + 1}",
+                                            where=source))
+                continue
             doc[key] = loader.construct_object(value_node, deep=deep)
         return doc
 
@@ -178,6 +187,71 @@ def _parse_yaml(text: str, source: str) -> Any:
     finally:
         loader.dispose()
     return _plain(doc, source, [])
+
+
+# YAML 1.2 core schema (yaml.org/spec/1.2.2 §10.3.2): the plain scalars that are not strings.
+_CORE_NULL = r"~|null|Null|NULL|"
+_CORE_BOOL = r"true|True|TRUE|false|False|FALSE"
+_CORE_INT = r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+"
+_CORE_FLOAT = r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)"
+_YAML12: Any = None
+
+
+def yaml12_loader() -> Any:
+    """A SafeLoader subclass whose implicit types are YAML 1.2 core's (a fresh subclass per parse: the
+    caller adds its own mapping constructor). `<<` merge keys still work, as every YAML tool reads them."""
+    global _YAML12
+    import yaml
+
+    if _YAML12 is None:
+        class Resolver12(yaml.resolver.BaseResolver):
+            pass
+
+        Resolver12.yaml_implicit_resolvers = {}
+        for tag, pattern, first in (("null", _CORE_NULL, ["~", "n", "N", ""]), ("bool", _CORE_BOOL, list("tTfF")),
+                                    ("int", _CORE_INT, list("-+0123456789")),
+                                    ("float", _CORE_FLOAT, list("-+.0123456789"))):
+            Resolver12.add_implicit_resolver(f"tag:yaml.org,2002:{tag}", re.compile(f"^(?:{pattern})$"), first)
+        Resolver12.add_implicit_resolver("tag:yaml.org,2002:merge", re.compile("^(?:<<)$"), ["<"])
+
+        class Loader12(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, yaml.composer.Composer,
+                       yaml.constructor.SafeConstructor, Resolver12):
+            def __init__(self, stream: str):
+                yaml.reader.Reader.__init__(self, stream)
+                yaml.scanner.Scanner.__init__(self)
+                yaml.parser.Parser.__init__(self)
+                yaml.composer.Composer.__init__(self)
+                yaml.constructor.SafeConstructor.__init__(self)
+                Resolver12.__init__(self)
+
+        def construct_int(loader: Any, node: Any) -> int:
+            text = loader.construct_scalar(node)
+            if re.fullmatch(r"0o[0-7]+", text):
+                return int(text[2:], 8)
+            if re.fullmatch(r"0x[0-9a-fA-F]+", text):
+                return int(text[2:], 16)
+            if re.fullmatch(r"[-+]?[0-9]+", text):   # not int(): Python's reads 1_000 too
+                return int(text, 10)
+            raise yaml.constructor.ConstructorError(None, None, f"{text!r} is not a YAML 1.2 integer", node.start_mark)
+
+        def construct_float(loader: Any, node: Any) -> float:
+            text = loader.construct_scalar(node)
+            lowered = text.lower()
+            if lowered.lstrip("+-") == ".inf":
+                return -math.inf if lowered.startswith("-") else math.inf
+            if lowered == ".nan":
+                return math.nan
+            if re.fullmatch(_CORE_FLOAT, text):
+                return float(text)
+            raise yaml.constructor.ConstructorError(None, None, f"{text!r} is not a YAML 1.2 float", node.start_mark)
+
+        Loader12.add_constructor("tag:yaml.org,2002:int", construct_int)
+        Loader12.add_constructor("tag:yaml.org,2002:float", construct_float)
+        _YAML12 = Loader12
+
+    class Loader(_YAML12):
+        pass
+    return Loader
 
 
 def _check_nodes(root: Any, source: str) -> None:

@@ -81,7 +81,7 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
     loaded = load_spec(spec_path)
     warnings = list(loaded.warnings)
     doc = loaded.doc
-    doc, user = validate_and_load(doc, loaded.directory, warnings)   # in hpt's own words from here on
+    doc, user = validate_and_load(doc, loaded.directory, warnings, loaded.errors)   # in hpt's own words from here on
     resolved = resolve(doc, mode=options.mode, seed=options.seed, warnings=warnings, user=user)
     today = options.today or dt.datetime.now(dt.timezone.utc).date()
     if not MIN_DATE <= today <= MAX_DATE:

@@ -35,11 +35,14 @@ def validate_spec(doc: Any, warnings: list[str] | None = None) -> dict[str, Any]
     return validate_and_load(doc, Path.cwd(), warnings)[0]
 
 
-def validate_and_load(doc: Any, spec_dir: Path, warnings: list[str] | None = None) -> tuple[dict[str, Any], SpecTrainer | None]:
-    """validate_spec, plus the spec's own trainer (its source hashed and its catalog read once, here), if any."""
+def validate_and_load(doc: Any, spec_dir: Path, warnings: list[str] | None = None,
+                      parse_errors: list[UserError] | None = None) -> tuple[dict[str, Any], SpecTrainer | None]:
+    """validate_spec, plus the spec's own trainer (its source hashed and its catalog read once, here), if any.
+    `parse_errors`: what loading found (duplicate keys, LoadedSpec.errors), reported first with the rest."""
+    found_first = list(parse_errors or [])
     problems = schema_problems(doc)
     if not isinstance(doc, dict):
-        raise_all([error for _, error in problems])
+        raise_all(found_first + [error for _, error in problems])
     broken = {top for top, _ in problems}
     # The parts the schema accepted are checked for meaning too, so one run reports everything.
     translated = to_hpt({k: v for k, v in doc.items() if k not in broken})
@@ -57,7 +60,7 @@ def validate_and_load(doc: Any, spec_dir: Path, warnings: list[str] | None = Non
     # In document order (by top-level key; stable within one), so the first is the one a reader meets first.
     keys = list(doc)
     errors.sort(key=lambda e: keys.index(_top_key(e.where)) if _top_key(e.where) in keys else -1)
-    raise_all(errors)
+    raise_all(found_first + errors)
     if warnings is not None:
         warnings.extend(translated.warnings)
     return translated.doc, user

@@ -48,7 +48,7 @@ def build_user_image(spec: Path, base: str, force: bool = False) -> str:
     import hpt.images
 
     loaded = load_spec(str(spec))
-    _doc, user = validate_and_load(loaded.doc, loaded.directory, [])
+    _doc, user = validate_and_load(loaded.doc, loaded.directory, [], loaded.errors)
     if user is None:
         raise UserError("the spec names a built-in architecture, not a trainer of its own", where=str(spec),
                         hint="`hpt image build` without --spec builds the built-in trainer image")
