@@ -2,13 +2,16 @@
 
 Events are plain dicts with an `event` name (trial-started, trial-finished, trial-failed, trial-retrying,
 trial-adopted, trial-cancelled, trial-left-running, trials-added (an adaptive search's new round), message,
-run-started, run-finished). Two reporters render them: JSON
-lines on stdout (`--output json`, for CI logs) and a rich progress bar with counts and an ETA on stderr.
+run-started, run-finished). Three reporters render them: JSON lines on stdout (`--format json`, for
+machines), a rich progress bar with counts and an ETA on stderr (a terminal), and plain timestamped lines
+on stderr where there is no terminal (a Jenkins console, nohup, `| tee`, a pod's log), where a bar would
+show nothing until the run ends.
 """
 from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from typing import Any, Protocol, TextIO
 
@@ -23,6 +26,21 @@ class Reporter(Protocol):
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def timestamped(text: str) -> str:
+    """One progress line as every command writes it where there is no terminal: `2026-01-31T09:00:00Z text`."""
+    return f"{_now()} {text}"
+
+
+SUMMARY_EVERY_S = 60.0   # PlainLines: at most one summary line per this many seconds (HPT_PROGRESS_EVERY_S)
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s" if m else f"{s}s"
 
 
 class JsonLines:
@@ -114,3 +132,115 @@ class RichProgress:
         if self.task is not None:
             self.progress.stop()
             self.task = None
+
+
+class PlainLines:
+    """No terminal: one short timestamped line per event that matters, flushed at once, never a bar.
+
+    trial started / finished (with its time) / failed / retrying / adopted / cancelled, a round decided
+    (`line()`), messages, and a summary (done / running / failed of the total, elapsed, ETA from the pace
+    so far) at most every `every_s` seconds: after an event once that long has passed, and from a timer
+    while nothing happens (a long trial), so a log of hours says the run is alive.
+    """
+
+    def __init__(self, out: TextIO | None = None, every_s: float = SUMMARY_EVERY_S):
+        self.out = out
+        self.every_s = every_s
+        self.counts = {"done": 0, "running": 0, "failed": 0}
+        self.total = 0
+        self.started: dict[str, float] = {}
+        self.t0: float | None = None
+        self.last_summary = time.monotonic()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._timer: threading.Thread | None = None
+
+    def line(self, text: str) -> None:
+        out = self.out or sys.stderr   # looked up at write time: a test harness may swap sys.stderr
+        with self._lock:
+            out.write(timestamped(text) + "\n")
+            out.flush()
+
+    def summary(self) -> str:
+        c = self.counts
+        finished = c["done"] + c["failed"]
+        text = f"progress: {finished}/{self.total} finished ({c['done']} done, {c['failed']} failed), {c['running']} running"
+        if self.t0 is not None:
+            elapsed = time.monotonic() - self.t0
+            text += f", elapsed {_duration(elapsed)}"
+            left = self.total - finished
+            if finished and left > 0:
+                text += f", ETA {_duration(elapsed / finished * left)}"
+        return text
+
+    def _summarise(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self.last_summary >= self.every_s:
+            self.last_summary = now
+            self.line(self.summary())
+
+    def _tick(self) -> None:
+        while not self._stop.wait(min(self.every_s, 5.0)):
+            if self.t0 is not None and time.monotonic() - self.last_summary >= self.every_s:
+                self._summarise()
+
+    def emit(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        tid = event.get("trial_id", "")
+        c = self.counts
+        if kind == "run-started":
+            self.total = event.get("to_run", 0)
+            self.t0 = self.last_summary = time.monotonic()
+            parts = [f"{event.get('to_run', 0)} of {event.get('total', 0)} trial(s) to run"]
+            for key, what in (("already_done", "done already"), ("kept_failed", "failed and kept"), ("adopted", "adopted")):
+                if event.get(key):
+                    parts.append(f"{event[key]} {what}")
+            self.line(f"run started on {event.get('backend')} (parallel {event.get('parallel')}): {', '.join(parts)}; "
+                      f"results → {event.get('results')}")
+            if self.total and self._timer is None:
+                self._timer = threading.Thread(target=self._tick, name="hpt-progress", daemon=True)
+                self._timer.start()
+            return
+        if kind in ("trial-started", "trial-adopted"):
+            self.started[tid] = time.monotonic()
+            verb = "started" if kind == "trial-started" else "adopted (still running)"
+            self.line(f"{verb} {tid} (attempt {event.get('attempt', 1)})")
+        elif kind == "trial-finished":
+            c["done"] += 1
+            began = self.started.pop(tid, None)
+            took = f" in {time.monotonic() - began:.1f} s" if began is not None else ""
+            self.line(f"finished {tid}{took} ({c['done'] + c['failed']}/{self.total})")
+        elif kind == "trial-failed":
+            c["failed"] += 1
+            self.started.pop(tid, None)
+            self.line(f"failed {tid}: {event.get('reason', '')} ({c['done'] + c['failed']}/{self.total})")
+        elif kind in ("trial-retrying", "trial-cancelled", "trial-left-running"):
+            self.started.pop(tid, None)
+            if kind == "trial-retrying":
+                self.line(f"retrying {tid} (attempt {event['attempt']}) in {event['delay_s']:.0f} s: {event.get('reason', '')}")
+            elif kind == "trial-cancelled":
+                self.line(f"cancelled {tid}: {event.get('reason', '')}")
+            else:
+                self.line(f"left running {tid}")
+        elif kind == "trials-added":
+            self.total += len(event["trial_ids"])
+            self.line(f"{len(event['trial_ids'])} trial(s) added by the search ({self.total} to run)")
+        elif kind == "trial-claimed-elsewhere":
+            self.line(f"waiting: {tid} is run by another apply ({event.get('owner', '?')})")
+        elif kind == "message":
+            self.line(event["text"])
+        elif kind == "run-finished":
+            self.close()
+            self.line(f"run finished: {event['summary']}")
+            self.line(f"results: {event['results']} (results.csv, rows/, models/, logs/)")
+            return
+        else:
+            return
+        c["running"] = len(self.started)
+        self._summarise()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._timer is not None and self._timer is not threading.current_thread():
+            self._timer.join(timeout=1.0)
+        self._timer = None

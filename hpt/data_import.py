@@ -46,8 +46,14 @@ def import_dataset(source: str | Path, out: str, *, timestamp: Sequence[str], ta
     table = read_table(source, timestamp=timestamp, target=target, features=features, text=text,
                        aux_targets=aux_targets, time_format=time_format, name=name, data_source=data_source,
                        license=license)
-    say = progress or (lambda message: None)
-    say(f"writing {len(table.frame):,} rows to {out}")
+    tell = progress or (lambda message: None)
+    first = [f"writing {len(table.frame):,} rows to {out}"]
+
+    def say(message: str) -> None:   # the header once writing has begun: a refused destination stays the only line
+        while first:
+            tell(first.pop())
+        tell(message)
+
     return write_dataset(out, table.frame, table.info, replace=replace, progress=say)
 
 

@@ -40,7 +40,8 @@ CTX=$BUILD/context
 DOCKER=docker
 [[ -x /usr/bin/docker ]] && DOCKER=/usr/bin/docker
 export DOCKER_BUILDKIT=1
-log() { echo "[build-offline] $*" >&2; }
+# Timestamped: a Jenkins console or `| tee` shows when each step started.
+log() { echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) [build-offline] $*" >&2; }
 # Run a noisy step with its output in a log file, shown only when it fails.
 quiet() {
   local logfile=$1; shift

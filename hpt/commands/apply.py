@@ -12,7 +12,7 @@ import typer
 
 from hpt.api import DEFAULT_RESULTS, LOCAL_STATE
 from hpt.commands.common import (EXIT_OK, Format, backend_options, chosen_format, console, err_console, format_option,
-                                 output_alias, user_errors)
+                                 output_alias, plain_progress, progress_every_s, user_errors)
 from hpt.schemas.errors import UserError
 
 # The spelling of a boolean option's "off" form, where it is not --no-<name>.
@@ -103,7 +103,7 @@ def register(app: typer.Typer) -> None:
         max_failures: Optional[int] = typer.Option(None, "--max-failures", min=1, help="Stop the run (cancelling running trials) once this many trials have failed."),
         skip_failed: bool = typer.Option(False, "--skip-failed", help="Keep trials that failed in an earlier run as failed instead of retrying them."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print what would run (for local: the exact commands) and change nothing."),
-        fmt: Format = format_option(help="table (a progress bar on stderr, then a summary) or json (one event per line on stdout)."),
+        fmt: Format = format_option(help="table (a progress bar on stderr, then a summary; where stderr is no terminal, one timestamped line per event instead) or json (one event per line on stdout)."),
         output: Optional[str] = output_alias("-o"),
         junit: Optional[Path] = typer.Option(None, "--junit", help="Also write a JUnit XML report of the plan's trials (for Jenkins)."),
         backoff: float = typer.Option(5.0, "--backoff", min=0.0, help="Seconds before the first retry of a transient failure; doubles each attempt."),
@@ -114,7 +114,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run every trial of a plan that has no row yet; safe to re-run (it resumes)."""
         from hpt import api
-        from hpt.executor.events import JsonLines, RichProgress
+        from hpt.executor.events import JsonLines, PlainLines, RichProgress
         from hpt.executor.plan import load_plan
         from hpt.executor.publish import ResultsPublisher
         from hpt.store import open_store
@@ -168,6 +168,13 @@ def register(app: typer.Typer) -> None:
                     err_console.print(halving_table(plan.plan.halving["rungs"], plan.plan.halving["eta"], mode))
             raise typer.Exit(EXIT_OK)
 
+        if fmt is Format.json:
+            reporter = JsonLines()
+        elif plain_progress():
+            reporter = PlainLines(every_s=progress_every_s())
+        else:
+            reporter = RichProgress(err_console)
+
         def announce(decision) -> None:  # noqa: ANN001 — hpt.compiler.rounds.Decision
             if fmt is Format.json:
                 print(json.dumps({"event": "round", "round": decision.round, "fidelity": decision.fidelity,
@@ -183,12 +190,15 @@ def register(app: typer.Typer) -> None:
             else:
                 message = (f"round {decision.round}: {len(decision.configs)} new configs proposed "
                            f"({len(decision.trials)} trials), told {decision.record.get('told', 0)} results")
-            err_console.print(message, highlight=False, soft_wrap=True)
+            if isinstance(reporter, PlainLines):
+                reporter.line(message)
+            else:
+                err_console.print(message, highlight=False, soft_wrap=True)
 
         store_uri = open_store(uri).uri
         outcome = api.apply(plan_dir, backend=backend, results=store_uri, parallel=parallel, retries=retries,
                             timeout=timeout, max_failures=max_failures, skip_failed=skip_failed, backoff=backoff,
-                            junit=junit, reporter=JsonLines() if fmt is Format.json else RichProgress(err_console),
+                            junit=junit, reporter=reporter,
                             on_round=announce, resume_hint=_resume_command(str(plan_dir), backend, store_uri, given),
                             backend_options=options)
         raise typer.Exit(outcome.exit_code)

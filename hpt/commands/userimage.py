@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from hpt.commands.common import err_console
+from hpt.commands.common import note
 from hpt.schemas.errors import UserError
 from hpt.schemas.trainer import IGNORED_DIRS, IGNORED_SUFFIXES, source_digest
 
@@ -61,7 +61,7 @@ def build_user_image(spec: Path, base: str, force: bool = False) -> str:
     tag, digest = user.image, user.trainer.digest
     labels = _inspect(tag, f'{{{{index .Config.Labels "{LABEL_DIGEST}"}}}} {{{{index .Config.Labels "{LABEL_BASE}"}}}}')
     if not force and labels == f"{digest} {base_id}":
-        err_console.print(f"{tag} is up to date (source {digest[:19]}…, base {base})", highlight=False)
+        note(f"{tag} is up to date (source {digest[:19]}…, base {base})")
         return tag
     with tempfile.TemporaryDirectory(prefix="hpt-user-image-") as scratch:
         context = Path(scratch)
@@ -72,13 +72,13 @@ def build_user_image(spec: Path, base: str, force: bool = False) -> str:
         shutil.copy(Path(hpt.images.__file__).parent / "trainer" / "Dockerfile.user", context / "Dockerfile")
         requirements = context / "source" / "requirements.txt"
         if requirements.is_file() and not _satisfied_by(base, requirements):
-            err_console.print(f"downloading wheels for {requirements.name} on this host", highlight=False)
+            note(f"downloading wheels for {requirements.name} on this host")
             proc = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
                                    "-d", str(context / "deps"), "-r", str(requirements)], capture_output=True, text=True)
             if proc.returncode != 0:
                 raise UserError(f"cannot download its requirements: {_last_line(proc.stderr)}",
                                 where=str(Path(user.trainer.source) / "requirements.txt"))
-        err_console.print(f"building {tag} (base {base}, source {user.trainer.source})", highlight=False)
+        note(f"building {tag} (base {base}, source {user.trainer.source})")
         proc = subprocess.run([_docker(), "build", "--quiet", "--build-arg", f"BASE={base}",
                                "--label", f"{LABEL_DIGEST}={digest}", "--label", f"{LABEL_BASE}={base_id}",
                                "-t", tag, str(context)], capture_output=True, text=True,
@@ -86,7 +86,7 @@ def build_user_image(spec: Path, base: str, force: bool = False) -> str:
         if proc.returncode != 0:
             sys.stderr.write(proc.stderr[-4000:])
             raise UserError(f"docker build failed: {_last_line(proc.stderr)}", where=tag)
-    err_console.print(f"built {tag}", highlight=False)
+    note(f"built {tag}")
     return tag
 
 
