@@ -1,8 +1,9 @@
 """The search space and the configs drawn from it.
 
 A domain per tuned hyperparameter: `Values` (a list of numbers, categorical choices or booleans; grid, or
-a uniform random choice: W&B's `categorical`) or `Distribution` (W&B's vocabulary: uniform, log-uniform,
-int-uniform, q-uniform; numeric hyperparameters, random search only). Untuned
+a uniform random choice: W&B's `categorical`) or `Distribution` (W&B's vocabulary in hpt's spelling: uniform,
+log-uniform, int-uniform, q-uniform, q-log-uniform, normal, q-normal, log-normal, q-log-normal; numeric
+hyperparameters, random search only). Untuned
 hyperparameters stay at the catalog default and are merged in by `configs()`.
 
 - grid: the Cartesian product, visited in a seeded random order; `trials` keeps a seeded random
@@ -40,47 +41,93 @@ class Values:
         return list(self.values)
 
 
+# hpt's distribution kinds (compiler/wandb.py turns each of W&B's into one of these; docs/wandb.md)
+BOUNDED = ("uniform", "log-uniform", "int-uniform", "q-uniform", "q-log-uniform")   # min and max
+NORMAL = ("normal", "q-normal", "log-normal", "q-log-normal")                         # mu and sigma, unbounded
+QUANTIZED = ("q-uniform", "q-log-uniform", "q-normal", "q-log-normal")               # round(x / q) * q
+KINDS = BOUNDED + NORMAL
+TPE_SIGMAS = 4   # tpe searches a normal kind over mu ± 4 sigma (99.99% of its mass): its sampler needs bounds
+
+
 @dataclass(frozen=True)
 class Distribution:
-    kind: str                   # uniform | log-uniform | int-uniform | q-uniform
-    min: float
-    max: float
-    q: float | None = None
+    kind: str                   # one of KINDS
+    min: float = -math.inf      # normal kinds: unbounded (log-normal: above 0)
+    max: float = math.inf
+    q: float | None = None      # the q kinds; its type decides W&B's: an integer q gives integers
+    mu: float = 0.0             # normal kinds
+    sigma: float = 1.0
 
     def draw(self, rng: random.Random, spec: ParamSpec) -> int | float:
         if self.kind == "int-uniform":
             value: float = rng.randint(int(self.min), int(self.max))
-        elif self.kind == "log-uniform":
+        elif self.kind in ("log-uniform", "q-log-uniform"):
             value = math.exp(rng.uniform(math.log(self.min), math.log(self.max)))
+        elif self.kind in ("normal", "q-normal"):
+            value = rng.gauss(self.mu, self.sigma)
+        elif self.kind in ("log-normal", "q-log-normal"):
+            value = math.exp(rng.gauss(self.mu, self.sigma))
         else:
             value = rng.uniform(self.min, self.max)
         return self.snap(value, spec)
 
     def snap(self, value: float, spec: ParamSpec) -> int | float:
-        """A raw number in [min, max] (ours, or a sampler's) → the value a trial gets: on the q grid,
-        an integer for integer hyperparameters, 6 significant digits for continuous ones, inside the bounds."""
-        if self.kind == "q-uniform":
+        """A raw number (ours, or a sampler's) → the value a trial gets: on the q grid (W&B's
+        round(x / q) * q), an integer for integer hyperparameters, 6 significant digits for continuous
+        ones, inside the bounds (the distribution's and the hyperparameter's)."""
+        if self.kind in QUANTIZED:
             q = self.q or 1
             value = round(value / q) * q
             value = float(f"{value:.12g}")  # 0.30000000000000004 → 0.3
         if spec.type == "int":
             value = round(value)
-        elif self.kind in ("uniform", "log-uniform"):
+        elif self.kind not in QUANTIZED and self.kind != "int-uniform":
             value = float(f"{value:.6g}")  # readable tables; 6 digits are finer than any tuning needs
         # Rounding may step just outside the bounds; pull it back in.
-        low = math.ceil(self.min) if spec.type == "int" else self.min
-        high = math.floor(self.max) if spec.type == "int" else self.max
+        low = self.min if spec.min is None else max(self.min, spec.min)
+        high = self.max if spec.max is None else min(self.max, spec.max)
+        if self.kind in QUANTIZED and self.q and math.isfinite(low) and math.isfinite(high):
+            # the q grid's first and last points inside the bounds, so a clamped value stays on the grid
+            low = float(f"{math.ceil(low / self.q - 1e-9) * self.q:.12g}")
+            high = float(f"{math.floor(high / self.q + 1e-9) * self.q:.12g}")
+        if spec.type == "int":
+            low = math.ceil(low) if math.isfinite(low) else low
+            high = math.floor(high) if math.isfinite(high) else high
         return spec.coerce(min(max(value, low), high))
+
+    def search_bounds(self) -> tuple[float, float, bool]:
+        """(low, high, log) for a sampler that needs a bounded range (tpe)."""
+        if self.kind in ("normal", "q-normal"):
+            return self.mu - TPE_SIGMAS * self.sigma, self.mu + TPE_SIGMAS * self.sigma, False
+        if self.kind in ("log-normal", "q-log-normal"):
+            return math.exp(self.mu - TPE_SIGMAS * self.sigma), math.exp(self.mu + TPE_SIGMAS * self.sigma), True
+        return self.min, self.max, self.kind in ("log-uniform", "q-log-uniform")
 
     def describe(self) -> str:
         q = f", q={_fmt(self.q)}" if self.q is not None else ""
+        if self.kind in NORMAL:
+            return f"{self.kind}(mu={_fmt(self.mu)}, sigma={_fmt(self.sigma)}{q})"
         return f"{self.kind}({_fmt(self.min)}, {_fmt(self.max)}{q})"
 
     def to_json(self) -> Any:
-        doc: dict[str, Any] = {"distribution": self.kind, "min": self.min, "max": self.max}
+        doc: dict[str, Any] = {"distribution": self.kind}
+        if self.kind in NORMAL:
+            doc |= {"mu": self.mu, "sigma": self.sigma}
+        else:
+            doc |= {"min": self.min, "max": self.max}
         if self.q is not None:
             doc["q"] = self.q
         return doc
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> "Distribution":
+        """A validated distribution in hpt's spelling (or to_json's output) → its domain."""
+        kind = doc["distribution"]
+        q = doc.get("q", 1 if kind in QUANTIZED else None)
+        if kind in NORMAL:
+            low = 0.0 if kind in ("log-normal", "q-log-normal") else -math.inf
+            return cls(kind, low, math.inf, q, float(doc.get("mu", 0.0)), float(doc.get("sigma", 1.0)))
+        return cls(kind, doc["min"], doc["max"], q)
 
 
 Domain = Values | Distribution
@@ -100,8 +147,7 @@ def domain_from_spec(spec: ParamSpec, value: Any) -> Domain:
         return Values(tuple(spec.coerce(v) for v in value["values"]))
     if "value" in value:
         return Values((spec.coerce(value["value"]),))
-    q = value.get("q", 1 if value["distribution"] == "q-uniform" else None)
-    return Distribution(value["distribution"], value["min"], value["max"], q)
+    return Distribution.from_json(value)
 
 
 @dataclass(frozen=True)

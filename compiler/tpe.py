@@ -59,7 +59,7 @@ def propose(domains: Mapping[str, Domain], types: Mapping[str, str], defaults: M
     """Up to `batch` new configs (every hyperparameter) from TPE told `history` (config, score); none in `taken`."""
     optuna = require_optuna()
     names = list(domains)
-    specs = {n: ParamSpec(n, types[n], 0, -math.inf, math.inf, False, "") for n in names}
+    specs = {n: ParamSpec(name=n, type=types[n], default=0, help="", min=-math.inf, max=math.inf) for n in names}
     dists = {n: _distribution(optuna, domains[n], types[n]) for n in names}
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup, constant_liar=True,
                                          multivariate=True)
@@ -104,9 +104,10 @@ def propose(domains: Mapping[str, Domain], types: Mapping[str, str], defaults: M
 def _distribution(optuna: Any, domain: Domain, kind: str) -> Any:
     if isinstance(domain, Values):
         return optuna.distributions.CategoricalDistribution(list(domain.values))
-    if domain.kind == "int-uniform" or (kind == "int" and domain.kind != "log-uniform"):
-        return optuna.distributions.IntDistribution(math.ceil(domain.min), math.floor(domain.max))
-    return optuna.distributions.FloatDistribution(domain.min, domain.max, log=domain.kind == "log-uniform")
+    low, high, log = domain.search_bounds()
+    if domain.kind == "int-uniform" or (kind == "int" and not log):
+        return optuna.distributions.IntDistribution(math.ceil(low), math.floor(high))
+    return optuna.distributions.FloatDistribution(low, high, log=log)
 
 
 def round_seed(search_seed: int, round_no: int) -> int:
@@ -151,4 +152,4 @@ def _domain(value: Any) -> Domain:
     """A resolved spec's parameter (Values/Distribution.to_json) back to its domain."""
     if isinstance(value, list):
         return Values(tuple(value))
-    return Distribution(value["distribution"], value["min"], value["max"], value.get("q"))
+    return Distribution.from_json(value)

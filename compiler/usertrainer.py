@@ -2,7 +2,8 @@
 
 The hyperparameters come from a catalog file shaped like an architecture of schemas/catalog.json
 (defaults, ranges, `auto` values: range checks and auto mode work as for the built-ins) and/or from
-the spec's own `parameters`, whose values imply the types (all integers: int; int-uniform: int; all
+the spec's own `parameters`, whose values imply the types (all integers: int; int-uniform, or a q form with an
+integer q (W&B's rule): int; all
 booleans: bool; all strings: categorical, its choices the strings listed; otherwise float) and which are
 then unbounded. Every manifest carries every one of them, resolved.
 """
@@ -122,8 +123,11 @@ def _catalog_params(relative: str, spec_dir: Path) -> list[ParamSpec]:
 def _implied(name: str, value: Any) -> ParamSpec:
     """A hyperparameter declared only by the spec's values: its type from them, no bounds."""
     if isinstance(value, dict) and "distribution" in value:
-        kind = "int" if value["distribution"] == "int-uniform" else "float"
-        default: Any = value["min"]
+        # W&B's rule: integers from int_uniform, and from a q form whose q is an integer
+        integer = value["distribution"] == "int-uniform" or isinstance(value.get("q"), int) and not isinstance(value.get("q"), bool)
+        kind = "int" if integer else "float"
+        mu = value.get("mu", 0.0)
+        default: Any = value["min"] if "min" in value else math.exp(mu) if "log" in value["distribution"] else mu
     else:
         if isinstance(value, list):
             values = value

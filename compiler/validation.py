@@ -239,10 +239,9 @@ def _one_of_message(path: list[str | int], instance: Any) -> str:
         return ('expected a list of [start, end] date pairs, or {"count": N, "months": M}, '
                 f"got {_describe(instance)}")
     if path and path[0] == "parameters":
-        return ('expected a list of values, a number, {"values": [...]}, {"value": x} or '
-                '{"distribution": "uniform"|"log-uniform"|"int-uniform"|"q-uniform", "min": ..., "max": ...} '
-                '(or W&B\'s log_uniform_values|int_uniform|q_uniform, or categorical with values), '
-                f"got {_describe(instance)}")
+        return ('expected a list of values, a number, {"values": [...]}, {"value": x}, {"min": ..., "max": ...}, '
+                '{"distribution": KIND, ...} (a kind of hpt\'s or W&B\'s, docs/wandb.md) or {"parameters": {...}} '
+                f"(nested), got {_describe(instance)}")
     return f"{_describe(instance)} does not match any accepted form"
 
 
@@ -433,29 +432,44 @@ def check_value(spec: ParamSpec, value: Any, where: str) -> Value:
 
 
 def check_distribution(spec: ParamSpec, dist: dict[str, Any], where: str) -> None:
-    kind, low, high = dist["distribution"], dist["min"], dist["max"]
-    if low >= high:
-        raise UserError(f"min {low!r} must be less than max {high!r}", where=where)
-    for key in ("min", "max"):
-        if not spec.min <= dist[key] <= spec.max:
-            raise UserError(f"{dist[key]!r} is outside {spec.name}'s range [{_num(spec.min)}, {_num(spec.max)}]",
-                            where=f"{where}.{key}")
-    if kind == "log-uniform" and low <= 0:
-        raise UserError(f"log-uniform needs min > 0, got {low!r}", where=f"{where}.min")
+    """A distribution in hpt's spelling (compiler/wandb.py has turned W&B's into it)."""
+    from hpt.compiler.search import NORMAL, QUANTIZED
+    kind = dist["distribution"]
+    if kind in NORMAL:
+        for key in ("min", "max"):
+            if key in dist:
+                raise UserError(f"{kind} is unbounded: it takes mu and sigma, not {key}", where=f"{where}.{key}",
+                                hint="for a bounded range use uniform or log-uniform")
+    else:
+        for key in ("mu", "sigma"):
+            if key in dist:
+                raise UserError(f"{key} applies to the normal kinds only, not {kind}", where=f"{where}.{key}")
+        missing = [key for key in ("min", "max") if key not in dist]
+        if missing:
+            raise UserError(f"{kind} needs {' and '.join(missing)}", where=where)
+        low, high = dist["min"], dist["max"]
+        if low >= high:
+            raise UserError(f"min {low!r} must be less than max {high!r}", where=where)
+        for key in ("min", "max"):
+            if not spec.min <= dist[key] <= spec.max:
+                raise UserError(f"{dist[key]!r} is outside {spec.name}'s range [{_num(spec.min)}, {_num(spec.max)}]",
+                                where=f"{where}.{key}")
+        if kind in ("log-uniform", "q-log-uniform") and low <= 0:
+            raise UserError(f"{kind} needs min > 0, got {low!r}", where=f"{where}.min")
+        if spec.type == "int" and math.floor(high) < math.ceil(low):
+            raise UserError(f"no integer lies in [{low!r}, {high!r}]", where=where)
     if kind == "int-uniform":
         for key in ("min", "max"):
             if float(dist[key]) != int(dist[key]):
                 raise UserError(f"int-uniform bounds are integers, got {dist[key]!r}", where=f"{where}.{key}")
-    if "q" in dist and kind != "q-uniform":
-        raise UserError(f"q applies to q-uniform only, not {kind}", where=f"{where}.q")
-    if kind == "q-uniform":
+    if "q" in dist and kind not in QUANTIZED:
+        raise UserError(f"q applies to the q kinds only ({', '.join(QUANTIZED)}), not {kind}", where=f"{where}.q")
+    if kind in QUANTIZED:
         q = dist.get("q", 1)
-        if q > high - low:
+        if kind in ("q-uniform", "q-log-uniform") and q > dist["max"] - dist["min"]:
             raise UserError(f"q {q!r} is larger than max - min", where=f"{where}.q")
         if spec.type == "int" and float(q) != int(q):
             raise UserError(f"{spec.name} is an integer: q must be an integer, got {q!r}", where=f"{where}.q")
-    if spec.type == "int" and math.floor(high) < math.ceil(low):
-        raise UserError(f"no integer lies in [{low!r}, {high!r}]", where=where)
 
 
 def _num(value: float) -> str:

@@ -2,10 +2,13 @@
 
 A W&B sweep config whose parameter names are hpt's compiles unchanged: `method: grid|random|bayes`
 (bayes → tpe), `metric: {name, goal}` (→ objective), `run_cap` (→ search.trials),
-`early_terminate: {type: hyperband, eta}` (→ search.method halving over the spec's fidelities), the
-distributions `log_uniform_values`, `int_uniform`, `q_uniform` and `categorical`. The schema accepts
-these words; `to_hpt` rewrites a schema-valid document into hpt's spelling, so everything after it
-(meaning checks, defaults, the plan) knows one vocabulary and both spellings give the same plan.
+`early_terminate: {type: hyperband, eta}` (→ search.method halving over the spec's fidelities), every
+distribution W&B documents (docs/wandb.md: its exponent forms become value bounds, e.g. `log_uniform`
+min -9.21 → log-uniform min 1e-4), W&B's inference (min/max without a distribution: int_uniform for two
+integers, else uniform), `constant`/`value`, `categorical`, and nested `parameters` (the dotted names
+OUTER.INNER). The schema accepts these words; `to_hpt` rewrites a schema-valid document into hpt's
+spelling, so everything after it (meaning checks, defaults, the plan) knows one vocabulary and both
+spellings give the same plan. `Translated.notes` says how each W&B key was read (`hpt compile --explain`).
 """
 from __future__ import annotations
 
@@ -15,7 +18,14 @@ from typing import Any
 
 from hpt.schemas.errors import UserError
 
-DISTRIBUTIONS = {"log_uniform_values": "log-uniform", "int_uniform": "int-uniform", "q_uniform": "q-uniform"}
+import math
+
+# W&B's name → hpt's, for the forms whose min/max (or mu/sigma) mean the same in both
+DISTRIBUTIONS = {"log_uniform_values": "log-uniform", "int_uniform": "int-uniform", "q_uniform": "q-uniform",
+                 "q_log_uniform_values": "q-log-uniform", "inv_log_uniform_values": "log-uniform",
+                 "q_normal": "q-normal", "log_normal": "log-normal", "q_log_normal": "q-log-normal"}
+# W&B's exponent forms: min and max are natural logs (of X; of 1/X for inv_): hpt's bounds are the values
+EXPONENT_FORMS = {"log_uniform": "log-uniform", "q_log_uniform": "q-log-uniform", "inv_log_uniform": "log-uniform"}
 METHODS = {"grid": "grid", "random": "random", "bayes": "tpe"}
 IGNORED = ("name", "project", "entity", "program", "command")   # W&B's bookkeeping: hpt runs its own trainer
 
@@ -27,6 +37,7 @@ class Translated:
     written: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     errors: list[UserError] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)   # (W&B key, how hpt read it): --explain
 
     def where(self, path: str) -> str:
         for hpt_path, user_path in self.written.items():
@@ -87,11 +98,65 @@ def to_hpt(doc: dict[str, Any]) -> Translated:
             value = out.pop(key)
             if key in ("program", "command"):
                 result.warnings.append(f"{key} {value!r} ignored: every trial runs hpt's trainer")
-    for name, value in out.get("parameters", {}).items():
-        if not isinstance(value, dict) or "distribution" not in value:
-            continue
-        if value["distribution"] == "categorical":
-            out["parameters"][name] = {"values": value["values"]}
-        elif value["distribution"] in DISTRIBUTIONS:
-            value["distribution"] = DISTRIBUTIONS[value["distribution"]]
+    if isinstance(out.get("parameters"), dict):
+        out["parameters"] = _parameters(out["parameters"], "parameters", "", result)
     return result
+
+
+def _parameters(params: dict[str, Any], where: str, prefix: str, result: Translated) -> dict[str, Any]:
+    """W&B's parameter forms → hpt's; nested `parameters` flattened to dotted names, in order."""
+    flat: dict[str, Any] = {}
+    for name, value in params.items():
+        at, full = f"{where}.{name}", prefix + name
+        if isinstance(value, dict) and set(value) == {"parameters"}:
+            result.notes.append((at, f"nested: its parameters are {full}.NAME (rendered back nested for the program)"))
+            inner = _parameters(value["parameters"], f"{at}.parameters", full + ".", result)
+            clash = [k for k in inner if k in flat]
+            for key in clash:
+                result.errors.append(UserError(f"the nested name {key!r} is also given as a dotted name", where=at))
+            flat.update(inner)
+            continue
+        if full in flat:
+            result.errors.append(UserError(f"{full!r} is also a nested parameter", where=at))
+            continue
+        if prefix:
+            result.written[f"parameters.{full}"] = at
+        flat[full] = _parameter(value, at, result) if isinstance(value, dict) else value
+    return flat
+
+
+def _num(value: float) -> float:
+    return float(f"{value:.12g}")
+
+
+def _parameter(value: dict[str, Any], at: str, result: Translated) -> dict[str, Any]:
+    kind = value.get("distribution")
+    if kind is None and "min" in value and "max" in value:   # W&B's inference
+        integers = all(isinstance(value[k], int) and not isinstance(value[k], bool) for k in ("min", "max"))
+        kind = "int-uniform" if integers else "uniform"
+        result.notes.append((at, f"min/max without a distribution: {kind} (W&B infers int_uniform for two integers, "
+                                 "else uniform)"))
+        return {"distribution": kind, "min": value["min"], "max": value["max"]}
+    if kind == "categorical":
+        return {"values": value["values"]}
+    if kind == "constant":
+        return {"value": value["value"]}
+    if kind in EXPONENT_FORMS:
+        out = {k: v for k, v in value.items() if k not in ("min", "max")} | {"distribution": EXPONENT_FORMS[kind]}
+        low, high = value["min"], value["max"]
+        if kind == "inv_log_uniform":   # log(1/X) uniform in [min, max]: X in [e^-max, e^-min]
+            low, high = -high, -low
+        if max(low, high) > 700:        # e^709 is the largest double
+            result.errors.append(UserError(f"{kind}'s min and max are natural logs: e^{max(low, high):g} is too large",
+                                           where=at, hint="log_uniform_values takes the values themselves"))
+            return value
+        out["min"], out["max"] = _num(math.exp(low)), _num(math.exp(high))
+        result.notes.append((at, f"{kind} min {value['min']:g}, max {value['max']:g} are natural logs: hpt's "
+                                 f"{out['distribution']} over [{out['min']:g}, {out['max']:g}], the same distribution"))
+        return out
+    if kind in DISTRIBUTIONS:
+        if kind == "inv_log_uniform_values":
+            result.notes.append((at, "inv_log_uniform_values: log(1/X) uniform over [log(1/max), log(1/min)] is "
+                                     "log(X) uniform over [log(min), log(max)]: hpt's log-uniform"))
+        return value | {"distribution": DISTRIBUTIONS[kind]}
+    return value

@@ -121,7 +121,7 @@ def test_json_path_and_suggestions():
     ({"architecture": "lstm", "parameters": {"dropout": {"distribution": "log-uniform", "min": 0, "max": 0.5}}},
      "parameters.dropout.min", "log-uniform needs min > 0"),
     ({"architecture": "lstm", "parameters": {"learning_rate": {"distribution": "loguniform", "min": 0.001, "max": 0.1}}},
-     "parameters.learning_rate.distribution", "did you mean 'log-uniform'"),
+     "parameters.learning_rate.distribution", "'log-uniform'"),
     ({"architecture": "lstm", "parameters": {"learning_rate": {"distrbution": "uniform", "min": 0.001, "max": 0.1}}},
      "parameters.learning_rate.distrbution", "did you mean 'distribution'"),
     ({"architecture": "lstm", "parameters": {"learning_rate": {"distribution": "uniform", "min": 0.001, "max": 0.1}},

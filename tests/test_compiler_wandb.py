@@ -90,8 +90,10 @@ def test_wandb_grid_method_and_metric_goal():
     ({"architecture": "lstm", "metric": {"name": "accuracy"}}, "metric.name", "unknown metric"),
     ({"architecture": "lstm", "metrics": ["loss"], "metric": {"name": "mse"}}, "metric.name", "not among the reported"),
     ({"architecture": "lstm", "method": "bayesian"}, "method", "did you mean 'bayes'"),
-    ({"architecture": "lstm", "parameters": {"learning_rate": {"distribution": "log_uniform", "min": -9, "max": -3}}},
-     "parameters.learning_rate.distribution", "log_uniform_values"),
+    ({"architecture": "lstm", "parameters": {"learning_rate": {"distribution": "log_uniform", "min": 900, "max": 901}}},
+     "parameters.learning_rate", "natural logs"),
+    ({"architecture": "lstm", "parameters": {"dropout": {"distribution": "normal", "min": 0, "max": 1}}},
+     "parameters.dropout.min", "unbounded"),
 ])
 def test_wandb_spellings_are_checked_where_written(doc, where, words):
     with pytest.raises(UserError) as info:
