@@ -91,6 +91,9 @@ def resolve(doc: dict[str, Any], *, mode: str | None = None, seed: int | None = 
     trials = search.get("trials", search.get("min_configs"))   # halving's other name for it (validated once)
     if (method in ("random", "tpe") or (method == "halving" and has_distribution)) and trials is None:
         trials = DEFAULT_RANDOM_TRIALS
+        # W&B runs random and bayes sweeps until stopped; a plan is finite, so say what it holds
+        warnings.append(f"search: {method} search with no trial count runs {trials} configs, hpt's default cap "
+                        "(set search.trials, or W&B's run_cap)")
     space = SearchSpace(architecture=arch, domains=domains, method=method, trials=trials,
                         seed=int(seed if seed is not None else search.get("seed", 0)),
                         eta=int(search.get("eta", DEFAULT_ETA)) if method == "halving" else None,

@@ -18,6 +18,7 @@ from hpt.compiler.limits import MAX_DATE, MAX_VALUES, MIN_DATE
 from hpt.compiler.paths import did_you_mean, json_path
 from hpt.compiler.usertrainer import SpecTrainer, load_trainer
 from hpt.schemas.catalog import CATEGORICAL, Architecture, ParamSpec, Value, architectures, metrics
+from hpt.compiler.katib import is_katib, read_experiment
 from hpt.compiler.wandb import to_hpt
 from hpt.schemas.errors import UserError, raise_all
 from hpt.schemas.kubernetes import ClusterSettings
@@ -36,10 +37,21 @@ def validate_spec(doc: Any, warnings: list[str] | None = None) -> dict[str, Any]
 
 
 def validate_and_load(doc: Any, spec_dir: Path, warnings: list[str] | None = None,
-                      parse_errors: list[UserError] | None = None) -> tuple[dict[str, Any], SpecTrainer | None]:
+                      parse_errors: list[UserError] | None = None,
+                      notes: list[tuple[str, str]] | None = None) -> tuple[dict[str, Any], SpecTrainer | None]:
     """validate_spec, plus the spec's own trainer (its source hashed and its catalog read once, here), if any.
-    `parse_errors`: what loading found (duplicate keys, LoadedSpec.errors), reported first with the rest."""
+    `parse_errors`: what loading found (duplicate keys, LoadedSpec.errors), reported first with the rest.
+    `notes`: filled with (key as written, how hpt read it) for a W&B or Katib file (`hpt compile --explain`)."""
     found_first = list(parse_errors or [])
+    origin = None
+    if is_katib(doc):   # a Katib Experiment: read into hpt's words first (compiler/katib.py)
+        origin = read_experiment(doc)
+        found_first += origin.errors
+        doc = origin.doc
+        if warnings is not None:
+            warnings.extend(origin.warnings)
+        if notes is not None:
+            notes.extend(origin.notes)
     problems = schema_problems(doc)
     if not isinstance(doc, dict):
         raise_all(found_first + [error for _, error in problems])
@@ -60,9 +72,14 @@ def validate_and_load(doc: Any, spec_dir: Path, warnings: list[str] | None = Non
     # In document order (by top-level key; stable within one), so the first is the one a reader meets first.
     keys = list(doc)
     errors.sort(key=lambda e: keys.index(_top_key(e.where)) if _top_key(e.where) in keys else -1)
+    if origin is not None:   # name the key as the Experiment wrote it
+        for error in errors:
+            error.where = origin.where(error.where) if error.where else error.where
     raise_all(found_first + errors)
     if warnings is not None:
         warnings.extend(translated.warnings)
+    if notes is not None:
+        notes.extend(translated.notes)
     return translated.doc, user
 
 

@@ -37,7 +37,8 @@ class Translated:
     written: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     errors: list[UserError] = field(default_factory=list)
-    notes: list[tuple[str, str]] = field(default_factory=list)   # (W&B key, how hpt read it): --explain
+    notes: list[tuple[str, str]] = field(default_factory=list)   # (key as written, how hpt read it): --explain
+    broken: set[str] = field(default_factory=set)                # names whose error is already said
 
     def where(self, path: str) -> str:
         for hpt_path, user_path in self.written.items():
