@@ -19,7 +19,7 @@ from hpt.compiler.paths import did_you_mean, json_path
 from hpt.compiler.usertrainer import SpecTrainer, load_trainer
 from hpt.schemas.catalog import CATEGORICAL, Architecture, ParamSpec, Value, architectures, metrics
 from hpt.compiler.katib import is_katib, read_experiment
-from hpt.compiler.wandb import to_hpt
+from hpt.compiler.wandb import lift_program, to_hpt
 from hpt.schemas.errors import UserError, raise_all
 from hpt.schemas.kubernetes import ClusterSettings
 from hpt.schemas.loader import load_json, schema_validator
@@ -52,6 +52,12 @@ def validate_and_load(doc: Any, spec_dir: Path, warnings: list[str] | None = Non
             warnings.extend(origin.warnings)
         if notes is not None:
             notes.extend(origin.notes)
+    doc, lifted, lift_errors = lift_program(doc)   # W&B's program/command → the trainer
+    found_first += lift_errors
+    if notes is not None:
+        notes.extend(lifted)
+    if warnings is not None:
+        warnings.extend(f"{where}: {text}" for where, text in lifted if text.startswith("not applied"))
     problems = schema_problems(doc)
     if not isinstance(doc, dict):
         raise_all(found_first + [error for _, error in problems])

@@ -27,7 +27,45 @@ DISTRIBUTIONS = {"log_uniform_values": "log-uniform", "int_uniform": "int-unifor
 # W&B's exponent forms: min and max are natural logs (of X; of 1/X for inv_): hpt's bounds are the values
 EXPONENT_FORMS = {"log_uniform": "log-uniform", "q_log_uniform": "q-log-uniform", "inv_log_uniform": "log-uniform"}
 METHODS = {"grid": "grid", "random": "random", "bayes": "tpe"}
-IGNORED = ("name", "project", "entity", "program", "command")   # W&B's bookkeeping: hpt runs its own trainer
+METADATA = ("name", "project", "entity")   # W&B's bookkeeping: where the sweep shows in W&B's UI
+# W&B's default command (docs: "command"): what the agent runs when the config gives none
+DEFAULT_COMMAND = ("${env}", "${interpreter}", "${program}", "${args}")
+
+
+def lift_program(doc: Any) -> tuple[Any, list[tuple[str, str]], list[UserError]]:
+    """W&B's top-level `program` and `command` → the spec's `trainer` (before the schema sees the document):
+    a config with neither `architecture` nor `trainer` runs its program, `command` with W&B's macros
+    (hpt's renderer, compiler/macros.py), on no dated window (a W&B program reads its own data)."""
+    if not isinstance(doc, dict) or not ("program" in doc or "command" in doc):
+        return doc, [], []
+    notes: list[tuple[str, str]] = []
+    errors: list[UserError] = []
+    if "architecture" in doc:
+        notes.append(("program", "not applied: the spec names a built-in architecture, which every trial runs"))
+        return {k: v for k, v in doc.items() if k not in ("program", "command")}, notes, errors
+    out = dict(doc)
+    program, command = out.pop("program", None), out.pop("command", None)
+    trainer = dict(out.get("trainer") or {}) if isinstance(out.get("trainer", {}), dict) else out.get("trainer")
+    if not isinstance(trainer, dict):
+        return doc, notes, errors
+    if program is not None:
+        if "program" in trainer and trainer["program"] != program:
+            errors.append(UserError("both 'program' (W&B's spelling) and trainer.program are given", where="program",
+                                    hint="keep one"))
+        trainer.setdefault("program", program)
+    if command is not None and ("command" in trainer or "entrypoint" in trainer):
+        errors.append(UserError("both 'command' (W&B's spelling) and the trainer's command or entrypoint are given",
+                                where="command", hint="keep one"))
+    elif "command" not in trainer and "entrypoint" not in trainer:
+        trainer["command"] = list(command) if isinstance(command, list) else list(DEFAULT_COMMAND)
+        notes.append(("command", "each trial runs it with W&B's macros rendered from its config" if command is not None
+                      else "W&B's default command: ${env} ${interpreter} ${program} ${args}"))
+    if "trainer" not in doc:
+        trainer.setdefault("windows", False)
+        notes.append(("program", f"the trainer: {program} in the config's folder (its content hash is part of every "
+                                 "trial id), on no dated window"))
+    out["trainer"] = trainer
+    return out, notes, errors
 
 
 @dataclass
@@ -94,11 +132,11 @@ def to_hpt(doc: dict[str, Any]) -> Translated:
             result.written["objective.goal"] = "metric.goal"
             if "target" in metric:
                 result.warnings.append("metric.target ignored: hpt runs the whole budget")
-    for key in IGNORED:
+    for key in METADATA:
         if key in out:
-            value = out.pop(key)
-            if key in ("program", "command"):
-                result.warnings.append(f"{key} {value!r} ignored: every trial runs hpt's trainer")
+            result.notes.append((key, f"W&B's {key} {out.pop(key)!r}: metadata, changes no trial"))
+    if "description" in out:
+        result.notes.append(("description", "metadata, changes no trial"))
     if isinstance(out.get("parameters"), dict):
         out["parameters"] = _parameters(out["parameters"], "parameters", "", result)
     return result

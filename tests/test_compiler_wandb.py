@@ -65,7 +65,7 @@ def test_a_wandb_sweep_compiles_to_the_same_plan_as_hpts_spelling(tmp_path):
     wandb, ours = compile_cli(tmp_path, WANDB, "wandb"), compile_cli(tmp_path, HPT, "hpt")
     assert wandb.exit_code == 0, wandb.output
     assert ours.exit_code == 0, ours.output
-    assert "program 'train.py' ignored" in wandb.stderr
+    assert "program: not applied: the spec names a built-in architecture" in wandb.stderr
     plan = json.loads((tmp_path / "wandb" / "plan.json").read_text())
     assert plan["counts"]["trials"] == 6 and plan["spec"]["search"]["method"] == "random"
     a, b = tree(tmp_path / "wandb"), tree(tmp_path / "hpt")
@@ -123,3 +123,19 @@ def test_every_error_is_one_line_each_exit_2(tmp_path):
                      "error: epochs: 0 is less than the minimum of 1",
                      "error: metrics[0]: unknown metric 'msee' (did you mean 'mse'?)"], result.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_wandb_program_and_command_become_the_trainer():
+    from hpt.compiler.wandb import lift_program
+
+    doc, notes, errors = lift_program({"program": "train.py", "command": ["${env}", "${interpreter}", "${program}", "${args}"],
+                                       "method": "bayes", "parameters": {"lr": {"min": 0.001, "max": 0.1}}})
+    assert not errors and doc["trainer"] == {"program": "train.py", "windows": False,
+                                             "command": ["${env}", "${interpreter}", "${program}", "${args}"]}
+    assert "program" not in doc and "command" not in doc and doc["method"] == "bayes"
+    doc, _, _ = lift_program({"program": "train.py", "parameters": {}})
+    assert doc["trainer"]["command"] == ["${env}", "${interpreter}", "${program}", "${args}"]   # W&B's default
+    doc, _, _ = lift_program({"program": "train.py", "trainer": {"source": "src"}, "parameters": {}})
+    assert doc["trainer"] == {"source": "src", "program": "train.py", "command": ["${env}", "${interpreter}", "${program}", "${args}"]}
+    _, _, errors = lift_program({"command": ["python", "x.py"], "trainer": {"command": ["python", "y.py"]}})
+    assert errors and errors[0].where == "command"
