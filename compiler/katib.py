@@ -159,7 +159,17 @@ def _parameters(params: Any, algorithm: str, out: dict[str, Any], result: Transl
         else:
             found[name] = form
             result.written[f"parameters.{name}"] = at
+            result.notes.append((at, f"{name} ({kind}): {_describe(form)}"))
     out["parameters"] = found
+
+
+def _describe(form: dict[str, Any]) -> str:
+    if "values" in form:
+        return f"values {form['values']}" if len(form["values"]) <= 12 else f"{len(form['values'])} values"
+    if "value" in form:
+        return f"fixed at {form['value']}"
+    q = f", q {form['q']}" if "q" in form else ""
+    return f"{form['distribution']} over [{form['min']}, {form['max']}]{q}"
 
 
 def _parameter(name: str, kind: Any, space: dict[str, Any], algorithm: str, at: str, result: Translated) -> Any:

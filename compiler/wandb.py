@@ -100,9 +100,14 @@ def to_hpt(doc: dict[str, Any]) -> Translated:
         result.written[f"search.{hpt_key}"] = wandb_key
 
     if "method" in out:
-        move("method", "method", METHODS[out.pop("method")])
+        method = out.pop("method")
+        move("method", "method", METHODS[method])
+        result.notes.append(("method", f"{method}: search.method {METHODS[method]}" + (
+            " (Optuna's TPE: a model-based search like W&B's Gaussian-process bayes, not the same model)"
+            if method == "bayes" else "")))
     if "run_cap" in out:
         move("run_cap", "trials", out.pop("run_cap"))
+        result.notes.append(("run_cap", f"search.trials {search.get('trials')}: the plan holds that many configs"))
     if "early_terminate" in out:
         early = out.pop("early_terminate")
         if search.get("method") in ("tpe", "halving"):
@@ -112,6 +117,8 @@ def to_hpt(doc: dict[str, Any]) -> Translated:
         else:
             search["method"] = "halving"
             result.written["search.method"] = "early_terminate"
+            result.notes.append(("early_terminate", "hyperband: successive halving over the spec's fidelities "
+                                                    "(W&B stops runs by the metric they log at min_iter·eta^k)"))
             if "eta" in early:
                 search["eta"] = early["eta"]
                 result.written["search.eta"] = "early_terminate.eta"
@@ -130,6 +137,7 @@ def to_hpt(doc: dict[str, Any]) -> Translated:
             out["objective"] = {"metric": metric["name"]} | ({"goal": metric["goal"]} if "goal" in metric else {})
             result.written["objective.metric"] = "metric.name"
             result.written["objective.goal"] = "metric.goal"
+            result.notes.append(("metric", f"the objective: {metric.get('goal', 'minimize')} {metric['name']}"))
             if "target" in metric:
                 result.warnings.append("metric.target ignored: hpt runs the whole budget")
     for key in METADATA:

@@ -136,3 +136,27 @@ def test_discrete_values_are_numbers():
     result = read_experiment(doc)
     assert result.doc["parameters"]["num-layers"] == {"values": [2, 4, 8]}
     assert result.doc["parameters"]["lr"] == {"distribution": "log-uniform", "min": 0.0001, "max": 0.1}
+
+
+def test_compile_explain_says_how_each_key_was_read(tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from hpt.cli import app
+
+    monkeypatch.setenv("HPT_DEMO_DATA", str(tmp_path / "none"))
+    result = CliRunner().invoke(app, ["compile", str(EXAMPLES / "median-stop.yaml"), "--explain", "--out", str(tmp_path / "p"),
+                                      "--today", "2026-11-26"])
+    assert "How hpt read a Katib Experiment" in result.stdout
+    assert "spec.earlyStopping" in result.stdout and "not applied: median stopping" in result.stdout
+    from hpt.compiler.explain import explain_spec
+
+    said = dict((k, v) for k, v in explain_spec(str(EXAMPLES / "grid.yaml")).notes)
+    assert said["spec.parameters[0]"] == "lr (double): values [0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.007, 0.008, 0.009, 0.01]"
+    assert said["spec.parameters[2]"] == "optimizer (categorical): values ['sgd', 'adam', 'ftrl']"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((EXAMPLES / "random.yaml").read_text().replace("algorithmName: random", "algorithmName: sobol"))
+    said = dict(explain_spec(str(bad)).notes)
+    assert said["spec.algorithm.algorithmName"].startswith("refused: sobol (Sobol sequences)")
+    assert json.loads(json.dumps(explain_spec(str(bad)).to_json()))["origin"] == "katib"

@@ -139,3 +139,19 @@ def test_wandb_program_and_command_become_the_trainer():
     assert doc["trainer"] == {"source": "src", "program": "train.py", "command": ["${env}", "${interpreter}", "${program}", "${args}"]}
     _, _, errors = lift_program({"command": ["python", "x.py"], "trainer": {"command": ["python", "y.py"]}})
     assert errors and errors[0].where == "command"
+
+
+def test_compile_explain_for_a_wandb_config(tmp_path):
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text("program: train.py\nmethod: bayes\nmetric: {name: mse, goal: minimize}\nrun_cap: 4\n"
+                    "architecture: lstm\ndate-range: [[2010-01-01, 2010-03-01]]\nparameters:\n"
+                    "  learning_rate: {distribution: log_uniform, min: -9.2, max: -3}\n  num_layers: {min: 1, max: 3}\n")
+    result = runner.invoke(app, ["compile", str(spec), "--explain", "--out", str(tmp_path / "p"), "--today", TODAY,
+                                 "--format", "json"])
+    assert result.exit_code == 0, result.output
+    said = {k["key"]: k["read"] for k in json.loads(result.stdout)["explain"]["keys"]}
+    assert json.loads(result.stdout)["explain"]["origin"] == "wandb"
+    assert said["method"].startswith("bayes: search.method tpe")
+    assert "natural logs" in said["parameters.learning_rate"] and "[0.000101039, 0.0497871]" in said["parameters.learning_rate"]
+    assert said["parameters.num_layers"].startswith("min/max without a distribution: int-uniform")
+    assert said["run_cap"].startswith("search.trials 4")

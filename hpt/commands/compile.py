@@ -44,20 +44,39 @@ def compile_command(
     mode: Optional[Mode] = typer.Option(None, "--mode", help="quick or full; overrides the spec's mode."),
     seed: Optional[int] = typer.Option(None, "--seed", min=0, max=2**63 - 1, help="Search seed; overrides search.seed."),
     force: bool = typer.Option(False, "--force", help="Replace a different plan already in --out."),
+    explain: bool = typer.Option(False, "--explain", help="First say how each key of a W&B sweep config or Katib Experiment was read, and what hpt reads differently."),
     fmt: Format = format_option(),
     output: Optional[str] = output_alias(),
 ) -> None:
     """Validate SPEC, resolve defaults and date ranges, and write the plan (a dry run: nothing trains)."""
     from hpt import api
 
+    explanation = None
+    if explain:
+        from hpt.compiler.explain import explain_spec
+
+        explanation = explain_spec(spec)
+        if chosen_format(fmt, output) is not Format.json:
+            _print_explanation(explanation)
     result = api.compile(spec, out, today=_parse_today(today), data=data, mode=mode.value if mode else None, seed=seed,
                          force=force)
     for warning in result.warnings:
         err_console.print(styled(("warning:", "yellow"), f" {warning}"), soft_wrap=True)
     if chosen_format(fmt, output) is Format.json:
-        typer.echo(json.dumps(result.summary(), indent=2))
+        summary = result.summary() | ({"explain": explanation.to_json()} if explanation else {})
+        typer.echo(json.dumps(summary, indent=2))
         return
     _review(result)
+
+
+def _print_explanation(explanation) -> None:  # noqa: ANN001 — hpt.compiler.explain.Explanation
+    words = {"katib": "a Katib Experiment", "wandb": "a W&B sweep config", "hpt": "an hpt spec"}
+    table = Table(title=f"How hpt read {words[explanation.origin]}", title_justify="left", show_lines=False)
+    table.add_column("key as written")
+    table.add_column("read as")
+    for key, text in explanation.notes or [("(every key)", "as hpt's own spec reads it (docs/spec.md)")]:
+        table.add_row(key, text)
+    console.print(table)
 
 
 def _epochs(resolved) -> str:  # noqa: ANN001
