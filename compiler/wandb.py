@@ -110,10 +110,18 @@ def to_hpt(doc: dict[str, Any]) -> Translated:
         result.notes.append(("run_cap", f"search.trials {search.get('trials')}: the plan holds that many configs"))
     if "early_terminate" in out:
         early = out.pop("early_terminate")
-        if search.get("method") in ("tpe", "halving"):
-            said = "method bayes" if search["method"] == "tpe" else "search.method halving"
-            result.errors.append(UserError(f"early_terminate cannot be combined with {said}", where="early_terminate",
-                                           hint="early_terminate is halving over a grid or random configs"))
+        if search.get("method") == "halving":
+            result.errors.append(UserError("early_terminate cannot be combined with search.method halving",
+                                           where="early_terminate", hint="they say the same: keep one"))
+        elif search.get("method") == "tpe" or "fidelities" not in out:
+            # W&B's hyperband stops a run by the metric it logs at min_iter·eta^k: in-trial stopping, which
+            # hpt does not have yet; the search itself (its configs, run_cap) keeps its meaning.
+            text = ("not applied: W&B's hyperband stops runs early by the metric they log at min_iter·eta^k; "
+                    "every run goes to its end" + (" (halving over the spec's fidelities does not combine with bayes)"
+                                                   if search.get("method") == "tpe" else
+                                                   " (with the spec's fidelities, it is successive halving over them)"))
+            result.notes.append(("early_terminate", text))
+            result.warnings.append(f"early_terminate: {text}")
         else:
             search["method"] = "halving"
             result.written["search.method"] = "early_terminate"

@@ -155,3 +155,16 @@ def test_compile_explain_for_a_wandb_config(tmp_path):
     assert "natural logs" in said["parameters.learning_rate"] and "[0.000101039, 0.0497871]" in said["parameters.learning_rate"]
     assert said["parameters.num_layers"].startswith("min/max without a distribution: int-uniform")
     assert said["run_cap"].startswith("search.trials 4")
+
+
+@pytest.mark.parametrize("extra", [{"method": "bayes"}, {"method": "random"}])
+def test_early_terminate_without_fidelities_or_with_bayes_compiles_and_says_it_stops_nothing(tmp_path, extra):
+    doc = {"architecture": "lstm", "date-range": RANGE, "run_cap": 3, **extra,
+           "early_terminate": {"type": "hyperband", "min_iter": 3, "eta": 3},
+           "metric": {"name": "mse", "goal": "minimize"},
+           "parameters": {"learning_rate": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-2}}}
+    result = compile_cli(tmp_path, doc, "et")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["method"] == ("tpe" if extra["method"] == "bayes" else "random") and summary["trials"] == 3
+    assert any(w.startswith("early_terminate: not applied: W&B's hyperband stops runs early") for w in summary["warnings"])

@@ -168,8 +168,6 @@ def test_compile_writes_round_one_and_the_budget_of_the_rest(tmp_path):
     ({**SPEC, "search": {"method": "grid", "eta": 3}}, "search.eta"),
     ({**{k: v for k, v in SPEC.items() if k != "search"}, "early_terminate": {"type": "hyperband", "eta": 1}},
      "early_terminate.eta"),
-    ({**{k: v for k, v in SPEC.items() if k not in ("search", "fidelities")}, "early_terminate": {"type": "hyperband"}},
-     "early_terminate"),
 ])
 def test_bad_halving_input_exits_2_naming_the_key(tmp_path, spec, where):
     (tmp_path / "s.json").write_text(json.dumps(spec), encoding="utf-8")
