@@ -58,10 +58,12 @@ def lift_program(doc: Any) -> tuple[Any, list[tuple[str, str]], list[UserError]]
                                 where="command", hint="keep one"))
     elif "command" not in trainer and "entrypoint" not in trainer:
         trainer["command"] = list(command) if isinstance(command, list) else list(DEFAULT_COMMAND)
+        trainer.setdefault("windows", False)   # W&B's program reads its own data
+        # what a script that logs to W&B also prints, name=value lines, is what hpt can read without W&B
+        trainer.setdefault("metrics_from", "stdout")
         notes.append(("command", "each trial runs it with W&B's macros rendered from its config" if command is not None
                       else "W&B's default command: ${env} ${interpreter} ${program} ${args}"))
     if "trainer" not in doc:
-        trainer.setdefault("windows", False)
         notes.append(("program", f"the trainer: {program} in the config's folder (its content hash is part of every "
                                  "trial id), on no dated window"))
     out["trainer"] = trainer

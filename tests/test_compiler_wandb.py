@@ -130,13 +130,14 @@ def test_wandb_program_and_command_become_the_trainer():
 
     doc, notes, errors = lift_program({"program": "train.py", "command": ["${env}", "${interpreter}", "${program}", "${args}"],
                                        "method": "bayes", "parameters": {"lr": {"min": 0.001, "max": 0.1}}})
-    assert not errors and doc["trainer"] == {"program": "train.py", "windows": False,
+    assert not errors and doc["trainer"] == {"program": "train.py", "windows": False, "metrics_from": "stdout",
                                              "command": ["${env}", "${interpreter}", "${program}", "${args}"]}
     assert "program" not in doc and "command" not in doc and doc["method"] == "bayes"
     doc, _, _ = lift_program({"program": "train.py", "parameters": {}})
     assert doc["trainer"]["command"] == ["${env}", "${interpreter}", "${program}", "${args}"]   # W&B's default
     doc, _, _ = lift_program({"program": "train.py", "trainer": {"source": "src"}, "parameters": {}})
-    assert doc["trainer"] == {"source": "src", "program": "train.py", "command": ["${env}", "${interpreter}", "${program}", "${args}"]}
+    assert doc["trainer"] == {"source": "src", "program": "train.py", "windows": False, "metrics_from": "stdout",
+                              "command": ["${env}", "${interpreter}", "${program}", "${args}"]}
     _, _, errors = lift_program({"command": ["python", "x.py"], "trainer": {"command": ["python", "y.py"]}})
     assert errors and errors[0].where == "command"
 
