@@ -301,15 +301,28 @@ def _plain(value: Any, source: str, path: list[str | int]) -> Any:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise UserError(f"key {key!r} must be a string", where=f"{source}: {json_path(path) or '(top level)'}")
-            out[key] = _plain(item, source, path + [key])
+            out[_join_surrogates(key)] = _plain(item, source, path + [key])
         return out
     if isinstance(value, list):
         return [_plain(item, source, path + [i]) for i, item in enumerate(value)]
+    if isinstance(value, str):
+        return _join_surrogates(value)
     if isinstance(value, dt.datetime):
         return value.isoformat()
     if isinstance(value, dt.date):
         return value.isoformat()
     return value
+
+
+def _join_surrogates(text: str) -> str:
+    """JSON's escaped surrogate pair ("\\ud83d\\ude00", what json.dumps writes for 😀) as the one character it
+    stands for, as a JSON parser reads it; PyYAML decodes each half alone. A lone half stays (check_tree refuses it)."""
+    if not _SURROGATE.search(text):
+        return text
+    try:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16")
+    except UnicodeDecodeError:
+        return text
 
 
 def normalize_dashes(doc: Any) -> tuple[Any, list[str]]:

@@ -165,3 +165,39 @@ def test_a_sweep_with_every_distribution_compiles_and_its_manifests_hold_wandbs_
         assert 1e-4 <= p["log_uniform"] <= 0.1 and math.exp(-5) <= p["inv_log_uniform"] <= math.exp(-1)
         assert p["log_normal"] > 0 and type(p["q_log_normal"]) is int and p["q_log_normal"] % 2 == 0
         assert p["constant"] == 7 and p["categorical"] in ("adam", "sgd")
+
+
+# --- properties: any W&B bounds and q, any seed ------------------------------------------------
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+bounds = st.tuples(st.floats(-50, 50, allow_nan=False), st.floats(0.01, 50, allow_nan=False)).map(lambda t: (t[0], t[0] + t[1]))
+positive = st.tuples(st.floats(1e-6, 10), st.floats(1.01, 1e4)).map(lambda t: (t[0], t[0] * t[1]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(low_high=bounds, q=st.one_of(st.none(), st.sampled_from([0.01, 0.5, 1, 2, 5])), seed=st.integers(0, 2**32))
+def test_uniform_and_q_uniform_draws_stay_in_range_on_the_grid(low_high, q, seed):
+    low, high = low_high
+    if q is not None and q > high - low:
+        return
+    param = {"distribution": "uniform" if q is None else "q_uniform", "min": low, "max": high} | ({"q": q} if q else {})
+    values = draws(param, n=50, seed=seed)
+    assert all(low - 1e-9 <= v <= high + 1e-9 for v in values)
+    if q is not None:
+        assert on_grid(values, q)
+        assert {type(v) for v in values} == {int if isinstance(q, int) else float}
+
+
+@settings(max_examples=60, deadline=None)
+@given(low_high=positive, kind=st.sampled_from(["log_uniform_values", "inv_log_uniform_values", "log_uniform", "inv_log_uniform"]),
+       seed=st.integers(0, 2**32))
+def test_log_forms_stay_inside_their_value_bounds(low_high, kind, seed):
+    low, high = low_high
+    if kind == "log_uniform":
+        param, lo, hi = {"distribution": kind, "min": LN(low), "max": LN(high)}, low, high
+    elif kind == "inv_log_uniform":   # log(1/X) in [min, max]
+        param, lo, hi = {"distribution": kind, "min": LN(low), "max": LN(high)}, 1 / high, 1 / low
+    else:
+        param, lo, hi = {"distribution": kind, "min": low, "max": high}, low, high
+    values = draws(param, n=50, seed=seed)
+    assert all(lo * (1 - 1e-5) <= v <= hi * (1 + 1e-5) for v in values), (lo, hi, min(values), max(values))
