@@ -12,14 +12,14 @@ from typing import Any
 from hpt.compiler.fidelities import Fidelity, resolve_fidelities
 from hpt.compiler.search import DEFAULT_ETA, DEFAULT_PROMOTION, DEFAULT_RANDOM_TRIALS, Distribution, Domain, SearchSpace, Values, domain_from_spec
 from hpt.compiler.validation import check_date_pairs
-from hpt.schemas.catalog import Architecture, architecture, default_metrics, learning_rate_family, metrics, mode_defaults
+from hpt.compiler.metrics import choose_metrics
+from hpt.schemas.catalog import Architecture, architecture, learning_rate_family, mode_defaults
 from hpt.schemas.errors import UserError
 from hpt.compiler.usertrainer import SpecTrainer
 from hpt.schemas.manifest import DEFAULT_IMAGE
 from hpt.schemas.trainer import UserTrainer
 from hpt.schemas.resources import Resources
 DEFAULT_VALIDATION_DAYS = 30
-DEFAULT_OBJECTIVE = "mse"
 
 
 @dataclass(frozen=True)
@@ -101,18 +101,12 @@ def resolve(doc: dict[str, Any], *, mode: str | None = None, seed: int | None = 
                         promotion=search.get("promotion", DEFAULT_PROMOTION) if method == "halving" else None)
     space.check()
 
-    objective_metric = doc.get("objective", {}).get("metric", DEFAULT_OBJECTIVE)
-    # A user trainer reports what it computes: by default only the objective is asked of it.
-    chosen = list(doc.get("metrics", default_metrics() if user is None else [objective_metric]))
-    if objective_metric not in chosen:  # only possible when metrics were defaulted (validation checks the rest)
-        chosen.append(objective_metric)
-    goal = doc.get("objective", {}).get("goal", metrics()[objective_metric].goal)
-    if goal != metrics()[objective_metric].goal:
-        warnings.append(f"objective: {goal} {objective_metric}, which the catalog says to {metrics()[objective_metric].goal}")
+    chosen_metrics = choose_metrics(doc, user.metrics if user else None)   # validated already: no errors here
+    warnings += chosen_metrics.warnings
 
     return Resolved(
         architecture=arch, date_range=date_range, space=space, auto=auto, mode=mode, epochs=epochs,
-        metrics=chosen, objective={"metric": objective_metric, "goal": goal},
+        metrics=chosen_metrics.names, objective=chosen_metrics.objective,
         data=doc.get("data"), results=doc.get("results"), image=user.image if user else doc.get("image", DEFAULT_IMAGE),
         resources=Resources.from_dict(doc.get("resources", {})),
         validation_days=int(doc.get("validation-days", DEFAULT_VALIDATION_DAYS)),

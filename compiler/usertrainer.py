@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,8 @@ from hpt.compiler.paths import json_path
 from hpt.schemas.catalog import BOOL, CATEGORICAL, NUMERIC, Architecture, ParamSpec, param_spec
 from hpt.schemas.errors import UserError
 from hpt.schemas.loader import schema_validator
+from hpt.schemas.metric import name_problem
+from hpt.schemas.row import RESERVED
 from hpt.schemas.trainer import UserTrainer, mutable_image, source_digest
 
 IMAGE_PREFIX = "hpt-user-"   # the default image of a user trainer: hpt-user-NAME:<first 12 of the digest>
@@ -31,6 +33,9 @@ class SpecTrainer:
     trainer: UserTrainer
     architecture: Architecture   # the trainer's hyperparameters under its name
     image: str
+    metrics: dict[str, str] = field(default_factory=dict)   # the catalog file's metrics: name → goal
+    windows: bool = True         # False: the trainer splits its data itself (no dated windows)
+    catalog: bool = False        # the hyperparameters were declared in a catalog file
 
 
 def default_image(name: str, digest: str) -> str:
@@ -58,16 +63,22 @@ def load_trainer(doc: dict[str, Any], spec_dir: Path, warnings: list[str]) -> Sp
     if mutable_image(image):
         warnings.append(f"trainer.image: {image!r} is a mutable tag; the trial ids cannot tell when its contents "
                         "change (use an immutable tag or @sha256 digest, or omit it for hpt-user-NAME:DIGEST)")
-    params = _catalog_params(section["catalog"], spec_dir) if "catalog" in section else []
+    catalog = _read_catalog(section["catalog"], spec_dir) if "catalog" in section else {}
+    params = _catalog_params(catalog, _catalog_where(section["catalog"], spec_dir)) if catalog else []
     known = {p.name for p in params}
     for pname, value in (doc.get("parameters") or {}).items():
-        if pname not in known:
+        # With a catalog, it declares every hyperparameter: another name is a typo, which the meaning
+        # checks report with a did-you-mean (compiler.validation.check_parameter).
+        if pname not in known and not catalog:
             params.append(_implied(pname, value))
     if not params:
         raise UserError("a trainer of your own needs its hyperparameters: give \"parameters\" or a \"catalog\" file",
                         where="trainer")
+    windows = bool(section.get("windows", catalog.get("windows", True)))
     return SpecTrainer(trainer=trainer, image=image,
-                       architecture=Architecture(name=name, description=f"user trainer in {source}", parameters=tuple(params)))
+                       architecture=Architecture(name=name, description=f"user trainer in {source}", parameters=tuple(params)),
+                       metrics={m["name"]: m["goal"] for m in catalog.get("metrics", ())}, windows=windows,
+                       catalog=bool(catalog))
 
 
 def _name_from(folder: str) -> str:
@@ -75,9 +86,14 @@ def _name_from(folder: str) -> str:
     return name or "trainer"
 
 
-def _catalog_params(relative: str, spec_dir: Path) -> list[ParamSpec]:
+def _catalog_where(relative: str, spec_dir: Path) -> str:
+    return f"trainer.catalog ({(spec_dir / relative).resolve()})"
+
+
+def _read_catalog(relative: str, spec_dir: Path) -> dict[str, Any]:
+    """The catalog file, schema-checked (catalog.schema.json), with its metric names checked too."""
     path = (spec_dir / relative).resolve()
-    where = f"trainer.catalog ({path})"
+    where = _catalog_where(relative, spec_dir)
     try:
         with path.open("rb") as stream:  # the spec's limits: size, then depth, values and numbers while parsing
             raw = stream.read(MAX_SPEC_BYTES + 1)
@@ -93,6 +109,14 @@ def _catalog_params(relative: str, spec_dir: Path) -> list[ParamSpec]:
     errors = sorted(schema_validator("catalog.schema.json").iter_errors(doc), key=lambda e: list(e.absolute_path))
     if errors:
         raise UserError(errors[0].message, where=f"{where}: {json_path(list(errors[0].absolute_path)) or '(top level)'}")
+    for i, metric in enumerate(doc.get("metrics", ())):
+        problem = name_problem(metric["name"], RESERVED)
+        if problem:
+            raise UserError(problem, where=f"{where}: metrics[{i}].name")
+    return doc
+
+
+def _catalog_params(doc: dict[str, Any], where: str) -> list[ParamSpec]:
     out: list[ParamSpec] = []
     for i, entry in enumerate(doc["parameters"]):
         at = f"{where}: parameters[{i}]"

@@ -15,9 +15,10 @@ from typing import Any
 from jsonschema.exceptions import ValidationError
 
 from hpt.compiler.limits import MAX_DATE, MAX_VALUES, MIN_DATE
+from hpt.compiler.metrics import choose_metrics
 from hpt.compiler.paths import did_you_mean, json_path
 from hpt.compiler.usertrainer import SpecTrainer, load_trainer
-from hpt.schemas.catalog import CATEGORICAL, Architecture, ParamSpec, Value, architectures, metrics
+from hpt.schemas.catalog import CATEGORICAL, Architecture, ParamSpec, Value, architectures
 from hpt.compiler.katib import is_katib, read_experiment
 from hpt.compiler.wandb import lift_program, to_hpt
 from hpt.schemas.errors import UserError, raise_all
@@ -71,7 +72,7 @@ def validate_and_load(doc: Any, spec_dir: Path, warnings: list[str] | None = Non
             user = load_trainer(translated.doc, spec_dir, warnings if warnings is not None else [])
         except UserError as err:
             errors.append(err)
-    for error in meaning_problems(translated.doc, user.architecture if user else None):
+    for error in meaning_problems(translated.doc, user.architecture if user else None, user.metrics if user else None):
         if error.where:
             error.where = translated.where(error.where)
         errors.append(error)
@@ -296,10 +297,14 @@ def check_meaning(doc: dict[str, Any]) -> None:
     raise_all(meaning_problems(doc)[:1])
 
 
-def meaning_problems(doc: dict[str, Any], arch: Architecture | None = None) -> list[UserError]:
+def meaning_problems(doc: dict[str, Any], arch: Architecture | None = None,
+                     declared: dict[str, str] | None = None) -> list[UserError]:
     """What a schema cannot say, for every part of `doc` present (parts the schema refused are left out).
-    `arch`: a user trainer's hyperparameters (compiler.usertrainer); default: the spec's built-in architecture."""
+    `arch`: a user trainer's hyperparameters (compiler.usertrainer); default: the spec's built-in architecture.
+    `declared`: a user trainer's declared metrics (name → goal; {} for none); None: a built-in architecture."""
     errors: list[UserError] = []
+    if declared is None and "trainer" in doc:
+        declared = {}
 
     def check(fn, *args) -> Any:  # noqa: ANN001 — one independent check; its error is collected
         try:
@@ -320,18 +325,7 @@ def meaning_problems(doc: dict[str, Any], arch: Architecture | None = None) -> l
         check(check_memory, doc["resources"]["memory"])
     if isinstance(doc.get("resources", {}).get("gpus"), (int, float)):
         check(check_gpus, doc["resources"]["gpus"])
-    known = metrics()
-    for i, name in enumerate(doc.get("metrics", ())):
-        if name not in known:
-            errors.append(UserError(f"unknown metric {name!r}", where=f"metrics[{i}]", hint=did_you_mean(name, known)))
-    objective = doc.get("objective")
-    if objective:
-        name = objective["metric"]
-        if name not in known:
-            errors.append(UserError(f"unknown metric {name!r}", where="objective.metric", hint=did_you_mean(name, known)))
-        elif "metrics" in doc and name not in doc["metrics"]:
-            errors.append(UserError(f"the objective metric {name!r} is not among the reported metrics",
-                                    where="objective.metric", hint=f"add {name!r} to \"metrics\""))
+    errors += choose_metrics(doc, declared).errors
     if "kubernetes" in doc:   # checked here, once: the backend trusts a compiled manifest's section
         check(ClusterSettings.parse, doc["kubernetes"], "kubernetes")
     return errors

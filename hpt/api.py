@@ -199,12 +199,15 @@ def comparable(store: Any, fidelity: str | None = None, note: Callable[[str], No
     return at_fidelity(table, names[-1])
 
 
-def _objective(spec: Any):
-    """The metric results are ranked by: "mse" (None), a catalog metric, NAME:min / NAME:max, or an
-    hpt.results.table.Objective as it is."""
+def _objective(spec: Any, table: Any = None):
+    """The metric results are ranked by: `spec` — a catalog metric, NAME:min / NAME:max, a name the rows
+    recorded as their objective, or an hpt.results.table.Objective as it is — else (None) the objective the
+    table's rows recorded (the spec's, decided at compile), else mse."""
     from hpt.results.table import Objective, objective as make_objective
 
-    return spec if isinstance(spec, Objective) else make_objective(spec)
+    if isinstance(spec, Objective):
+        return spec
+    return table.objective(spec) if table is not None else make_objective(spec)
 
 
 def compare(store: Any, *, objective: Any = None, metrics: list[str] | None = None,
@@ -218,8 +221,8 @@ def compare(store: Any, *, objective: Any = None, metrics: list[str] | None = No
     """
     from hpt.results.compare import compare as compare_configs
 
-    obj = _objective(objective)
     table = comparable(store, fidelity)
+    obj = _objective(objective, table)
     table.require(obj)
     return compare_configs(table, obj, list(metrics or []))
 
@@ -229,8 +232,8 @@ def trends(store: Any, *, objective: Any = None, fidelity: str | None = None):
     list; `record()` gives a dict). Categorical and boolean values are values like any other."""
     from hpt.results.trends import trends as value_trends
 
-    obj = _objective(objective)
     table = comparable(store, fidelity)
+    obj = _objective(objective, table)
     table.require(obj)
     return value_trends(table, obj)
 
@@ -243,13 +246,18 @@ def fidelity(low: str, high: str | None = None, *, objective: Any = None, k: int
     from hpt.results.fidelity import fidelity as agreement, ladder
     from hpt.results.table import load_table
 
-    obj = _objective(objective)
+    low_table = load_table(low) if isinstance(low, (str, os.PathLike)) else low
+    obj = _objective(objective, low_table)
     if high is None:
-        return ladder(load_table(low), obj, high=high_name, k=k, moved=moved)
+        return ladder(low_table, obj, high=high_name, k=k, moved=moved)
     if high_name is not None:
         raise UserError("high_name names a fidelity inside one store; with two stores the second is the high one",
                         where="--high")
-    return agreement(load_table(low), load_table(high), obj, k=k, moved=moved)
+    high_table = load_table(high) if isinstance(high, (str, os.PathLike)) else high
+    if objective is None and high_table.objective() != obj:
+        raise UserError(f"the two stores recorded different objectives ({obj.metric}, {high_table.objective().metric})",
+                        where=f"{low_table.uri} vs {high_table.uri}", hint="compare them by one with --objective NAME")
+    return agreement(low_table, high_table, obj, k=k, moved=moved)
 
 
 def report(store: str, out: str | os.PathLike[str] = "report.html", *, objective: Any = None, top: int = 8,
@@ -257,8 +265,8 @@ def report(store: str, out: str | os.PathLike[str] = "report.html", *, objective
     """Write the one-page HTML report (per-range objective, trends, learning curves, the tables); returns its path."""
     from hpt.results.report import write_report
 
-    obj = _objective(objective)
     table = comparable(store, note=note)
+    obj = _objective(objective, table)
     try:
         return write_report(table, obj, Path(out), top=top, curves=curves)
     except OSError as err:  # `out` is a folder, or cannot be written: the user's to fix

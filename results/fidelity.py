@@ -177,7 +177,8 @@ def at_fidelity(table: ResultTable, name: str) -> ResultTable:
     if "architecture" in table.params:
         params = ["architecture"] + params
     return ResultTable(uri=f"{table.uri} (fidelity {name})", done=done, failed=failed, source=table.source,
-                       params=params, metrics=table.metrics, store_uri=table.store, rounds=table.rounds)
+                       params=params, metrics=table.metrics, store_uri=table.store, rounds=table.rounds,
+                       recorded=table.recorded)
 
 
 @dataclass

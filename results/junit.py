@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping
 
+from hpt.schemas.metric import DEFAULT_OBJECTIVE, GOALS, MINIMIZE, Objective
 from hpt.schemas.row import PARAM_PREFIX, STATUS_DONE
 
 _SHORT_PARAMS = 4  # params shown in a testcase name; the full set is in the <properties>
@@ -71,9 +72,35 @@ def _window(row: Mapping[str, Any]) -> str:
     return f"{start}..{end}" if start or end else ""
 
 
-def write_junit(rows: list[dict], path, suite_name: str = "hpt") -> None:
-    """Write one JUnit testsuite with a testcase per trial; failed trials become <failure> with their reason."""
+def _ranks(rows: list[dict], objective: Objective | None) -> dict[str, tuple[Objective, float, int]]:
+    """trial id → (objective, value, rank among finished trials of that objective; 1 = best). Without an
+    `objective`, each row's own recorded one (rows of schema 1: mse)."""
+    groups: dict[Objective, list[tuple[float, str]]] = {}
+    for row in rows:
+        if _text(row.get("status")) != STATUS_DONE:
+            continue
+        if objective is not None:
+            obj = objective
+        elif _text(row.get("objective")) and _text(row.get("goal")) in GOALS:
+            obj = Objective(_text(row["objective"]), _text(row["goal"]))
+        else:
+            obj = Objective(DEFAULT_OBJECTIVE, MINIMIZE)
+        value = _float(row.get(obj.metric))
+        if value is not None:
+            groups.setdefault(obj, []).append((value, _text(row.get("trial_id"))))
+    out: dict[str, tuple[Objective, float, int]] = {}
+    for obj, scored in groups.items():
+        scored.sort(key=lambda vt: (vt[0] if obj.ascending else -vt[0], vt[1]))
+        out |= {tid: (obj, value, rank) for rank, (value, tid) in enumerate(scored, 1)}
+    return out
+
+
+def write_junit(rows: list[dict], path, suite_name: str = "hpt", objective: Objective | None = None) -> None:
+    """Write one JUnit testsuite with a testcase per trial (in trial-id order); failed trials become <failure>
+    with their reason; a finished one carries its objective, value and rank (1 = best) as properties and
+    first in its system-out. `objective`: rank by this instead of the objective each row recorded."""
     rows = sorted(rows, key=lambda r: _text(r.get("trial_id")))
+    ranks = _ranks(rows, objective)
     skipped = [r for r in rows if _text(r.get("status")) in SKIPPED_STATUSES]
     failures = [r for r in rows if _text(r.get("status")) not in SKIPPED_STATUSES | {STATUS_DONE}]
     total_time = sum(_seconds(r) for r in rows)
@@ -96,6 +123,12 @@ def write_junit(rows: list[dict], path, suite_name: str = "hpt") -> None:
         for key in ("config_id", "experiment_id", "repeat", "seed", "train_start", "train_end", "mode", "model_uri"):
             if _text(row.get(key)):
                 ET.SubElement(props, "property", name=key, value=_text(row.get(key)))
+        ranked = ranks.get(trial)
+        if ranked is not None:
+            obj, value, rank = ranked
+            for key, text in (("objective", obj.metric), ("goal", obj.goal), ("objective_value", f"{value:g}"),
+                              ("rank", str(rank))):
+                ET.SubElement(props, "property", name=key, value=text)
         params = {k[len(PARAM_PREFIX):]: _text(v) for k, v in row.items() if k.startswith(PARAM_PREFIX)}
         if params:
             ET.SubElement(props, "property", name="params", value=json.dumps(params, sort_keys=True))
@@ -108,11 +141,12 @@ def write_junit(rows: list[dict], path, suite_name: str = "hpt") -> None:
             failure = ET.SubElement(case, "failure", message=first_line[:500], type=status or "failed")
             failure.text = reason
         else:
-            metrics = {k: _text(v) for k, v in row.items()
-                       if k in ("mse", "loss", "mae", "train_time_s", "epochs", "best_epoch") and _text(v) != ""}
+            shown = ((ranked[0].metric,) if ranked else ()) + ("mse", "loss", "mae", "train_time_s", "epochs", "best_epoch")
+            metrics = {k: _text(row.get(k)) for k in dict.fromkeys(shown) if _text(row.get(k)) != ""}
             if metrics:
                 out = ET.SubElement(case, "system-out")
-                out.text = " ".join(f"{k}={v}" for k, v in metrics.items())
+                out.text = (f"rank {ranked[2]} by {ranked[0]}: " if ranked else "") + \
+                    " ".join(f"{k}={v}" for k, v in metrics.items())
         if not len(props):
             case.remove(props)
 

@@ -10,51 +10,40 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 from hpt.store import RESULTS_CSV, ROUNDS, Store, iter_row_ids, open_store
 from hpt.store.rows import read_rows as stored_rows
 from hpt.schemas.catalog import metrics as catalog_metrics
 from hpt.schemas.errors import UserError
-from hpt.schemas.row import LEADING, PARAM_PREFIX, STATUS_DONE, TRAILING
+from hpt.schemas.metric import DEFAULT_OBJECTIVE, GOAL_WORDS, GOALS, Objective
+from hpt.schemas.row import EXTRA_METRICS, LEADING, PARAM_PREFIX, STATUS_DONE, TRAILING, extra_metrics
+
+__all__ = ["DEFAULT_OBJECTIVE", "Objective", "ResultTable", "load_table", "objective"]
 
 if TYPE_CHECKING:
     import pandas as pd
 
-DEFAULT_OBJECTIVE = "mse"
 # Columns that identify a date range (train window; validation follows it).
 RANGE_COLUMNS = ("train_start", "train_end")
-_TEXT_COLUMNS = set(LEADING) | set(TRAILING)
+_TEXT_COLUMNS = set(LEADING) | set(TRAILING) | {EXTRA_METRICS}
 
 
-@dataclass(frozen=True)
-class Objective:
-    metric: str
-    goal: str  # "minimize" | "maximize"
+def objective(metric: str | None = None, goal: str | None = None, goals: Mapping[str, str] | None = None) -> Objective:
+    """An objective asked for by name (`--objective`): a metric of the catalog (its goal from there), one whose
+    goal `goals` knows (what the rows recorded), or any column with an explicit goal.
 
-    @property
-    def ascending(self) -> bool:
-        return self.goal == "minimize"
-
-    def better(self, a: float, b: float) -> bool:
-        return a < b if self.ascending else a > b
-
-    def __str__(self) -> str:
-        return f"{self.metric} ({'lower' if self.ascending else 'higher'} is better)"
-
-
-def objective(metric: str | None = None, goal: str | None = None) -> Objective:
-    """The objective: a metric of the catalog (its goal from there), or any column with an explicit goal.
-
-    `metric` may end in `:min` / `:max` to override the goal (e.g. a custom metric).
+    `metric` may end in `:min` / `:max` to override the goal (e.g. a custom metric). None: the default (mse).
     """
     name = metric or DEFAULT_OBJECTIVE
     if ":" in name:
         name, _, suffix = name.partition(":")
-        goal = {"min": "minimize", "max": "maximize", "minimize": "minimize", "maximize": "maximize"}.get(suffix)
+        goal = GOAL_WORDS.get(suffix)
         if goal is None:
             raise UserError(f"unknown goal {suffix!r}", where="--objective", hint="write METRIC, METRIC:min or METRIC:max")
     known = catalog_metrics()
+    if goal is None and goals and name in goals:
+        goal = goals[name]
     if goal is None:
         if name not in known:
             raise UserError(f"unknown metric {name!r}", where="--objective",
@@ -75,6 +64,20 @@ class ResultTable:
     metrics: list[str] = field(default_factory=list)  # metric columns present (catalog order)
     store_uri: str = ""                           # the store itself (`uri` may name a view of it); default: uri
     rounds: list[dict] = field(default_factory=list)  # adaptive search: the rounds `hpt apply` recorded (rounds/)
+    recorded: list[Objective] = field(default_factory=list)  # the objectives the rows recorded (row schema 2)
+
+    def objective(self, asked: "str | Objective | None" = None) -> Objective:
+        """What to rank by: `asked` (`--objective`), else the one objective every row recorded, else the default
+        (mse: rows written before rows recorded it). Rows of different objectives are not ranked silently."""
+        if isinstance(asked, Objective):
+            return asked
+        if asked:
+            return objective(asked, goals={o.metric: o.goal for o in self.recorded})
+        if len(self.recorded) > 1:
+            raise UserError("the store holds rows of different objectives: "
+                            + ", ".join(f"{o.metric} ({o.goal})" for o in self.recorded), where=self.uri,
+                            hint="rank by one of them with --objective NAME, or keep each plan's results in its own store")
+        return self.recorded[0] if self.recorded else objective(None)
 
     @property
     def store(self) -> str:
@@ -166,9 +169,16 @@ def frame(rows: Iterable[dict]) -> "pd.DataFrame":
     if df.empty:
         return df
     df = df.replace({"": None})
+    if EXTRA_METRICS in df.columns:   # the undeclared numbers a trainer reported, as columns where no declared one is
+        extras = [extra_metrics({EXTRA_METRICS: v}) for v in df[EXTRA_METRICS].tolist()]
+        names = sorted({n for e in extras for n in e} - set(df.columns))
+        if names:
+            df = pd.concat([df, pd.DataFrame([{n: e.get(n) for n in names} for e in extras], index=df.index)], axis=1)
     known_metrics = set(catalog_metrics())
+    if "objective" in df.columns:   # each row's objective column is a number or missing
+        known_metrics |= {str(m) for m in df["objective"].dropna().unique()}
     for column in df.columns:
-        if column in _TEXT_COLUMNS and column not in ("repeat", "seed", "max_epochs"):
+        if column in _TEXT_COLUMNS and column not in ("repeat", "seed", "max_epochs", "row_schema"):
             continue
         converted = pd.to_numeric(df[column], errors="coerce")
         # Keep text columns text: convert only when every present value parsed as a number. A catalog
@@ -201,7 +211,7 @@ def load_table(uri: str) -> ResultTable:
     is_done = status == STATUS_DONE
     done = df[is_done].reset_index(drop=True)
     failed = df[~is_done].reset_index(drop=True)
-    present_metrics = [m for m in catalog_metrics() if m in df.columns and done.get(m, pd.Series(dtype=float)).notna().any()]
+    present_metrics = metric_columns(df, done)
     params = varying_params(df)
     if "architecture" in df.columns and df["architecture"].nunique() > 1:
         params = ["architecture"] + params
@@ -209,7 +219,27 @@ def load_table(uri: str) -> ResultTable:
         labels = config_labels(df, params)
         rounds = [dict(r, labels={c: labels.get(c, c) for c in r["configs"]}) for r in rounds]
     return ResultTable(uri=store.uri, done=done, failed=failed, source=source, params=params, metrics=present_metrics,
-                       rounds=rounds)
+                       rounds=rounds, recorded=recorded_objectives(df))
+
+
+def recorded_objectives(df: "pd.DataFrame") -> list[Objective]:
+    """The distinct objectives the rows recorded (row schema 2), in order of first appearance; rows without one
+    (older rows, a damaged row) say nothing."""
+    if "objective" not in df.columns or "goal" not in df.columns:
+        return []
+    pairs = df[["objective", "goal"]].dropna().drop_duplicates()
+    return [Objective(str(m), str(g)) for m, g in pairs.itertuples(index=False) if str(g) in GOALS]
+
+
+def metric_columns(df: "pd.DataFrame", done: "pd.DataFrame") -> list[str]:
+    """Metric columns with a value among finished trials: the catalog's in its order, then any others sorted."""
+    import pandas as pd
+
+    helpers = {"config", "range", "round"}
+    others = sorted(c for c in df.columns if c not in _TEXT_COLUMNS and c not in helpers and not c.startswith(PARAM_PREFIX)
+                    and c not in catalog_metrics())
+    present = [m for m in [*catalog_metrics(), *others] if m in df.columns]
+    return [m for m in present if pd.api.types.is_numeric_dtype(df[m]) and done.get(m, pd.Series(dtype=float)).notna().any()]
 
 
 def read_rounds(store: Store) -> list[dict]:

@@ -14,6 +14,9 @@ from hpt.schemas.loader import load_json
 
 
 NUMERIC = ("int", "float")
+# What the built-in trainer measures on the validation window every epoch: it keeps the epoch that is best by
+# the objective when the objective is one of these (else by validation mse, a compile warning says so).
+EPOCH_METRICS = ("mse", "mae", "loss", "nll")
 CATEGORICAL, BOOL = "categorical", "bool"
 Value = int | float | str | bool   # a hyperparameter's value: a number, one of a categorical's choices, or a bool
 

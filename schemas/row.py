@@ -1,30 +1,45 @@
 """The result row: what a finished (or failed) trial leaves in the store as rows/<trial-id>.csv.
 
 A row is one CSV header + one line. Column order is fixed here so that results.csv, the analysis
-and any spreadsheet see the same table. Hyperparameters appear as `param.<name>`, metrics under
-their own names (see catalog.json "metrics").
+and any spreadsheet see the same table. Hyperparameters appear as `param.<name>`, the manifest's
+metrics (any names: schemas/metric.py) under their own names, and every other number the trainer
+reported in one `extra_metrics` column (a JSON object), so nothing it measured is lost.
+
+Row schema versions (the `row_schema` column; a row without one is version 1):
+  1  identity, param.<name>, the catalog's metrics the manifest named, provenance
+  2  + `objective` and `goal` (what the plan ranks by, copied from the manifest), metrics of any name,
+     `extra_metrics`, `row_schema`
 """
 from __future__ import annotations
 
 import csv
 import io
+import json
+import math
 from typing import Any, Iterable, Mapping
 
 from hpt.schemas.catalog import metrics as catalog_metrics
 from hpt.schemas.manifest import TrialManifest, config_id
+from hpt.schemas.metric import name_problem
 from hpt.schemas.version import __version__
 
 PARAM_PREFIX = "param."
+ROW_SCHEMA = 2
 
 # Identity and provenance, before the hyperparameters.
 LEADING = ["trial_id", "experiment_id", "config_id", "architecture", "repeat", "seed",
-           "train_start", "train_end", "valid_start", "valid_end", "mode", "max_epochs", "fidelity", "status", "reason"]
+           "train_start", "train_end", "valid_start", "valid_end", "mode", "max_epochs", "fidelity", "status", "reason",
+           "objective", "goal"]
 # After the metrics.
-TRAILING = ["started_at", "finished_at", "model_uri", "device", "hpt_version"]
+EXTRA_METRICS = "extra_metrics"
+TRAILING = ["started_at", "finished_at", "model_uri", "device", "hpt_version", "row_schema"]
+# Columns hpt writes itself: no metric may take one of these names (checked at compile and here).
+RESERVED = frozenset(LEADING) | frozenset(TRAILING) | {EXTRA_METRICS, "config", "range", "round"}
 
 STATUS_DONE = "done"
 STATUS_FAILED = "failed"
 MAX_REASON = 500
+MAX_EXTRA = 200          # undeclared metrics kept per row (a script printing thousands of names is cut, by name order)
 
 
 def param_column(name: str) -> str:
@@ -32,14 +47,15 @@ def param_column(name: str) -> str:
 
 
 def column_order(columns: Iterable[str]) -> list[str]:
-    """Stable order for any set of columns: leading, params (sorted), metrics (catalog order), trailing, rest."""
+    """Stable order for any set of columns: leading, params (sorted), metrics (the catalog's in its order,
+    then any others sorted), extra_metrics, trailing."""
     present = set(columns)
     metric_names = list(catalog_metrics())
     params = sorted(c for c in present if c.startswith(PARAM_PREFIX))
     ordered = [c for c in LEADING if c in present] + params + [m for m in metric_names if m in present]
-    ordered += [c for c in TRAILING if c in present]
-    known = set(ordered)
-    return ordered + sorted(present - known)
+    others = sorted(present - set(ordered) - set(TRAILING) - {EXTRA_METRICS})
+    ordered += others + ([EXTRA_METRICS] if EXTRA_METRICS in present else [])
+    return ordered + [c for c in TRAILING if c in present]
 
 
 def _fmt(value: Any) -> Any:
@@ -52,9 +68,10 @@ def build_row(manifest: TrialManifest | Mapping[str, Any], *, status: str, reaso
               metrics: Mapping[str, Any] | None = None, started_at: str, finished_at: str, model_uri: str = "",
               device: str = "") -> dict[str, Any]:
     """The one builder of a trial's row, done or failed, by the trainer or by `hpt apply` for a trial that
-    ended without writing its own: identity copied from the manifest (never interpreted), param.<name>,
-    the manifest's chosen metrics (empty when failed), trailing columns. A manifest document that is not
-    valid (the trainer refused it) still yields a row with whatever identity it has."""
+    ended without writing its own: identity copied from the manifest (never interpreted), the objective
+    and its goal, param.<name>, the manifest's chosen metrics (empty when failed), every other finite
+    number of `metrics` in extra_metrics, trailing columns. A manifest document that is not valid (the
+    trainer refused it) still yields a row with whatever identity it has."""
     doc = manifest.to_dict() if isinstance(manifest, TrialManifest) else manifest
     window = doc.get("window") if isinstance(doc.get("window"), Mapping) else {}
     train, valid = list(window.get("train") or ["", ""]), list(window.get("validation") or ["", ""])
@@ -69,16 +86,45 @@ def build_row(manifest: TrialManifest | Mapping[str, Any], *, status: str, reaso
         "mode": budget.get("mode", ""), "max_epochs": budget.get("epochs", ""), "fidelity": budget.get("fidelity", ""),
         "status": status, "reason": " ".join(reason.split())[:MAX_REASON],
     }
+    objective = doc.get("objective") if isinstance(doc.get("objective"), Mapping) else {}
+    row["objective"], row["goal"] = str(objective.get("metric", "")), str(objective.get("goal", ""))
     for name, value in sorted(params.items()):
         row[param_column(name)] = _fmt(value)
-    known = catalog_metrics()
-    for name in doc.get("metrics") or []:
-        if name in known:  # unknown names are a compile-time error; an old manifest must not crash here
-            value = (metrics or {}).get(name)
-            row[name] = "" if value is None else _fmt(value)
+    reported = dict(metrics or {})
+    declared = [n for n in (doc.get("metrics") or []) if name_problem(n, RESERVED) is None]
+    for name in declared:  # a bad name is a compile-time error; a hand-made manifest must not crash here
+        value = reported.get(name)
+        row[name] = "" if value is None else _fmt(value)
+    extra = {str(k): v for k, v in sorted(reported.items()) if k not in declared and _finite(v)}
+    if extra:
+        row[EXTRA_METRICS] = json.dumps(dict(list(extra.items())[:MAX_EXTRA]), sort_keys=True, separators=(",", ":"))
     row.update({"started_at": started_at, "finished_at": finished_at, "model_uri": model_uri, "device": device,
-                "hpt_version": __version__})
+                "hpt_version": __version__, "row_schema": ROW_SCHEMA})
     return row
+
+
+def _finite(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def extra_metrics(row: Mapping[str, Any]) -> dict[str, float]:
+    """A row's extra_metrics column as numbers ({} when absent or damaged: the declared columns are the truth)."""
+    text = row.get(EXTRA_METRICS)
+    if not isinstance(text, str) or not text.strip():
+        return {}
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return {}
+    return {str(k): float(v) for k, v in doc.items() if _finite(v)} if isinstance(doc, dict) else {}
+
+
+def row_schema(row: Mapping[str, Any]) -> int:
+    """The row's schema version (1 for a row written before versions were recorded)."""
+    try:
+        return int(str(row.get("row_schema") or 1))
+    except ValueError:
+        return 1
 
 
 def row_csv(row: Mapping[str, Any]) -> str:

@@ -38,7 +38,8 @@ def _problem(trial_id: str, row: Row) -> str:
         return f"it holds the row of {row.get('trial_id') or 'no trial'!s}"
     if row.get("status") not in (STATUS_DONE, STATUS_FAILED):
         return f"status {row.get('status')!r} is neither {STATUS_DONE} nor {STATUS_FAILED}"
-    for name in catalog_metrics():
+    recorded = (row.get("objective") or "").strip()   # row schema 2: the objective's column is a number too
+    for name in [*catalog_metrics(), *([recorded] if recorded and recorded not in catalog_metrics() else [])]:
         value = (row.get(name) or "").strip()
         if value:
             try:

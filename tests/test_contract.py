@@ -94,8 +94,11 @@ def test_catalog_has_the_seed_architectures_and_shared_families():
 
 
 def test_row_columns_have_a_stable_order():
-    row = {"hpt_version": "1", "mse": 0.5, "param.lr": 1, "trial_id": "t-1", "zzz": 1, "loss": 0.7, "status": "done"}
-    assert column_order(row) == ["trial_id", "status", "param.lr", "mse", "loss", "hpt_version", "zzz"]
+    # Any column hpt does not write itself is a metric (open names): after the catalog's, before provenance.
+    row = {"hpt_version": "1", "mse": 0.5, "param.lr": 1, "trial_id": "t-1", "zzz": 1, "loss": 0.7, "status": "done",
+           "row_schema": 2, "extra_metrics": "{}", "smape": 3, "objective": "smape", "goal": "minimize"}
+    assert column_order(row) == ["trial_id", "status", "objective", "goal", "param.lr", "mse", "loss", "smape", "zzz",
+                                 "extra_metrics", "hpt_version", "row_schema"]
     assert parse_row_csv(row_csv(row))["mse"] == "0.5"
     merged = table_csv([{"trial_id": "t-2", "mse": 1}, {"trial_id": "t-1", "loss": 2}])
     assert merged.splitlines() == ["trial_id,mse,loss", "t-1,,2", "t-2,1,"]

@@ -100,14 +100,14 @@ def test_fidelity_command(runner, tmp_path):
     assert "Spearman" in out and "1 (p" in out and "Strong agreement" in out
 
 
-def test_user_errors_exit_2(runner, tmp_path):
+def test_user_errors_exit_2(runner, tmp_path, store):
     for args, message in [
         (["results", str(tmp_path / "nope")], "no such results folder"),
         (["results", "s3://bucket/x"], "unsupported results URI scheme"),
         (["results", str(tmp_path)], "no results in this store"),
         (["fidelity", str(tmp_path), str(tmp_path)], "no results in this store"),
         (["report", str(tmp_path / "nope"), "--out", str(tmp_path / "r.html")], "no such results folder"),
-        (["results", str(tmp_path), "--objective", "accuracy"], "unknown metric"),
+        (["results", store.uri, "--objective", "accuracy"], "unknown metric"),
     ]:
         result = runner.invoke(app, args)
         assert result.exit_code == 2, (args, result.output)

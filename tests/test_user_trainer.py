@@ -329,36 +329,46 @@ def test_sigkill_of_apply_mid_run_then_reapply_gives_one_row_per_trial(tmp_path)
 
 
 def test_categorical_and_boolean_hyperparameters_of_a_user_trainer(tmp_path):
-    """Declared in the trainer's catalog (choices, bool) or implied by the spec's values (all strings: a
-    categorical of those; all booleans: a bool): manifests carry them typed; a wrong value is exit 2 naming it."""
+    """Declared in the trainer's catalog (choices, bool) or, without one, implied by the spec's values (all
+    strings: a categorical of those; all booleans: a bool): manifests carry them typed; a wrong value is exit 2
+    naming it, and with a catalog a name it does not declare is a typo (exit 2, did you mean)."""
     project = entrypoint_project(tmp_path)
     (project / "catalog.json").write_text(json.dumps({"parameters": [
         {"name": "width", "type": "int", "default": 8, "min": 1, "max": 64},
         {"name": "sleep", "type": "float", "default": 0.0, "min": 0, "max": 10},
         {"name": "activation", "type": "categorical", "choices": ["relu", "tanh", "gelu"], "default": "relu"},
-        {"name": "layer_norm", "type": "bool", "default": False, "auto": [False, True]}]}))
+        {"name": "layer_norm", "type": "bool", "default": False, "auto": [False, True]},
+        {"name": "shuffle", "type": "bool", "default": True}]}))
     spec = json.loads((project / "spec.json").read_text())
-    spec["parameters"] = {"activation": ["tanh", "gelu"], "layer_norm": True, "kernel": ["rbf", "linear"],
+    spec["parameters"] = {"activation": ["tanh", "gelu"], "layer_norm": True,
                           "shuffle": {"distribution": "categorical", "values": [True, False]}}
     (project / "spec.json").write_text(json.dumps(spec))
     plan = tmp_path / "plan"
     compiled = hpt("compile", project / "spec.json", "--out", plan, "--format", "json")
     assert compiled.returncode == 0, compiled.stderr
     params = [json.loads((plan / "trials" / f"{t}.json").read_text())["params"] for t in trial_ids(plan)]
-    assert len(params) == 2 * 2 * 2 * len(RANGES)
-    assert {(p["activation"], p["kernel"], p["shuffle"]) for p in params} == {
-        (a, k, s) for a in ("tanh", "gelu") for k in ("rbf", "linear") for s in (True, False)}
+    assert len(params) == 2 * 2 * len(RANGES)
+    assert {(p["activation"], p["shuffle"]) for p in params} == {(a, s) for a in ("tanh", "gelu") for s in (True, False)}
     assert all(p["layer_norm"] is True and p["width"] == 8 for p in params)
 
     for parameters, where, words in [
         ({"activation": ["swish"]}, "parameters.activation[0]", "not one of activation's choices: relu, tanh, gelu"),
         ({"layer_norm": [1]}, "parameters.layer_norm[0]", "layer_norm is a bool"),
-        ({"kernel": ["rbf", 2]}, "parameters.kernel", "mixes numbers, strings and booleans"),
+        ({"layer_norms": [True]}, "parameters.layer_norms", "did you mean 'layer_norm'?"),
     ]:
         (project / "bad.json").write_text(json.dumps({**spec, "parameters": parameters}))
         proc = hpt("compile", project / "bad.json", "--out", tmp_path / "bad")
         assert proc.returncode == 2 and where in proc.stderr and words in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr
+    without = {k: v for k, v in spec["trainer"].items() if k != "catalog"}
+    (project / "bad.json").write_text(json.dumps({**spec, "trainer": without, "parameters": {"kernel": ["rbf", 2]}}))
+    proc = hpt("compile", project / "bad.json", "--out", tmp_path / "bad")
+    assert proc.returncode == 2 and "parameters.kernel" in proc.stderr and "mixes numbers, strings and booleans" in proc.stderr
+    (project / "bad.json").write_text(json.dumps({**spec, "trainer": without, "parameters": {"kernel": ["rbf", "linear"]}}))
+    compiled = hpt("compile", project / "bad.json", "--out", tmp_path / "implied", "--format", "json")
+    assert compiled.returncode == 0, compiled.stderr
+    kinds = {json.loads(p.read_text())["params"]["kernel"] for p in (tmp_path / "implied" / "trials").iterdir()}
+    assert kinds == {"rbf", "linear"}
     (project / "catalog.json").write_text(json.dumps({"parameters": [
         {"name": "activation", "type": "categorical", "default": "relu"}]}))
     proc = hpt("compile", project / "spec.json", "--out", tmp_path / "bad")

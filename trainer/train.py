@@ -1,4 +1,4 @@
-"""The training loop: the chosen optimizer, per-epoch exponential learning-rate decay, early stopping on validation MSE.
+"""The training loop: the chosen optimizer, per-epoch exponential learning-rate decay, early stopping on the objective.
 
 - Optimizer: `optimizer` (adam, adamw or sgd; hpt.trainer.optim: torch's, without the torch.compile hooks
   that cost each trial process seconds of imports) with the initial `learning_rate`; `clip_gradients`
@@ -6,7 +6,8 @@
 - Decay: `lr_decay` multiplies the learning rate after EVERY epoch (torch ExponentialLR; 1.0 = none) —
   per epoch, not on plateau, so a config's schedule does not depend on its own noise.
 - Early stopping: training stops after `early_stopping_patience` epochs without a strictly better
-  validation MSE, or at the manifest's epoch budget; the best epoch's weights are kept.
+  validation value of the manifest's objective (mse, mae, loss or nll, by its goal; validation MSE for
+  an objective not measured every epoch), or at the manifest's epoch budget; the best epoch's weights are kept.
 - Batching: the encoded windows live on the device as tensors; each epoch shuffles them with a
   generator seeded from the manifest (no DataLoader workers), so a CPU run is bit-for-bit reproducible.
 - Device: the CPU for a trial with `resources.gpus` 0; otherwise CUDA when available (bf16 autocast
@@ -22,11 +23,12 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 
+from hpt.schemas.catalog import EPOCH_METRICS
 from hpt.schemas.resources import gpu_share
 from hpt.trainer.data import Prepared
 from hpt.trainer.models import TextRegressor, build_model
@@ -197,8 +199,14 @@ def evaluate(model: TextRegressor, tokens: torch.Tensor, targets: torch.Tensor, 
 
 def fit(architecture: str, params: dict[str, Any], prepared: Prepared, *, seed: int, max_epochs: int,
         device: torch.device | None = None, cpus: float | None = None, gpus: float | None = None,
-        on_epoch: Callable[[EpochRecord], None] | None = None) -> FitResult:
-    """Train one model on the prepared windows; returns it with the best epoch's weights and its metrics."""
+        on_epoch: Callable[[EpochRecord], None] | None = None,
+        objective: Mapping[str, str] | None = None) -> FitResult:
+    """Train one model on the prepared windows; returns it with the best epoch's weights and its metrics.
+    The best epoch (kept weights, early stopping) is the best by `objective` (the manifest's) when it is
+    measured every epoch (schemas.catalog.EPOCH_METRICS), else by validation mse."""
+    chosen = str((objective or {}).get("metric", "mse"))
+    by, sign = (chosen, -1.0 if (objective or {}).get("goal") == "maximize" else 1.0) if chosen in EPOCH_METRICS \
+        else ("mse", 1.0)
     device = device or select_device()
     configure(seed, device, cpus, gpus)
     prep = prepared.prep
@@ -220,7 +228,7 @@ def fit(architecture: str, params: dict[str, Any], prepared: Prepared, *, seed: 
 
     n = len(x_train)
     history: list[EpochRecord] = []
-    best_mse, best_epoch, best_state, best_val = math.inf, 0, None, {}
+    best_score, best_epoch, best_state, best_val = math.inf, 0, None, {}
     step_seconds = step_cpu_seconds = 0.0
     started = time.perf_counter()
     for epoch in range(1, max_epochs + 1):
@@ -275,12 +283,13 @@ def fit(architecture: str, params: dict[str, Any], prepared: Prepared, *, seed: 
                  lr, record.train_loss, record.train_mse, record.val_loss, record.val_mse, record.seconds)
         if on_epoch:
             on_epoch(record)
-        if val["mse"] < best_mse:
-            best_mse, best_epoch, best_val = val["mse"], epoch, val
+        score = sign * val[by] if math.isfinite(val[by]) else math.inf   # nll is NaN outside mdn
+        if score < best_score or best_state is None:
+            best_score, best_epoch, best_val = score, epoch, val
             best_state = {name: t.detach().clone() for name, t in model.state_dict().items()}
         elif epoch - best_epoch >= patience:
-            log.info("early stopping: no better validation MSE for %d epochs (best %.4f at epoch %d)",
-                     patience, best_mse, best_epoch)
+            log.info("early stopping: no better validation %s for %d epochs (best %.4f at epoch %d)",
+                     by, patience, best_val[by], best_epoch)
             break
     train_time = time.perf_counter() - started
     assert best_state is not None

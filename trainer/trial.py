@@ -107,7 +107,8 @@ def _train_and_store(manifest: TrialManifest, store: Store, scratch: Path, tb_di
 
     try:
         result = fit(manifest.architecture, params, prepared, seed=manifest.seed, max_epochs=manifest.epochs,
-                     device=device, cpus=manifest.resources.cpus, gpus=manifest.resources.gpus, on_epoch=on_epoch)
+                     device=device, cpus=manifest.resources.cpus, gpus=manifest.resources.gpus, on_epoch=on_epoch,
+                     objective=manifest.objective)
     finally:
         if writer is not None:
             writer.close()

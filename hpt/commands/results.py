@@ -108,12 +108,15 @@ def _trial_view(table, obj, metrics: list[str], top: int | None, fmt: TableForma
     from rich.table import Table
 
     from hpt.results.table import short_param
+    from hpt.schemas.catalog import metrics as catalog_metrics
 
     done = table.done.copy()
     has_obj = obj.metric in done.columns
     if has_obj:
         done = done.sort_values(obj.metric, ascending=obj.ascending, na_position="last", kind="stable")
-    shown_metrics = metrics or [m for m in dict.fromkeys((obj.metric,) + DEFAULT_SHOWN) if m in table.metrics]
+    # The objective, the catalog's usual few, and a trainer's own metrics (any names) after them.
+    own = [m for m in table.metrics if m not in catalog_metrics()][:6]
+    shown_metrics = metrics or [m for m in dict.fromkeys((obj.metric, *DEFAULT_SHOWN, *own)) if m in table.metrics]
     if has_obj and obj.metric not in shown_metrics:
         shown_metrics = [obj.metric] + shown_metrics
     extra = [c for c in ("round", "fidelity", "repeat") if c in done.columns and done[c].nunique() > 1]
@@ -331,7 +334,7 @@ def register(app: typer.Typer) -> None:
     def results_cmd(
         uri: str = typer.Argument(..., help="The results store: a folder, file://PATH or gs://BUCKET/PREFIX."),
         metrics: Optional[str] = typer.Option(None, "--metrics", help="Comma-separated metric columns to show (e.g. mse,train_time_s)."),
-        objective: Optional[str] = typer.Option(None, "--objective", help="Metric to sort and compare by (default mse; NAME:min / NAME:max for a custom column)."),
+        objective: Optional[str] = typer.Option(None, "--objective", help="Metric to rank by (default: the objective the rows recorded, the spec's; mse for older rows). NAME:min / NAME:max for another column."),
         fmt: TableFormat = format_option(TableFormat.table, "table (for people), csv or json (for machines)."),
         by: Optional[By] = typer.Option(None, "--by", help="`config`: group trials of one config across date ranges and repeats — is the winner real?"),
         show_trends: bool = typer.Option(False, "--trends", help="Per parameter value: count, mean, median and best of the objective."),
@@ -340,10 +343,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Read results (also mid-run): rows sorted by the objective, or --by config, or --trends."""
         from hpt import api
-        from hpt.results.table import objective as make_objective, parse_metric_list
+        from hpt.results.table import parse_metric_list
 
-        obj = make_objective(objective)
         table = (api.comparable(uri, fidelity, note=_note) if by or show_trends else api.read_results(uri, fidelity=fidelity))
+        obj = table.objective(objective)
         chosen = parse_metric_list(metrics, table)
         table.require(obj)
         err_console.print(f"{table.uri}: {len(table.done)} finished, {len(table.failed)} failed (read from {table.source})",
@@ -371,37 +374,36 @@ def register(app: typer.Typer) -> None:
         low: str = typer.Argument(..., metavar="STORE|LOW_STORE",
                                   help="One store whose rows carry several fidelities (a spec with `fidelities`), or the cheap run's store."),
         high: Optional[str] = typer.Argument(None, metavar="[HIGH_STORE]", help="Store of the expensive run of the same configs."),
-        objective: Optional[str] = typer.Option(None, "--objective", help="Metric to rank configs by (default mse)."),
+        objective: Optional[str] = typer.Option(None, "--objective", help="Metric to rank by (default: the objective the rows recorded, the spec's; mse for older rows). NAME:min / NAME:max for another column."),
         k: int = typer.Option(5, "--k", "-k", min=1, help="Size of the top-k sets to compare."),
         high_name: Optional[str] = typer.Option(None, "--high", help="One store: the fidelity to compare the others with (default: the most epochs × months)."),
         fmt: TableFormat = format_option(TableFormat.table, "table, csv or json."),
     ) -> None:
         """Can the cheap run be trusted? Rank agreement of the same configs at a cheap and an expensive fidelity."""
         from hpt import api
-        from hpt.results.table import objective as make_objective
 
-        obj = make_objective(objective)
         if high is None:
-            rungs = api.fidelity(low, objective=obj, k=k, high_name=high_name)
-            _ladder_view(api.read_results(low).uri, rungs, fmt)
+            table = api.read_results(low)
+            rungs = api.fidelity(table, objective=objective, k=k, high_name=high_name)
+            _ladder_view(table.uri, rungs, fmt)
             return
         if high_name is not None:
             raise UserError("--high names a fidelity inside one store; with two stores the second is the high one", where="--high")
-        result = api.fidelity(low, high, objective=obj, k=k)
+        result = api.fidelity(low, high, objective=objective, k=k)
         if fmt is TableFormat.json:
             _emit_json({"low": low, "high": high, **result.record(), "verdict": result.verdict()})
             return
         if fmt is TableFormat.csv:
             _emit_csv([_moved_record(m) for m in result.moved], list(_MOVED_COLUMNS))
             return
-        _fidelity_table(result, obj.metric)
+        _fidelity_table(result, result.objective.metric)
 
     @app.command("report")
     @user_errors
     def report_cmd(
         uri: str = typer.Argument(..., help="The results store: a folder, file://PATH or gs://BUCKET/PREFIX."),
         out: Path = typer.Option(Path("report.html"), "--out", "-o", help="The HTML file to write (one self-contained page)."),
-        objective: Optional[str] = typer.Option(None, "--objective", help="Metric to compare by (default mse)."),
+        objective: Optional[str] = typer.Option(None, "--objective", help="Metric to rank by (default: the objective the rows recorded, the spec's; mse for older rows). NAME:min / NAME:max for another column."),
         top: int = typer.Option(8, "--top", min=1, help="Configs drawn in the per-range and learning-curve plots."),
         curves: bool = typer.Option(True, "--curves/--no-curves", help="Read learning curves from the TensorBoard logs."),
     ) -> None:
