@@ -5,6 +5,7 @@ The result, `Resolved`, is what the plan records as its spec: nothing in it is i
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +48,7 @@ class Resolved:
     kubernetes: dict[str, Any] = field(default_factory=dict)
     fidelities: tuple[Fidelity, ...] = ()    # none: one trial per config × range × repeat, at `epochs`
     trainer: UserTrainer | None = None       # the spec's own trainer; None: the built-in architecture
+    windowed: bool = True                    # False: the trainer splits its data itself (no dated windows)
 
 
 # With no date-range at all: three rotating windows of three months (the seed's "is it real" check).
@@ -112,5 +114,13 @@ def resolve(doc: dict[str, Any], *, mode: str | None = None, seed: int | None = 
         validation_days=int(doc.get("validation-days", DEFAULT_VALIDATION_DAYS)),
         repeats=int(doc.get("repeats", 1)), kubernetes=dict(doc.get("kubernetes", {})),
         fidelities=resolve_fidelities(doc.get("fidelities"), epochs),
-        trainer=user.trainer if user else None,
+        trainer=_with_goals(user.trainer, chosen_metrics.goals) if user else None, windowed=user.windows if user else True,
     )
+
+
+def _with_goals(trainer: UserTrainer, goals: dict[str, str]) -> UserTrainer:
+    """A collector that keeps each metric's best value needs every goal: recorded in its settings, once."""
+    settings = trainer.metrics_from
+    if not settings or settings.get("final") != "best":
+        return trainer
+    return dataclasses.replace(trainer, metrics_from={**settings, "goals": dict(sorted(goals.items()))})

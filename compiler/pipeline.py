@@ -92,9 +92,12 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
         raise UserError(f"{dataset.uri}/dataset.json names no text column, and architecture "
                         f"{resolved.architecture.name!r} reads one", where="--data" if options.data else "data",
                         hint="import the data with `hpt data import ... --text COLUMN`")
-    windows = choose_windows(resolved, dataset, run_month, warnings)
-    rotating_months = resolved.date_range.months if isinstance(resolved.date_range, Rotating) else None
-    check_fidelities(resolved.fidelities, windows, rotating_months, resolved.mode)
+    if resolved.windowed:
+        windows = choose_windows(resolved, dataset, run_month, warnings)
+        rotating_months = resolved.date_range.months if isinstance(resolved.date_range, Rotating) else None
+        check_fidelities(resolved.fidelities, windows, rotating_months, resolved.mode)
+    else:
+        windows = no_windows(resolved, doc)
     check_plan_size(resolved, windows)
 
     spec_doc = resolved_spec(resolved, dataset, windows)
@@ -173,14 +176,28 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
                          warnings=warnings, values=values, rungs=rungs)
 
 
+def no_windows(resolved: Resolved, doc: dict[str, Any]) -> list[Window]:
+    """A trainer that splits its data itself: one trial per config × repeat (× fidelity), no window; the spec's
+    date settings would mean nothing, so they are refused."""
+    for key in ("date-range", "validation-days"):
+        if key in doc:
+            raise UserError(f"the trainer uses no dated windows (trainer.windows is false), so {key} means nothing",
+                            where=key, hint=f"drop {key!r}, or let the trainer train on dated windows")
+    for i, fidelity in enumerate(resolved.fidelities):
+        if fidelity.months is not None:
+            raise UserError("months shorten a dated window; this trainer uses none", where=f"fidelities[{i}].months",
+                            hint="a fidelity of epochs only")
+    return []
+
+
 def check_plan_size(resolved: Resolved, windows: list[Window]) -> None:
     """The whole plan's trials, counted before one is written (each is a file, a run and a row)."""
     configs = resolved.space.count()
     fidelities = max(1, len(resolved.fidelities))
-    total = configs * len(windows) * resolved.repeats * fidelities
+    total = configs * max(1, len(windows)) * resolved.repeats * fidelities
     if total > MAX_TRIALS:
         fid_text = f" × {fidelities} fidelities" if resolved.fidelities else ""
-        raise UserError(f"{configs:,} configs × {len(windows)} date range(s) × {resolved.repeats} repeat(s){fid_text} = "
+        raise UserError(f"{configs:,} configs × {max(1, len(windows))} date range(s) × {resolved.repeats} repeat(s){fid_text} = "
                         f"{total:,} trials, more than {MAX_TRIALS:,}", where="search.trials" if resolved.space.trials else "parameters",
                         hint="ask for fewer configs (search.trials), date ranges or repeats")
 
@@ -229,7 +246,10 @@ def resolved_spec(resolved: Resolved, dataset: DatasetRef, windows: list[Window]
         "data": dataset.uri, "results": resolved.results, "image": resolved.image, "resources": resolved.resources.to_dict(),
         "validation-days": resolved.validation_days, "repeats": resolved.repeats,
     }
-    if isinstance(resolved.date_range, Rotating):
+    if not resolved.windowed:
+        del spec["date-range"], spec["validation-days"]
+        spec["windows"] = False
+    elif isinstance(resolved.date_range, Rotating):
         spec["rotating"] = {"count": resolved.date_range.count, "months": resolved.date_range.months}
     if resolved.kubernetes:
         spec["kubernetes"] = resolved.kubernetes

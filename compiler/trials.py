@@ -21,6 +21,7 @@ from typing import Any, Iterator
 
 from hpt.compiler.dates import Window
 from hpt.compiler.fidelities import Fidelity
+from hpt.compiler.macros import command_use, render_command
 from hpt.schemas.catalog import Value
 from hpt.schemas.manifest import API_VERSION, TrialManifest, canonical_json, config_id, trial_id
 from hpt.schemas.resources import Resources
@@ -104,8 +105,11 @@ def iter_trials(shape: TrialShape, configs: Iterator[dict[str, Any]], windows: l
     data = {"uri": shape.data_uri}
     budgets: list[dict[str, Any]] = [{"mode": shape.mode, "epochs": f.epochs, "fidelity": f.name} for f in shape.fidelities]
     budgets = budgets or [{"mode": shape.mode, "epochs": shape.epochs}]
-    # Per window, per fidelity: the window it trains on (a fidelity may shorten it).
-    variant_windows = [[f.window(w) for f in shape.fidelities] or [w] for w in windows]
+    # Per window, per fidelity: the window it trains on (a fidelity may shorten it). A trainer that splits its
+    # data itself (`windows`: false) gets no window: one slot-less pass.
+    windowed = bool(windows)
+    variant_windows = [[f.window(w) for f in shape.fidelities] or [w] for w in windows] if windowed \
+        else [[None] * max(1, len(shape.fidelities))]
     base: dict[str, Any] = {"apiVersion": API_VERSION, "kind": "Trial", "experiment": shape.experiment,
                             "architecture": shape.architecture, "data": data, "metrics": shape.metrics,
                             "objective": shape.objective, "image": shape.image, "resources": shape.resources.to_dict(),
@@ -113,15 +117,20 @@ def iter_trials(shape: TrialShape, configs: Iterator[dict[str, Any]], windows: l
     if shape.kubernetes:  # TrialManifest.to_dict() leaves an empty section out
         base["kubernetes"] = shape.kubernetes
     # What the id hashes (schemas.manifest.trial_id): the result fields, the window without its index,
-    # and a user trainer with its image.
+    # and a user trainer with its image. A command template's rendered argv differs per config: a slot.
     id_fixed: dict[str, Any] = {"architecture": shape.architecture, "data": data}
+    templated = bool(shape.trainer and shape.trainer.command and command_use(shape.trainer.command).templated)
     if shape.trainer:
-        base["trainer"] = shape.trainer.to_dict()
-        id_fixed |= {"trainer": hashed_trainer(base["trainer"]), "image": shape.image}
-    id_templates = [_Template({**id_fixed, "budget": b}, ("params", "window", "seed")) for b in budgets]
-    templates = [_Template({**base, "budget": b}, ("id", "params", "window", "seed", "repeat", "config")) for b in budgets]
-    id_windows = [[canonical_json({"train": v.train, "validation": v.validation}) for v in vs] for vs in variant_windows]
-    full_windows = [[canonical_json(v.to_dict()) for v in vs] for vs in variant_windows]
+        id_fixed["image"] = shape.image
+        if not templated:
+            base["trainer"] = shape.trainer.to_dict()
+            id_fixed["trainer"] = hashed_trainer(base["trainer"])
+    own = ("window",) * windowed + ("trainer",) * templated
+    id_templates = [_Template({**id_fixed, "budget": b}, ("params", "seed", *own)) for b in budgets]
+    templates = [_Template({**base, "budget": b}, ("id", "params", "seed", "repeat", "config", *own)) for b in budgets]
+    id_windows = [[canonical_json({"train": v.train, "validation": v.validation}) if v else "" for v in vs]
+                  for vs in variant_windows]
+    full_windows = [[canonical_json(v.to_dict()) if v else "" for v in vs] for vs in variant_windows]
     seed_texts = [str(s) for s in seeds]
     config_template = _Template({"architecture": shape.architecture}, ("params",))
     checked = 0
@@ -133,26 +142,36 @@ def iter_trials(shape: TrialShape, configs: Iterator[dict[str, Any]], windows: l
             params_template = _Template({}, tuple(names))
         params_text = params_template.render(*[value_json(params[n]) for n in names])
         config_text = '"c-' + hashlib.sha256(config_template.render(params_text).encode()).hexdigest()[:12] + '"'
-        for w in range(len(windows)):
+        trainer_text = id_trainer_text = ""
+        if templated:
+            assert shape.trainer is not None
+            ordered = {n: params[n] for n in sorted(params)}   # the manifest's params order
+            section = shape.trainer.to_dict() | {"argv": render_command(shape.trainer.command, ordered,
+                                                                        program=shape.trainer.program)}
+            trainer_text, id_trainer_text = canonical_json(section), canonical_json(hashed_trainer(section))
+        for w in range(len(variant_windows)):
             for f, (id_template, template) in enumerate(zip(id_templates, templates)):
+                tail = ((id_windows[w][f],) * windowed + (id_trainer_text,) * templated,
+                        (full_windows[w][f],) * windowed + (trainer_text,) * templated)
                 for repeat, seed_text in enumerate(seed_texts):
-                    digest = hashlib.sha256(id_template.render(params_text, id_windows[w][f], seed_text).encode()).hexdigest()
+                    digest = hashlib.sha256(id_template.render(params_text, seed_text, *tail[0]).encode()).hexdigest()
                     tid = "t-" + digest[:16]
-                    text = template.render('"' + tid + '"', params_text, full_windows[w][f], seed_text, str(repeat),
-                                           config_text) + "\n"
-                    if checked < len(windows) * len(budgets) * len(seeds):
+                    text = template.render('"' + tid + '"', params_text, seed_text, str(repeat), config_text,
+                                           *tail[1]) + "\n"
+                    if checked < len(variant_windows) * len(budgets) * len(seeds):
                         _check_params(params)
                         _check_against_manifest(text, tid, params, variant_windows[w][f], seeds[repeat], shape.architecture)
                         checked += 1
                     yield RenderedTrial(tid, text)
 
 
-def _check_against_manifest(text: str, tid: str, params: dict[str, Any], window: Window, seed: int,
+def _check_against_manifest(text: str, tid: str, params: dict[str, Any], window: Window | None, seed: int,
                             architecture: str) -> None:
     manifest = TrialManifest.from_json(text, where=f"trial {tid}")  # full schema validation + id check
     doc = manifest.to_dict()
     if manifest.to_json() != text or trial_id(doc) != tid or doc["params"] != params or doc["seed"] != seed \
-            or doc["window"]["train"] != window.train or doc["config"] != config_id(architecture, params):
+            or (doc.get("window") or {}).get("train") != (window.train if window else None) \
+            or doc["config"] != config_id(architecture, params):
         raise AssertionError(f"bug: rendered trial {tid} differs from TrialManifest.to_json()")
 
 

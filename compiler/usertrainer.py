@@ -23,7 +23,7 @@ from hpt.schemas.errors import UserError
 from hpt.schemas.loader import schema_validator
 from hpt.schemas.metric import name_problem
 from hpt.schemas.row import RESERVED
-from hpt.schemas.trainer import UserTrainer, mutable_image, source_digest
+from hpt.schemas.trainer import IGNORED_SUFFIXES, UserTrainer, mutable_image, source_digest
 
 IMAGE_PREFIX = "hpt-user-"   # the default image of a user trainer: hpt-user-NAME:<first 12 of the digest>
 
@@ -56,9 +56,11 @@ def load_trainer(doc: dict[str, Any], spec_dir: Path, warnings: list[str]) -> Sp
         if not (first.with_suffix(".py").is_file() or (first / "__init__.py").is_file()):
             raise UserError(f"module {module!r} is not in {source}", where="trainer.entrypoint",
                             hint="the entry point's module is imported from the source folder")
-        trainer = UserTrainer(source=str(source), digest=digest, entrypoint=section["entrypoint"])
+        trainer = UserTrainer(source=str(source), digest=digest, entrypoint=section["entrypoint"],
+                              metrics_from=metrics_from(section))
     else:
-        trainer = UserTrainer(source=str(source), digest=digest, command=tuple(section["command"]))
+        trainer = UserTrainer(source=str(source), digest=digest, command=tuple(section["command"]),
+                              program=section.get("program", ""), metrics_from=metrics_from(section))
     image = section.get("image") or doc.get("image") or default_image(name, digest)
     if mutable_image(image):
         warnings.append(f"trainer.image: {image!r} is a mutable tag; the trial ids cannot tell when its contents "
@@ -74,11 +76,82 @@ def load_trainer(doc: dict[str, Any], spec_dir: Path, warnings: list[str]) -> Sp
     if not params:
         raise UserError("a trainer of your own needs its hyperparameters: give \"parameters\" or a \"catalog\" file",
                         where="trainer")
+    if trainer.command:
+        _check_command(trainer, section, params, source, warnings)
     windows = bool(section.get("windows", catalog.get("windows", True)))
     return SpecTrainer(trainer=trainer, image=image,
                        architecture=Architecture(name=name, description=f"user trainer in {source}", parameters=tuple(params)),
                        metrics={m["name"]: m["goal"] for m in catalog.get("metrics", ())}, windows=windows,
                        catalog=bool(catalog))
+
+
+def metrics_from(section: dict[str, Any]) -> dict[str, Any] | None:
+    """The spec's `metrics_from`, every default filled in (trainer/collectors reads it); None: hpt's own lines."""
+    given = section.get("metrics_from")
+    if given is None or given == "hpt" or given == {"format": "hpt"}:
+        return None
+    doc = {"format": given} if isinstance(given, str) else dict(given)
+    doc.setdefault("final", "last")
+    if "regex" in doc:
+        where = "trainer.metrics_from.regex"
+        if doc["format"] != "stdout":
+            raise UserError("a regex applies to stdout only", where=where)
+        try:
+            pattern = re.compile(doc["regex"])
+        except re.error as err:
+            raise UserError(f"not a regular expression: {err}", where=where) from None
+        if pattern.groups < 2:
+            raise UserError(f"needs two groups, the name and the value; it has {pattern.groups}", where=where,
+                            hint=r"e.g. (\w+)\s*[:=]\s*([-+.\deE]+)")
+    if "file" in doc:
+        if doc["format"] != "json-lines":
+            raise UserError("a file applies to json-lines only", where="trainer.metrics_from.file")
+        if doc["file"].startswith("/") or ".." in Path(doc["file"]).parts:
+            raise UserError("must be a path inside the trial's output folder", where="trainer.metrics_from.file")
+    return doc
+
+
+# What, in a program's source, says it reads its trial itself (the hpt.trial module or the manifest's variable).
+_READS_TRIAL = (b"hpt.trial", b"from hpt import", b"HPT_TRIAL_MANIFEST", b"HPT_TRIAL_ARGS")
+_SCANNED_BYTES = 1 << 20
+
+
+def _check_command(trainer: UserTrainer, section: dict[str, Any], params: list[ParamSpec], source: Path,
+                   warnings: list[str]) -> None:
+    """The command's macros and placeholders are known; a command that passes no hyperparameter in any way,
+    and a hyperparameter the command passes nowhere, are warnings (the program would run its own defaults)."""
+    from hpt.compiler.macros import check_command
+
+    names = [p.name for p in params]
+    use = check_command(trainer.command, names, program=trainer.program)
+    if use.passes_all:
+        return
+    reads_itself = _reads_trial(source)
+    if not use.placeholders and not reads_itself:
+        warnings.append("trainer.command passes no hyperparameter to the program (no ${args} macro, no "
+                        "${trialParameters.NAME}, and its source never reads hpt.trial or $HPT_TRIAL_MANIFEST): "
+                        "every trial would run the program's own defaults")
+        return
+    if "catalog" not in section and not reads_itself:
+        for name in names:
+            if not use.passes(name):
+                warnings.append(f"parameters.{name}: used nowhere in trainer.command (no ${{trialParameters.{name}}}, "
+                                "no ${args}): a typo?")
+
+
+def _reads_trial(source: Path, max_files: int = 2000) -> bool:
+    """Whether any of the source's first files (path order) mentions the trial protocol (bounded: a warning's worth)."""
+    for path in sorted(source.rglob("*"))[:max_files]:
+        if path.suffix in IGNORED_SUFFIXES or path.is_symlink() or not path.is_file() or "__pycache__" in path.parts:
+            continue
+        try:
+            with path.open("rb") as stream:
+                head = stream.read(_SCANNED_BYTES)
+        except OSError:
+            continue
+        if any(word in head for word in _READS_TRIAL):
+            return True
+    return False
 
 
 def _name_from(folder: str) -> str:

@@ -4,6 +4,7 @@
 
     def main():
         t = trial.current()                 # the manifest: params, windows, data URI, epochs, seed, output folder
+        train, valid = trial.frames(t)      # the dataset folder's rows in its two windows (pandas)
         for epoch in range(1, t.epochs + 1):
             ...
             trial.log(epoch, loss=train_loss, mse=val_mse)      # a TensorBoard point per value
@@ -19,41 +20,76 @@ import inspect
 import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from hpt.schemas import protocol
 
-__all__ = ["Trial", "current", "log", "result"]
+__all__ = ["Trial", "current", "frames", "log", "result"]
 
 
 @dataclass(frozen=True)
 class Trial:
-    id: str
-    params: dict[str, Any]              # every hyperparameter, resolved
-    train: tuple[str, str]              # [start, end) ISO dates
-    validation: tuple[str, str]         # [start, end), right after train
-    data_uri: str                       # the dataset folder (path or gs://)
-    epochs: int                         # the budget: at most this many epochs
-    seed: int
+    """One trial, as `hpt-trial` hands it over (docs/trial-protocol.md lists every field)."""
+    id: str                             # t-…: the content hash of what decides the result
+    params: dict[str, Any]              # every hyperparameter, resolved (catalog defaults filled in)
+    train: tuple[str, str] | None       # [start, end) ISO dates; None for a trainer without windows
+    validation: tuple[str, str] | None  # [start, end), right after train; None without windows
+    data_uri: str                       # the dataset folder on this machine (a path, or its gs:// URI)
+    epochs: int                         # the budget: at most this many epochs (a fidelity may lower it)
+    seed: int                           # the training seed (the same for every config of a repeat)
     output: Path                        # artifacts here are uploaded to models/<trial-id>/
     manifest: dict[str, Any]            # the whole manifest (trial.schema.json)
+    objective: dict[str, str] = field(default_factory=dict)   # {"metric", "goal"}: what configs are ranked by
+    metrics: tuple[str, ...] = ()       # the metrics the row has columns for (report any others too)
+    repeat: int = 0                     # which repeat of its config and window (0, 1, …)
+    fidelity: str = ""                  # the spec's fidelity it runs at ("" without fidelities)
+    experiment: str = ""                # e-…: the plan it belongs to
 
 
 @cache
 def current() -> Trial:
-    """The trial this process runs; RuntimeError outside `hpt-trial` (set HPT_TRIAL_MANIFEST to try one by hand)."""
+    """The trial this process runs; RuntimeError outside `hpt-trial` (set HPT_TRIAL_MANIFEST to try one by hand).
+    Protocol version 1 manifests (no objective recorded in every row yet) read the same."""
     path = os.environ.get(protocol.ENV_MANIFEST)
     if not path:
         raise RuntimeError(f"not inside an hpt trial: ${protocol.ENV_MANIFEST} is not set (hpt-trial sets it)")
     doc = json.loads(Path(path).read_text(encoding="utf-8"))
     output = Path(os.environ.get(protocol.ENV_OUTPUT) or Path(path).parent / "output")
     output.mkdir(parents=True, exist_ok=True)
-    return Trial(id=doc["id"], params=dict(doc["params"]), train=tuple(doc["window"]["train"]),
-                 validation=tuple(doc["window"]["validation"]), data_uri=doc["data"]["uri"],
-                 epochs=int(doc["budget"]["epochs"]), seed=int(doc["seed"]), output=output, manifest=doc)
+    window = doc.get("window") or {}
+    return Trial(id=doc["id"], params=dict(doc["params"]),
+                 train=tuple(window["train"]) if window else None,
+                 validation=tuple(window["validation"]) if window else None,
+                 data_uri=os.environ.get(protocol.ENV_DATA) or doc["data"]["uri"],
+                 epochs=int(doc["budget"]["epochs"]), seed=int(doc["seed"]), output=output, manifest=doc,
+                 objective=dict(doc.get("objective") or {}), metrics=tuple(doc.get("metrics") or ()),
+                 repeat=int(doc.get("repeat", 0)), fidelity=str(doc["budget"].get("fidelity", "")),
+                 experiment=str(doc.get("experiment", "")))
+
+
+def frames(t: Trial | None = None, columns: list[str] | None = None):
+    """(train, validation): the rows of the trial's dataset folder inside its two windows, as pandas DataFrames
+    of `columns` (default: all), reading only the month partitions they cover — a local folder or gs://.
+    For a trial without windows: (every row, an empty frame of the same columns)."""
+    import datetime as dt
+
+    from hpt.schemas.dataset import DatasetInfo, local_data_uri
+    from hpt.store.dataset import DatasetStore, read_window
+
+    t = t or current()
+    dataset = DatasetStore(local_data_uri(t.data_uri))
+    info = DatasetInfo.from_json(dataset.descriptor(), where=f"{dataset.uri}/dataset.json")
+    if columns is not None and info.timestamp not in columns:
+        columns = [info.timestamp, *columns]
+    if t.train is None or t.validation is None:
+        everything = read_window(dataset, info, info.start, info.end + dt.timedelta(days=1), columns)
+        return everything, everything.iloc[0:0]
+    day = dt.date.fromisoformat
+    return (read_window(dataset, info, day(t.train[0]), day(t.train[1]), columns),
+            read_window(dataset, info, day(t.validation[0]), day(t.validation[1]), columns))
 
 
 def log(epoch: int, **values: float) -> None:

@@ -38,9 +38,9 @@ def _digest(value: Any, length: int) -> str:
 
 
 def trial_id(doc: dict[str, Any]) -> str:
-    window = {"train": doc["window"]["train"], "validation": doc["window"]["validation"]}
     keyed = {k: doc[k] for k in RESULT_FIELDS if k != "window"}
-    keyed["window"] = window
+    if doc.get("window"):   # a trainer that splits its data itself has none (docs/trial-protocol.md)
+        keyed["window"] = {"train": doc["window"]["train"], "validation": doc["window"]["validation"]}
     if doc.get("trainer"):
         keyed["trainer"] = hashed_trainer(doc["trainer"])
         keyed["image"] = doc["image"]
@@ -59,7 +59,7 @@ class TrialManifest:
     architecture: str
     params: dict[str, Any]
     data: dict[str, str]
-    window: dict[str, Any]
+    window: dict[str, Any] | None
     budget: dict[str, Any]
     seed: int
     repeat: int
@@ -75,12 +75,13 @@ class TrialManifest:
     # convenience views -------------------------------------------------------------------
     @property
     def train_range(self) -> tuple[str, str]:
-        start, end = self.window["train"]
+        """[start, end) of the training window; ("", "") for a trial without windows."""
+        start, end = self.window["train"] if self.window else ("", "")
         return start, end
 
     @property
     def validation_range(self) -> tuple[str, str]:
-        start, end = self.window["validation"]
+        start, end = self.window["validation"] if self.window else ("", "")
         return start, end
 
     @property
@@ -115,6 +116,8 @@ class TrialManifest:
             del doc["config"]
         if not doc["trainer"]:
             del doc["trainer"]
+        if doc["window"] is None:
+            del doc["window"]
         return doc
 
     def to_json(self) -> str:
@@ -124,6 +127,7 @@ class TrialManifest:
     def _build(cls, doc: dict[str, Any]) -> "TrialManifest":
         fields = {k: v for k, v in doc.items() if k not in ("apiVersion", "kind")}
         fields["resources"] = Resources.from_dict(fields["resources"])
+        fields.setdefault("window", None)
         return cls(**fields)
 
     @classmethod

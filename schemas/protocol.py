@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-PROTOCOL_VERSION = "1"
+PROTOCOL_VERSION = "2"   # 2: rendered command lines, collected metrics, trials without windows (docs/trial-protocol.md)
 
 # What the user program is given (environment variables).
 ENV_VERSION = "HPT_PROTOCOL"           # PROTOCOL_VERSION
@@ -19,6 +19,13 @@ ENV_MANIFEST = "HPT_TRIAL_MANIFEST"    # path of the trial manifest (JSON, trial
 ENV_OUTPUT = "HPT_TRIAL_OUTPUT"        # folder for artifacts: uploaded to models/<trial-id>/
 ENV_METRICS = "HPT_TRIAL_METRICS"      # where the final metrics file goes ($HPT_TRIAL_OUTPUT/metrics.json)
 ENV_SOURCE = "HPT_TRAINER_SOURCE"      # set by a user trainer image: where its source folder lives there
+
+ENV_DATA = "HPT_TRIAL_DATA"            # the dataset folder on this machine (a path, or the gs:// URI)
+ENV_ARGS = "HPT_TRIAL_ARGS"            # path of the trial's hyperparameters as JSON (W&B's ${args_json_file})
+
+# The word a rendered command keeps for W&B's ${args_json_file}: hpt-trial writes the file and puts its path here.
+ARGS_JSON_FILE = "${args_json_file}"
+ARGS_FILE = "args.json"
 
 METRICS_FILE = "metrics.json"
 LOG_FILE = "trial.log"                 # the program's stdout and stderr, kept beside its artifacts

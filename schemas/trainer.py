@@ -63,7 +63,10 @@ class UserTrainer:
     source: str                    # the folder on the machine that compiled (absolute)
     digest: str                    # source_digest of that folder when compiled
     entrypoint: str = ""           # "package.module:function", run with the folder on sys.path
-    command: tuple[str, ...] = ()  # argv, run in the folder
+    command: tuple[str, ...] = ()  # argv, run in the folder; may be a template (compiler/macros.py)
+    program: str = ""              # what W&B's ${program} stands for
+    argv: tuple[str, ...] = ()     # a manifest's: the command rendered for its hyperparameters (a template's only)
+    metrics_from: dict[str, Any] | None = None   # how hpt-trial collects metrics (trainer/collectors); None: hpt's lines
 
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"source": self.source, "digest": self.digest}
@@ -71,12 +74,19 @@ class UserTrainer:
             doc["entrypoint"] = self.entrypoint
         else:
             doc["command"] = list(self.command)
+        if self.program:
+            doc["program"] = self.program
+        if self.argv:
+            doc["argv"] = list(self.argv)
+        if self.metrics_from:
+            doc["metrics_from"] = dict(self.metrics_from)
         return doc
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> "UserTrainer":
         return cls(source=doc["source"], digest=doc["digest"], entrypoint=doc.get("entrypoint", ""),
-                   command=tuple(doc.get("command", ())))
+                   command=tuple(doc.get("command", ())), program=doc.get("program", ""),
+                   argv=tuple(doc.get("argv", ())), metrics_from=doc.get("metrics_from"))
 
 
 def hashed_trainer(doc: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ to the compiler (which reads only the descriptor), the trainer and `hpt data` (w
 """
 from __future__ import annotations
 
+import datetime as dt
 import io
 import os
 import shutil
@@ -54,6 +55,59 @@ class DatasetStore:
 
 
 PART = "part-0.parquet"  # the one file a writer puts in each month's partition
+
+
+def months_between(start: dt.date, stop: dt.date) -> list[str]:
+    """'YYYY-MM' of every month overlapping [start, stop)."""
+    last = stop - dt.timedelta(days=1)
+    months, year, month = [], start.year, start.month
+    while (year, month) <= (last.year, last.month):
+        months.append(f"{year:04d}-{month:02d}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return months
+
+
+def read_window(dataset: DatasetStore, info: DatasetInfo, start: dt.date, stop: dt.date,
+                columns: list[str] | None = None):
+    """The one reader of a dataset's rows: those with start ≤ timestamp < stop, as a pandas DataFrame of
+    `columns` (default: every column), reading only the month partitions the range overlaps, timestamps as
+    naive UTC. Unsorted within a month (callers that need an order sort)."""
+    import pandas as pd
+
+    frames = [_read_part(dataset, info, key, columns) for month in months_between(start, stop)
+              for key in dataset.parts(month)]
+    if not frames:
+        return pd.DataFrame({c: [] for c in columns or [info.timestamp]})
+    frame = pd.concat(frames, ignore_index=True)
+    keep = (frame[info.timestamp] >= pd.Timestamp(start)) & (frame[info.timestamp] < pd.Timestamp(stop))
+    return frame[keep].reset_index(drop=True)
+
+
+def _read_part(dataset: DatasetStore, info: DatasetInfo, key: str, columns: list[str] | None):
+    """One Parquet file's columns as a DataFrame, timestamps as naive UTC."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    where = f"{dataset.uri}/{key}"
+    try:
+        buffer = pa.BufferReader(dataset.get(key))
+        names = set(pq.read_schema(buffer).names)
+        missing = [c for c in (columns or [info.timestamp]) if c not in names]
+        if missing:
+            raise UserError(f"partition lacks column(s) {', '.join(missing)} named in {DESCRIPTOR}", where=where)
+        buffer.seek(0)
+        frame = pq.read_table(buffer, columns=columns).to_pandas()
+    except (pa.ArrowException, OSError) as err:
+        raise UserError(f"unreadable Parquet partition: {str(err).splitlines()[0]}", where=where) from None
+    try:
+        stamps = pd.to_datetime(frame[info.timestamp])
+    except (ValueError, TypeError) as err:
+        raise UserError(f"column {info.timestamp!r} is not a timestamp: {err}", where=where) from None
+    if getattr(stamps.dt, "tz", None) is not None:  # windows are calendar dates in UTC
+        stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
+    frame[info.timestamp] = stamps
+    return frame
 
 
 def write_dataset(uri: str, frame, info: DatasetInfo, *, replace: bool = False,

@@ -31,6 +31,7 @@ import numpy as np
 from hpt.schemas.dataset import DESCRIPTOR, DatasetInfo, demo_dataset_dir, local_data_uri
 from hpt.schemas.errors import UserError
 from hpt.store import DatasetStore, check_scheme, is_gcs, local_path
+from hpt.store.dataset import months_between, read_window
 from hpt.store.cache import PREP, cache_root
 
 log = logging.getLogger(__name__)
@@ -83,47 +84,14 @@ class Dataset:
 
     def read_window(self, start: str, end: str, where: str = "window"):
         """Rows with start ≤ timestamp < end (a pandas DataFrame), reading only the months it overlaps."""
-        import pandas as pd
-
         first, stop = _date(start, where), _date(end, where)
         if stop <= first:
             raise UserError(f"empty date range [{start}, {end})", where=where)
-        frames = []
-        for month in months_between(first, stop):
-            frames += [self._read_part(key) for key in self.store.parts(month)]
-        if not frames:
-            return pd.DataFrame({c: [] for c in self.columns})
-        frame = pd.concat(frames, ignore_index=True)
-        keep = (frame[self.info.timestamp] >= pd.Timestamp(first)) & (frame[self.info.timestamp] < pd.Timestamp(stop))
-        frame = frame[keep]
+        frame = read_window(self.store, self.info, first, stop, self.columns)
+        if frame.empty:
+            return frame
         # Parquet files within a month may come in any order; sort so encoding is deterministic.
         return frame.sort_values([self.info.timestamp, self.info.text], kind="stable").reset_index(drop=True)
-
-    def _read_part(self, key: str):
-        """One Parquet file's columns as a DataFrame, timestamps as naive UTC."""
-        import pandas as pd
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        where = f"{self.uri}/{key}"
-        try:
-            buffer = pa.BufferReader(self.store.get(key))
-            names = set(pq.read_schema(buffer).names)
-            missing = [c for c in self.columns if c not in names]
-            if missing:
-                raise UserError(f"partition lacks column(s) {', '.join(missing)} named in {DESCRIPTOR}", where=where)
-            buffer.seek(0)
-            frame = pq.read_table(buffer, columns=self.columns).to_pandas()
-        except (pa.ArrowException, OSError) as err:
-            raise UserError(f"unreadable Parquet partition: {str(err).splitlines()[0]}", where=where) from None
-        try:
-            stamps = pd.to_datetime(frame[self.info.timestamp])
-        except (ValueError, TypeError) as err:
-            raise UserError(f"column {self.info.timestamp!r} is not a timestamp: {err}", where=where) from None
-        if getattr(stamps.dt, "tz", None) is not None:  # windows are calendar dates in UTC
-            stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
-        frame[self.info.timestamp] = stamps
-        return frame
 
 
 def _date(value: str, where: str) -> dt.date:
@@ -131,16 +99,6 @@ def _date(value: str, where: str) -> dt.date:
         return dt.date.fromisoformat(value)
     except ValueError:
         raise UserError(f"not an ISO date: {value!r}", where=where) from None
-
-
-def months_between(start: dt.date, stop: dt.date) -> list[str]:
-    """'YYYY-MM' of every month overlapping [start, stop)."""
-    last = stop - dt.timedelta(days=1)
-    months, year, month = [], start.year, start.month
-    while (year, month) <= (last.year, last.month):
-        months.append(f"{year:04d}-{month:02d}")
-        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
-    return months
 
 
 # --------------------------------------------------------------------------------- preprocessing

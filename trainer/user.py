@@ -12,18 +12,21 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from hpt.schemas import protocol
+from hpt.schemas.dataset import local_data_uri
 from hpt.schemas.manifest import TrialManifest
 from hpt.schemas.trainer import UserTrainer, source_digest
 from hpt.store import TENSORBOARD, Store
+from hpt.trainer.collectors import collector, final_metrics
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +37,23 @@ class UserTrialFailed(Exception):
     """The user's program did not produce a valid result; the message is the row's reason."""
 
 
-def command_for(trainer: UserTrainer) -> list[str]:
+_RUNTIME = re.compile(r"\$\{(HPT_TRIAL_[A-Z_]+)\}")
+
+
+def command_for(trainer: UserTrainer, env: dict[str, str] | None = None) -> list[str]:
+    """The argv to start: the manifest's rendered `argv` (a command template's) or its `command`, with what only
+    the run knows filled in: W&B's ${args_json_file} → the trial's args file, ${HPT_TRIAL_OUTPUT} and the other
+    protocol variables → their values. A first word python (also after /usr/bin/env) is this interpreter."""
     if trainer.entrypoint:
         return [sys.executable, "-m", "hpt.trial", trainer.entrypoint]
-    argv = list(trainer.command)
-    if argv[0] in PYTHON_WORDS:
-        argv[0] = sys.executable
+    argv = list(trainer.argv or trainer.command)
+    env = env or {}
+    argv = [env.get(protocol.ENV_ARGS, word) if word == protocol.ARGS_JSON_FILE
+            else _RUNTIME.sub(lambda m: env.get(m.group(1), m.group(0)), word) for word in argv]
+    first = 1 if argv[0] == "/usr/bin/env" and len(argv) > 1 else 0
+    if argv[first] in PYTHON_WORDS:
+        argv[first] = sys.executable
+        argv = argv[first:]
     return argv
 
 
@@ -124,8 +138,10 @@ def _masked_crc(data: bytes) -> int:
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
-def run_user_program(manifest: TrialManifest, scratch: Path, tb_dir: Path) -> tuple[dict[str, float], Path]:
-    """Run the program to its end; return its final metrics and its output folder. Raises UserTrialFailed."""
+def run_user_program(manifest: TrialManifest, scratch: Path, tb_dir: Path,
+                     on_report: Callable[[protocol.EpochReport], None] | None = None) -> tuple[dict[str, float], Path]:
+    """Run the program to its end; return its final metrics and its output folder. Raises UserTrialFailed.
+    `on_report` hears every per-step report as it is collected (hpt:epoch lines, a collector's steps)."""
     trainer = manifest.user_trainer
     assert trainer is not None
     folder = source_folder(trainer)
@@ -133,12 +149,27 @@ def run_user_program(manifest: TrialManifest, scratch: Path, tb_dir: Path) -> tu
     output.mkdir()
     manifest_path = scratch / "manifest.json"
     manifest_path.write_text(manifest.to_json(), encoding="utf-8")
+    args_path = scratch / protocol.ARGS_FILE
+    args_path.write_text(json.dumps(manifest.params), encoding="utf-8")   # W&B's ${args_json_file}
     env = dict(os.environ, PYTHONUNBUFFERED="1", **{
         protocol.ENV_VERSION: protocol.PROTOCOL_VERSION, protocol.ENV_MANIFEST: str(manifest_path),
-        protocol.ENV_OUTPUT: str(output), protocol.ENV_METRICS: str(output / protocol.METRICS_FILE)})
-    argv = command_for(trainer)
+        protocol.ENV_OUTPUT: str(output), protocol.ENV_METRICS: str(output / protocol.METRICS_FILE),
+        protocol.ENV_ARGS: str(args_path), protocol.ENV_DATA: local_data_uri(manifest.data["uri"])})
+    argv = command_for(trainer, env)
     log.info("running %s in %s", " ".join(argv), folder)
     curves = _Curves(tb_dir)
+    collect = collector(trainer.metrics_from)
+    reports: list[protocol.EpochReport] = []
+
+    def reported(found: list[protocol.EpochReport]) -> None:
+        """A collected step: a TensorBoard point, and an hpt:epoch line in the trial's log (what a watcher reads)."""
+        for report in found:
+            reports.append(report)
+            curves.add(report)
+            if on_report is not None:
+                on_report(report)
+            sys.stderr.write(protocol.epoch_line(report.epoch, report.values) + "\n")
+
     problem = ""
     result_line: dict[str, float] | None = None
     last_line = ""
@@ -159,18 +190,26 @@ def run_user_program(manifest: TrialManifest, scratch: Path, tb_dir: Path) -> tu
             if problem:
                 continue
             try:
-                parsed = protocol.parse_line(line, f"output line {number}")
+                parsed = protocol.parse_line(line, f"output line {number}") if line.lstrip().startswith("hpt:") else None
             except protocol.ReportError as err:
                 problem = str(err)
                 continue
             if parsed is None:
+                found = collect.line(line)
+                if found:
+                    reported(found)
                 continue
             kind, value = parsed
             if kind == "epoch":
+                reports.append(value)
                 curves.add(value)
+                if on_report is not None:
+                    on_report(value)
             else:
                 result_line = value
         code = proc.wait()
+    if code == 0 and not problem:
+        reported(collect.finish(output))
     curves.close()
     (output / protocol.LOG_FILE).write_bytes((scratch / protocol.LOG_FILE).read_bytes())
     if code != 0:
@@ -178,7 +217,9 @@ def run_user_program(manifest: TrialManifest, scratch: Path, tb_dir: Path) -> tu
         raise UserTrialFailed(f"the trainer {how}" + (f": {last_line[:300]}" if last_line else ""))
     if problem:
         raise UserTrialFailed(problem)
-    metrics = _final_metrics(output / protocol.METRICS_FILE, result_line)
+    explicit = _final_metrics(output / protocol.METRICS_FILE, result_line, required=trainer.metrics_from is None)
+    metrics = final_metrics(reports, trainer.metrics_from, manifest.objective) | explicit \
+        if trainer.metrics_from else explicit
     objective = manifest.objective["metric"]
     if objective not in metrics:
         raise UserTrialFailed(f"the trainer's result has no {objective!r} (the objective); it reported "
@@ -186,7 +227,7 @@ def run_user_program(manifest: TrialManifest, scratch: Path, tb_dir: Path) -> tu
     return metrics, output
 
 
-def _final_metrics(path: Path, result_line: dict[str, float] | None) -> dict[str, float]:
+def _final_metrics(path: Path, result_line: dict[str, float] | None, required: bool = True) -> dict[str, float]:
     if path.is_file():
         text = path.read_text(encoding="utf-8", errors="replace")
         try:
@@ -195,6 +236,8 @@ def _final_metrics(path: Path, result_line: dict[str, float] | None) -> dict[str
             raise UserTrialFailed(str(err)) from None
     if result_line is not None:
         return result_line
+    if not required:   # a collector's reports are the result
+        return {}
     raise UserTrialFailed(f"the trainer exited 0 without reporting a result (no {protocol.METRICS_FILE} in its "
                           f"output folder and no {protocol.RESULT_PREFIX} line)")
 

@@ -145,11 +145,17 @@ def register(app: typer.Typer) -> None:
             todo = [s for s in plan.submissions
                     if s.trial_id not in rows or (rows[s.trial_id].get("status") != "done" and not skip_failed)]
             text = runner.dry_run(todo)
+            # A user's command: the program each trial starts, as its manifest has it rendered (compiler/macros.py).
+            programs = {s.trial_id: list(s.manifest.trainer.get("argv") or s.manifest.trainer["command"])
+                        for s in todo if s.manifest.trainer.get("command")}
+            if programs and fmt is not Format.json:
+                text += "".join(f"# {tid} runs: {shlex.join(argv)}\n" for tid, argv in programs.items())
             done = len(plan.submissions) - len(todo)
             if fmt is Format.json:
                 print(json.dumps({"event": "dry-run", "experiment_id": plan.experiment_id, "backend": backend,
                                   "results": uri, "total": len(plan.submissions), "to_run": len(todo),
                                   "already_done": done, "trials": [s.trial_id for s in todo], "commands": text}
+                                 | ({"programs": programs} if programs else {})
                                  | ({"halving": plan.plan.halving, "rounds": len(plan.plan.rounds or [])}
                                     if plan.plan.halving else {})))
             else:

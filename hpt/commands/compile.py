@@ -97,13 +97,17 @@ def _review(result) -> None:  # noqa: ANN001 — CompileResult, imported lazily
                   + (" (auto mode: the learning-rate family)" if resolved.auto else ""), highlight=False)
     console.print(f"data {result.dataset.uri}", highlight=False, soft_wrap=True)
 
-    windows = Table(title="date ranges", title_justify="left")
-    for column in ("#", "train", "validation", "trials"):
-        windows.add_column(column, justify="right" if column in ("#", "trials") else "left")
-    per_window = result.configs * resolved.repeats * result.n_fidelities
-    for w in result.windows:
-        windows.add_row(str(w.index), f"{w.train[0]} → {w.train[1]}", f"{w.validation[0]} → {w.validation[1]}", str(per_window))
-    console.print(windows)
+    console.print(f"objective {resolved.objective['metric']} ({resolved.objective['goal']})", highlight=False)
+    if resolved.windowed:
+        windows = Table(title="date ranges", title_justify="left")
+        for column in ("#", "train", "validation", "trials"):
+            windows.add_column(column, justify="right" if column in ("#", "trials") else "left")
+        per_window = result.configs * resolved.repeats * result.n_fidelities
+        for w in result.windows:
+            windows.add_row(str(w.index), f"{w.train[0]} → {w.train[1]}", f"{w.validation[0]} → {w.validation[1]}", str(per_window))
+        console.print(windows)
+    else:
+        console.print("no date ranges: the trainer splits its data itself (trainer.windows false)", highlight=False)
 
     params = Table(title="hyperparameters", title_justify="left")
     params.add_column("name")

@@ -1,0 +1,194 @@
+"""A user's script as it is: hyperparameters through W&B's macros and Katib's placeholders (rendered as they do),
+metrics collected the way the script prints or writes them, trials without dated windows."""
+from __future__ import annotations
+
+import json
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from executor_support import hpt_exe
+from hpt.compiler.macros import check_command, command_use, render_command
+from hpt.schemas.errors import UserError
+from hpt.schemas.protocol import EpochReport
+from hpt.store import open_store
+from hpt.trainer.collectors import final_metrics
+from hpt.trainer.collectors.jsonl import JsonLines
+from hpt.trainer.collectors.stdout import KATIB_FILTER, StdoutPairs
+
+
+def hpt(*args, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([hpt_exe(), *map(str, args)], capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+# W&B's rendering, from its agent (create_sweep_command_args: f"{param}={value}", bools omitted or bare in
+# args_no_boolean_flags, json.dumps for args_json) and its docs' examples (--param1=value1, param1=value1).
+WANDB = [
+    ({"batch_size": 32}, "${args}", ["--batch_size=32"]),
+    ({"lr": 0.001}, "${args}", ["--lr=0.001"]),
+    ({"lr": 1e-05}, "${args}", ["--lr=1e-05"]),
+    ({"lr": 3.0}, "${args}", ["--lr=3.0"]),
+    ({"big": 1e16}, "${args}", ["--big=1e+16"]),
+    ({"norm": True}, "${args}", ["--norm=True"]),
+    ({"norm": False}, "${args}", ["--norm=False"]),
+    ({"act": "relu"}, "${args}", ["--act=relu"]),
+    ({"dims": [64, 32]}, "${args}", ["--dims=[64, 32]"]),
+    ({"lr": 0.001, "act": "tanh"}, "${args_no_hyphens}", ["lr=0.001", "act=tanh"]),
+    ({"norm": True, "lr": 0.1}, "${args_no_boolean_flags}", ["--norm", "--lr=0.1"]),
+    ({"norm": False, "lr": 0.1}, "${args_no_boolean_flags}", ["--lr=0.1"]),
+    ({"norm": True, "lr": 0.1, "act": "relu"}, "${args_json}", ['{"norm": true, "lr": 0.1, "act": "relu"}']),
+    ({"lr": 0.1}, "${args_json_file}", ["${args_json_file}"]),
+    ({}, "${env}", ["/usr/bin/env"]),
+    ({}, "${interpreter}", ["python"]),
+]
+
+
+@pytest.mark.parametrize("params, macro, words", WANDB)
+def test_wandb_macros_render_like_wandb(params, macro, words):
+    assert render_command(["x", macro, "y"], params) == ["x", *words, "y"]
+
+
+def test_wandb_default_command_and_program():
+    command = ["${env}", "${interpreter}", "${program}", "${args}"]
+    assert render_command(command, {"lr": 0.01, "layers": 2}, program="train.py") == \
+        ["/usr/bin/env", "python", "train.py", "--lr=0.01", "--layers=2"]
+    with pytest.raises(UserError, match="needs the trainer's"):
+        check_command(command, ["lr"])
+
+
+@pytest.mark.parametrize("word, params, rendered", [
+    ("--lr=${trialParameters.lr}", {"lr": 0.01}, "--lr=0.01"),
+    ("${trialParameters.lr}", {"lr": 1e-05}, "1e-05"),
+    ("--layers=${trialParameters.n}", {"n": 3}, "--layers=3"),
+    ("--opt=${trialParameters.opt}", {"opt": "adam"}, "--opt=adam"),
+    ("--norm=${trialParameters.norm}", {"norm": True}, "--norm=true"),
+    ("${trialParameters.a}x${trialParameters.b}", {"a": 2, "b": 3}, "2x3"),
+])
+def test_katib_trial_parameters_are_substituted_inside_words(word, params, rendered):
+    assert render_command(["python", word], params) == ["python", rendered]
+    assert command_use(["python", word]).placeholders == tuple(dict.fromkeys(p for p in params if p in word))
+
+
+def test_unknown_macros_and_parameters_are_errors_naming_the_word():
+    with pytest.raises(UserError) as err:
+        check_command(["python", "t.py", "${argz}"], ["lr"])
+    assert err.value.where == "trainer.command[2]" and "unknown macro ${argz}" in err.value.message
+    with pytest.raises(UserError) as err:
+        check_command(["python", "--lr=${trialParameters.lrate}"], ["lr", "layers"])
+    assert err.value.where == "trainer.command[1]" and "no hyperparameter 'lrate'" in err.value.message
+
+
+def test_the_stdout_collector_reads_katibs_format():
+    collect = StdoutPairs({"format": "stdout"})
+    assert collect.line("starting, nothing to see\n") == []
+    assert collect.line("epoch=2 loss=0.41 val-acc=.93 lr=1e-3 note=abc\n") == \
+        [EpochReport(2, {"loss": 0.41, "val-acc": 0.93, "lr": 0.001})]
+    assert collect.line("loss = -1.5E+2\n") == [EpochReport(2, {"loss": -150.0})]   # no epoch: the ordinal
+    custom = StdoutPairs({"format": "stdout", "regex": r"(\w+): ([\d.]+)"})
+    assert custom.line("smape: 12.5 wape: 0.25\n") == [EpochReport(1, {"smape": 12.5, "wape": 0.25})]
+    assert KATIB_FILTER == r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"
+
+
+def test_json_lines_and_the_final_value_rules():
+    collect = JsonLines({"format": "json-lines"})
+    reports = [r for line in ['{"epoch": 1, "wape": 0.5, "acc": 0.6}', "text", '{"epoch": 2, "wape": 0.3, "acc": 0.5}',
+                              '{"epoch": 3, "wape": 0.4, "acc": 0.7, "tag": "x"}'] for r in collect.line(line)]
+    assert [r.epoch for r in reports] == [1, 2, 3]
+    objective = {"metric": "wape", "goal": "minimize"}
+    assert final_metrics(reports, {"final": "last"}, objective) == {"wape": 0.4, "acc": 0.7}
+    assert final_metrics(reports, {"final": "best", "goals": {"acc": "maximize"}}, objective) == {"wape": 0.3, "acc": 0.7}
+    assert final_metrics(reports, {"final": "best-epoch"}, objective) == {"wape": 0.3, "acc": 0.5}
+
+
+SCRIPT = textwrap.dedent("""\
+    import argparse, json, os
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--lr", type=float, default=0.5)
+    parser.add_argument("--activation", choices=["relu", "tanh"], default="relu")
+    parser.add_argument("--layer_norm", action="store_true")
+    parser.add_argument("--out", default=".")
+    args = parser.parse_args()
+    for epoch in range(1, 4):
+        wape = abs(args.lr - 0.01) + (0.0 if args.layer_norm else 0.1) + (0.05 if args.activation == "tanh" else 0) + 0.01 * (3 - epoch)
+        print(f"epoch {epoch}: epoch={epoch} train_loss={1 / epoch:.3f} wape={wape:.4f} extra_gauge=7")
+        with open(os.path.join(args.out, "log.jsonl"), "a") as log:
+            log.write(json.dumps({"step": epoch, "coverage": 0.8 + 0.01 * epoch}) + "\\n")
+    """)
+
+
+def script_project(tmp_path: Path, command: list[str], metrics_from, **spec) -> Path:  # noqa: ANN001
+    src = tmp_path / "src"
+    src.mkdir(exist_ok=True)
+    (src / "train.py").write_text(SCRIPT)
+    doc = {"trainer": {"command": command, "source": "src", "windows": False, "metrics_from": metrics_from},
+           "parameters": {"lr": [0.01, 0.1], "activation": ["relu", "tanh"], "layer_norm": [True, False]},
+           "metrics": [{"name": "wape", "goal": "minimize"}, "train_loss"], "epochs": 3, **spec}
+    (tmp_path / "spec.json").write_text(json.dumps(doc))
+    return tmp_path / "spec.json"
+
+
+def test_an_unchanged_argparse_script_runs_with_wandb_args_and_stdout_metrics_without_windows(tmp_path):
+    spec = script_project(tmp_path, ["python", "train.py", "--out=${HPT_TRIAL_OUTPUT}", "${args_no_boolean_flags}"],
+                          "stdout")
+    plan, results = tmp_path / "plan", tmp_path / "results"
+    compiled = hpt("compile", spec, "--out", plan, "--format", "json")
+    assert compiled.returncode == 0, compiled.stderr
+    summary = json.loads(compiled.stdout)
+    assert summary["trials"] == 8 and summary["windows"] == []          # one trial per config, no windows
+    manifests = [json.loads(p.read_text()) for p in sorted((plan / "trials").iterdir())]
+    assert all("window" not in m for m in manifests)
+    argvs = {json.dumps(m["params"], sort_keys=True): m["trainer"]["argv"] for m in manifests}
+    assert argvs['{"activation": "tanh", "layer_norm": true, "lr": 0.01}'] == \
+        ["python", "train.py", "--out=${HPT_TRIAL_OUTPUT}", "--activation=tanh", "--layer_norm", "--lr=0.01"]
+    assert argvs['{"activation": "relu", "layer_norm": false, "lr": 0.1}'][3:] == ["--activation=relu", "--lr=0.1"]
+    dry = hpt("apply", plan, "--dry-run", "--results", results)
+    assert dry.returncode == 0 and "runs: python train.py '--out=${HPT_TRIAL_OUTPUT}' --activation=tanh --layer_norm" \
+        in dry.stdout, dry.stdout
+    applied = hpt("apply", plan, "--results", results)
+    assert applied.returncode == 0, applied.stderr
+    table = json.loads(hpt("results", results, "--format", "json").stdout)
+    assert table["objective"] == {"metric": "wape", "goal": "minimize"}
+    best = table["rows"][0]
+    assert best["param.lr"] == 0.01 and best["param.layer_norm"] in (True, "true") and best["param.activation"] == "relu"
+    assert best["wape"] == pytest.approx(0.0) and best["train_loss"] == pytest.approx(0.333)   # final: the last report
+    store = open_store(str(results))
+    row = store.get(f"rows/{best['trial_id']}.csv").decode()
+    assert "extra_gauge" in row                     # undeclared numbers are kept (extra_metrics)
+    assert store.list(f"tensorboard/{best['trial_id']}/")   # per-step values became curves
+    log = store.get(f"logs/{best['trial_id']}.log").decode()
+    assert 'hpt:epoch {"epoch": 3, "train_loss": 0.333, "wape": 0.0, "extra_gauge": 7.0}' in log   # the watcher's seam
+
+
+def test_json_lines_from_a_file_and_katib_placeholders(tmp_path):
+    command = ["python", "train.py", "--out=${HPT_TRIAL_OUTPUT}", "--lr=${trialParameters.lr}",
+               "--activation=${trialParameters.activation}"]
+    spec = script_project(tmp_path, command, {"format": "json-lines", "file": "log.jsonl", "final": "best"},
+                          metrics=[{"name": "coverage", "goal": "maximize"}])
+    doc = json.loads(spec.read_text())
+    doc["parameters"].pop("layer_norm")
+    spec.write_text(json.dumps(doc))
+    plan, results = tmp_path / "plan", tmp_path / "results"
+    compiled = hpt("compile", spec, "--out", plan)
+    assert compiled.returncode == 0, compiled.stderr
+    assert hpt("apply", plan, "--results", results).returncode == 0
+    table = json.loads(hpt("results", results, "--format", "json").stdout)
+    assert [r["coverage"] for r in table["rows"]] == [pytest.approx(0.83)] * 4
+
+
+def test_a_command_that_passes_no_hyperparameter_is_a_warning(tmp_path):
+    spec = script_project(tmp_path, ["python", "train.py"], "stdout")
+    compiled = hpt("compile", spec, "--out", tmp_path / "plan")
+    assert compiled.returncode == 0 and "passes no hyperparameter to the program" in compiled.stderr, compiled.stderr
+    spec = script_project(tmp_path, ["python", "train.py", "--lr=${trialParameters.lr}"], "stdout")
+    compiled = hpt("compile", spec, "--out", tmp_path / "plan2")
+    assert "parameters.activation: used nowhere in trainer.command" in compiled.stderr
+    assert "parameters.lr" not in compiled.stderr
+
+
+def test_a_trainer_without_windows_refuses_date_settings(tmp_path):
+    spec = script_project(tmp_path, ["python", "train.py", "${args}"], "stdout",
+                          **{"date-range": [["2010-01-01", "2010-03-01"]]})
+    out = hpt("compile", spec, "--out", tmp_path / "plan")
+    assert out.returncode == 2 and "date-range" in out.stderr and "no dated windows" in out.stderr
