@@ -13,6 +13,9 @@ included: on a shared machine wall time mostly measures the neighbours). Usage:
     .venv/bin/python bench/bench_user_trial.py [--rounds 5] [--epochs 12]
     .venv/bin/python bench/bench_user_trial.py --command 'sleep 3; echo "hpt:result {\\"mse\\": 1}"'
         # a program that only waits: hpt-trial's own overhead, free of CPU contention
+    .venv/bin/python bench/bench_user_trial.py --stdout-lines 10000
+        # an unchanged argparse script (no hpt in it) taking its flags from W&B's ${args} and printing
+        # 10,000 `step=N loss=… wape=…` lines that hpt-trial collects (metrics_from: stdout, Katib's format)
 """
 from __future__ import annotations
 
@@ -33,9 +36,35 @@ BIN = Path(sys.executable).parent
 EXAMPLE = ROOT / "examples" / "own-model"
 
 
-def prepare(work: Path, epochs: int, command: str | None) -> Path:
-    """A one-trial plan: the example's trainer on one range, or a shell command; returns the manifest."""
-    if command:
+# An unchanged script: argparse flags, name=value lines, ~3 s of work spread over its lines.
+SCRIPT = """\
+import argparse, math, time
+parser = argparse.ArgumentParser()
+parser.add_argument("--lr", type=float, default=0.1)
+parser.add_argument("--lines", type=int, default=10000)
+parser.add_argument("--seconds", type=float, default=3.0)
+args = parser.parse_args()
+start = time.perf_counter()
+for step in range(1, args.lines + 1):
+    while time.perf_counter() - start < args.seconds * step / args.lines:
+        pass
+    loss = 1.0 / math.sqrt(step)
+    print(f"step={step} loss={loss:.6f} wape={loss * args.lr + 0.1:.6f} lr={args.lr}")
+"""
+
+
+def prepare(work: Path, epochs: int, command: str | None, stdout_lines: int = 0) -> Path:
+    """A one-trial plan: the example's trainer on one range, a shell command, or the name=value script;
+    returns the manifest."""
+    if stdout_lines:
+        project = work / "script"
+        project.mkdir()
+        (project / "train.py").write_text(SCRIPT)
+        spec = {"trainer": {"command": ["python", "train.py", "${args}"], "source": ".", "name": "script",
+                            "windows": False, "metrics_from": "stdout"},
+                "parameters": {"lr": 0.05, "lines": stdout_lines}, "metrics": [{"name": "wape", "goal": "minimize"}, "loss"]}
+        (project / "spec.json").write_text(json.dumps(spec))
+    elif command:
         project = work / "cmd"
         project.mkdir()
         (project / "run.sh").write_text(command + "\n")
@@ -71,7 +100,10 @@ def by_hand(manifest_path: Path, work: Path) -> tuple[float, float]:
     (scratch / "output").mkdir()
     env = dict(os.environ, PYTHONUNBUFFERED="1", HPT_PROTOCOL="1", HPT_TRIAL_MANIFEST=str(manifest_path),
                HPT_TRIAL_OUTPUT=str(scratch / "output"), HPT_TRIAL_METRICS=str(scratch / "output" / "metrics.json"))
-    argv = [sys.executable, "-m", "hpt.trial", trainer["entrypoint"]] if "entrypoint" in trainer else trainer["command"]
+    argv = [sys.executable, "-m", "hpt.trial", trainer["entrypoint"]] if "entrypoint" in trainer \
+        else list(trainer.get("argv") or trainer["command"])
+    if argv[0] == "python":
+        argv[0] = sys.executable
     start, cpu = time.perf_counter(), _cpu()
     with open(scratch / "log", "wb") as log:
         subprocess.run(argv, cwd=trainer["source"], env=env, check=True, stdout=log, stderr=subprocess.STDOUT)
@@ -96,10 +128,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--command", default=None, help="a shell command as the trainer instead of the example")
+    parser.add_argument("--stdout-lines", type=int, default=0,
+                        help="an unchanged script printing this many name=value lines instead of the example")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="hpt-bench-user-") as tmp:
         work = Path(tmp)
-        manifest = prepare(work, args.epochs, args.command)
+        manifest = prepare(work, args.epochs, args.command, args.stdout_lines)
         through_hpt_trial(manifest, work)   # warm caches (files, imports) for both sides
         runs: dict[str, list[tuple[float, float]]] = {"by_hand": [], "through_hpt_trial": []}
         for i in range(args.rounds):
@@ -109,7 +143,8 @@ def main() -> None:
             (hw, hc), (tw, tc) = runs["by_hand"][-1], runs["through_hpt_trial"][-1]
             print(f"round {i + 1}: by hand {hw:.2f} s wall {hc:.2f} s CPU; hpt-trial {tw:.2f} s wall {tc:.2f} s CPU; "
                   f"ratio wall {tw / hw:.3f} CPU {tc / hc:.3f}", flush=True)
-        what = "a shell command" if args.command else f"examples/own-model, {args.epochs} epochs"
+        what = (f"an unchanged script, {args.stdout_lines:,} name=value lines collected" if args.stdout_lines
+                else "a shell command" if args.command else f"examples/own-model, {args.epochs} epochs")
         for k, label in ((0, "wall"), (1, "CPU")):
             hand = [r[k] for r in runs["by_hand"]]
             wrapped = [r[k] for r in runs["through_hpt_trial"]]

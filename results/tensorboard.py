@@ -73,7 +73,7 @@ def pick_tag(tags: list[str], metric: str) -> str | None:
 
 def pick_train_tag(tags: list[str]) -> str | None:
     """The training loss per epoch, to set beside the validation curve."""
-    for want in ("loss/train", "train/loss", "mse/train", "train/mse", "loss"):
+    for want in ("loss/train", "train/loss", "mse/train", "train/mse", "train_loss", "loss"):
         if want in tags:
             return want
     return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ ENV_OUTPUT = "HPT_TRIAL_OUTPUT"        # folder for artifacts: uploaded to model
 ENV_METRICS = "HPT_TRIAL_METRICS"      # where the final metrics file goes ($HPT_TRIAL_OUTPUT/metrics.json)
 ENV_SOURCE = "HPT_TRAINER_SOURCE"      # set by a user trainer image: where its source folder lives there
 
+ENV_EPOCHS = "HPT_TRIAL_EPOCHS"        # the budget: at most this many epochs (a fidelity may lower it)
 ENV_DATA = "HPT_TRIAL_DATA"            # the dataset folder on this machine (a path, or the gs:// URI)
 ENV_ARGS = "HPT_TRIAL_ARGS"            # path of the trial's hyperparameters as JSON (W&B's ${args_json_file})
 
@@ -81,8 +83,24 @@ def parse_line(line: str, where: str) -> tuple[str, Any] | None:
     return None
 
 
+_PLAIN = re.compile(r"[A-Za-z0-9_.:/|@ -]*\Z")
+
+
 def epoch_line(epoch: int, values: dict[str, float]) -> str:
+    """The same text json.dumps writes; names that need no escaping (nearly all) skip the encoder, which a
+    script's 10,000 collected reports would otherwise pay for (bench/bench_user_trial.py --stdout-lines)."""
+    if all(_PLAIN.match(k) for k in values) and all(type(v) in (int, float) for v in values.values()):
+        body = "".join(f', "{k}": {_number(v)}' for k, v in values.items())
+        return f'{EPOCH_PREFIX} {{"epoch": {int(epoch)}{body}}}'
     return f"{EPOCH_PREFIX} " + json.dumps({"epoch": epoch, **values}, allow_nan=True)
+
+
+def _number(value: float) -> str:
+    if type(value) is int:
+        return int.__repr__(value)
+    if value != value or value in (math.inf, -math.inf):
+        return json.dumps(value, allow_nan=True)   # NaN, Infinity
+    return float.__repr__(value)
 
 
 def result_line(values: dict[str, float]) -> str:
