@@ -192,3 +192,31 @@ def test_a_trainer_without_windows_refuses_date_settings(tmp_path):
                           **{"date-range": [["2010-01-01", "2010-03-01"]]})
     out = hpt("compile", spec, "--out", tmp_path / "plan")
     assert out.returncode == 2 and "date-range" in out.stderr and "no dated windows" in out.stderr
+
+
+def test_trial_frames_reads_the_two_windows_and_only_their_months(tmp_path, small_dataset, monkeypatch):
+    import shutil
+
+    from trial_factory import make_manifest
+
+    from hpt import trial
+
+    data = tmp_path / "data"
+    shutil.copytree(small_dataset, data)
+    months = sorted(p.name for p in data.iterdir() if p.name.startswith("month="))
+    assert "month=2010-08" in months
+    for part in (data / "month=2010-08").iterdir():   # outside the windows: reading it would fail
+        part.write_bytes(b"not parquet")
+    manifest = make_manifest(data, "bag-of-words", train=("2010-09-01", "2010-11-01"), validation=("2010-11-01", "2010-12-01"))
+    path = tmp_path / "manifest.json"
+    path.write_text(manifest.to_json())
+    monkeypatch.setenv("HPT_TRIAL_MANIFEST", str(path))
+    monkeypatch.setenv("HPT_TRIAL_OUTPUT", str(tmp_path / "out"))
+    trial.current.cache_clear()
+    t = trial.current()
+    assert t.objective == {"metric": "mse", "goal": "minimize"} and t.repeat == 0 and t.train == ("2010-09-01", "2010-11-01")
+    train, valid = trial.frames(t, columns=["log_revenue"])
+    assert list(train.columns) == ["timestamp", "log_revenue"] and len(train) > 0 and len(valid) > 0
+    assert set(train["timestamp"].dt.strftime("%Y-%m")) == {"2010-09", "2010-10"}
+    assert set(valid["timestamp"].dt.strftime("%Y-%m")) == {"2010-11"}
+    trial.current.cache_clear()
