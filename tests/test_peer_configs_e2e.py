@@ -1,0 +1,92 @@
+"""The peers' configs as written, end to end: a W&B sweep (nested parameters, `command` with ${args},
+`early_terminate` hyperband, `method: bayes`) with its own script compiles, its dry run shows what
+runs, and it runs locally; Katib's published examples compile into plans that run their container's
+command with its ${trialParameters} rendered."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).parent / "data" / "katib"
+HPT = [sys.executable, "-m", "hpt.cli"]
+
+SCRIPT = textwrap.dedent("""\
+    import argparse, math
+    p = argparse.ArgumentParser()
+    p.add_argument("--lr", type=float)
+    p.add_argument("--optimizer.momentum", type=float, dest="momentum")
+    p.add_argument("--optimizer.kind", dest="kind")
+    p.add_argument("--epochs", type=int)
+    a = p.parse_args()
+    for epoch in range(1, a.epochs + 1):
+        loss = (math.log10(a.lr) + 2) ** 2 + (0.1 if a.kind == "sgd" else 0) + 1 / epoch + a.momentum / 10
+        print(f"epoch={epoch} val_loss={loss:.5f}")
+""")
+SWEEP = textwrap.dedent("""\
+    program: train.py
+    command:
+      - ${env}
+      - ${interpreter}
+      - ${program}
+      - ${args}
+    method: bayes
+    metric: {name: val_loss, goal: minimize}
+    run_cap: 4
+    early_terminate: {type: hyperband, min_iter: 1, eta: 2}
+    parameters:
+      lr: {distribution: log_uniform_values, min: 1e-4, max: 1e-1}
+      optimizer:
+        parameters:
+          kind: {values: [adam, sgd]}
+          momentum: {min: 0.0, max: 0.9}
+      epochs: {value: 3}
+""")
+
+
+def hpt(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(HPT + list(args), cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_a_wandb_sweep_with_its_script_compiles_shows_and_runs(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "train.py").write_text(SCRIPT)
+    (src / "sweep.yaml").write_text(SWEEP)
+    dry = hpt("compile", "src/sweep.yaml", "--out", "plan", "--explain", cwd=tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    assert "How hpt read a W&B sweep config" in dry.stdout and "optimizer.momentum" in dry.stdout
+    assert "early_terminate: not applied" in dry.stderr
+    manifests = [json.loads(p.read_text()) for p in sorted((tmp_path / "plan" / "trials").glob("*.json"))]
+    assert len(manifests) == 4 and all("window" not in m for m in manifests)
+    for m in manifests:   # W&B's ${args}: --name=value for every hyperparameter
+        argv, p = m["trainer"]["argv"], m["params"]
+        assert argv[:3] == ["/usr/bin/env", "python", "train.py"]
+        assert f"--optimizer.kind={p['optimizer.kind']}" in argv and f"--lr={p['lr']}" in argv and "--epochs=3" in argv
+        assert 1e-4 <= p["lr"] <= 0.1 and 0 <= p["optimizer.momentum"] <= 0.9
+    run = hpt("apply", "plan", "--results", "results", "--parallel", "2", cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    rows = list((tmp_path / "results" / "rows").rglob("*.csv"))
+    assert len(rows) == 4
+    table = hpt("results", "results", "--format", "json", cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    assert "val_loss" in table.stdout
+
+
+@pytest.mark.parametrize("name, method, trials", [("random", "random", 12), ("grid", "grid", 12), ("tpe", "tpe", 4),
+                                                  ("hyperband", "random", 2), ("median-stop", "random", 15)])
+def test_katibs_published_examples_compile(tmp_path, name, method, trials):
+    result = hpt("compile", str(EXAMPLES / f"{name}.yaml"), "--out", "plan", "--format", "json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["method"] == method and summary["trials"] == trials   # tpe: round 1, of 12 in all
+    manifest = json.loads(next((tmp_path / "plan" / "trials").glob("*.json")).read_text())
+    assert manifest["image"] == "docker.io/kubeflowkatib/mxnet-mnist:v0.15.0" and "window" not in manifest
+    argv, params = manifest["trainer"]["argv"], manifest["params"]
+    assert argv[:2] == ["python3", "/opt/mxnet-mnist/mnist.py"]
+    assert f"--lr={params['lr']}" in argv and not any("${" in word for word in argv)
+    assert manifest["objective"]["metric"] == "Validation-accuracy"
