@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from hpt.schemas.errors import UserError
-from hpt.schemas.protocol import ARGS_JSON_FILE
+from hpt.schemas.protocol import ARGS_JSON_FILE, nested_params
 
 ENV = "/usr/bin/env"
 INTERPRETER = "python"
@@ -110,8 +110,9 @@ def katib_value(value: Any) -> str:
 
 
 def args_json(params: Mapping[str, Any]) -> str:
-    """${args_json}: W&B's json.dumps of the parameters (default separators)."""
-    return json.dumps(dict(params))
+    """${args_json}: W&B's json.dumps of the parameters (default separators), nested parameters nested
+    again (hpt.schemas.protocol.nested_params)."""
+    return json.dumps(nested_params(dict(params)))
 
 
 def macro_words(params: Mapping[str, Any], program: str = "") -> dict[str, list[str]]:

@@ -105,3 +105,22 @@ def _number(value: float) -> str:
 
 def result_line(values: dict[str, float]) -> str:
     return f"{RESULT_PREFIX} " + json.dumps(values, allow_nan=True)
+
+
+def nested_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The hyperparameters as W&B's nested sweeps hand them to a program (${args_json}, ${args_json_file}):
+    a dotted name OUTER.INNER (what a nested `parameters:` compiles to) back inside {"OUTER": {"INNER": ...}}.
+    A name that is both a value and a prefix (a: 1 and a.b: 2) stays flat."""
+    out: dict[str, Any] = {}
+    for name, value in params.items():
+        parts = name.split(".")
+        node = out
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                return dict(params)
+            node = child
+        if parts[-1] in node:
+            return dict(params)
+        node[parts[-1]] = value
+    return out

@@ -90,3 +90,28 @@ def test_katibs_published_examples_compile(tmp_path, name, method, trials):
     assert argv[:2] == ["python3", "/opt/mxnet-mnist/mnist.py"]
     assert f"--lr={params['lr']}" in argv and not any("${" in word for word in argv)
     assert manifest["objective"]["metric"] == "Validation-accuracy"
+
+
+JSON_SCRIPT = textwrap.dedent("""\
+    import json, sys
+    config = json.load(open(sys.argv[sys.argv.index("--config") + 1]))
+    inline = json.loads(sys.argv[sys.argv.index("--inline") + 1])
+    assert config == inline and set(config["optimizer"]) == {"kind", "momentum"}, config
+    print(f"val_loss={config['lr'] + config['optimizer']['momentum']}")
+""")
+
+
+def test_nested_parameters_are_nested_again_in_args_json_and_args_json_file(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "train.py").write_text(JSON_SCRIPT)
+    sweep = SWEEP.replace("  - ${args}\n", "  - --config\n  - ${args_json_file}\n  - --inline\n  - ${args_json}\n")
+    (src / "sweep.yaml").write_text(sweep.replace("method: bayes", "method: random").replace("run_cap: 4", "run_cap: 2"))
+    assert hpt("compile", "src/sweep.yaml", "--out", "plan", cwd=tmp_path).returncode == 0
+    manifest = json.loads(next((tmp_path / "plan" / "trials").glob("*.json")).read_text())
+    inline = json.loads(manifest["trainer"]["argv"][-1])
+    assert inline["optimizer"] == {"kind": manifest["params"]["optimizer.kind"],
+                                   "momentum": manifest["params"]["optimizer.momentum"]}
+    run = hpt("apply", "plan", "--results", "results", cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert len(list((tmp_path / "results" / "rows").rglob("*.csv"))) == 2

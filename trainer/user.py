@@ -178,7 +178,7 @@ def run_user_program(manifest: TrialManifest, scratch: Path, tb_dir: Path,
     manifest_path = scratch / "manifest.json"
     manifest_path.write_text(manifest.to_json(), encoding="utf-8")
     args_path = scratch / protocol.ARGS_FILE
-    args_path.write_text(json.dumps(manifest.params), encoding="utf-8")   # W&B's ${args_json_file}
+    args_path.write_text(json.dumps(protocol.nested_params(manifest.params)), encoding="utf-8")   # W&B's ${args_json_file}
     env = dict(os.environ, PYTHONUNBUFFERED="1", **{
         protocol.ENV_VERSION: protocol.PROTOCOL_VERSION, protocol.ENV_MANIFEST: str(manifest_path),
         protocol.ENV_OUTPUT: str(output), protocol.ENV_METRICS: str(output / protocol.METRICS_FILE),
