@@ -79,7 +79,7 @@ def read_experiment(doc: dict[str, Any]) -> Translated:
     _trial_template(spec.get("trialTemplate"), meta, out, result)
     if "resumePolicy" in spec:
         notes.append(("spec.resumePolicy", "not needed: a plan is always resumable (re-apply skips finished trials)"))
-    warnings.extend(f"{where}: {text}" for where, text in result.notes if text.startswith("not applied"))
+    warnings.extend(f"{where}: {text}" for where, text in result.notes if text.startswith(("not applied", "different")))
     out.pop("_collector", None)
     return result
 
@@ -325,11 +325,14 @@ def _collector(section: Any, out: dict[str, Any], result: Translated) -> None:
                                     "(Katib's latest)" + (f", with the filter {filters[0]}" if filters else "")))
     elif kind == "File" and path.get("format", "TEXT") == "JSON":
         out["_collector"] = {"format": "json-lines", "file": str(path.get("path", "metrics.json")).lstrip("/")}
-        result.notes.append((where, "File, JSON: one JSON object per line; its path is read inside the trial's output folder"))
+        result.notes.append((where, f"different: File, JSON: one JSON object per line, read from {out['_collector']['file']} "
+                                    "inside the trial's output folder ($HPT_TRIAL_OUTPUT), where Katib reads the "
+                                    "container's own path: the program must write it there"))
     elif kind == "File":
         out["_collector"] = {"format": "stdout", "regex": filters[0]} if filters else "stdout"
-        result.notes.append((where, "File, TEXT: read as name=value lines from the program's output (hpt reads the log, "
-                                    "not a file in the container)"))
+        result.notes.append((where, "different: File, TEXT: name=value lines read from what the program prints, not "
+                                    f"from {path.get('path', 'the file')} in the container: a program that only writes "
+                                    "the file reports nothing"))
     elif kind == "TensorFlowEvent":
         out["_collector"] = "tensorboard"
         result.notes.append((where, "TensorFlowEvent: event files under the trial's output folder"))
