@@ -169,3 +169,8 @@ def test_early_terminate_without_fidelities_or_with_bayes_compiles_and_says_it_s
     summary = json.loads(result.stdout)
     assert summary["method"] == ("tpe" if extra["method"] == "bayes" else "random") and summary["trials"] == 3
     assert any(w.startswith("early_terminate: not applied: W&B's hyperband stops runs early") for w in summary["warnings"])
+
+
+def test_explain_of_stdin_is_exit_2():
+    result = runner.invoke(app, ["compile", "-", "--explain"], input="{}")
+    assert result.exit_code == 2 and "--explain: needs the spec as a file" in result.stderr

@@ -55,6 +55,9 @@ def compile_command(
     if explain:
         from hpt.compiler.explain import explain_spec
 
+        if spec == "-":   # stdin can be read once, and compile reads it
+            raise UserError("needs the spec as a file, not stdin", where="--explain")
+
         explanation = explain_spec(spec)
         if chosen_format(fmt, output) is not Format.json:
             _print_explanation(explanation)
