@@ -6,7 +6,9 @@ The results store is the source of truth: a trial is done when its row is there.
 3. submits the rest with bounded concurrency, a per-trial timeout, and retries with exponential
    backoff for failures that may be transient (a trial killed from outside, a backend hiccup, a
    trainer that died without writing its row);
-4. after each finished trial, copies its log to logs/<id>.log and refreshes results.csv;
+4. after each finished trial, copies its log to logs/<id>.log and reads its row (one file: the rows
+   already in the store are read once at the start), and refreshes results.csv and the row index at a
+   pace that keeps their cost a small share of the run (hpt.executor.publish);
 5. for an adaptive search, asks its `grow` hook (after every finished trial, and once at the start)
    whether the finished rows decide new trials; the hook records them in the plan folder first, and
    the loop reads them from there and queues them. So a whole adaptive search is one run: one
@@ -35,7 +37,7 @@ from hpt.executor.plan import LoadedPlan, queue_order
 from hpt.executor.publish import ResultsPublisher
 from hpt.store import EXIT_STORE_UNAVAILABLE, LOGS, AlreadyExists, Store, StoreUnavailable, row_key
 from hpt.store.claims import DEFAULT_LEASE_S, Claim, Claims
-from hpt.store.rows import check_row, read_row
+from hpt.store.rows import check_row
 from hpt.schemas.row import STATUS_DONE, STATUS_FAILED, build_row, row_csv
 
 log = logging.getLogger(__name__)
@@ -172,7 +174,7 @@ class Scheduler:
         self.report.emit({"event": event, "experiment_id": self.plan.experiment_id, **fields})
 
     def _row(self, trial_id: str) -> dict[str, str] | None:
-        return read_row(self.store, trial_id)
+        return self.publisher.note(trial_id)  # one read of its file; the publisher keeps it (results.csv, index)
 
     def _move_failed_row_aside(self, trial_id: str) -> None:
         """Copy rows/<id>.csv to rows-failed/<id>.<n>.csv (create-only), then delete it."""
@@ -210,7 +212,7 @@ class Scheduler:
 
     # --- phases ----------------------------------------------------------------------------------
     def _classify(self) -> list[Submission]:
-        rows = self.publisher.sync()
+        rows = self.publisher.current()
         to_run = []
         for sub in self.plan.submissions:
             row = rows.get(sub.trial_id)
@@ -326,7 +328,6 @@ class Scheduler:
         _best_effort(f"store the log of {tid}", store_log)
         _best_effort(f"release {tid}", self.backend.release, run.handle)
 
-        self.publisher.forget([tid])
         if not self._decide(run, status, text):
             self._release_claim(tid)  # over: a row, or recorded failed (a retry keeps the claim)
 
@@ -370,6 +371,7 @@ class Scheduler:
         try:
             self.store.put_once(row_key(tid), row_csv(build_row(sub.manifest, status=STATUS_FAILED, reason=reason,
                                                                    started_at=run.started_at, finished_at=_utc())).encode("utf-8"))
+            self.publisher.note(tid)
         except AlreadyExists:  # the trainer got there at the last moment: its row wins
             row = self._row(tid) or {}
             self._record_existing(sub, row, run.attempt)
@@ -386,6 +388,7 @@ class Scheduler:
         for tid, run in self.running.items():
             if not run.row_seen and self.store.exists(row_key(tid)):
                 run.row_seen = appeared = True
+                self.publisher.note(tid)
         return appeared
 
     def _interrupt(self, why: str) -> None:
@@ -427,7 +430,7 @@ class Scheduler:
         self._grow_due = False
         if self.grow is None or self.result.stopped or self._stop_signal is not None:
             return []
-        added = self.grow(self.publisher.sync(), parallel)
+        added = self.grow(self.publisher.current(), parallel)
         if not added:
             return []
         self.plan = self.plan.grown(added)
@@ -516,8 +519,8 @@ class Scheduler:
                     if status.finished:
                         self._finish(run, status)
                         finished_any = True
-                if finished_any or self._rows_appeared(row_check):
-                    self.publisher.publish()
+                self._rows_appeared(row_check)
+                self.publisher.publish()  # when rows changed and it is due (hpt.executor.publish)
                 self._look_elsewhere()
                 grown = self._ask_grow(parallel) if self._grow_due else []
                 if grown:
@@ -551,7 +554,7 @@ class Scheduler:
         r.not_run = len(self.queue) + len(self.waiting) + len(self.running) + len(self.elsewhere)
         for tid in [t for t in self.held if t not in self.left_running]:
             self._release_claim(tid)
-        self.publisher.publish()
+        self.publisher.publish(final=True)
         self._write_runs(finished=True)
         parts = [f"{r.done + r.already_done}/{r.total} done"]
         if r.already_done:

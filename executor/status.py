@@ -14,8 +14,8 @@ from typing import Any
 
 from hpt.executor.loop import RUNS
 from hpt.executor.plan import LoadedPlan
-from hpt.executor.publish import ResultsPublisher
 from hpt.store import Store
+from hpt.store.index import snapshot
 from hpt.schemas.row import STATUS_DONE
 
 
@@ -25,9 +25,10 @@ class TrialState:
     state: str               # pending | running | done | failed
     detail: str = ""         # failed: the reason; done: the objective; running: since when
     attempt: int = 0
+    score: float | None = None  # done: the objective's value, lower is better (negated for a maximised one)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "score"}
 
 
 @dataclass(frozen=True)
@@ -86,10 +87,20 @@ def _rounded(value: str) -> str:
         return value
 
 
+def _score(value: str, goal: str) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    if number != number:
+        return None
+    return -number if goal == "maximize" else number
+
+
 def trial_states(plan: LoadedPlan, store: Store, local_state_dir: Path | None = None,
                  run: ApplyState | None = None) -> list[TrialState]:
     """Each trial's state; `run` is the experiment's apply_state (read here when not given)."""
-    rows = ResultsPublisher(store).sync()
+    rows = snapshot(store).rows  # the row index, verified against one listing of rows/ (hpt.store.index)
     run = run if run is not None else apply_state(store, plan.experiment_id)
     running = {**_local_survivors(local_state_dir, plan.experiment_id, store.uri), **_live_run(run)}
     states = []
@@ -99,7 +110,8 @@ def trial_states(plan: LoadedPlan, store: Store, local_state_dir: Path | None = 
         if row is not None and row.get("status") == STATUS_DONE:
             objective = sub.manifest.objective["metric"]
             value = row.get(objective, "")
-            states.append(TrialState(tid, "done", f"{objective}={_rounded(value)}" if objective and value else "done"))
+            states.append(TrialState(tid, "done", f"{objective}={_rounded(value)}" if objective and value else "done",
+                                     score=_score(value, sub.manifest.objective.get("goal", "minimize"))))
         elif tid in running:
             info = running[tid]
             states.append(TrialState(tid, "running", f"since {info.get('since', '')}".strip(), int(info.get("attempt", 1))))

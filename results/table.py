@@ -12,8 +12,8 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable, Mapping
 
-from hpt.store import RESULTS_CSV, ROUNDS, Store, iter_row_ids, open_store
-from hpt.store.rows import read_rows as stored_rows
+from hpt.store import RESULTS_CSV, ROUNDS, Store, open_store
+from hpt.store.index import snapshot
 from hpt.schemas.catalog import metrics as catalog_metrics
 from hpt.schemas.errors import UserError
 from hpt.schemas.metric import DEFAULT_OBJECTIVE, GOAL_WORDS, GOALS, Objective
@@ -122,9 +122,9 @@ def read_rows(uri_or_store: str | Store) -> tuple[list[dict[str, str]], str]:
     root = getattr(store, "root", None)  # a local folder that isn't there is a typo, not an empty run
     if root is not None and not root.exists():
         raise UserError("no such results folder", where=str(root), hint="pass the folder `hpt apply --results` wrote to")
-    ids = list(iter_row_ids(store))
-    if ids:
-        return list(stored_rows(store, ids).values()), "rows"
+    rows = snapshot(store).rows  # the row index, verified against one listing of rows/ (hpt.store.index)
+    if rows:
+        return list(rows.values()), "rows"
     try:
         text = store.get(RESULTS_CSV).decode("utf-8")
     except (KeyError, UnicodeDecodeError):

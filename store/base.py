@@ -7,6 +7,7 @@ Layout under the store's root URI:
     tensorboard/<trial-id>/    per-epoch curves
     logs/<trial-id>.log        the trial's captured output
     rows-failed/<id>.<n>.csv   earlier failed rows of a trial, moved aside by `hpt apply` before a retry
+    index/rows/<segment>.json  the row index: what many row files hold, in a few objects (hpt.store.index)
     runs/<experiment-id>.json  what `hpt apply` is running now (for `hpt status` on any machine)
     claims/<trial-id>/<n>.json which apply runs the trial now, and its lease (hpt.store.claims)
 
@@ -78,6 +79,9 @@ class Store(Protocol):
     def get(self, key: str) -> bytes:
         """The object's bytes; KeyError if absent."""
 
+    def get_versioned(self, key: str) -> tuple[bytes, str]:
+        """The object's bytes and the version list_versions reports for exactly these bytes; KeyError if absent."""
+
     def exists(self, key: str) -> bool: ...
 
     def delete(self, key: str) -> None:
@@ -86,6 +90,11 @@ class Store(Protocol):
 
     def list(self, prefix: str = "") -> list[str]:
         """Keys under `prefix` (relative to the store root), sorted."""
+
+    def list_versions(self, prefix: str) -> dict[str, str]:
+        """Keys under `prefix` with a version each, from the same one listing: a token that changes
+        whenever the object is written again (gs://: its generation). What the row index checks its
+        entries against (hpt.store.index)."""
 
     def put_tree(self, prefix: str, folder: Path) -> None:
         """Upload every file under a local folder to `prefix/...` (models, TensorBoard logs)."""

@@ -89,6 +89,11 @@ class GCSStore(TreeTransfer):
     def get(self, key: str) -> bytes:
         return self._call(key, self._blob(key).download_as_bytes, retry=self.retry, timeout=120)
 
+    def get_versioned(self, key: str) -> tuple[bytes, str]:
+        blob = self._blob(key)
+        data = self._call(key, blob.download_as_bytes, retry=self.retry, timeout=120)
+        return data, str(blob.generation or "")  # the download's x-goog-generation: these bytes' generation
+
     def exists(self, key: str) -> bool:
         return bool(self._call(key, self._blob(key).exists, retry=self.retry, timeout=60))
 
@@ -102,6 +107,14 @@ class GCSStore(TreeTransfer):
         def names():
             blobs = self.bucket.client.list_blobs(self.bucket, prefix=self.prefix + prefix, retry=self.retry, timeout=60)
             return sorted(b.name[len(self.prefix):] for b in blobs)
+
+        return self._call(prefix, names)
+
+    def list_versions(self, prefix: str) -> dict[str, str]:
+        def names():
+            blobs = self.bucket.client.list_blobs(self.bucket, prefix=self.prefix + prefix, retry=self.retry, timeout=60,
+                                                  fields="items(name,generation),nextPageToken")
+            return {b.name[len(self.prefix):]: str(b.generation or "") for b in blobs}
 
         return self._call(prefix, names)
 

@@ -57,6 +57,14 @@ class LocalStore(TreeTransfer):
         except (FileNotFoundError, IsADirectoryError):
             raise KeyError(key) from None
 
+    def get_versioned(self, key: str) -> tuple[bytes, str]:
+        try:
+            with open(self._path(key), "rb") as fh:
+                st = os.fstat(fh.fileno())
+                return fh.read(), f"{st.st_ino}.{st.st_mtime_ns}.{st.st_size}"
+        except (FileNotFoundError, IsADirectoryError):
+            raise KeyError(key) from None
+
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
@@ -77,6 +85,33 @@ class LocalStore(TreeTransfer):
                 if key.startswith(prefix):
                     keys.append(key)
         return sorted(keys)
+
+    def list_versions(self, prefix: str) -> dict[str, str]:
+        folder = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
+        if not prefix.endswith("/") or not folder.is_dir():
+            return {key: self._version(self._path(key)) for key in self.list(prefix)}
+        out: dict[str, str] = {}
+        stack = [(folder, prefix)]
+        while stack:  # scandir: one stat per entry, no sorting or path objects (rows/ may hold 100,000)
+            where, key_prefix = stack.pop()
+            with os.scandir(where) as entries:
+                for entry in entries:
+                    if entry.name.startswith("."):
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append((Path(entry.path), f"{key_prefix}{entry.name}/"))
+                    elif entry.is_file(follow_symlinks=False):
+                        st = entry.stat(follow_symlinks=False)
+                        out[key_prefix + entry.name] = f"{st.st_ino}.{st.st_mtime_ns}.{st.st_size}"
+        return out
+
+    @staticmethod
+    def _version(path: Path) -> str:
+        try:
+            st = path.stat()
+        except OSError:
+            return ""
+        return f"{st.st_ino}.{st.st_mtime_ns}.{st.st_size}"
 
     def url(self, key: str) -> str:
         return str(self._path(key))

@@ -11,8 +11,9 @@ from typing import Any, Optional
 import typer
 
 from hpt.api import DEFAULT_RESULTS, LOCAL_STATE
-from hpt.commands.common import (EXIT_OK, Format, backend_options, chosen_format, console, err_console, format_option,
-                                 output_alias, plain_progress, progress_every_s, user_errors)
+from hpt.commands.common import (EXIT_OK, SUMMARY_AT, SUMMARY_TOP, Format, all_option, backend_options, chosen_format,
+                                 console, err_console, format_option, output_alias, plain_progress, progress_every_s,
+                                 user_errors)
 from hpt.schemas.errors import UserError
 
 # The spelling of a boolean option's "off" form, where it is not --no-<name>.
@@ -88,6 +89,18 @@ def _rounds_table(rounds: list[dict[str, Any]], halving: dict[str, Any] | None, 
                 else "each once the round before is all done")
         table.caption = f"still to decide: {later} ({when})"
     return table
+
+
+def _status_summary(states: list) -> list:  # noqa: ANN001 — hpt.executor.status.TrialState
+    """What a summarised status lists: every running trial (few: the run's parallelism), the best done by the
+    objective, and the first failed trial of each reason (the reasons' counts follow the table)."""
+    running = [s for s in states if s.state == "running"][:SUMMARY_AT]
+    done = sorted((s for s in states if s.state == "done"), key=lambda s: (s.score is None, s.score or 0.0))[:SUMMARY_TOP]
+    first_failed: dict[str, object] = {}
+    for s in states:
+        if s.state == "failed" and s.detail not in first_failed:
+            first_failed[s.detail] = s
+    return running + done + list(first_failed.values())[:SUMMARY_TOP]
 
 
 def register(app: typer.Typer) -> None:
@@ -216,8 +229,9 @@ def register(app: typer.Typer) -> None:
         results: Optional[str] = typer.Option(None, "--results", "-r", help="Results store (default: the spec's `results`, else ./hpt-results)."),
         fmt: Format = format_option(),
         output: Optional[str] = output_alias("-o"),
+        everything: bool = all_option(),
     ) -> None:
-        """Every trial of a plan: pending, running, done, or failed and why."""
+        """Every trial of a plan: pending, running, done, or failed and why (summarised past a few hundred; --all)."""
         from hpt.executor.plan import load_plan
         from hpt.executor.status import apply_state, trial_states
         from hpt.store import open_store
@@ -250,12 +264,26 @@ def register(app: typer.Typer) -> None:
         from rich.text import Text
 
         colour = {"done": "green", "failed": "red", "running": "cyan", "pending": "dim"}
-        table = Table(title=f"{plan.experiment_id} · {store.uri}", title_justify="left")
+        summarised = len(states) > SUMMARY_AT and not everything
+        shown = _status_summary(states) if summarised else states
+        title = f"{plan.experiment_id} · {store.uri}"
+        table = Table(title=f"{title}: {len(states)} trials; running, the best {SUMMARY_TOP} done and the first "
+                            f"failed of each reason" if summarised else title, title_justify="left")
         for col in ("trial", "state", "attempt", "detail"):
             table.add_column(col, overflow="fold")
-        for s in states:
+        for s in shown:
             table.add_row(s.trial_id, Text(s.state, style=colour[s.state]), str(s.attempt or ""), s.detail)
         console.print(table)
+        if summarised:
+            reasons: dict[str, int] = {}
+            for s in states:
+                if s.state == "failed":
+                    reasons[s.detail] = reasons.get(s.detail, 0) + 1
+            for reason, n in sorted(reasons.items(), key=lambda item: -item[1])[:SUMMARY_TOP]:
+                console.print(Text.assemble((f"{n:>6} failed: ", "red"), reason))
+            if len(reasons) > SUMMARY_TOP:
+                console.print(f"… {len(reasons) - SUMMARY_TOP} more failure reason(s)", highlight=False)
+            console.print(f"(--all lists all {len(states)} trials; --format json gives them to a program)", highlight=False)
         console.print(", ".join(f"{counts.get(k, 0)} {k}" for k in ("done", "failed", "running", "pending")), highlight=False)
         if rounds:
             console.print(_rounds_table(rounds, plan.plan.halving, plan.plan.tpe))

@@ -111,6 +111,17 @@ class TableFormat(str, Enum):
     json = "json"
 
 
+# A table for people lists everything up to this many lines; past it, `hpt status` and `hpt results`
+# print a summary (counts, the best SUMMARY_TOP, failures grouped by reason) unless --all asks for all.
+SUMMARY_AT = 200
+SUMMARY_TOP = 20
+
+
+def all_option() -> Any:
+    return typer.Option(False, "--all", help=f"List every row in the table, however many (past {SUMMARY_AT} "
+                                            f"rows the table is summarised: counts, the best {SUMMARY_TOP}, failures by reason).")
+
+
 def format_option(default: Format | TableFormat = Format.table, help: str = "table (for people) or json (for machines).") -> Any:
     return typer.Option(default, "--format", "-f", help=help)
 

@@ -17,7 +17,8 @@ from typing import Any, Optional
 import typer
 from rich.text import Text
 
-from hpt.commands.common import TableFormat, console as _shared_console, err_console, format_option, user_errors
+from hpt.commands.common import (SUMMARY_AT, SUMMARY_TOP, TableFormat, all_option, console as _shared_console, err_console,
+                                 format_option, user_errors)
 from hpt.schemas.errors import UserError
 
 # Shown after the objective when --metrics is not given (kept short so the table fits a terminal).
@@ -104,7 +105,7 @@ def _emit_csv(records: list[dict[str, Any]], columns: list[str]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- views
-def _trial_view(table, obj, metrics: list[str], top: int | None, fmt: TableFormat) -> None:
+def _trial_view(table, obj, metrics: list[str], top: int | None, fmt: TableFormat, everything: bool = False) -> None:
     from rich.table import Table
 
     from hpt.results.table import short_param
@@ -121,7 +122,8 @@ def _trial_view(table, obj, metrics: list[str], top: int | None, fmt: TableForma
         shown_metrics = [obj.metric] + shown_metrics
     extra = [c for c in ("round", "fidelity", "repeat") if c in done.columns and done[c].nunique() > 1]
     columns = ["trial_id", "range"] + extra + table.params + shown_metrics
-    rows = done.head(top) if top else done
+    summarised = fmt is TableFormat.table and not everything and not top and len(done) > SUMMARY_AT
+    rows = done.head(top) if top else done.head(SUMMARY_TOP) if summarised else done
     failed = table.failed
 
     if fmt is TableFormat.json:
@@ -138,7 +140,9 @@ def _trial_view(table, obj, metrics: list[str], top: int | None, fmt: TableForma
         _emit_csv(records, cols)
         return
 
-    t = Table(title=f"{len(table.done)} finished trial(s), sorted by {obj}", title_justify="left")
+    title = (f"the best {len(rows)} of {len(table.done)} finished trials, by {obj}" if summarised
+             else f"{len(table.done)} finished trial(s), sorted by {obj}")
+    t = Table(title=title, title_justify="left")
     t.add_column("#", justify="right", style="dim")
     for c in columns:
         header = short_param(c)
@@ -151,7 +155,10 @@ def _trial_view(table, obj, metrics: list[str], top: int | None, fmt: TableForma
     t.caption = _caption(shown_metrics)
     t.caption_justify = "left"
     console.print(t)
-    _failed_table(failed, table.params)
+    if summarised:
+        console.print(f"… {len(done) - len(rows)} more finished trial(s): --all lists every one, --top N the best N, "
+                      "--format csv|json all of them for a program.", highlight=False)
+    _failed_table(failed, table.params, everything or fmt is not TableFormat.table)
 
 
 def _caption(shown: list[str]):  # noqa: ANN202 — rich.text.Text
@@ -166,12 +173,15 @@ def _caption(shown: list[str]):  # noqa: ANN202 — rich.text.Text
     return Text("\n".join(lines), style="dim")
 
 
-def _failed_table(failed, params: list[str]) -> None:
+def _failed_table(failed, params: list[str], everything: bool = True) -> None:
     from rich.table import Table
 
     from hpt.results.table import short_param
 
     if failed.empty:
+        return
+    if not everything and len(failed) > SUMMARY_TOP:
+        _failures_by_reason(failed)
         return
     t = Table(title=f"{len(failed)} failed trial(s)", title_justify="left", title_style="red")
     for c in ["trial_id", "range"] + params + ["reason"]:
@@ -181,14 +191,39 @@ def _failed_table(failed, params: list[str]) -> None:
     console.print(t)
 
 
-def _config_view(table, obj, top: int | None, fmt: TableFormat, metrics: list[str]) -> dict | None:
+def _failures_by_reason(failed) -> None:
+    """Failed trials counted by reason (most common first), a few trial ids of each: readable at any size."""
+    from rich.table import Table
+
+    reasons = failed["reason"].fillna("").astype(str) if "reason" in failed.columns else None
+    if reasons is None:
+        return
+    groups = failed.assign(_reason=reasons.where(reasons != "", "failed")).groupby("_reason", sort=False)["trial_id"]
+    summary = groups.agg(["size", lambda ids: ", ".join(map(str, ids.head(3)))])
+    summary.columns = ["n", "examples"]
+    summary = summary.sort_values("n", ascending=False, kind="stable")
+    t = Table(title=f"{len(failed)} failed trial(s), by reason", title_justify="left", title_style="red")
+    t.add_column("trials", justify="right")
+    t.add_column("reason", overflow="fold")
+    t.add_column("e.g.", overflow="fold")
+    shown = summary.head(SUMMARY_TOP)
+    for reason, rec in shown.iterrows():
+        more = " …" if rec["n"] > 3 else ""
+        t.add_row(str(rec["n"]), str(reason), rec["examples"] + more)
+    console.print(t)
+    if len(summary) > len(shown):
+        console.print(f"… {len(summary) - len(shown)} more reason(s); --all lists every failed trial.", highlight=False)
+
+
+def _config_view(table, obj, top: int | None, fmt: TableFormat, metrics: list[str], everything: bool = False) -> dict | None:
     from rich.table import Table
 
     from hpt import api
 
     cmp = api.compare(table, objective=obj, metrics=metrics)
     extra = [m for m in metrics if m != obj.metric]
-    configs = cmp.configs[:top] if top else cmp.configs
+    summarised = fmt is TableFormat.table and not everything and not top and len(cmp.configs) > SUMMARY_AT
+    configs = cmp.configs[:top] if top else cmp.configs[:SUMMARY_TOP] if summarised else cmp.configs
     if fmt is TableFormat.json:
         return cmp.record() | {"configs": [c.record() for c in configs]}
     if fmt is TableFormat.csv:
@@ -211,7 +246,8 @@ def _config_view(table, obj, top: int | None, fmt: TableFormat, metrics: list[st
         _failed_table(table.failed, table.params)
         return None
     n = len(cmp.ranges)
-    t = Table(title=f"{len(cmp.configs)} config(s) over {n} date range(s): {obj.metric} (rank)", title_justify="left")
+    title = (f"the best {len(configs)} of {len(cmp.configs)} configs" if summarised else f"{len(cmp.configs)} config(s)")
+    t = Table(title=f"{title} over {n} date range(s): {obj.metric} (rank)", title_justify="left")
     t.add_column("", width=1)
     t.add_column("config", overflow="fold")
     for r in cmp.ranges:
@@ -235,11 +271,14 @@ def _config_view(table, obj, top: int | None, fmt: TableFormat, metrics: list[st
         t.add_row(Text("★", style="bold yellow") if c.best_everywhere else "", c.label, *cells, _num(c.mean), f"{c.mean_rank:.2f}",
                   wins, *[_num(c.metrics.get(m)) for m in extra], *vs)
     console.print(t)
+    if summarised:
+        console.print(f"… {len(cmp.configs) - len(configs)} more config(s): --all lists every one, --top N the best N.",
+                      highlight=False)
     console.print("wins k/n: ranges where the config is strictly best (+t tied: shares the best value on t more); "
                   "sign p (b/n): b of n paired results where the best config did better.", style="dim")
     for note in cmp.notes():
         console.print(f"• {note}", highlight=False)
-    _failed_table(table.failed, table.params)
+    _failed_table(table.failed, table.params, everything)
     return None
 
 
@@ -340,6 +379,7 @@ def register(app: typer.Typer) -> None:
         show_trends: bool = typer.Option(False, "--trends", help="Per parameter value: count, mean, median and best of the objective."),
         top: Optional[int] = typer.Option(None, "--top", min=1, help="Show only the best N rows / configs."),
         fidelity: Optional[str] = typer.Option(None, "--fidelity", help="Only the trials of this fidelity (a spec's `fidelities`); --by config and --trends default to the most expensive one."),
+        everything: bool = all_option(),
     ) -> None:
         """Read results (also mid-run): rows sorted by the objective, or --by config, or --trends."""
         from hpt import api
@@ -354,11 +394,11 @@ def register(app: typer.Typer) -> None:
         if fmt is TableFormat.csv and by and show_trends:
             raise UserError("--format csv holds one table: choose --by config or --trends", where="--format")
         if not by and not show_trends:
-            _trial_view(table, obj, chosen, top, fmt)
+            _trial_view(table, obj, chosen, top, fmt, everything)
             return
         doc: dict[str, Any] = {}
         if by:
-            got = _config_view(table, obj, top, fmt, chosen)
+            got = _config_view(table, obj, top, fmt, chosen, everything)
             if got is not None:
                 doc["by_config"] = got
         if show_trends:
