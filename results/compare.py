@@ -107,86 +107,105 @@ def _wilcoxon_signed_ranks(signed_ranks: tuple[float, ...]) -> float | None:
 def _wilcoxon(diffs: list[float]) -> float | None:
     """Wilcoxon signed-rank p. It depends only on the signed ranks of the differences, so results are
     cached by those: hundreds of configs over a few ranges share a handful of patterns."""
-    from scipy.stats import rankdata
-
     nonzero = [d for d in diffs if d != 0]
     if len(nonzero) < 2:  # one pair carries no rank information
         return None
-    ranks = rankdata([abs(d) for d in nonzero])
-    return _wilcoxon_signed_ranks(tuple(sorted(float(r) if d > 0 else -float(r) for r, d in zip(ranks, nonzero))))
+    ranks = _average_ranks([abs(d) for d in nonzero])
+    return _wilcoxon_signed_ranks(tuple(sorted(r if d > 0 else -r for r, d in zip(ranks, nonzero))))
 
 
-def _pair_values(done: "pd.DataFrame", metric: str) -> dict[str, dict[tuple[str, Any], float]]:
-    """config → {(range, repeat): objective}; trials of the same range and repeat index are paired."""
+def _average_ranks(values: list[float]) -> list[float]:
+    """scipy.stats.rankdata(values) (ties share their average rank) for the few pairs of one config,
+    without scipy's per-call cost, which thousands of configs would pay."""
+    order = sorted(range(len(values)), key=values.__getitem__)
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def _pair_matrix(done: "pd.DataFrame", metric: str) -> "pd.DataFrame":
+    """configs × (range, repeat): the objective (mean over trials); trials of the same range and repeat
+    index are paired. NaN where a config has no result for that pair."""
     cols = ["config", "range"] + (["repeat"] if "repeat" in done.columns else [])
-    grouped = done.groupby(cols, dropna=False)[metric].mean()
-    out: dict[str, dict[tuple[str, Any], float]] = {}
-    for key, value in grouped.items():
-        config, rng = key[0], key[1]
-        repeat = key[2] if len(key) > 2 else 0
-        if value == value:
-            out.setdefault(config, {})[(rng, repeat)] = float(value)
-    return out
-
-
-def _mean_or_none(means, config: str, metric: str) -> float | None:
-    if means is None or metric not in means.columns:
-        return None
-    value = means.at[config, metric]
-    return None if value != value else float(value)
+    return done.groupby(cols, dropna=False)[metric].mean().unstack(cols[1:])
 
 
 def compare(table: ResultTable, obj: Objective, metrics: list[str] | tuple[str, ...] = ()) -> Comparison:
     """Group finished trials by config and compare them across date ranges.
 
     `metrics`: other columns to summarise per config (mean over its finished trials), e.g. train_time_s.
+    Vectorised over configs (pandas/numpy): no pandas lookup per config.
     """
+    import numpy as np
+
     done = table.finished(obj)
     if done.empty:
         return Comparison(objective=obj, ranges=[], configs=[], n_failed=len(table.failed))
     ranges = sorted(done["range"].unique().tolist())
     labels = config_labels(done, table.params)
-    per = done.groupby(["config", "range"])[obj.metric].mean().unstack("range")  # configs × ranges
+    per = done.groupby(["config", "range"])[obj.metric].mean().unstack("range")[ranges]  # configs × ranges
     ranks = per.rank(axis=0, method="min", ascending=obj.ascending)
-    best_counts = (ranks == 1).sum(axis=0)  # per range: how many share rank 1
+    best_counts = (ranks == 1).sum(axis=0).to_numpy()  # per range: how many share rank 1
 
-    sizes = done.groupby("config").size()
-    firsts = done.drop_duplicates("config").set_index("config")  # one representative row per config
+    values = per.to_numpy(dtype=float)
+    rank_values = ranks.to_numpy(dtype=float)
+    present = ~np.isnan(values)
+    first_rank = rank_values == 1
+    wins = (first_rank & (best_counts == 1)).sum(axis=1)
+    tied = (first_rank & (best_counts > 1)).sum(axis=1)
+    sizes = done.groupby("config").size().to_dict()
     param_cols = [c for c in done.columns if c.startswith("param.")]
+    firsts = done.drop_duplicates("config").set_index("config")  # one representative row per config
+    params_of = firsts[param_cols].to_dict("index") if param_cols else {}
+    arch_of = firsts["architecture"].to_dict() if "architecture" in firsts.columns else {}
     extra = [m for m in metrics if m != obj.metric and m in done.columns]
-    means = done.groupby("config")[extra].mean(numeric_only=True) if extra else None
+    means_of = done.groupby("config")[extra].mean(numeric_only=True).to_dict("index") if extra else {}
+
     results: list[ConfigResult] = []
-    for config in per.index:
-        values = {r: float(per.at[config, r]) for r in ranges if per.at[config, r] == per.at[config, r]}
-        rk = {r: int(ranks.at[config, r]) for r in values}
-        wins = sum(1 for r, k in rk.items() if k == 1 and best_counts[r] == 1)
-        tied = sum(1 for r, k in rk.items() if k == 1 and best_counts[r] > 1)
-        first = firsts.loc[config]
-        params = {c: first[c] for c in param_cols}
+    for i, config in enumerate(per.index):
+        got = {r: float(values[i, j]) for j, r in enumerate(ranges) if present[i, j]}
+        rk = {r: int(rank_values[i, j]) for j, r in enumerate(ranges) if present[i, j]}
+        arch = arch_of.get(config)
         results.append(ConfigResult(
-            config=config, label=labels.get(config, config), architecture=str(first.get("architecture") or ""),
-            per_range=values, ranks=rk, mean=sum(values.values()) / len(values),
-            mean_rank=sum(rk.values()) / len(rk), n_ranges=len(values), wins=wins, tied_best=tied,
-            best_everywhere=len(ranges) >= 2 and wins == len(ranges), n_trials=int(sizes[config]),
-            params={k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in params.items()},
-            metrics={m: _mean_or_none(means, config, m) for m in extra}))
+            config=config, label=labels.get(config, config), architecture=str(arch or ""),
+            per_range=got, ranks=rk, mean=sum(got.values()) / len(got),
+            mean_rank=sum(rk.values()) / len(rk), n_ranges=len(got), wins=int(wins[i]), tied_best=int(tied[i]),
+            best_everywhere=len(ranges) >= 2 and int(wins[i]) == len(ranges), n_trials=int(sizes[config]),
+            params={k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in params_of.get(config, {}).items()},
+            metrics={m: _none_if_nan(means_of.get(config, {}).get(m)) for m in extra}))
 
     sign = 1.0 if obj.ascending else -1.0
     # Complete configs first (a config seen on one lucky range must not top the list), then mean rank, mean.
     results.sort(key=lambda c: (c.n_ranges < len(ranges), c.mean_rank, sign * c.mean, c.label))
 
-    if results:
-        paired = _pair_values(done, obj.metric)
-        best = results[0]
+    if len(results) > 1:
+        pairs = _pair_matrix(done, obj.metric)
+        matrix = pairs.to_numpy(dtype=float)
+        row_of = {c: i for i, c in enumerate(pairs.index)}
+        best = matrix[row_of[results[0].config]]
+        diffs = sign * (matrix - best)   # positive: the best config did better on that pair
+        shared = ~np.isnan(matrix) & ~np.isnan(best)
         for other in results[1:]:
-            shared = sorted(set(paired.get(best.config, {})) & set(paired.get(other.config, {})), key=str)
-            # positive difference = the best config did better on that pair
-            diffs = [sign * (paired[other.config][k] - paired[best.config][k]) for k in shared]
-            other.n_pairs = len(diffs)
-            other.best_better = sum(d > 0 for d in diffs)
-            other.sign_p = _sign_test(diffs)
-            other.wilcoxon_p = _wilcoxon(diffs)
+            i = row_of[other.config]
+            d = diffs[i][shared[i]].tolist()
+            other.n_pairs = len(d)
+            other.best_better = sum(x > 0 for x in d)
+            other.sign_p = _sign_test(d)
+            other.wilcoxon_p = _wilcoxon(d)
     return Comparison(objective=obj, ranges=ranges, configs=results, n_failed=len(table.failed))
+
+
+def _none_if_nan(value: Any) -> float | None:
+    if value is None or value != value:
+        return None
+    return float(value)
 
 
 def explain(cmp: Comparison) -> list[str]:

@@ -185,9 +185,25 @@ def frame(rows: Iterable[dict]) -> "pd.DataFrame":
         # metric is a number or missing, whatever a hand-edited results.csv holds.
         if column in known_metrics or converted.notna().sum() == df[column].notna().sum():
             df[column] = converted
-    df["config"] = [config_key(r) for r in df.to_dict("records")]
-    df["range"] = [range_label(r) for r in df.to_dict("records")]
+    df["config"] = _per_distinct(df, ["config_id", "architecture"] + [c for c in df.columns if c.startswith(PARAM_PREFIX)],
+                                 config_key)
+    df["range"] = _per_distinct(df, list(RANGE_COLUMNS), range_label)
     return df
+
+
+def _per_distinct(df: "pd.DataFrame", columns: list[str], fn) -> list:  # noqa: ANN001
+    """fn(row) for every row, called once per distinct combination of `columns` (a config's trials share
+    their params, a range's its dates): thousands of calls for 100,000 rows instead of 100,000."""
+    import numpy as np
+
+    present = [c for c in columns if c in df.columns]
+    if not present:
+        return [fn({})] * len(df)
+    sub = df[present]
+    codes = sub.groupby(present, dropna=False, sort=False).ngroup().to_numpy()
+    firsts = sub.drop_duplicates()
+    values = np.array([fn(r) for r in firsts.to_dict("records")] + [None], dtype=object)
+    return values[codes].tolist()
 
 
 def varying_params(df: "pd.DataFrame") -> list[str]:
@@ -282,9 +298,10 @@ def config_labels(df: "pd.DataFrame", params: list[str]) -> dict[str, str]:
     labels: dict[str, str] = {}
     if df.empty:
         return labels
-    for config, group in df.groupby("config", sort=False):
-        first = group.iloc[0]
-        parts = [f"{short_param(p)}={_fmt(first[p])}" for p in params if p in group.columns and first[p] is not None
-                 and str(first[p]) != "nan"]
-        labels[config] = " ".join(parts) or str(first.get("architecture") or config)
+    shown = [p for p in params if p in df.columns]
+    columns = list(dict.fromkeys(["config"] + shown + (["architecture"] if "architecture" in df.columns else [])))
+    firsts = df.drop_duplicates("config")[columns]
+    for first in firsts.to_dict("records"):   # one record per config, not a pandas lookup per value
+        parts = [f"{short_param(p)}={_fmt(first[p])}" for p in shown if first[p] is not None and str(first[p]) != "nan"]
+        labels[first["config"]] = " ".join(parts) or str(first.get("architecture") or first["config"])
     return labels
