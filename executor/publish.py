@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 # last duration has passed, so it costs at most 1/SHARE of the run's time, however big the store is.
 SHARE = 20.0
 RESYNC_MIN_S = 30.0   # a full sync with the store (other applies' rows) at most this often
+FINAL_SYNC_AFTER_S = 5.0  # the end of a run syncs again unless it synced this recently (a run with nothing to do)
 
 
 class ResultsPublisher:
@@ -33,6 +34,7 @@ class ResultsPublisher:
         self.rows: dict[str, Row] = {}
         self.versions: dict[str, str] = {}      # trial id → the version of the row file `rows` holds
         self._synced = False
+        self._synced_at = 0.0
         self._next_sync = 0.0
         self._published: str | None = None
         self._dirty = True
@@ -51,7 +53,7 @@ class ResultsPublisher:
         self._pending = {tid: e for tid, e in {**self._pending, **snap.fresh}.items() if self.versions.get(tid) == e.version}
         if self._index is None:
             self._index = IndexWriter(self.store, snap.segments)
-        self._synced, self._dirty = True, True
+        self._synced, self._dirty, self._synced_at = True, True, time.monotonic()
         self._next_sync = time.monotonic() + max(RESYNC_MIN_S, SHARE * (time.monotonic() - started))
         return self.rows
 
@@ -86,10 +88,10 @@ class ResultsPublisher:
 
     # ------------------------------------------------------------------------------- publishing
     def publish(self, final: bool = False) -> bool:
-        """Write results.csv (and a segment of the index) if rows changed and it is due; `final`: sync with
-        the store first and write whatever is due now. True if results.csv was written."""
+        """Write results.csv (and a segment of the index) if rows changed and it is due; `final` (the run's
+        end): sync with the store first (unless it just did) and write what changed now. True if written."""
         now = time.monotonic()
-        if final or not self._synced or now >= self._next_sync:
+        if not self._synced or now >= self._next_sync or (final and now - self._synced_at > FINAL_SYNC_AFTER_S):
             self.sync()
         written = False
         if self._dirty and (final or now >= self._next_csv):

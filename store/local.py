@@ -74,17 +74,38 @@ class LocalStore(TreeTransfer):
     def list(self, prefix: str = "") -> list[str]:
         if not self.root.is_dir():  # a store not written yet (its parent's files are not ours)
             return []
-        base = self._path(prefix) if prefix else self.root
-        folder = base if base.is_dir() else base.parent
-        if not folder.is_dir():
-            return []
-        keys = []
-        for path in folder.rglob("*"):
-            if path.is_file() and not path.name.startswith("."):
-                key = path.relative_to(self.root).as_posix()
-                if key.startswith(prefix):
-                    keys.append(key)
+        if not prefix or prefix.endswith("/"):  # a folder: walk only it (not the whole store when it is absent)
+            folder = self._path(prefix.rstrip("/")) if prefix else self.root
+            keys = self._walk(folder, prefix) if folder.is_dir() else []
+        else:  # a name prefix (claims/<id>/0, rows-failed/<id>.): the parent's entries that start with it
+            base = self._path(prefix)
+            folder, start = base.parent, prefix.rpartition("/")[0]
+            keys = []
+            if folder.is_dir():
+                with os.scandir(folder) as entries:
+                    for entry in entries:
+                        key = f"{start}/{entry.name}" if start else entry.name
+                        if key.startswith(prefix):
+                            if entry.is_dir(follow_symlinks=False):
+                                keys += self._walk(Path(entry.path), key + "/")
+                            elif entry.is_file(follow_symlinks=False) and not entry.name.startswith("."):
+                                keys.append(key)
         return sorted(keys)
+
+    @staticmethod
+    def _walk(folder: Path, key_prefix: str) -> list[str]:
+        """Keys of the files under `folder` (hidden ones, temporary files, left out)."""
+        keys: list[str] = []
+        stack = [(folder, key_prefix)]
+        while stack:
+            where, at = stack.pop()
+            with os.scandir(where) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append((Path(entry.path), f"{at}{entry.name}/"))
+                    elif entry.is_file(follow_symlinks=False) and not entry.name.startswith("."):
+                        keys.append(at + entry.name)
+        return keys
 
     def list_versions(self, prefix: str) -> dict[str, str]:
         folder = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
@@ -96,11 +117,9 @@ class LocalStore(TreeTransfer):
             where, key_prefix = stack.pop()
             with os.scandir(where) as entries:
                 for entry in entries:
-                    if entry.name.startswith("."):
-                        continue
                     if entry.is_dir(follow_symlinks=False):
                         stack.append((Path(entry.path), f"{key_prefix}{entry.name}/"))
-                    elif entry.is_file(follow_symlinks=False):
+                    elif entry.is_file(follow_symlinks=False) and not entry.name.startswith("."):
                         st = entry.stat(follow_symlinks=False)
                         out[key_prefix + entry.name] = f"{st.st_ino}.{st.st_mtime_ns}.{st.st_size}"
         return out

@@ -214,3 +214,50 @@ def test_big_tables_are_summarised_unless_all(tmp_path, monkeypatch):
     everything = runner.invoke(app, ["results", store.uri, "--all"]).stdout
     assert all(r["trial_id"] in everything for r in rows)
     assert len(everything.splitlines()) > len(rows)
+
+
+class CountingStore:
+    """A LocalStore that counts the calls each kind of store operation gets (and on which prefix)."""
+
+    def __init__(self, uri: str):
+        from collections import Counter
+
+        self.inner = open_store(uri)
+        self.uri = self.inner.uri
+        self.root = self.inner.root
+        self.calls: Counter = Counter()
+
+    def __getattr__(self, name):
+        fn = getattr(self.inner, name)
+
+        def counted(*args, **kwargs):
+            key = args[0] if args and isinstance(args[0], str) else ""
+            self.calls[(name, key.split("/")[0] + "/" if "/" in key else key)] += 1
+            return fn(*args, **kwargs)
+
+        return counted
+
+
+@pytest.mark.parametrize("trials", [4, 12])
+def test_apply_lists_the_rows_a_fixed_number_of_times_whatever_the_trials(tmp_path, monkeypatch, trials):
+    """Per finished trial, apply reads that trial's row, never the listing of rows/ or every row again."""
+    from hpt.executor.backends.local import LocalBackend
+    from hpt.executor.events import Collect
+    from hpt.executor.loop import RunOptions, run_plan
+    from hpt.executor.plan import load_plan
+
+    plan_dir, ms = _plan(tmp_path, trials)
+    for key, value in fake_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    store = CountingStore(str(tmp_path / "results"))
+    _fill(store.inner, 30)
+    rebuild(store.inner)
+    plan = load_plan(plan_dir).with_results(store.uri, None)
+    backend = LocalBackend.with_options(state_dir=plan_dir / ".hpt" / "local", plan_dir=plan_dir)
+    result = run_plan(plan, backend, store, RunOptions(parallel=2), Collect())
+    assert result.done == trials
+    listings = store.calls[("list_versions", "rows/")] + store.calls[("list", "rows/")]
+    assert 1 <= listings <= 2                     # the start, and the end when the run took long
+    row_reads = store.calls[("get_versioned", "rows/")] + store.calls[("get", "rows/")]
+    assert row_reads <= 2 * trials                # its own trials' rows only, not the 30 already there
+    assert describe(store.inner)["lacking"] == 0
