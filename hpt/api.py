@@ -80,7 +80,7 @@ def apply(plan_dir: str | os.PathLike[str], *, backend: str = "local", results: 
           parallel: int | None = None, retries: int = 2, timeout: float | None = None, max_failures: int | None = None,
           skip_failed: bool = False, backoff: float = 5.0, junit: str | os.PathLike[str] | None = None,
           reporter: Any = None, on_round: Callable[[Any], None] | None = None, resume_hint: str = "",
-          backend_options: dict[str, Any] | None = None):
+          backend_options: dict[str, Any] | None = None, loaded: Any = None):
     """Run every trial of a compiled plan that has no row yet (safe to repeat: it resumes); returns the
     hpt.executor.loop.RunResult (`exit_code` 0 all done / 1 some failed, `done`, `failed`, `counts()`).
 
@@ -89,7 +89,8 @@ def apply(plan_dir: str | os.PathLike[str], *, backend: str = "local", results: 
     recorded in the plan before its trials start) and queued in the same run; `on_round` hears each
     decision (hpt.compiler.rounds.Decision), and the rounds are copied into the store
     (rounds/<experiment>.json) for the analysis. `junit` also writes a JUnit XML file of
-    the plan's trials.
+    the plan's trials. `loaded`: the plan folder already read (hpt.executor.plan.load_plan of `plan_dir`,
+    as the CLI reads it to check it first), so its manifests are not read twice.
 
         run = hpt.apply("plan", results="hpt-results", parallel=2)
         run.exit_code, run.counts()
@@ -102,7 +103,7 @@ def apply(plan_dir: str | os.PathLike[str], *, backend: str = "local", results: 
 
     plan_dir = Path(plan_dir)
     runner = make_backend(backend, plan_dir, **(backend_options or {}))
-    plan = load_plan(plan_dir)
+    plan = loaded if loaded is not None else load_plan(plan_dir)
     store = open_store(results or plan.results or DEFAULT_RESULTS)
     plan = plan.with_results(store.uri, timeout)
     reporter = reporter if reporter is not None else Collect()

@@ -219,7 +219,7 @@ def register(app: typer.Typer) -> None:
                             timeout=timeout, max_failures=max_failures, skip_failed=skip_failed, backoff=backoff,
                             junit=junit, reporter=reporter,
                             on_round=announce, resume_hint=_resume_command(str(plan_dir), backend, store_uri, given),
-                            backend_options=options)
+                            backend_options=options, loaded=plan)
         raise typer.Exit(outcome.exit_code)
 
     @app.command("status")
