@@ -6,7 +6,8 @@
 For each size N: `hpt compile` of a grid of N/4 configs x 4 date ranges (bag-of-words), then a row for
 every trial but the plan's last 100, written the cheap way the project supports (hpt.schemas.row.build_row
 from the trial's own manifest, put create-only into rows/ through the store; 2% failed, with three
-reasons). Timed as whole processes, output to a file (not a terminal):
+reasons), and `hpt index --rebuild` (what `hpt apply` would have indexed as they landed). Timed as whole
+processes, output to a file (not a terminal):
   hpt results S --by config      hpt results S      hpt status PLAN --results S
   hpt apply of the plan's last 100 trials into the store of N-100 rows, vs the same 100 into an empty store
   (the stand-in trainer of tests/executor_support.py: a real process writing a real row, no training)
@@ -188,6 +189,9 @@ def build(work: Path, n: int, results: str) -> tuple[Path, Path, list[dict]]:
     write_rows(results, docs[:-TAIL])
     print(f"  (setup: compiled {len(ids):,} trials and wrote {len(ids) - TAIL:,} rows in {time.perf_counter() - t0:.1f} s)",
           flush=True)
+    # The rows were written past `hpt apply`, which would have indexed them as they landed: index them once.
+    seconds = run([str(BIN / "hpt"), "index", results, "--rebuild"])
+    print(f"  (hpt index --rebuild of {len(ids) - TAIL:,} rows: {seconds:.2f} s)", flush=True)
     return plan, tail, docs
 
 

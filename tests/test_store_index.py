@@ -259,5 +259,5 @@ def test_apply_lists_the_rows_a_fixed_number_of_times_whatever_the_trials(tmp_pa
     listings = store.calls[("list_versions", "rows/")] + store.calls[("list", "rows/")]
     assert 1 <= listings <= 2                     # the start, and the end when the run took long
     row_reads = store.calls[("get_versioned", "rows/")] + store.calls[("get", "rows/")]
-    assert row_reads <= 2 * trials                # its own trials' rows only, not the 30 already there
+    assert row_reads <= 3 * trials                # its own trials' rows (a few looks each), not the 30 already there
     assert describe(store.inner)["lacking"] == 0
