@@ -13,9 +13,10 @@ included: on a shared machine wall time mostly measures the neighbours). Usage:
     .venv/bin/python bench/bench_user_trial.py [--rounds 5] [--epochs 12]
     .venv/bin/python bench/bench_user_trial.py --command 'sleep 3; echo "hpt:result {\\"mse\\": 1}"'
         # a program that only waits: hpt-trial's own overhead, free of CPU contention
-    .venv/bin/python bench/bench_user_trial.py --stdout-lines 10000
-        # an unchanged argparse script (no hpt in it) taking its flags from W&B's ${args} and printing
-        # 10,000 `step=N loss=… wape=…` lines that hpt-trial collects (metrics_from: stdout, Katib's format)
+    .venv/bin/python bench/bench_user_trial.py --stdout-lines 10000 [--seconds 30]
+        # an unchanged argparse script (no hpt in it) taking its flags from W&B's ${args}, working --seconds and
+        # printing 10,000 `step=N loss=… wape=…` lines that hpt-trial collects (metrics_from: stdout, Katib's
+        # format): each line also becomes a TensorBoard point and an hpt:epoch line in the trial's log
 """
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ for step in range(1, args.lines + 1):
 """
 
 
-def prepare(work: Path, epochs: int, command: str | None, stdout_lines: int = 0) -> Path:
+def prepare(work: Path, epochs: int, command: str | None, stdout_lines: int = 0, seconds: float = 3.0) -> Path:
     """A one-trial plan: the example's trainer on one range, a shell command, or the name=value script;
     returns the manifest."""
     if stdout_lines:
@@ -62,7 +63,8 @@ def prepare(work: Path, epochs: int, command: str | None, stdout_lines: int = 0)
         (project / "train.py").write_text(SCRIPT)
         spec = {"trainer": {"command": ["python", "train.py", "${args}"], "source": ".", "name": "script",
                             "windows": False, "metrics_from": "stdout"},
-                "parameters": {"lr": 0.05, "lines": stdout_lines}, "metrics": [{"name": "wape", "goal": "minimize"}, "loss"]}
+                "parameters": {"lr": 0.05, "lines": stdout_lines, "seconds": seconds},
+                "metrics": [{"name": "wape", "goal": "minimize"}, "loss"]}
         (project / "spec.json").write_text(json.dumps(spec))
     elif command:
         project = work / "cmd"
@@ -130,10 +132,12 @@ def main() -> None:
     parser.add_argument("--command", default=None, help="a shell command as the trainer instead of the example")
     parser.add_argument("--stdout-lines", type=int, default=0,
                         help="an unchanged script printing this many name=value lines instead of the example")
+    parser.add_argument("--seconds", type=float, default=30.0,
+                        help="--stdout-lines: how long the script works (spinning), its lines spread over it")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="hpt-bench-user-") as tmp:
         work = Path(tmp)
-        manifest = prepare(work, args.epochs, args.command, args.stdout_lines)
+        manifest = prepare(work, args.epochs, args.command, args.stdout_lines, args.seconds)
         through_hpt_trial(manifest, work)   # warm caches (files, imports) for both sides
         runs: dict[str, list[tuple[float, float]]] = {"by_hand": [], "through_hpt_trial": []}
         for i in range(args.rounds):
@@ -143,7 +147,7 @@ def main() -> None:
             (hw, hc), (tw, tc) = runs["by_hand"][-1], runs["through_hpt_trial"][-1]
             print(f"round {i + 1}: by hand {hw:.2f} s wall {hc:.2f} s CPU; hpt-trial {tw:.2f} s wall {tc:.2f} s CPU; "
                   f"ratio wall {tw / hw:.3f} CPU {tc / hc:.3f}", flush=True)
-        what = (f"an unchanged script, {args.stdout_lines:,} name=value lines collected" if args.stdout_lines
+        what = (f"an unchanged {args.seconds:g} s script, {args.stdout_lines:,} name=value lines collected" if args.stdout_lines
                 else "a shell command" if args.command else f"examples/own-model, {args.epochs} epochs")
         for k, label in ((0, "wall"), (1, "CPU")):
             hand = [r[k] for r in runs["by_hand"]]

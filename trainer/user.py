@@ -197,7 +197,9 @@ def run_user_program(manifest: TrialManifest, scratch: Path, tb_dir: Path,
             curves.add(report)
             if on_report is not None:
                 on_report(report)
-            sys.stderr.write(protocol.epoch_line(report.epoch, report.values) + "\n")
+            echoes.append(protocol.epoch_line(report.epoch, report.values) + "\n")
+
+    echoes: list[str] = []   # written to the log once per chunk read, not once per line (bench_user_trial)
 
     problem = ""
     result_line: dict[str, float] | None = None
@@ -209,33 +211,48 @@ def run_user_program(manifest: TrialManifest, scratch: Path, tb_dir: Path,
         raise UserTrialFailed(f"cannot start {argv[0]}: {err.strerror}") from None
     with proc, open(scratch / protocol.LOG_FILE, "wb") as kept:
         assert proc.stdout is not None
-        for number, raw in enumerate(proc.stdout, start=1):
-            kept.write(raw)
-            sys.stderr.buffer.write(raw)
-            sys.stderr.buffer.flush()
-            line = raw.decode("utf-8", errors="replace")
-            if line.strip():
-                last_line = line.strip()
-            if problem:
-                continue
-            try:
-                parsed = protocol.parse_line(line, f"output line {number}") if line.lstrip().startswith("hpt:") else None
-            except protocol.ReportError as err:
-                problem = str(err)
-                continue
-            if parsed is None:
-                found = collect.line(line)
-                if found:
-                    reported(found)
-                continue
-            kind, value = parsed
-            if kind == "epoch":
-                reports.append(value)
-                curves.add(value)
-                if on_report is not None:
-                    on_report(value)
-            else:
-                result_line = value
+        # Whatever the pipe holds is read at once and passed on in one write (a script printing 10,000 lines
+        # must not pay two writes and a flush per line); its complete lines are then read one by one.
+        fd, log_out, pending, number = proc.stdout.fileno(), sys.stderr.buffer, b"", 0
+        while True:
+            chunk = os.read(fd, 1 << 16)
+            kept.write(chunk)
+            log_out.write(chunk)
+            lines = (pending + chunk).split(b"\n")
+            pending = lines.pop() if chunk else b""   # an unfinished line waits for the rest of it
+            if not chunk and lines[-1] == b"":
+                lines.pop()
+            for raw in lines:
+                number += 1
+                line = raw.decode("utf-8", errors="replace")
+                if line.strip():
+                    last_line = line.strip()
+                if problem:
+                    continue
+                try:
+                    parsed = protocol.parse_line(line, f"output line {number}") if line.lstrip().startswith("hpt:") else None
+                except protocol.ReportError as err:
+                    problem = str(err)
+                    continue
+                if parsed is None:
+                    found = collect.line(line)
+                    if found:
+                        reported(found)
+                    continue
+                kind, value = parsed
+                if kind == "epoch":
+                    reports.append(value)
+                    curves.add(value)
+                    if on_report is not None:
+                        on_report(value)
+                else:
+                    result_line = value
+            if echoes:
+                log_out.write("".join(echoes).encode("utf-8"))
+                echoes.clear()
+            log_out.flush()
+            if not chunk:
+                break
         code = proc.wait()
     if code == 0 and not problem:
         reported(collect.finish(output))
