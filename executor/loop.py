@@ -448,12 +448,13 @@ class Scheduler:
     # --- the loop --------------------------------------------------------------------------------
     def run(self) -> RunResult:
         backend = self.backend
+        # Preflight first: a backend's capacity may depend on the trials (k8s: GPUs per trial).
+        backend.preflight(self.plan.submissions)   # trials added later share round 1's image and resources
         parallel = max(1, self.opt.parallel or backend.capacity())
         self._order = queue_order(self.plan.plan)
         # A crash may have come between a trial's row and the decision it completed: decide it now.
         self._ask_grow(parallel)
         plan = self.plan
-        backend.preflight(plan.submissions)   # trials added later share round 1's image and resources
         to_run = sorted(self._classify(), key=lambda s: self._order[s.trial_id])
         adopted = backend.adopt(plan.experiment_id, self.store.uri)
         now = time.monotonic()

@@ -7,14 +7,16 @@
 # that goes into it (hpt's sources, the Dockerfile, this script, the base image id, the torch pin);
 # a matching label means there is nothing to do.
 #
-# Options: --tag TAG (default hpt-trainer:latest)  --base IMAGE (default hpt-base:bookworm, built
-# here if missing)  --online (no wheel download: pip inside the build fetches dependencies; for
+# Options: --tag TAG (default hpt-RECIPE:latest)  --recipe trainer|runner (default trainer; runner is
+# images/runner/Dockerfile: hpt[k8s,search] without torch, for k8s/runner/cronjob.yaml)  --base IMAGE
+# (default hpt-base:bookworm, built here if missing)  --online (no wheel download: pip inside the build fetches dependencies; for
 # GPU hosts, e.g. --base pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime)  --force (rebuild anyway)
 # Env: PYTHON (default .venv/bin/python), HPT_TORCH (default torch==2.13.0, the CPU build here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TAG=hpt-trainer:latest
+TAG=
+RECIPE=trainer
 BASE=hpt-base:bookworm
 DEFAULT_BASE=$BASE
 ONLINE=0
@@ -22,6 +24,7 @@ FORCE=0
 while (( $# )); do
   case $1 in
     --tag) TAG=$2; shift 2 ;;
+    --recipe) RECIPE=$2; shift 2 ;;
     --base) BASE=$2; shift 2 ;;
     --online) ONLINE=1; shift ;;
     --force) FORCE=1; shift ;;
@@ -30,12 +33,19 @@ while (( $# )); do
   esac
 done
 
+case $RECIPE in
+  trainer) EXTRAS=trainer ;;
+  runner) EXTRAS=k8s,search ;;
+  *) echo "build-offline.sh: unknown recipe $RECIPE (trainer or runner)" >&2; exit 2 ;;
+esac
+TAG=${TAG:-hpt-$RECIPE:latest}
 PY=${PYTHON:-.venv/bin/python}
 [[ -x $PY ]] || PY=python3
 TORCH=${HPT_TORCH:-torch==2.13.0}
 BUILD=images/.build
 CTX=$BUILD/context
 (( ONLINE )) && CTX=$BUILD/context-online  # keep the offline wheels when building the other kind
+[[ $RECIPE == runner ]] && CTX=$CTX-runner
 # Debian's client has BuildKit built in (RUN --mount); a newer client without buildx does not.
 DOCKER=docker
 [[ -x /usr/bin/docker ]] && DOCKER=/usr/bin/docker
@@ -86,7 +96,7 @@ fi
 base_id=$($DOCKER image inspect -f '{{.Id}}' "$BASE" 2>/dev/null || echo "$BASE")
 
 # 2. Is the image up to date?
-hash=$( { source_files | xargs -d '\n' sha256sum; echo "base=$base_id torch=$TORCH online=$ONLINE"; } | sha256sum | cut -c1-24)
+hash=$( { source_files | xargs -d '\n' sha256sum; echo "base=$base_id torch=$TORCH online=$ONLINE recipe=$RECIPE"; } | sha256sum | cut -c1-24)
 current=$($DOCKER image inspect -f '{{index .Config.Labels "hpt.source-hash"}}' "$TAG" 2>/dev/null || true)
 if [[ $FORCE == 0 && $current == "$hash" ]]; then
   log "$TAG is up to date (sources $hash)"; exit 0
@@ -102,19 +112,21 @@ wheel=$(ls "$CTX"/hpt/hpt-*.whl)
 version=$(basename "$wheel" | cut -d- -f2)
 
 # 4. Dependency wheels, downloaded again only when the dependencies may have changed.
-deps_stamp=$( { sha256sum pyproject.toml; echo "$TORCH"; } | sha256sum | cut -c1-24)
+deps_stamp=$( { sha256sum pyproject.toml; echo "$TORCH $RECIPE"; } | sha256sum | cut -c1-24)
 if [[ $ONLINE == 1 ]]; then
   rm -rf "$CTX/deps"; mkdir -p "$CTX/deps"
 elif [[ $(cat "$CTX/deps/.stamp" 2>/dev/null) != "$deps_stamp" ]]; then
-  log "downloading dependency wheels ($TORCH + hpt[trainer])"
+  wanted=("${wheel}[$EXTRAS]")
+  [[ $RECIPE == trainer ]] && wanted=("$TORCH" "${wanted[@]}")
+  log "downloading dependency wheels (${wanted[*]##*/})"
   rm -rf "$CTX/deps"; mkdir -p "$CTX/deps"
-  quiet "$BUILD/download.log" "$PY" -m pip download --quiet --only-binary=:all: -d "$CTX/deps" "$TORCH" "${wheel}[trainer]"
+  quiet "$BUILD/download.log" "$PY" -m pip download --quiet --only-binary=:all: -d "$CTX/deps" "${wanted[@]}"
   rm -f "$CTX"/deps/hpt-*.whl
   echo "$deps_stamp" > "$CTX/deps/.stamp"
 fi
 
 # 5. The image.
-cp images/trainer/Dockerfile "$CTX/Dockerfile"
+cp "images/$RECIPE/Dockerfile" "$CTX/Dockerfile"
 printf '%s\n' '**/.stamp' > "$CTX/.dockerignore"
 log "docker build $TAG (base $BASE)"
 $DOCKER build --quiet \

@@ -12,7 +12,12 @@ backend's tests need to see and nothing more:
 - `expire_watches(n)`: the next n watches answer with an ERROR event of code 410 (Gone), as an
   API server does when the watch's resourceVersion is too old;
 - `drop_watches()`: close every open watch stream (a network disconnect);
-- pod logs (`pods/<name>/log`) served from `pod_logs[name]`.
+- pod logs (`pods/<name>/log`) served from `pod_logs[name]`;
+- an audit log of every request as an API server's authorizer sees it (bearer token, verb, API group,
+  resource[/subresource], namespace: `api_request`), and, when `authorize` is set, 403 Forbidden for what
+  it refuses (`Rbac`: the Roles and bindings of k8s/ evaluated as RBAC does);
+- optionally a second, HTTPS endpoint on the same objects (`tls=True`), for the official client's
+  in-cluster loader (it only speaks https to $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT).
 
     cluster = EmulatedCluster().start()
     kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig")   # context "emulator"
@@ -29,13 +34,96 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable, Mapping
 
+import aiohttp.test_utils
 import aiohttp.web
 import kmock
 from kmock._internal import enums
 
-RESOURCES = {"batch/v1/jobs": "Job", "v1/pods": "Pod", "v1/configmaps": "ConfigMap", "v1/namespaces": "Namespace"}
+RESOURCES = {"batch/v1/jobs": "Job", "v1/pods": "Pod", "v1/configmaps": "ConfigMap", "v1/namespaces": "Namespace",
+             "v1/nodes": "Node"}
+CLUSTER_SCOPED = {"Namespace", "Node"}
+
+
+def api_request(method: str, path: str, params: Mapping[str, str] | None = None) -> dict[str, str]:
+    """What RBAC authorizes in a resource request: verb, API group, resource (with its subresource,
+    `pods/log`), namespace ("" for cluster-scoped) and name, read from the HTTP method and path as the API
+    server does (GET of one object is get, of a collection list, or watch with ?watch; DELETE of a
+    collection is deletecollection)."""
+    parts = [p for p in path.split("/") if p]
+    if parts[:1] == ["api"]:
+        group, rest = "", parts[2:]
+    elif parts[:1] == ["apis"]:
+        group, rest = parts[1], parts[3:]
+    else:
+        return {"verb": method.lower(), "group": "", "resource": "", "namespace": "", "name": "", "path": path}
+    namespace = ""
+    if len(rest) >= 2 and rest[0] == "namespaces" and len(rest) != 2:
+        namespace, rest = rest[1], rest[2:]
+    resource = rest[0] if rest else ""
+    name = rest[1] if len(rest) > 1 else ""
+    if len(rest) > 2:
+        resource += "/" + rest[2]
+    watch = str((params or {}).get("watch", "")).lower() in ("1", "true")
+    verb = {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method.upper())
+    if verb is None:
+        if method.upper() == "DELETE":
+            verb = "delete" if name else "deletecollection"
+        else:
+            verb = "watch" if watch else "get" if name else "list"
+    return {"verb": verb, "group": group, "resource": resource, "namespace": namespace, "name": name, "path": path}
+
+
+def _token(headers: Mapping[str, str]) -> str:
+    auth = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+    scheme, _, token = auth.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""   # the scheme is case-insensitive (RFC 7235)
+
+
+class Rbac:
+    """RBAC as the API server evaluates it, over Role/ClusterRole/RoleBinding/ClusterRoleBinding objects
+    (e.g. every document in k8s/): a request is allowed when a binding of its subject grants a rule whose
+    apiGroups, resources and verbs all match ("*" matches anything). A RoleBinding grants in its own
+    namespace only; a ClusterRoleBinding everywhere, cluster-scoped resources included. A token names its
+    subject as the API server would after authenticating it: `system:serviceaccount:NS:NAME`."""
+
+    def __init__(self, docs: Iterable[Mapping[str, Any]]):
+        docs = [d for d in docs if d]
+        self.roles = {(d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"]): d.get("rules") or []
+                      for d in docs if d.get("kind") in ("Role", "ClusterRole")}
+        self.bindings = [d for d in docs if d.get("kind") in ("RoleBinding", "ClusterRoleBinding")]
+
+    def rules_for(self, token: str) -> list[tuple[str, dict[str, Any]]]:
+        """(namespace where it applies, "" = everywhere; rule) for every rule granted to the token's subject."""
+        prefix = "system:serviceaccount:"
+        if not token.startswith(prefix):
+            return []
+        sa_ns, _, sa_name = token[len(prefix):].partition(":")
+        granted = []
+        for b in self.bindings:
+            if not any(s.get("kind") == "ServiceAccount" and s.get("name") == sa_name and s.get("namespace") == sa_ns
+                       for s in b.get("subjects") or []):
+                continue
+            ref = b["roleRef"]
+            where = b["metadata"].get("namespace", "") if b["kind"] == "RoleBinding" else ""
+            role_ns = "" if ref["kind"] == "ClusterRole" else b["metadata"].get("namespace", "")
+            for rule in self.roles.get((ref["kind"], role_ns, ref["name"]), []):
+                granted.append((where, rule))
+        return granted
+
+    def allows(self, token: str, request: Mapping[str, str]) -> bool:
+        def has(values: list[str], value: str) -> bool:
+            return "*" in values or value in values
+
+        for where, rule in self.rules_for(token):
+            if where and where != request["namespace"]:
+                continue   # a RoleBinding grants only in its namespace, never cluster-scoped resources
+            if (has(rule.get("apiGroups") or [], request["group"]) and has(rule.get("resources") or [], request["resource"])
+                    and has(rule.get("verbs") or [], request["verb"])
+                    and (not rule.get("resourceNames") or request["name"] in rule["resourceNames"])):
+                return True
+        return False
 
 
 class _Emulator(kmock.KubernetesEmulator):
@@ -49,9 +137,11 @@ class _Emulator(kmock.KubernetesEmulator):
         self.pod_logs: dict[str, str] = {}
         self.watch_params: list[dict[str, str]] = []   # query of every watch request, in order
         self.log: list[tuple[str, str, str]] = []       # (action, plural, path) of every request
+        self.audit: list[dict[str, str]] = []            # api_request(...) + token of every request
+        self.authorize: Callable[[str, dict[str, str]], bool] | None = None   # None: everything allowed
         self._inflight: set[Any] = set()
         for plural, kind in RESOURCES.items():
-            self.resources[plural] = kmock.ResourceInfo(kind=kind, namespaced=kind != "Namespace",
+            self.resources[plural] = kmock.ResourceInfo(kind=kind, namespaced=kind not in CLUSTER_SCOPED,
                                                         verbs={"list", "watch", "get", "create", "patch", "delete"})
 
     async def _handle(self, request):  # type: ignore[override]
@@ -60,6 +150,18 @@ class _Emulator(kmock.KubernetesEmulator):
         # and a light log for assertions.
         self.log.append((request.action.value if request.action is not None else "",
                          request.resource.plural if request.resource is not None else "", str(request.url.path)))
+        seen = {**api_request(str(request.method.value if hasattr(request.method, "value") else request.method),
+                              str(request.url.path), request.params), "token": _token(request.headers)}
+        self.audit.append(seen)
+        if self.authorize is not None and not self.authorize(seen["token"], seen):
+            seen["denied"] = "1"
+            what = seen["resource"] + (f' "{seen["name"]}"' if seen["name"] else "")
+            return aiohttp.web.json_response(
+                {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": "Forbidden",
+                 "code": 403, "message": f'{what} is forbidden: User "{seen["token"]}" cannot {seen["verb"]} resource '
+                                         f'"{seen["resource"]}" in API group "{seen["group"]}"'
+                                         + (f' in the namespace "{seen["namespace"]}"' if seen["namespace"] else "")},
+                status=403)
         self._inflight.add(request)
         if len(self._requests) > 8:
             self._requests[:] = [r for r in self._requests if r in self._inflight]
@@ -148,10 +250,49 @@ class _Emulator(kmock.KubernetesEmulator):
             await bus.unmark(mark)
 
 
-class EmulatedCluster:
-    """The emulator on a free localhost port, in its own thread and event loop."""
+class _TlsServer(aiohttp.test_utils.RawTestServer):
+    """kmock's server class, serving https with the context set on the class (kmock passes no ssl)."""
+    ssl_context: Any = None
 
-    def __init__(self) -> None:
+    async def start_server(self, loop=None, **kwargs):  # noqa: ANN001, ANN201
+        await super().start_server(loop=loop, ssl=self.ssl_context, **kwargs)
+
+
+def self_signed(folder: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A certificate for `host` (an IP SAN, as a cluster's CA would issue for its API server) and its key."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    folder.mkdir(parents=True, exist_ok=True)
+    cert_file, key_file = folder / "ca.crt", folder / "apiserver.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+class EmulatedCluster:
+    """The emulator on a free localhost port, in its own thread and event loop; with `tls` (a folder for
+    its certificate), also on an https port (`https_port`, CA in `ca_file`)."""
+
+    def __init__(self, tls: Path | None = None) -> None:
+        self.tls = tls
+        self.ca_file: Path | None = None
+        self.https_port = 0
         self.url = ""
         self.handler: _Emulator | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -197,8 +338,20 @@ class EmulatedCluster:
         async with _Emulator() as handler, kmock.Server(handler) as server:
             self.handler = handler
             self.url = str(server.url).rstrip("/")
-            ready.set()
-            await self._stopped.wait()
+            if self.tls is None:
+                ready.set()
+                await self._stopped.wait()
+                return
+            import ssl
+
+            cert, key = self_signed(self.tls)
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(cert, key)
+            server_cls = type("TlsServer", (_TlsServer,), {"ssl_context": context})
+            async with kmock.Server(handler, server_cls=server_cls) as secure:
+                self.ca_file, self.https_port = cert, secure.port
+                ready.set()
+                await self._stopped.wait()
 
     def stop(self) -> None:
         if self._loop is not None and self._stopped is not None and self._thread is not None:
@@ -248,6 +401,15 @@ class EmulatedCluster:
                     if (action is None or act == action) and (plural is None or res == plural)]
         return self.call(collect)
 
+    def audit(self, token: str | None = None) -> list[dict[str, str]]:
+        """Every request as the authorizer saw it (api_request + "token", "denied" when refused), in order."""
+        return self.call(lambda: [dict(a) for a in self.handler.audit  # type: ignore[union-attr]
+                                  if token is None or a["token"] == token])
+
+    def set_authorizer(self, authorize: Callable[[str, dict[str, str]], bool] | None) -> None:
+        """Refuse (403) each request `authorize(token, request)` says no to; None allows everything."""
+        self.call(lambda: setattr(self.handler, "authorize", authorize))
+
     def objects(self, plural: str) -> list[dict[str, Any]]:
         """Every live object of a resource ("jobs", "pods", "configmaps"), as JSON."""
         def collect() -> list[dict[str, Any]]:
@@ -256,12 +418,13 @@ class EmulatedCluster:
                     if res.plural == plural and not obj.deleted]
         return self.call(collect)
 
-    def write_kubeconfig(self, path: str | Path, namespace: str = "default", context: str = "emulator") -> Path:
+    def write_kubeconfig(self, path: str | Path, namespace: str = "default", context: str = "emulator",
+                         token: str = "emulator") -> Path:
         path = Path(path)
         doc = {
             "apiVersion": "v1", "kind": "Config", "current-context": context,
             "clusters": [{"name": context, "cluster": {"server": self.url}}],
-            "users": [{"name": context, "user": {"token": "emulator"}}],
+            "users": [{"name": context, "user": {"token": token}}],
             "contexts": [{"name": context, "context": {"cluster": context, "user": context, "namespace": namespace}}],
         }
         path.write_text(json.dumps(doc, indent=2))   # JSON is YAML: kubeconfig loaders read it
@@ -313,11 +476,21 @@ def terminated(exit_code: int, reason: str = "Error") -> dict[str, Any]:
                                    "state": {"terminated": {"exitCode": exit_code, "reason": reason}}}]}
 
 
-def manifest_of(job: dict[str, Any]) -> dict[str, Any]:
-    """The trial manifest a Job carries in HPT_MANIFEST (env delivery)."""
-    env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+def manifest_of(job: dict[str, Any], api=None) -> dict[str, Any]:  # noqa: ANN001 — an ApiClient
+    """The trial manifest a Job carries: HPT_MANIFEST's JSON (env delivery) or, given `api`, the mounted
+    ConfigMap's file that HPT_MANIFEST names (ConfigMap delivery), read as the kubelet would mount it."""
+    pod = job["spec"]["template"]["spec"]
+    env = pod["containers"][0]["env"]
     value = next(e["value"] for e in env if e["name"] == "HPT_MANIFEST")
-    return json.loads(value)
+    if value.lstrip().startswith("{") or api is None:
+        return json.loads(value)
+    from kubernetes.client import CoreV1Api
+
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if value.startswith(m["mountPath"].rstrip("/") + "/"))
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    configmap = json.loads(CoreV1Api(api).read_namespaced_config_map(
+        volume["configMap"]["name"], job["metadata"]["namespace"], _preload_content=False).data)
+    return json.loads(configmap["data"][value[len(mount["mountPath"].rstrip("/")) + 1:]])
 
 
 def done_row(manifest: dict[str, Any], mse: float = 0.5) -> dict[str, Any]:
@@ -356,7 +529,7 @@ class FakeJobController:
         self.workers = workers
         self.finished = 0
         self._stop = threading.Event()
-        self._seen: set[str] = set()
+        self._seen: set[tuple[str, str]] = set()   # (name, uid): a Job deleted and created again is a new Job
         self._queue: "queue.Queue[dict[str, Any] | None]" = queue.Queue()
         self._threads: list[threading.Thread] = []
 
@@ -389,8 +562,9 @@ class FakeJobController:
                     labels = (job.get("metadata") or {}).get("labels") or {}
                     if self.experiment and labels.get("hpt.dev/experiment") != self.experiment:
                         continue
-                    if event.get("type") == "ADDED" and name not in self._seen and not job.get("status"):
-                        self._seen.add(name)
+                    key = (name, (job.get("metadata") or {}).get("uid", ""))
+                    if event.get("type") == "ADDED" and key not in self._seen and not job.get("status"):
+                        self._seen.add(key)
                         self._queue.put(job)
             except Exception:
                 continue   # read timeout on a quiet stream: watch again
@@ -406,7 +580,7 @@ class FakeJobController:
                 return
             name = job["metadata"]["name"]
             try:
-                manifest = manifest_of(job)
+                manifest = manifest_of(job, api)
                 set_job_status(api, name, self.namespace, {"active": 1, "ready": 1})
                 code = int(self.outcome(manifest))
                 if code == 0:

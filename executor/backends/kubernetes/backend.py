@@ -262,7 +262,8 @@ class KubernetesBackend(Backend):
             pass
         if err.status in (401, 403):
             return UserError(f"not allowed to {doing}: {text}", where=f"namespace {self._namespace}",
-                             hint="the account needs create/get/list/watch/delete on jobs (and configmaps), get/list on pods and pods/log")
+                             hint="bind the account to the Role hpt-apply of k8s/rbac.yaml: jobs create/get/list/watch/delete, "
+                                  "configmaps create/patch/list/delete, pods list, pods/log get")
         if err.status == 404:
             return UserError(f"cannot {doing}: {text}", where=f"namespace {self._namespace}",
                              hint="does the namespace exist? `kubectl create namespace NAME` or pass --namespace")
