@@ -1,10 +1,10 @@
 """What `hpt apply` keeps of the store's rows while it runs, and what it publishes from them: results.csv
 at the store root and the row index (hpt.store.index).
 
-Its cost per finished trial does not grow with the store: it syncs with the whole store (one listing
-of rows/, the index, the row files the index lacks) once when the run starts, again at its end, and in
-between only as often as that costs no more than a small share of the run's time (rows that other
-applies write to a shared store); each trial the loop sees finish is `note`d: one read of its own row
+Its cost per finished trial does not grow with the store: it reads the whole store (one listing of
+rows/, the index, the row files the index lacks) once when the run starts; at its end, and in between
+only as often as that costs no more than a small share of the run's time, it lists rows/ again and reads
+only the row files that are new or changed (rows other applies write to a shared store); each trial the loop sees finish is `note`d: one read of its own row
 file. results.csv is rewritten when rows changed, at most as often as keeps its rewriting under the
 same share; the index gets one segment of the rows it lacked every APPEND_EVERY_S at most, and at the end.
 """
@@ -16,7 +16,7 @@ from typing import Iterable
 
 from hpt.schemas.row import table_csv
 from hpt.store import RESULTS_CSV, Store, StoreUnavailable, row_key
-from hpt.store.index import APPEND_EVERY_S, Entry, IndexWriter, index_disabled, snapshot
+from hpt.store.index import APPEND_EVERY_S, Entry, IndexWriter, index_disabled, read_entries, row_versions, snapshot
 from hpt.store.rows import Row, check_row, judge_row, parse_row_bytes
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,29 @@ class ResultsPublisher:
         self._next_sync = time.monotonic() + max(RESYNC_MIN_S, SHARE * (time.monotonic() - started))
         return self.rows
 
+    def refresh(self) -> dict[str, Row]:
+        """Catch up with the store after the first sync: one listing of rows/, then only the row files that
+        are new or changed since (gone ones dropped) — no index read, nothing re-read that is known."""
+        if not self._synced:
+            return self.sync()
+        started = time.monotonic()
+        versions = row_versions(self.store)
+        for tid in [t for t in self.versions if t not in versions]:
+            self.forget([tid])
+        changed = [tid for tid, v in versions.items() if self.versions.get(tid) != v]
+        for tid, got in read_entries(self.store, changed, versions).items():
+            if isinstance(got, Entry):
+                row = judge_row(tid, got.row, row_key(tid))
+                self._pending[tid] = got
+            else:
+                row = got
+            if self.rows.get(tid) != row:
+                self._dirty = True
+            self.rows[tid], self.versions[tid] = row, versions[tid]
+        self._synced_at = time.monotonic()
+        self._next_sync = time.monotonic() + max(RESYNC_MIN_S, SHARE * (time.monotonic() - started))
+        return self.rows
+
     def current(self) -> dict[str, Row]:
         """The rows as this publisher knows them now (synced once first)."""
         return self.rows if self._synced else self.sync()
@@ -92,7 +115,7 @@ class ResultsPublisher:
         end): sync with the store first (unless it just did) and write what changed now. True if written."""
         now = time.monotonic()
         if not self._synced or now >= self._next_sync or (final and now - self._synced_at > FINAL_SYNC_AFTER_S):
-            self.sync()
+            self.refresh()
         written = False
         if self._dirty and (final or now >= self._next_csv):
             written = self._write_csv()
