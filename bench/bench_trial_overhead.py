@@ -15,6 +15,9 @@ Measured in one run, against a floor measured in the same run:
   --docker-warm N  the same for the docker backend: N quick trials through `hpt apply --backend docker --parallel 1`,
               a container per trial vs --warm (one slot container that imported torch once forks each trial);
               needs a Docker daemon and the trainer image (images/build-offline.sh)
+  --default N  the fixed cost per trial of a default `hpt apply PLAN` (no flags) on N quick bag-of-words trials, one at a
+              time (the spec's 2 cpus per trial on this 2-core machine): (wall − Σ train_time_s) / N, beside the
+              import-torch floor and beside the same apply with --warm (target ≤ 1.0 s by default)
   --adam      what EagerAdam saves, paired in one run: a process that imports torch and takes one optimizer
               step with torch.optim.Adam (which imports torch._dynamo and sympy) vs with hpt's EagerAdam
 
@@ -26,6 +29,7 @@ Medians of --runs runs, interleaved with the floor so drift on a shared machine 
     .venv/bin/python bench/bench_trial_overhead.py [--arch bag-of-words,lstm] [--runs 5]
     .venv/bin/python bench/bench_trial_overhead.py --arch none --example examples/quick.json
     .venv/bin/python bench/bench_trial_overhead.py --arch none --warm 30
+    .venv/bin/python bench/bench_trial_overhead.py --arch none --default 6 --rounds 2
     flock /tmp/hpt-docker.lock .venv/bin/python bench/bench_trial_overhead.py --arch none --docker-warm 30
 """
 from __future__ import annotations
@@ -145,6 +149,36 @@ def bench_warm(work: Path, trials: int, rounds: int, backend: str = "local") -> 
           f"{mses[cold_label] == mses['--warm']}")
 
 
+def bench_default(work: Path, trials: int, rounds: int) -> None:
+    """A default `hpt apply PLAN` (no flags): its fixed cost per trial, (wall − Σ train_time_s) / trials, beside
+    `python -c "import torch"` and beside `--warm`, alternating rounds."""
+    plan = quick_plan(work, "bag-of-words", trials)
+    manifest = next((plan / "trials").glob("*.json"))
+    one_trial(manifest, work / "warmup-default")  # the shared preprocessing cache entry
+    fixed: dict[str, list[float]] = {"default (no flags)": [], "--warm": []}
+    floors: list[float] = []
+    mses: dict[str, dict[str, str]] = {}
+    for r in range(rounds):
+        floors.append(floor_s())
+        for label, extra in (("default (no flags)", []), ("--warm", ["--warm"])):
+            results = work / f"d-{label[:7].strip('-( ')}-{r}"
+            start = time.perf_counter()
+            run([str(BIN / "hpt"), "apply", str(plan), "--results", str(results), *extra])
+            wall = time.perf_counter() - start
+            rows = [next(csv.DictReader(p.open(encoding="utf-8"))) for p in (results / "rows").glob("*.csv")]
+            assert len(rows) == trials and all(row["status"] == "done" for row in rows), results
+            fixed[label].append((wall - sum(float(row["train_time_s"]) for row in rows)) / trials)
+            mses[label] = {row["trial_id"]: row["mse"] for row in rows}
+    floor = statistics.median(floors)
+    print(f"{trials} quick bag-of-words trials, `hpt apply PLAN` one at a time, median of {rounds}:")
+    print(f"  import torch alone           {floor:.2f} s   runs: {_fmt(floors)}")
+    for label, values in fixed.items():
+        median = statistics.median(values)
+        print(f"  {label:<20} fixed {median:.2f} s/trial ({median / floor:.2f}x import torch; target <= 1.0 s: "
+              f"{'met' if median <= 1.0 else 'NOT met'})   runs: {_fmt(values)}")
+    print(f"  every MSE the same both ways: {mses['default (no flags)'] == mses['--warm']}")
+
+
 ADAM_STEP = ("import torch\nfrom {module} import {cls} as Adam\nm = torch.nn.Linear(4, 1)\nopt = Adam(m.parameters())\n"
              "m(torch.ones(2, 4)).sum().backward()\nopt.step()\n")
 
@@ -174,6 +208,8 @@ def main() -> None:
     parser.add_argument("--docker-warm", type=int, default=0, metavar="TRIALS",
                         help="docker: warm slot containers vs a container per trial")
     parser.add_argument("--rounds", type=int, default=1, help="--warm, --docker-warm: alternating rounds of each")
+    parser.add_argument("--default", type=int, default=0, metavar="TRIALS",
+                        help="fixed cost per trial of a default hpt apply (no flags), beside import torch and --warm")
     parser.add_argument("--adam", action="store_true", help="torch.optim.Adam vs EagerAdam in a fresh process")
     parser.add_argument("--baseline-bin", type=Path, default=None, help="another installation's bin folder to compare")
     args = parser.parse_args()
@@ -197,6 +233,8 @@ def main() -> None:
             bench_example(work, args.example, bins)
         if args.warm:
             bench_warm(work, args.warm, args.rounds)
+        if args.default:
+            bench_default(work, args.default, args.rounds)
         if args.docker_warm:
             bench_warm(work, args.docker_warm, args.rounds, backend="docker")
         if args.adam:

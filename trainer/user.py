@@ -205,8 +205,11 @@ def run_user_program(manifest: TrialManifest, scratch: Path, tb_dir: Path,
     result_line: dict[str, float] | None = None
     last_line = ""
     try:
-        proc = subprocess.Popen(argv, cwd=folder, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT)
+        from hpt.trainer.warm import fork_command
+
+        # A Python entry point in a warm trial is forked from it (torch already imported); else a new process.
+        proc = (trainer.entrypoint and fork_command(argv, folder, env)) or subprocess.Popen(
+            argv, cwd=folder, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     except OSError as err:
         raise UserTrialFailed(f"cannot start {argv[0]}: {err.strerror}") from None
     with proc, open(scratch / protocol.LOG_FILE, "wb") as kept:

@@ -61,6 +61,9 @@ def preload() -> None:
         pass
 
 
+IN_CHILD = False   # True in a trial's forked child: a Python entry point it starts is forked too (fork_command)
+
+
 def is_trainer(command: list[str]) -> bool:
     """`hpt-trial` or `python -m hpt.trainer`: run in-process through hpt.trainer.__main__.main."""
     return Path(command[0]).name == "hpt-trial" or command[1:] == ["-m", "hpt.trainer"]
@@ -73,6 +76,11 @@ def run_command(command: list[str], args: list[str]) -> int:
             from hpt.trainer.__main__ import main
 
             main(args)
+        elif len(command) >= 3 and Path(command[0]).name.startswith("python") and command[1] == "-m":
+            import runpy  # `python -m MODULE ARGS` (a user's entry point: python -m hpt.trial module:function)
+
+            sys.argv = [command[2], *command[3:], *args]
+            runpy.run_module(command[2], run_name="__main__", alter_sys=True)
         elif len(command) == 2 and Path(command[0]).name.startswith("python") and command[1].endswith(".py"):
             import runpy  # a Python script (HPT_TRIAL_COMMAND="python script.py"): as `python script.py` runs it
 
@@ -91,8 +99,68 @@ def run_command(command: list[str], args: list[str]) -> int:
     return 0
 
 
+class ForkedCommand:
+    """`python -m MODULE ...` run in a fork of this process instead of a new interpreter: what `subprocess.Popen`
+    gives the trial wrapper (stdout+stderr as one pipe, wait(), a context manager), for a user's Python entry
+    point inside a warm trial, whose imports (torch, pandas) the worker paid once."""
+
+    def __init__(self, argv: list[str], cwd: str | os.PathLike[str], env: dict[str, str]):
+        read, write = os.pipe()
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        pid = os.fork()
+        if pid == 0:   # the program: as `python -m` would start it in `cwd`, then gone
+            code = 1
+            try:
+                os.close(read)
+                null = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(null, 0)
+                os.dup2(write, 1)
+                os.dup2(write, 2)
+                os.close(write)
+                os.chdir(cwd)
+                os.environ.clear()
+                os.environ.update(env)
+                sys.path.insert(0, os.getcwd())   # python -m puts the working folder first
+                sys.stdout.reconfigure(line_buffering=True)
+                sys.stderr.reconfigure(line_buffering=True)
+                code = run_command(list(argv[:3]), list(argv[3:]))
+            finally:
+                try:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                finally:
+                    os._exit(code)
+        os.close(write)
+        self.pid = pid
+        self.stdout = os.fdopen(read, "rb")
+        self.returncode: int | None = None
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            _, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def __enter__(self) -> "ForkedCommand":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stdout.close()
+        self.wait()
+
+
+def fork_command(argv: list[str], cwd: str | os.PathLike[str], env: dict[str, str]) -> ForkedCommand | None:
+    """A forked `python -m ...` when this is a warm trial's child, else None (start a process as usual)."""
+    if not IN_CHILD or len(argv) < 3 or argv[0] != sys.executable or argv[1] != "-m":
+        return None
+    return ForkedCommand(argv, cwd, env)
+
+
 def _child(request: dict[str, Any]) -> None:
     """In the forked child: become the trial process, run it, and never return to the worker's loop."""
+    import hpt.trainer.warm as importable   # this file runs as __main__ (python -m): flag the module others import
+    importable.IN_CHILD = True
     code = 1
     try:
         os.setsid()
