@@ -49,6 +49,7 @@ class Resolved:
     fidelities: tuple[Fidelity, ...] = ()    # none: one trial per config × range × repeat, at `epochs`
     trainer: UserTrainer | None = None       # the spec's own trainer; None: the built-in architecture
     windowed: bool = True                    # False: the trainer splits its data itself (no dated windows)
+    data_version: str = ""                   # the trainer's declared data version (enters the ids)
 
 
 # With no date-range at all: three rotating windows of three months (the seed's "is it real" check).
@@ -115,6 +116,7 @@ def resolve(doc: dict[str, Any], *, mode: str | None = None, seed: int | None = 
         repeats=int(doc.get("repeats", 1)), kubernetes=dict(doc.get("kubernetes", {})),
         fidelities=resolve_fidelities(doc.get("fidelities"), epochs),
         trainer=_with_goals(user.trainer, chosen_metrics.goals) if user else None, windowed=user.windows if user else True,
+        data_version=user.data_version if user else "",
     )
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hpt.compiler.dataset import DatasetRef, resolve_dataset
+from hpt.compiler.dataset import DatasetRef, data_identity, resolve_dataset
 from hpt.compiler.dates import Window, check_inside, explicit_windows, month_start, quick_window, rotating_windows
 from hpt.compiler.defaults import Resolved, Rotating, resolve
 from hpt.compiler.fidelities import check_fidelities
@@ -25,6 +25,7 @@ from hpt.compiler.loading import load_spec
 from hpt.compiler.plan import check_target, existing_plan, write_plan
 from hpt.compiler.trials import TrialShape, iter_trials
 from hpt.compiler.validation import validate_and_load
+from hpt.schemas.dataset import EMPTY_PARTITION, months_between
 from hpt.schemas.errors import UserError
 from hpt.schemas.manifest import canonical_json
 from hpt.schemas.plan import PLAN_FILE, Plan
@@ -100,7 +101,8 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
         windows = no_windows(resolved, doc)
     check_plan_size(resolved, windows)
 
-    spec_doc = resolved_spec(resolved, dataset, windows)
+    identity = identity_of(resolved, dataset, windows, warnings)
+    spec_doc = resolved_spec(resolved, dataset, windows, identity)
     experiment = "e-" + hashlib.sha256(canonical_json({"spec": spec_doc, "month": f"{run_month:%Y-%m}"}).encode()).hexdigest()[:12]
     out = options.out
     unchanged = check_target(out, experiment, __version__, options.force)
@@ -142,7 +144,7 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
                            kubernetes=resolved.kubernetes, search_seed=resolved.space.seed, repeats=resolved.repeats,
                            # halving: round 1 runs at the cheapest fidelity; later rounds are decided at apply
                            fidelities=resolved.fidelities[:1] if halving else resolved.fidelities,
-                           trainer=resolved.trainer)
+                           trainer=resolved.trainer, data_identity=identity)
         expected = resolved.space.count()
 
         def make_plan(digests: dict[str, str]) -> Plan:
@@ -232,7 +234,29 @@ def choose_windows(resolved: Resolved, dataset: DatasetRef, run_month: dt.date, 
     return windows
 
 
-def resolved_spec(resolved: Resolved, dataset: DatasetRef, windows: list[Window]) -> dict[str, Any]:
+def identity_of(resolved: Resolved, dataset: DatasetRef, windows: list[Window], warnings: list[str]) -> dict[str, Any]:
+    """What the trial ids know of the data (TrialShape.data_identity), from dataset.json alone: the digests of
+    every month a window (or a fidelity's shorter one) reads, else dataset.json's digest; a user trainer's
+    declared data version besides."""
+    identity: dict[str, Any] = data_identity(dataset)
+    partitions = dataset.partitions
+    if partitions is not None and not windows:  # a trainer without windows reads every month
+        identity["partitions"] = dict(partitions)
+    elif partitions is not None:
+        months = sorted({m for w in windows for f in (resolved.fidelities or (None,))
+                         for m in months_between((f.window(w) if f else w).train_start, w.valid_end)} |
+                        {m for w in windows for m in months_between(w.train_start, w.valid_end)})
+        identity["partitions"] = {m: partitions.get(m) or EMPTY_PARTITION for m in months}
+    elif dataset.info is None and not dataset.named:
+        warnings.append("the demo dataset is not built on this machine, so trial ids do not cover its content "
+                        "(`hpt data demo` builds it; compile again after)")
+    if resolved.data_version:
+        identity["version"] = resolved.data_version
+    return identity
+
+
+def resolved_spec(resolved: Resolved, dataset: DatasetRef, windows: list[Window],
+                  identity: dict[str, Any] | None = None) -> dict[str, Any]:
     """The spec with every default filled in: what the plan records and the experiment id hashes."""
     space = resolved.space
     spec: dict[str, Any] = {
@@ -257,4 +281,6 @@ def resolved_spec(resolved: Resolved, dataset: DatasetRef, windows: list[Window]
         spec["fidelities"] = [f.to_dict() for f in resolved.fidelities]
     if resolved.trainer:
         spec["trainer"] = resolved.trainer.to_dict()
+    if identity:  # the data's digests: a changed month is a changed spec (and later rounds read them here)
+        spec["data-identity"] = identity
     return spec

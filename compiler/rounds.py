@@ -130,7 +130,8 @@ def shape(plan: Plan, fidelity: Fidelity | None) -> TrialShape:
                       image=spec["image"], resources=Resources.from_dict(spec["resources"]),
                       kubernetes=spec.get("kubernetes", {}), search_seed=spec["search"]["seed"],
                       repeats=spec["repeats"], fidelities=(fidelity,) if fidelity else (),
-                      trainer=UserTrainer.from_dict(spec["trainer"]) if spec.get("trainer") else None)
+                      trainer=UserTrainer.from_dict(spec["trainer"]) if spec.get("trainer") else None,
+                      data_identity=spec.get("data-identity"))
 
 
 def _window(doc: Mapping[str, Any]) -> Window:

@@ -23,6 +23,7 @@ from hpt.compiler.dates import Window
 from hpt.compiler.fidelities import Fidelity
 from hpt.compiler.macros import command_use, render_command
 from hpt.schemas.catalog import Value
+from hpt.schemas.dataset import EMPTY_PARTITION, months_between
 from hpt.schemas.manifest import API_VERSION, TrialManifest, canonical_json, config_id, trial_id
 from hpt.schemas.resources import Resources
 from hpt.schemas.trainer import UserTrainer, hashed_trainer
@@ -51,6 +52,21 @@ class TrialShape:
     repeats: int
     fidelities: tuple[Fidelity, ...] = ()   # none: one budget {mode, epochs} for every trial
     trainer: UserTrainer | None = None      # the spec's own trainer (schemas/trainer.py)
+    # What the ids know of the data's content (the resolved spec's "data-identity"): "partitions" ('YYYY-MM' →
+    # digest, from dataset.json), else "descriptor" (dataset.json's digest); "version" (a user trainer's own).
+    data_identity: dict[str, Any] | None = None
+
+    def data_section(self, window: Window | None) -> dict[str, Any]:
+        """A trial's `data`: the URI, and the digest of every month its train and validation windows read (a
+        month the data lacks has the empty partition's digest), so a changed month changes exactly the ids of
+        the trials that read it. A trial without windows reads every month: it has every digest."""
+        identity = self.data_identity or {}
+        section: dict[str, Any] = {"uri": self.data_uri} | {k: identity[k] for k in ("descriptor", "version") if k in identity}
+        if "partitions" in identity:
+            digests = identity["partitions"]
+            section["partitions"] = dict(digests) if window is None else \
+                {m: digests.get(m) or EMPTY_PARTITION for m in months_between(window.train_start, window.valid_end)}
+        return section
 
 
 @dataclass(frozen=True)
@@ -102,7 +118,6 @@ def iter_trials(shape: TrialShape, configs: Iterator[dict[str, Any]], windows: l
     """Config-major order: each config on every window and repeat before the next config, so results
     read mid-run already say whether a config wins on every range."""
     seeds = [trial_seed(shape.search_seed, r) for r in range(shape.repeats)]
-    data = {"uri": shape.data_uri}
     budgets: list[dict[str, Any]] = [{"mode": shape.mode, "epochs": f.epochs, "fidelity": f.name} for f in shape.fidelities]
     budgets = budgets or [{"mode": shape.mode, "epochs": shape.epochs}]
     # Per window, per fidelity: the window it trains on (a fidelity may shorten it). A trainer that splits its
@@ -111,14 +126,15 @@ def iter_trials(shape: TrialShape, configs: Iterator[dict[str, Any]], windows: l
     variant_windows = [[f.window(w) for f in shape.fidelities] or [w] for w in windows] if windowed \
         else [[None] * max(1, len(shape.fidelities))]
     base: dict[str, Any] = {"apiVersion": API_VERSION, "kind": "Trial", "experiment": shape.experiment,
-                            "architecture": shape.architecture, "data": data, "metrics": shape.metrics,
+                            "architecture": shape.architecture, "metrics": shape.metrics,
                             "objective": shape.objective, "image": shape.image, "resources": shape.resources.to_dict(),
                             "hpt_version": __version__}
     if shape.kubernetes:  # TrialManifest.to_dict() leaves an empty section out
         base["kubernetes"] = shape.kubernetes
-    # What the id hashes (schemas.manifest.trial_id): the result fields, the window without its index,
-    # and a user trainer with its image. A command template's rendered argv differs per config: a slot.
-    id_fixed: dict[str, Any] = {"architecture": shape.architecture, "data": data}
+    # What the id hashes (schemas.manifest.trial_id): the result fields, the window without its index (and
+    # the data section of its months), and a user trainer with its image. A command template's rendered argv
+    # differs per config: a slot.
+    id_fixed: dict[str, Any] = {"architecture": shape.architecture}
     templated = bool(shape.trainer and shape.trainer.command and command_use(shape.trainer.command).templated)
     if shape.trainer:
         id_fixed["image"] = shape.image
@@ -126,11 +142,12 @@ def iter_trials(shape: TrialShape, configs: Iterator[dict[str, Any]], windows: l
             base["trainer"] = shape.trainer.to_dict()
             id_fixed["trainer"] = hashed_trainer(base["trainer"])
     own = ("window",) * windowed + ("trainer",) * templated
-    id_templates = [_Template({**id_fixed, "budget": b}, ("params", "seed", *own)) for b in budgets]
-    templates = [_Template({**base, "budget": b}, ("id", "params", "seed", "repeat", "config", *own)) for b in budgets]
+    id_templates = [_Template({**id_fixed, "budget": b}, ("params", "seed", "data", *own)) for b in budgets]
+    templates = [_Template({**base, "budget": b}, ("id", "params", "seed", "repeat", "config", "data", *own)) for b in budgets]
     id_windows = [[canonical_json({"train": v.train, "validation": v.validation}) if v else "" for v in vs]
                   for vs in variant_windows]
     full_windows = [[canonical_json(v.to_dict()) if v else "" for v in vs] for vs in variant_windows]
+    data_texts = [[canonical_json(shape.data_section(v)) for v in vs] for vs in variant_windows]
     seed_texts = [str(s) for s in seeds]
     config_template = _Template({"architecture": shape.architecture}, ("params",))
     checked = 0
@@ -154,10 +171,10 @@ def iter_trials(shape: TrialShape, configs: Iterator[dict[str, Any]], windows: l
                 tail = ((id_windows[w][f],) * windowed + (id_trainer_text,) * templated,
                         (full_windows[w][f],) * windowed + (trainer_text,) * templated)
                 for repeat, seed_text in enumerate(seed_texts):
-                    digest = hashlib.sha256(id_template.render(params_text, seed_text, *tail[0]).encode()).hexdigest()
+                    digest = hashlib.sha256(id_template.render(params_text, seed_text, data_texts[w][f], *tail[0]).encode()).hexdigest()
                     tid = "t-" + digest[:16]
                     text = template.render('"' + tid + '"', params_text, seed_text, str(repeat), config_text,
-                                           *tail[1]) + "\n"
+                                           data_texts[w][f], *tail[1]) + "\n"
                     if checked < len(variant_windows) * len(budgets) * len(seeds):
                         _check_params(params)
                         _check_against_manifest(text, tid, params, variant_windows[w][f], seeds[repeat], shape.architecture)

@@ -9,8 +9,10 @@ then unbounded. Every manifest carries every one of them, resolved.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ class SpecTrainer:
     metrics: dict[str, str] = field(default_factory=dict)   # the catalog file's metrics: name → goal
     windows: bool = True         # False: the trainer splits its data itself (no dated windows)
     catalog: bool = False        # the hyperparameters were declared in a catalog file
+    data_version: str = ""       # `data-version`: the string, or "sha256:…" of the file it names
 
 
 def default_image(name: str, digest: str) -> str:
@@ -79,7 +82,7 @@ def load_trainer(doc: dict[str, Any], spec_dir: Path, warnings: list[str]) -> Sp
     if trainer.command:
         _check_command(trainer, section, params, source, warnings)
     windows = bool(section.get("windows", catalog.get("windows", True)))
-    return SpecTrainer(trainer=trainer, image=image,
+    return SpecTrainer(trainer=trainer, image=image, data_version=_data_version(section.get("data-version"), spec_dir),
                        architecture=Architecture(name=name, description=f"user trainer in {source}", parameters=tuple(params)),
                        metrics={m["name"]: m["goal"] for m in catalog.get("metrics", ())}, windows=windows,
                        catalog=bool(catalog))
@@ -152,6 +155,22 @@ def _reads_trial(source: Path, max_files: int = 2000) -> bool:
         if any(word in head for word in _READS_TRIAL):
             return True
     return False
+
+
+def _data_version(declared: str | dict[str, str] | None, spec_dir: Path) -> str:
+    """A declared data version as the ids take it: a string as written, a file as the digest of its bytes
+    (located and read now, at compile; a regular file only — a FIFO or a device never ends)."""
+    if declared is None or isinstance(declared, str):
+        return declared or ""
+    path = (spec_dir / declared["file"]).resolve()
+    where = f"trainer.data-version.file ({path})"
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):  # checked before opening: opening a FIFO would wait for a writer
+            raise UserError("not a regular file", where=where)
+        with path.open("rb") as stream:
+            return "sha256:" + hashlib.file_digest(stream, "sha256").hexdigest()
+    except OSError as err:
+        raise UserError(f"cannot read it: {err.strerror}", where=where) from None
 
 
 def _name_from(folder: str) -> str:

@@ -73,23 +73,26 @@ def current() -> Trial:
 def frames(t: Trial | None = None, columns: list[str] | None = None):
     """(train, validation): the rows of the trial's dataset folder inside its two windows, as pandas DataFrames
     of `columns` (default: all), reading only the month partitions they cover — a local folder or gs://.
-    For a trial without windows: (every row, an empty frame of the same columns)."""
+    For a trial without windows: (every row, an empty frame of the same columns). The months read are checked
+    against the manifest's `data.partitions`: a month changed since compile raises hpt.store.DataChanged ("the
+    data changed since compile: recompile"), which fails the trial."""
     import datetime as dt
 
     from hpt.schemas.dataset import DatasetInfo, local_data_uri
     from hpt.store.dataset import DatasetStore, read_window
 
     t = t or current()
+    partitions = (t.manifest.get("data") or {}).get("partitions")
     dataset = DatasetStore(local_data_uri(t.data_uri))
     info = DatasetInfo.from_json(dataset.descriptor(), where=f"{dataset.uri}/dataset.json")
     if columns is not None and info.timestamp not in columns:
         columns = [info.timestamp, *columns]
     if t.train is None or t.validation is None:
-        everything = read_window(dataset, info, info.start, info.end + dt.timedelta(days=1), columns)
+        everything = read_window(dataset, info, info.start, info.end + dt.timedelta(days=1), columns, partitions)
         return everything, everything.iloc[0:0]
     day = dt.date.fromisoformat
-    return (read_window(dataset, info, day(t.train[0]), day(t.train[1]), columns),
-            read_window(dataset, info, day(t.validation[0]), day(t.validation[1]), columns))
+    return (read_window(dataset, info, day(t.train[0]), day(t.train[1]), columns, partitions),
+            read_window(dataset, info, day(t.validation[0]), day(t.validation[1]), columns, partitions))
 
 
 def log(epoch: int, **values: float) -> None:

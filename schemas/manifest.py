@@ -24,6 +24,8 @@ DEFAULT_IMAGE = "hpt-trainer:latest"    # the spec's `image` when it names none 
 # The fields whose values decide what a trial computes. Everything else (experiment, image,
 # resources, metrics to report, objective, cluster settings) may change without changing the id.
 RESULT_FIELDS = ("architecture", "params", "data", "window", "budget", "seed")
+# `data` holds the digests of the months the trial reads (or dataset.json's, or a user trainer's declared
+# data version): a changed month gives the trials that read it new ids (docs/trial-protocol.md).
 # A user's trainer (schemas/trainer.py) decides the result too: its section (without the local folder
 # path) and the image it runs in join the id. Manifests without one keep their ids.
 
@@ -58,7 +60,7 @@ class TrialManifest:
     experiment: str
     architecture: str
     params: dict[str, Any]
-    data: dict[str, str]
+    data: dict[str, Any]    # uri, and partitions ('YYYY-MM' → digest) / descriptor / version
     window: dict[str, Any] | None
     budget: dict[str, Any]
     seed: int

@@ -24,12 +24,12 @@ from hpt.store.base import (
     store_deadline_s,
     store_id,
 )
-from hpt.store.dataset import DatasetStore
+from hpt.store.dataset import DATA_CHANGED, DataChanged, DatasetStore, index_dataset
 from hpt.store.location import check_scheme, is_gcs, local_path, store_uri
 
 __all__ = [
     "LOGS", "MODELS", "RESULTS_CSV", "ROUNDS", "ROWS", "TENSORBOARD", "AlreadyExists", "Store", "TreeTransfer",
     "iter_row_ids", "open_store", "read_text", "row_key", "DEFAULT_STORE_DEADLINE_S", "EXIT_STORE_UNAVAILABLE",
-    "STORE_DEADLINE_ENV", "StoreUnavailable", "store_deadline_s", "DatasetStore", "check_scheme", "is_gcs", "local_path", "store_id",
+    "STORE_DEADLINE_ENV", "StoreUnavailable", "store_deadline_s", "DATA_CHANGED", "DataChanged", "DatasetStore", "index_dataset", "check_scheme", "is_gcs", "local_path", "store_id",
     "store_uri",
 ]

@@ -96,6 +96,10 @@ class Store(Protocol):
         whenever the object is written again (gs://: its generation). What the row index checks its
         entries against (hpt.store.index)."""
 
+    def checksums(self, prefix: str = "") -> dict[str, str]:
+        """Key → md5 (hex) of every object under `prefix`: what a dataset's partition digests are made of.
+        A folder hashes the files' bytes; GCS answers from its listing (the md5 it keeps of each object)."""
+
     def put_tree(self, prefix: str, folder: Path) -> None:
         """Upload every file under a local folder to `prefix/...` (models, TensorBoard logs)."""
 

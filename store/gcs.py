@@ -10,6 +10,8 @@ are not retried.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 
 import requests
@@ -117,6 +119,19 @@ class GCSStore(TreeTransfer):
             return {b.name[len(self.prefix):]: str(b.generation or "") for b in blobs}
 
         return self._call(prefix, names)
+
+    def checksums(self, prefix: str = "") -> dict[str, str]:
+        """The listing's md5Hash of each object, nothing downloaded; a composite object (compose, parallel
+        composite uploads) has only a crc32c, so its bytes are read and hashed. Not the generation: it
+        changes when the same bytes are uploaded again, and an identical re-import must keep its digests."""
+        def listed():
+            blobs = self.bucket.client.list_blobs(self.bucket, prefix=self.prefix + prefix, retry=self.retry, timeout=60)
+            return sorted((b.name[len(self.prefix):], b.md5_hash) for b in blobs)
+
+        out = {}
+        for key, md5 in self._call(prefix, listed):
+            out[key] = base64.b64decode(md5).hex() if md5 else hashlib.md5(self.get(key)).hexdigest()
+        return out
 
     def url(self, key: str) -> str:
         return f"{self.uri}/{key}"

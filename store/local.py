@@ -1,6 +1,7 @@
 """A results store in a local folder (the default: ./hpt-results)."""
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 from pathlib import Path
@@ -131,6 +132,13 @@ class LocalStore(TreeTransfer):
         except OSError:
             return ""
         return f"{st.st_ino}.{st.st_mtime_ns}.{st.st_size}"
+
+    def checksums(self, prefix: str = "") -> dict[str, str]:
+        out = {}
+        for key in self.list(prefix):
+            with self._path(key).open("rb") as stream:
+                out[key] = hashlib.file_digest(stream, "md5").hexdigest()
+        return out
 
     def url(self, key: str) -> str:
         return str(self._path(key))

@@ -2,7 +2,10 @@
 
 The dataset contract (see docs/trainer.md): a folder — local path, file:// or gs:// — holding
 `dataset.json` (hpt.schemas.dataset.DatasetInfo) and `month=YYYY-MM/*.parquet`. A window is
-[start, end) in ISO dates; only the months it overlaps are read.
+[start, end) in ISO dates; only the months it overlaps are read. A manifest's `data.partitions` (the
+digests compile read from dataset.json) are checked against the bytes read — or, when the encoded arrays
+come from the cache, against the store's checksums — and a mismatch fails the trial (DataChanged: "the data
+changed since compile: recompile") before anything is trained.
 
 Preprocessing (tokenizer, vocabulary of `vocab_size`, `max_tokens`, target standardization) is fitted
 on the TRAINING window only, then applied to both windows: nothing of the validation period leaks in.
@@ -24,14 +27,14 @@ import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from hpt.schemas.dataset import DESCRIPTOR, DatasetInfo, demo_dataset_dir, local_data_uri
+from hpt.schemas.dataset import DESCRIPTOR, DatasetInfo, demo_dataset_dir, local_data_uri, months_between
 from hpt.schemas.errors import UserError
 from hpt.store import DatasetStore, check_scheme, is_gcs, local_path
-from hpt.store.dataset import months_between, read_window
+from hpt.store.dataset import read_window
 from hpt.store.cache import PREP, cache_root
 
 log = logging.getLogger(__name__)
@@ -82,12 +85,13 @@ class Dataset:
     def columns(self) -> list[str]:
         return [self.info.timestamp, self.info.text, self.info.target, *self.info.aux_targets]
 
-    def read_window(self, start: str, end: str, where: str = "window"):
-        """Rows with start ≤ timestamp < end (a pandas DataFrame), reading only the months it overlaps."""
+    def read_window(self, start: str, end: str, where: str = "window", partitions: Mapping[str, str] | None = None):
+        """Rows with start ≤ timestamp < end (a pandas DataFrame), reading only the months it overlaps; with
+        `partitions` (a manifest's month digests) each month read must have its digest (else DataChanged)."""
         first, stop = _date(start, where), _date(end, where)
         if stop <= first:
             raise UserError(f"empty date range [{start}, {end})", where=where)
-        frame = read_window(self.store, self.info, first, stop, self.columns)
+        frame = read_window(self.store, self.info, first, stop, self.columns, partitions=partitions)
         if frame.empty:
             return frame
         # Parquet files within a month may come in any order; sort so encoding is deterministic.
@@ -175,21 +179,26 @@ class Prepared:
         return float(np.mean((y - self.prep.mean[0]) ** 2))
 
 
-def _cache_key(dataset: Dataset, window: dict[str, Any], vocab_size: int, max_tokens: int) -> str:
-    doc = {"v": PREP_VERSION, "uri": dataset.uri, "descriptor": dataset.descriptor,
+def _cache_key(dataset: Dataset, window: dict[str, Any], vocab_size: int, max_tokens: int,
+               partitions: Mapping[str, str] | None) -> str:
+    doc = {"v": PREP_VERSION, "uri": dataset.uri, "descriptor": dataset.descriptor, "partitions": dict(partitions or {}),
            "train": list(window["train"]), "validation": list(window["validation"]),
            "vocab_size": int(vocab_size), "max_tokens": int(max_tokens)}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def prepare(data_uri: str, window: dict[str, Any], vocab_size: int, max_tokens: int, use_cache: bool = True) -> Prepared:
-    """Read, fit on the training window, encode both windows; cached per window and settings."""
+def prepare(data_uri: str, window: dict[str, Any], vocab_size: int, max_tokens: int, use_cache: bool = True,
+            partitions: Mapping[str, str] | None = None) -> Prepared:
+    """Read, fit on the training window, encode both windows; cached per window and settings. `partitions`:
+    the manifest's month digests, which what is read (or, on a cache hit, the store's checksums) must match."""
     import time
 
     t0 = time.perf_counter()
     dataset = Dataset(data_uri)
-    folder = cache_root() / PREP / _cache_key(dataset, window, vocab_size, max_tokens)
+    folder = cache_root() / PREP / _cache_key(dataset, window, vocab_size, max_tokens, partitions)
     if use_cache and (folder / "arrays.npz").is_file():
+        if partitions:  # nothing is read on a hit: the months must still be the compiled ones
+            dataset.store.check(partitions)
         try:
             prepared = _load_cached(folder)
             prepared.seconds = time.perf_counter() - t0
@@ -200,8 +209,8 @@ def prepare(data_uri: str, window: dict[str, Any], vocab_size: int, max_tokens: 
 
     info = dataset.info
     target_names = [info.target, *info.aux_targets]
-    train = dataset.read_window(*window["train"], where="window.train")
-    valid = dataset.read_window(*window["validation"], where="window.validation")
+    train = dataset.read_window(*window["train"], where="window.train", partitions=partitions)
+    valid = dataset.read_window(*window["validation"], where="window.validation", partitions=partitions)
     if len(train) == 0:
         raise UserError(f"no rows in the training window [{window['train'][0]}, {window['train'][1]})", where=dataset.uri,
                         hint=f"the dataset covers {info.start} … {info.end}")

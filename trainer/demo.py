@@ -31,7 +31,7 @@ from typing import Callable
 
 from hpt.schemas.dataset import DEMO_NAME, DESCRIPTOR, DatasetInfo, demo_dataset_dir
 from hpt.schemas.errors import UserError
-from hpt.store.dataset import PART, write_dataset
+from hpt.store.dataset import PART, index_dataset, write_dataset
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,8 @@ def build_demo_dataset(out: Path | str | None = None, rows_per_month: int | None
     if rows_per_month is not None and rows_per_month < 1:
         raise UserError(f"rows per month must be at least 1, got {rows_per_month}", where="--rows-per-month")
     if is_complete(out, rows_per_month, seed):
+        if not DatasetInfo.from_json((out / DESCRIPTOR).read_text(encoding="utf-8"), where=str(out / DESCRIPTOR)).partitions:
+            index_dataset(str(out))   # built before dataset.json had digests: add them, the data stays
         say(f"reusing the complete dataset in {out}")
         return out
     if out.exists() and any(out.iterdir()):

@@ -88,7 +88,8 @@ def _train_and_store(manifest: TrialManifest, store: Store, scratch: Path, tb_di
 
     params = manifest.params
     _check_params(manifest)
-    prepared = prepare(manifest.data["uri"], manifest.window, int(params["vocab_size"]), int(params["max_tokens"]))
+    prepared = prepare(manifest.data["uri"], manifest.window, int(params["vocab_size"]), int(params["max_tokens"]),
+                       partitions=manifest.data.get("partitions"))
     log.info("data: %d training rows, %d validation rows, vocabulary %d (%s, %.2fs)", prepared.n_train, prepared.n_valid,
              len(prepared.prep.vocab), "cached" if prepared.cache_hit else "fitted", prepared.seconds)
     writer = _tensorboard_writer(tb_dir)

@@ -17,6 +17,7 @@ def _summary(folder: str) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from hpt.schemas.dataset import DATASET_VERSION
     from hpt.store import DatasetStore
 
     dataset = DatasetStore(folder)
@@ -27,7 +28,8 @@ def _summary(folder: str) -> dict:
             "coverage": {"start": info.start.isoformat(), "end": info.end.isoformat()},
             "columns": {"timestamp": info.timestamp, "text": info.text, "target": info.target,
                         "aux_targets": list(info.aux_targets), "features": list(info.features)},
-            "source": info.source, "license": info.license}
+            "source": info.source, "license": info.license, "version": DATASET_VERSION if info.partitions else 1,
+            "partitions": info.partitions}
 
 
 @user_errors
@@ -53,8 +55,11 @@ def _show(summary: dict, fmt: Format) -> None:
     table = Table(title=f"{summary['name']} — {summary['path']}", show_footer=True)
     table.add_column("month", footer="total")
     table.add_column("rows", justify="right", footer=f"{summary['rows']:,}")
+    digests = summary["partitions"]
+    if digests:
+        table.add_column("digest")
     for month, rows in summary["months"].items():
-        table.add_row(month, f"{rows:,}")
+        table.add_row(month, f"{rows:,}", *([digests.get(month, "—")[:19]] if digests else []))
     console.print(table)
     cols = summary["columns"]
     named: list = [styled("time ", (cols["timestamp"], "bold")), styled("target ", (cols["target"], "bold"))]
@@ -68,6 +73,9 @@ def _show(summary: dict, fmt: Format) -> None:
                   + styled("; ").join(styled(n) if isinstance(n, str) else n for n in named))
     if summary.get("missing_target"):
         console.print(f"{summary['missing_target']:,} rows have no target value (kept)", highlight=False)
+    if not digests:
+        console.print("no partition digests in dataset.json: trial ids cannot tell when a month changes "
+                      "(`hpt data index` adds them)", highlight=False)
     console.print(f"source: {summary['source']}" + (f" ({summary['license']})" if summary["license"] else ""),
                   highlight=False, soft_wrap=True)
 
@@ -105,8 +113,34 @@ def import_command(
         summary["missing_target"] = info.extra["missing_target"]
     _show(summary, fmt)
 
+@user_errors
+def index_command(
+    folder: str = typer.Argument(..., help="The dataset: a folder, file://PATH or gs://BUCKET/PREFIX, with dataset.json and month=YYYY-MM/*.parquet."),
+    fmt: Format = format_option(),
+    output: Optional[str] = output_alias(),
+) -> None:
+    """Add each month partition's content digest to the dataset.json of a dataset made by other means (trial ids cover them)."""
+    from hpt.schemas.dataset import DATASET_VERSION
+    from hpt.store import DatasetStore, index_dataset
+
+    with err_console.status("indexing…"):
+        info = index_dataset(folder)
+    # No row counts: on gs:// they would download every partition, and the digests came from the listing alone.
+    summary = {"path": DatasetStore(folder).uri, "name": info.name, "version": DATASET_VERSION, "partitions": info.partitions}
+    if chosen_format(fmt, output) is Format.json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    table = Table(title=f"{summary['name']} — {summary['path']}: dataset.json version {DATASET_VERSION}")
+    table.add_column("month")
+    table.add_column("digest")
+    for month, digest in info.partitions.items():
+        table.add_row(month, digest)
+    console.print(table)
+
+
 def register(app: typer.Typer) -> None:
     data_app = typer.Typer(name="data", help="Datasets: build the demo dataset, import your own table.", no_args_is_help=True)
     data_app.command("demo")(demo_command)
     data_app.command("import")(import_command)
+    data_app.command("index")(index_command)
     app.add_typer(data_app, name="data")
