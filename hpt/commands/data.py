@@ -123,7 +123,7 @@ def index_command(
     from hpt.schemas.dataset import DATASET_VERSION
     from hpt.store import DatasetStore, index_dataset
 
-    with err_console.status("indexing…"):
+    with progress_status("indexing…"):
         info = index_dataset(folder)
     # No row counts: on gs:// they would download every partition, and the digests came from the listing alone.
     summary = {"path": DatasetStore(folder).uri, "name": info.name, "version": DATASET_VERSION, "partitions": info.partitions}
