@@ -230,3 +230,30 @@ def test_a_user_trainer_declares_its_data_version(tmp_path):
                                 "date-range": RANGES[:1], "parameters": {"lr": [0.1]}}))
     refused = hpt("compile", spec, "--out", tmp_path / "never", "--today", TODAY)
     assert refused.exit_code == 2 and "not a regular file" in refused.stderr and "trainer.data-version" in refused.stderr
+
+
+def test_a_user_trainer_reading_its_windows_through_hpt_trial_fails_on_changed_data(tmp_path, small_dataset):
+    data = tmp_path / "retail"
+    shutil.copytree(small_dataset, data)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "train.py").write_text(
+        "from hpt import trial\n\n"
+        "def main(t):\n"
+        "    train, valid = trial.frames(t, columns=['log_revenue'])\n"
+        "    mean = float(train['log_revenue'].mean())\n"
+        "    return {'mse': float(((valid['log_revenue'] - mean) ** 2).mean())}\n")
+    spec = project / "spec.json"
+    spec.write_text(json.dumps({"trainer": {"entrypoint": "train:main", "image": "mine:1"}, "data": str(data),
+                                "date-range": [["2010-01-01", "2010-03-01"], ["2010-04-01", "2010-06-01"]],
+                                "parameters": {"lr": [0.1]}}))
+    ok("compile", spec, "--out", tmp_path / "plan", "--today", TODAY)
+    _rewrite_month(data, "2010-02")   # read by window 0 only
+    proc = subprocess.run([hpt_exe(), "apply", tmp_path / "plan", "--results", tmp_path / "results", "--retries", "0"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    index = {json.loads(p.read_text())["window"]["index"]: p.stem for p in (tmp_path / "plan" / "trials").glob("*.json")}
+    rows = {i: (tmp_path / "results" / "rows" / f"{tid}.csv").read_text() for i, tid in index.items()}
+    assert ",failed," in rows[0] and DATA_CHANGED in rows[0] and "month=2010-02" in rows[0]
+    assert ",done," in rows[1]   # its months did not change
+    assert not (tmp_path / "results" / "models" / index[0]).exists()
