@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from hpt.compiler.limits import MAX_DEPTH, MAX_INTEGER, MAX_NODES, MAX_SPEC_BYTES
+from hpt.schemas.files import open_regular
 from hpt.compiler.paths import json_path
 from hpt.schemas.errors import UserError, raise_all
 
@@ -52,7 +53,7 @@ def load_spec(path: str) -> LoadedSpec:
     else:
         file = Path(path)
         try:
-            with file.open("rb") as stream:  # read no more than the limit: the "spec" may be /dev/zero
+            with open_regular(file, path) as stream:  # no FIFO or device; and no more than the limit
                 raw = stream.read(MAX_SPEC_BYTES + 1)
         except FileNotFoundError:
             raise UserError("no such spec file", where=path) from None

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hpt.compiler.limits import MAX_SPEC_BYTES
+from hpt.schemas.files import open_regular
 from hpt.compiler.loading import parse_spec_text
 from hpt.compiler.paths import json_path
 from hpt.schemas.catalog import BOOL, CATEGORICAL, NUMERIC, Architecture, ParamSpec, param_spec
@@ -46,8 +47,25 @@ def default_image(name: str, digest: str) -> str:
     return f"{IMAGE_PREFIX}{name}:{digest.split(':', 1)[1][:12]}"
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _no_control(text: str, where: str) -> None:
+    """A command word or a path is written into argv, a file name, a shell line: no NUL, newline or escape."""
+    found = _CONTROL.search(text)
+    if found:
+        raise UserError(f"control character {found.group()!r} at position {found.start()} of {text[:60]!r}", where=where,
+                        hint="commands and paths are plain text")
+
+
 def load_trainer(doc: dict[str, Any], spec_dir: Path, warnings: list[str]) -> SpecTrainer:
     section = doc["trainer"]
+    for key in ("source", "catalog", "image", "name"):
+        if isinstance(section.get(key), str):
+            _no_control(section[key], f"trainer.{key}")
+    for i, word in enumerate(section.get("command") or []):
+        if isinstance(word, str):
+            _no_control(word, f"trainer.command[{i}]")
     source = (spec_dir / section.get("source", ".")).resolve()
     if not source.is_dir():
         raise UserError(f"no such folder: {source}", where="trainer.source", hint="source is relative to the spec's folder")
@@ -187,7 +205,7 @@ def _read_catalog(relative: str, spec_dir: Path) -> dict[str, Any]:
     path = (spec_dir / relative).resolve()
     where = _catalog_where(relative, spec_dir)
     try:
-        with path.open("rb") as stream:  # the spec's limits: size, then depth, values and numbers while parsing
+        with open_regular(path, where) as stream:  # the spec's limits: a regular file, size, depth, values, numbers
             raw = stream.read(MAX_SPEC_BYTES + 1)
     except OSError as err:
         raise UserError(f"cannot read the catalog: {err.strerror}", where=where) from None

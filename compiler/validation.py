@@ -75,6 +75,8 @@ def validate_and_load(doc: Any, spec_dir: Path, warnings: list[str] | None = Non
     for error in meaning_problems(translated.doc, user.architecture if user else None, user.metrics if user else None):
         if error.where:
             error.where = translated.where(error.where)
+        if _top_key(error.where) in broken:
+            continue  # a part the schema refused is one problem, said once (its meaning was not checked)
         errors.append(error)
     # In document order (by top-level key; stable within one), so the first is the one a reader meets first.
     keys = list(doc)
@@ -360,7 +362,7 @@ def check_search(doc: dict[str, Any]) -> None:
 
         require_optuna("search.method")
     if method == "halving" and not doc.get("fidelities"):
-        raise UserError("halving needs the spec's fidelities (its rungs, cheapest first)", where="search.method",
+        raise UserError("halving needs the spec's fidelities (its rungs, cheapest first)", where="fidelities",
                         hint='list them: "fidelities": [{"months": 1, "epochs": 3}, {"months": 3, "epochs": 10}]')
 
 
@@ -485,8 +487,14 @@ def check_distribution(spec: ParamSpec, dist: dict[str, Any], where: str) -> Non
         q = dist.get("q", 1)
         if kind in ("q-uniform", "q-log-uniform") and q > dist["max"] - dist["min"]:
             raise UserError(f"q {q!r} is larger than max - min", where=f"{where}.q")
+        span = max(abs(float(dist.get(k, 0) or 0)) for k in ("min", "max", "mu", "sigma"))
+        if not math.isfinite(span / q) or span / q > MAX_Q_STEPS:  # value / q overflows, or no grid at all
+            raise UserError(f"q {q!r} is too fine: more than {MAX_Q_STEPS:.0e} steps of q to max", where=f"{where}.q")
         if spec.type == "int" and float(q) != int(q):
             raise UserError(f"{spec.name} is an integer: q must be an integer, got {q!r}", where=f"{where}.q")
+
+
+MAX_Q_STEPS = 1e15   # a q grid finer than this is no grid (and value / q overflows at q 5e-324)
 
 
 def _num(value: float) -> str:

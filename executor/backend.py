@@ -32,6 +32,15 @@ class Submission:
     results_uri: str
     timeout_s: float | None = None
     attempt: int = 1
+    ticket: str = ""            # the ownership ticket of this launch (hpt.store.ownership): the backend passes
+                                # it to the trial as $HPT_TRIAL_TICKET; "" in a dry run
+
+    @property
+    def ticket_env(self) -> dict[str, str]:
+        """The environment that carries the ticket into the trial process."""
+        from hpt.store.ownership import TICKET_ENV
+
+        return {TICKET_ENV: self.ticket} if self.ticket else {}
 
     @classmethod
     def of(cls, manifest: TrialManifest, results_uri: str, timeout_s: float | None = None, attempt: int = 1) -> "Submission":

@@ -37,7 +37,9 @@ from hpt.executor.plan import LoadedPlan, queue_order
 from hpt.executor.publish import ResultsPublisher
 from hpt.store import EXIT_STORE_UNAVAILABLE, LOGS, AlreadyExists, Store, StoreUnavailable, row_key
 from hpt.store.claims import DEFAULT_LEASE_S, Claim, Claims
+from hpt.store.ownership import DEAD, EXIT_NOT_OWNER, MAX_LEASE_S, SKEWED, Ticket, latest, owner_state
 from hpt.store.rows import check_row
+from hpt.schemas.files import NOT_REGULAR, NotRegularFile
 from hpt.schemas.row import STATUS_DONE, STATUS_FAILED, build_row, row_csv
 
 log = logging.getLogger(__name__)
@@ -100,7 +102,9 @@ class RunResult:
     def exit_code(self) -> int:
         if self.interrupted:
             return 130
-        return 1 if (self.failed or self.kept_failed or self.not_run) else 0
+        if self.failed or self.kept_failed or self.not_run or self.done + self.already_done < self.total:
+            return 1  # an apply that did not run every trial to done never says 0
+        return 0
 
     def counts(self) -> dict[str, int]:
         return {"total": self.total, "done": self.done, "failed": self.failed, "already_done": self.already_done,
@@ -163,6 +167,9 @@ class Scheduler:
         self.elsewhere: dict[str, tuple[float, Submission, int]] = {}  # claimed by another apply: (next look, sub, attempt)
         self.watched: set[str] = set()                           # trials ever found claimed by another apply
         self.left_running: set[str] = set()                      # interrupted, left running (their claims stay)
+        self.ended_tokens: set[str] = set()                      # tickets of launches seen ending (their owners are gone)
+        self.owned_elsewhere: set[str] = set()                   # trials found owned by a process no apply of ours watches
+        self.skewed: set[str] = set()                            # owned under a lease no clock can keep: left, said once
         self._last_renew = time.monotonic()
         self._look_every = 1.0 if "://" not in store.uri else 5.0  # how often to look at trials claimed elsewhere
         self._stop_signal: str | None = None
@@ -182,6 +189,8 @@ class Scheduler:
             data = self.store.get(row_key(trial_id))
         except KeyError:
             return
+        except NotRegularFile:  # a FIFO or device under the row's name: what is moved aside says so
+            data = f"{NOT_REGULAR}\n".encode()
         row = check_row(trial_id, data, row_key(trial_id))  # a damaged file is moved aside like a failed row
         if row.get("status") == STATUS_DONE:
             return  # never touch a done row (another apply finished it meanwhile)
@@ -241,11 +250,39 @@ class Scheduler:
             row = self._row(tid) or {}
             self._record_existing(sub, row, attempt)
             return
-        job = replace(sub, timeout_s=self.opt.timeout_s, attempt=attempt)
+        ticket = self._ticket(sub, attempt)
+        if ticket is None:
+            return  # a live process owns it (watched), or its lease is skewed (left, said once)
+        job = replace(sub, timeout_s=self.opt.timeout_s, attempt=attempt, ticket=str(ticket))
         handle = self.backend.submit(job)
         self.running[tid] = _Running(job, handle, attempt, time.monotonic(), _utc())
         self._runs_dirty = True
         self.emit("trial-started", trial_id=tid, attempt=attempt)
+
+    def _ticket(self, sub: Submission, attempt: int) -> Ticket | None:
+        """The ownership ticket for a new launch (hpt.store.ownership): the fence after the latest, once its
+        owner is gone; None while that owner may still train (watched like a trial claimed elsewhere)."""
+        tid = sub.trial_id
+        record = latest(self.store, tid)
+        if record is None:
+            return Ticket.new(1)
+        state = owner_state(record, time.time(), self.ended_tokens)
+        if state == DEAD:
+            return Ticket.new(record.fence + 1)
+        if state == SKEWED:
+            if tid not in self.skewed:
+                self.skewed.add(tid)
+                self.emit("message", text=(
+                    f"{tid}: owned by {record.who}, whose lease ends {record.expires - time.time():.0f} s from now, "
+                    f"more than the {MAX_LEASE_S:g} s the protocol allows: a skewed clock; left not run. To take "
+                    f"it over, stop that process and delete {self.store.url(f'owners/{tid}/')}, then re-apply"))
+            return None
+        if tid not in self.owned_elsewhere:  # say it once, not at every look
+            self.owned_elsewhere.add(tid)
+            self.emit("message", text=f"{tid}: its process ({record.who}, fence {record.fence}) still runs it; "
+                                      "waiting for its row instead of starting it again")
+        self.elsewhere[tid] = (time.monotonic() + self._look_every, sub, attempt)
+        return None
 
     def _claim(self, sub: Submission, attempt: int) -> bool:
         """Claim the trial in the store; False (and watched) when another live apply holds it."""
@@ -256,6 +293,14 @@ class Scheduler:
         if isinstance(got, Claim):
             self.held[tid] = got
             return True
+        if got.expires > time.time() + MAX_LEASE_S:  # no lease is that long: the owner's clock is skewed
+            if tid not in self.skewed:
+                self.skewed.add(tid)
+                self.emit("message", text=(
+                    f"{tid}: claimed by {got.owner or '?'}, whose lease ends {got.expires - time.time():.0f} s from "
+                    f"now, more than the {MAX_LEASE_S:g} s the protocol allows: a skewed clock; left not run. To take "
+                    f"it over, stop that apply and delete {self.store.url(f'claims/{tid}/')}, then re-apply"))
+            return False
         if tid not in self.watched:  # say it once, not at every look
             self.watched.add(tid)
             self.emit("trial-claimed-elsewhere", trial_id=tid, owner=got.owner,
@@ -334,7 +379,13 @@ class Scheduler:
     def _decide(self, run: _Running, status: TrialStatus, text: str) -> bool:
         """Record the ended trial's outcome; True if it will be retried."""
         tid, sub = run.sub.trial_id, run.sub
+        if sub.ticket:  # whatever it was, that launch is over: an owner with its token is gone
+            self.ended_tokens.add(sub.ticket.partition(":")[2])
         row = self._row(tid)
+        if row is None and status.exit_code == EXIT_NOT_OWNER:
+            # Another copy (launched by an apply that died) owns it: watch that one instead of running it again.
+            self.queue.appendleft((sub, run.attempt))
+            return True
         if row is not None:
             if row.get("status") == STATUS_DONE:
                 self._grow_due = self.grow is not None
@@ -552,7 +603,7 @@ class Scheduler:
 
     def _end(self) -> RunResult:
         r = self.result
-        r.not_run = len(self.queue) + len(self.waiting) + len(self.running) + len(self.elsewhere)
+        r.not_run = len(self.queue) + len(self.waiting) + len(self.running) + len(self.elsewhere) + len(self.skewed)
         for tid in [t for t in self.held if t not in self.left_running]:
             self._release_claim(tid)
         self.publisher.publish(final=True)

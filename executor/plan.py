@@ -12,8 +12,11 @@ from pathlib import Path
 
 from hpt.executor.backend import Submission
 from hpt.schemas.errors import UserError
+from hpt.schemas.files import read_regular
 from hpt.schemas.manifest import TrialManifest
 from hpt.schemas.plan import PLAN_FILE, TRIALS_DIR, Plan, manifest_digest, manifest_path
+
+MAX_MANIFEST_BYTES = 16 << 20   # a manifest is a few KB; a bigger file is not one, and is never read whole
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,7 @@ def load_plan(path: str | Path) -> LoadedPlan:
         raise UserError("plan folder does not exist", where=str(root), hint=hint)
     if not root.is_dir():
         raise UserError(f"not a plan folder (expected a folder holding {PLAN_FILE} and {TRIALS_DIR}/)", where=str(root), hint=hint)
-    if not (root / PLAN_FILE).is_file():
+    if not (root / PLAN_FILE).exists():
         raise UserError(f"no {PLAN_FILE} in this folder", where=str(root), hint=hint)
     plan = Plan.load(root)
     missing = [t for t in plan.trials if not manifest_path(root, t).is_file()]
@@ -91,12 +94,21 @@ def load_plan(path: str | Path) -> LoadedPlan:
 def _submission(root: Path, plan: Plan, tid: str) -> Submission:
     file = manifest_path(root, tid)
     try:
-        data = file.read_bytes()
+        data = read_regular(file, limit=MAX_MANIFEST_BYTES)
     except FileNotFoundError:
         raise UserError(f"trial manifest {tid}.json listed in {PLAN_FILE} is missing", where=str(root / TRIALS_DIR),
                         hint="recompile the spec") from None
+    except OSError as err:
+        raise UserError(f"cannot read the trial manifest: {err.strerror}", where=str(file)) from None
     if manifest_digest(data) != plan.digests[tid]:
         raise UserError(f"manifest differs from what {PLAN_FILE} recorded when it was compiled; manifests are "
                         "immutable", where=str(file), hint="recompile the spec instead of editing a manifest")
-    text = data.decode("utf-8")
-    return Submission(TrialManifest.compiled(text), text, results_uri="")
+    try:
+        text = data.decode("utf-8")
+        manifest = TrialManifest.compiled(text)
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:
+        raise UserError(f"not a trial manifest ({type(err).__name__})", where=str(file), hint="recompile the spec") from None
+    if manifest.id != tid:  # another trial's bytes under this name (and its digest written into plan.json)
+        raise UserError(f"the manifest's id is {manifest.id!r}, not {tid}, the trial {PLAN_FILE} lists under this "
+                        "name", where=str(file), hint="recompile the spec into a fresh folder")
+    return Submission(manifest, text, results_uri="")

@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 from hpt.compiler.limits import MAX_DATE, MIN_DATE
 from hpt.schemas.dataset import DatasetInfo
 from hpt.schemas.errors import UserError
+from hpt.schemas.files import open_regular
 from hpt.store.dataset import write_dataset
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -118,14 +119,23 @@ def _read(path: Path):
     import pyarrow as pa
 
     where = str(path)
-    if not path.is_file():
+    if not path.exists():
         raise UserError("no such file", where=where)
-    if path.stat().st_size == 0:
+    if path.is_dir():
+        raise UserError("is a folder, not a table file", where=where)
+    try:
+        with open_regular(path, where) as fh:  # a FIFO or device: refused before anything is read
+            magic = fh.read(4)
+    except OSError as err:
+        raise UserError(f"cannot read the table: {err.strerror}", where=where) from None
+    if not magic:
         raise UserError("the file is empty", where=where)
-    is_parquet = path.suffix.lower() in PARQUET_SUFFIXES or path.open("rb").read(4) == b"PAR1"
+    is_parquet = path.suffix.lower() in PARQUET_SUFFIXES or magic == b"PAR1"
     try:
         if is_parquet:
+            _check_parquet_bounds(path, where)
             return pd.read_parquet(path), False
+        _check_csv_bounds(path, where)
         return pd.read_csv(path, low_memory=False), True
     except pd.errors.EmptyDataError:
         raise UserError("the file is empty (no header line)", where=where) from None
@@ -134,6 +144,53 @@ def _read(path: Path):
     except (pa.ArrowException, OSError, UnicodeDecodeError, ValueError) as err:
         kind = "Parquet" if is_parquet else "CSV"
         raise UserError(f"not a readable {kind} file: {str(err).strip().splitlines()[0][:200]}", where=where) from None
+
+
+MAX_COLUMNS = 10_000               # a table hpt imports has a time, a target and some features, not a million columns
+MAX_HEADER_BYTES = 1 << 20         # the CSV's header line
+MAX_TABLE_BYTES = 256 << 20        # the CSV's size once decompressed: it is read whole into memory (a bigger table: Parquet)
+_DECOMPRESS = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}
+
+
+def _check_csv_bounds(path: Path, where: str) -> None:
+    """Columns and decompressed size within bounds, found by streaming the file once in constant memory
+    (a 1 MB .csv.gz may expand to gigabytes: it is refused without ever being held)."""
+    import csv
+    import importlib
+    import io
+    module = _DECOMPRESS.get(path.suffix.lower())
+    try:
+        fh = importlib.import_module(module).open(path, "rb") if module else open_regular(path, where)
+        with fh:
+            header = fh.readline(MAX_HEADER_BYTES + 1)
+            if len(header) > MAX_HEADER_BYTES:
+                raise UserError(f"the header line is longer than {MAX_HEADER_BYTES >> 20} MiB (at most {MAX_COLUMNS:,} "
+                                "columns are read)", where=where)
+            columns = next(csv.reader(io.StringIO(header.decode("utf-8", errors="replace"))), [])
+            if len(columns) > MAX_COLUMNS:
+                raise UserError(f"{len(columns):,} columns; at most {MAX_COLUMNS:,} are read", where=where)
+            total = len(header)
+            while chunk := fh.read(1 << 20):
+                total += len(chunk)
+                if total > MAX_TABLE_BYTES:
+                    raise UserError(f"larger than {MAX_TABLE_BYTES >> 20} MiB once decompressed; a CSV is read whole "
+                                    "into memory", where=where, hint="import it in parts (by year), or as Parquet")
+    except UserError:
+        raise
+    except Exception as err:  # noqa: BLE001  (OSError, EOFError, zlib/lzma/bz2 errors: a damaged compressed file)
+        raise UserError(f"not a readable CSV file: {str(err).strip()[:200] or type(err).__name__}", where=where) from None
+
+
+def _check_parquet_bounds(path: Path, where: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        columns = len(pq.read_schema(path))
+    except (pa.ArrowException, OSError) as err:
+        raise UserError(f"not a readable Parquet file: {str(err).strip().splitlines()[0][:200]}", where=where) from None
+    if columns > MAX_COLUMNS:
+        raise UserError(f"{columns:,} columns; at most {MAX_COLUMNS:,} are read", where=where)
 
 
 def _times(raw, columns: list[str], time_format: str | None, where: str, line: Callable[[int], str]):

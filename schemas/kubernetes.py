@@ -13,7 +13,7 @@ from typing import Any, Mapping
 from hpt.schemas.errors import UserError
 
 # Environment the container gets from hpt; env_from_secrets may not shadow these.
-RESERVED_ENV = {"HPT_MANIFEST", "HPT_RESULTS", "HPT_TRIAL_ID", "HPT_ATTEMPT", "HOME", "TMPDIR",
+RESERVED_ENV = {"HPT_MANIFEST", "HPT_RESULTS", "HPT_TRIAL_ID", "HPT_ATTEMPT", "HPT_TRIAL_TICKET", "HOME", "TMPDIR",
                 "XDG_CACHE_HOME", "TORCH_HOME", "MPLCONFIGDIR", "PYTHONDONTWRITEBYTECODE"}
 
 # -- what the OpenAPI schemas do not check (apimachinery's validation, as regular expressions) ---

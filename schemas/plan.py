@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hpt.schemas.errors import UserError
+from hpt.schemas.files import open_regular
 from hpt.schemas.loader import schema_validator
 from hpt.schemas.manifest import API_VERSION
 
@@ -86,7 +87,7 @@ class Plan:
     def load(cls, folder: Path) -> "Plan":
         path = folder / PLAN_FILE
         try:
-            with path.open("rb") as stream:   # a 250,000-trial plan.json is ~25 MB; never read without bound
+            with open_regular(path) as stream:   # a 250,000-trial plan.json is ~25 MB; never read without bound
                 data = stream.read(MAX_PLAN_BYTES + 1)
             if len(data) > MAX_PLAN_BYTES:
                 raise UserError(f"plan.json is larger than {MAX_PLAN_BYTES >> 20} MiB", where=str(path))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hpt.schemas.errors import UserError
+from hpt.schemas.files import NOT_REGULAR, is_pseudo
 
 # Never part of the source: caches Python and tools write while the code runs or is edited.
 IGNORED_DIRS = frozenset({"__pycache__", ".git", ".hg", ".venv", ".mypy_cache", ".pytest_cache", ".ipynb_checkpoints"})
@@ -44,6 +45,8 @@ def source_digest(folder: str | Path) -> str:
                 info = path.stat()
                 if not stat.S_ISREG(info.st_mode):  # a FIFO or a device (/dev/zero) is not source, and never ends
                     continue
+                if is_pseudo(path):  # a link into /proc, /sys or /dev: the kernel's files (/proc/kmsg blocks)
+                    raise UserError(f"{rel} is {NOT_REGULAR}: a link into {os.path.realpath(path)}", where="trainer.source")
                 files, size = files + 1, size + info.st_size
                 if files > MAX_SOURCE_FILES or size > MAX_SOURCE_BYTES:
                     raise UserError(f"more than {MAX_SOURCE_FILES:,} files or {MAX_SOURCE_BYTES >> 20} MiB (a symlink "

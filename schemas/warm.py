@@ -12,3 +12,5 @@ HEARTBEAT = "heartbeat"      # touched by the watching apply
 IDLE_ENV = "HPT_WARM_IDLE_S"
 IDLE_EXIT_S = 60.0           # an idle worker whose heartbeat is older than this exits (its container ends)
 CANCEL_GRACE_S = 3.0         # SIGTERM, then SIGKILL after this many seconds
+REQUESTER_ENV = "HPT_WARM_REQUESTER"   # the pid of the apply that started a local warm worker: a request read
+                                      # after that apply died is dropped

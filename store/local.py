@@ -9,6 +9,7 @@ from pathlib import Path
 from hpt.store.base import AlreadyExists, TreeTransfer
 from hpt.store.location import local_path, store_uri
 from hpt.schemas.errors import UserError
+from hpt.schemas.files import open_regular
 
 
 class LocalStore(TreeTransfer):
@@ -53,14 +54,19 @@ class LocalStore(TreeTransfer):
         os.replace(self._write_temp(path, data), path)
 
     def get(self, key: str) -> bytes:
+        """NotRegularFile for a FIFO, device or socket under that name (never read: it may never end)."""
+        path = self._path(key)
+        if path.is_dir():
+            raise KeyError(key)
         try:
-            return self._path(key).read_bytes()
+            with open_regular(path) as fh:
+                return fh.read()
         except (FileNotFoundError, IsADirectoryError):
             raise KeyError(key) from None
 
     def get_versioned(self, key: str) -> tuple[bytes, str]:
         try:
-            with open(self._path(key), "rb") as fh:
+            with open_regular(self._path(key)) as fh:  # a FIFO is never opened for reading (it would block)
                 st = os.fstat(fh.fileno())
                 return fh.read(), f"{st.st_ino}.{st.st_mtime_ns}.{st.st_size}"
         except (FileNotFoundError, IsADirectoryError):

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, TypeVar
 
 from hpt.schemas.catalog import metrics as catalog_metrics
+from hpt.schemas.files import NOT_REGULAR, NotRegularFile
 from hpt.schemas.row import STATUS_DONE, STATUS_FAILED, parse_row_csv
 from hpt.store.base import Store, iter_row_ids, row_key
 
@@ -80,6 +81,8 @@ def read_row(store: Store, trial_id: str) -> Row | None:
         data = store.get(key)
     except KeyError:
         return None
+    except NotRegularFile:  # a FIFO or device under the row's name: damaged, never read (it may never end)
+        return {"trial_id": trial_id, "status": STATUS_FAILED, "reason": f"{DAMAGED} {key}: {NOT_REGULAR}"}
     return check_row(trial_id, data, key)
 
 

@@ -106,3 +106,18 @@ def kill_leftovers(tmp: Path) -> None:
                     os.killpg(int(pid), signal.SIGKILL)
             except (OSError, ValueError):
                 pass
+
+
+def training_runs(results: str | Path, trial_id: str) -> int:
+    """How many processes trained the trial to its end: each leaves its own TensorBoard event file
+    (events.out.tfevents.<time>.<host>.<pid>.<n>) under tensorboard/<id>/ in the store."""
+    folder = Path(results) / "tensorboard" / trial_id
+    return len(list(folder.glob("events.out.tfevents.*"))) if folder.is_dir() else 0
+
+
+def owner_fences(results: str | Path, trial_id: str) -> list[int]:
+    """The fences taken of a trial in a local store (hpt.store.ownership)."""
+    from hpt.store import open_store
+    from hpt.store.ownership import fences
+
+    return fences(open_store(str(results)), trial_id)

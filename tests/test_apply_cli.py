@@ -320,6 +320,40 @@ def test_a_dead_applys_claim_is_taken_over_and_a_live_one_is_waited_for(tmp_path
     assert events[-1]["done"] == 2 and attempts(tmp_path, ids[0]) == 1 and attempts(tmp_path, ids[1]) == 0
 
 
+def test_a_claim_from_a_skewed_clock_is_said_once_and_never_waited_for(tmp_path):
+    """A lease ending far past what the protocol allows (another machine's clock is wrong): not waited for."""
+    from hpt.store.claims import Claims
+
+    plan_dir, ids, env = plan_with(tmp_path, 2, {})
+    results = str(tmp_path / "results")
+    Claims(open_store(results), "far:/future", lease_s=10**9).acquire(ids[1])
+    proc = hpt("apply", plan_dir, "--results", results, "--format", "json", env=env, timeout=60)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    said = [e["text"] for e in events if e["event"] == "message" and ids[1] in e.get("text", "")]
+    assert len(said) == 1 and "far:/future" in said[0] and "skewed clock" in said[0] and f"claims/{ids[1]}/" in said[0]
+    assert events[-1]["done"] == 1 and events[-1]["not_run"] == 1 and attempts(tmp_path, ids[1]) == 0
+
+
+def test_a_damaged_pid_record_is_data_never_a_path(tmp_path):
+    """A pid record naming files elsewhere (its "log", "manifest_copy"): apply neither reads nor deletes them."""
+    plan_dir, ids, env = plan_with(tmp_path, 2, {})
+    results = str(tmp_path / "results")
+    victims = [tmp_path / "precious.log", tmp_path / "precious.json"]
+    for victim in victims:
+        victim.write_text("keep me")
+    folder = plan_dir / ".hpt" / "local" / "e-abcdefabcdef"
+    folder.mkdir(parents=True)
+    (folder / f"{ids[0]}.pid.json").write_text(json.dumps({"pid": -1, "trial_id": ids[0], "log": str(victims[0]),
+                                                           "manifest_copy": str(victims[1]), "results": results}))
+    (folder / f"{ids[1]}.pid.json").write_text(json.dumps({"pid": 999999, "trial_id": ids[1], "log": "/dev/zero"}))
+    proc = hpt("apply", plan_dir, "--results", results, "--format", "json", env=env)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert [v.read_text() for v in victims] == ["keep me", "keep me"]
+    assert b"keep me" not in open_store(results).get(f"logs/{ids[0]}.log")
+    assert [attempts(tmp_path, t) for t in ids] == [1, 1]
+
+
 def killed_apply_with_two_trials_running(tmp_path):
     """A plan of 3 trials applied with -j3: one done, two hanging, then the apply is killed with SIGKILL.
     Returns (plan_dir, trial ids, env, results, the dead apply's Popen)."""

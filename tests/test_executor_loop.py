@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import time
 from pathlib import Path
@@ -246,8 +247,12 @@ def test_a_trial_runs_only_once_its_pid_record_exists(tmp_path):
 
     record, marker = tmp_path / "t.pid.json", tmp_path / "ran"
     gated = ["/bin/sh", "-c", GATE, "gate", str(record), "/bin/sh", "-c", f"echo ran > {marker}"]
-    threading.Timer(0.3, record.write_text, args=("{}",)).start()
-    assert subprocess.run(gated, timeout=30).returncode == 0 and marker.exists()   # recorded late: runs
+    process = subprocess.Popen(gated)
+    threading.Timer(0.3, record.write_text, args=(json.dumps({"pid": process.pid, "ticks": "1"}),)).start()
+    assert process.wait(timeout=30) == 0 and marker.exists()   # recorded late: runs
     record.unlink()
     marker.unlink()
     assert subprocess.run(gated, timeout=30).returncode == 75 and not marker.exists()  # never recorded: never runs
+    # A record the next apply wrote for its own copy of the trial opens no other copy's gate.
+    record.write_text(json.dumps({"pid": os.getpid(), "ticks": "1"}))
+    assert subprocess.run(gated, timeout=30).returncode == 75 and not marker.exists()

@@ -220,6 +220,14 @@ for name, doc in {
     "fidelity-one": spec(fidelities=[{"epochs": 1}]), "fidelity-empty": spec(fidelities=[{}, {}]),
 }.items():
     compile_case(name, doc)
+NOT_REGULAR = {"catalog-fifo", "source-with-proc-link"}   # refused as "not a regular file", never opened or read
+for case in CASES:
+    if case.name.removeprefix("compile/trainer-") in NOT_REGULAR:
+        case.words = "not a regular file"
+    if case.name.startswith("compile/trainer-command-"):
+        case.words = "control character"
+
+
 # a schema pattern in a message is printed whole (rich once read its brackets as markup: '^([-a-z0-9]*)?$')
 
 # --- specs: YAML and raw text --------------------------------------------------------------------------------
@@ -291,6 +299,11 @@ for case in [
     Case("compile/spec-is-directory", ["compile", "{tmp}/spec.d"], setup=_dir_spec),
     Case("compile/spec-dev-null", ["compile", "/dev/null", "--out", "{tmp}/plan"]),
     Case("compile/spec-dev-zero", ["compile", "/dev/zero", "--out", "{tmp}/plan"]),
+    Case("compile/spec-fifo", ["compile", "{tmp}/spec-fifo.json", "--out", "{tmp}/plan"],
+         setup=lambda tmp: os.mkfifo(tmp / "spec-fifo.json"), words="not a regular file"),
+    Case("compile/q-uniform-q-5e-324", ["compile", "{spec}", "--out", "{tmp}/plan", "--today", TODAY],
+         spec=spec(parameters={"learning_rate": {"distribution": "q_uniform", "min": 0.001, "max": 0.01, "q": 5e-324}},
+                   search={"method": "random", "trials": 2})),
     Case("compile/stdin-garbage", ["compile", "-", "--out", "{tmp}/plan"], stdin="\x00\x01{]"),
     Case("compile/stdin-deep", ["compile", "-", "--out", "{tmp}/plan"], stdin="[" * 100_000),
     Case("compile/stdin-2MB", ["compile", "-", "--out", "{tmp}/plan"], stdin="#" + "x" * (2 << 20)),
@@ -350,6 +363,10 @@ for name, section, setup in [
         '{"parameters": [{"name": "lr", "type": "float", "default": 0.1, "min": -1e999, "max": 1e999}]}')),
     ("catalog-2MB", {"catalog": "src/catalog.json"}, _write_catalog('{"parameters": [], "x": "' + "x" * (2 << 20) + '"}')),
     ("catalog-is-directory", {"catalog": "src"}, _src()),
+    ("catalog-fifo", {"catalog": "src/catalog.json"}, _src(lambda src: os.mkfifo(src / "catalog.json"))),
+    ("source-with-proc-link", {}, _src(lambda src: (src / "kmsg").symlink_to("/proc/kmsg"))),
+    ("command-nul", {"entrypoint": None, "command": ["python", "train.py\u0000--x"]}, _src()),
+    ("command-control", {"entrypoint": None, "command": ["python", "train.py\u001b[2J"]}, _src()),
 ]:
     doc = trainer_spec(**{k: v for k, v in section.items() if v is not None})
     if section.get("entrypoint", "") is None:
@@ -358,6 +375,14 @@ for name, section, setup in [
     CASES.append(Case(f"compile/trainer-{name}{'-ok' if skipped else ''}", ["compile", "{spec}", "--out", "{tmp}/plan",
                                                                             "--today", TODAY],
                       spec=doc, setup=setup, ok="trials" if skipped else None))
+
+
+NOT_REGULAR = {"catalog-fifo", "source-with-proc-link"}   # refused as "not a regular file", never opened or read
+for case in CASES:
+    if case.name.removeprefix("compile/trainer-") in NOT_REGULAR:
+        case.words = "not a regular file"
+    if case.name.startswith("compile/trainer-command-"):
+        case.words = "control character"
 
 
 # a schema pattern in a message is printed whole (rich read "[a-z0-9]" as a tag: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$' printed
@@ -418,7 +443,30 @@ CASES.append(Case("data-import/source-is-directory", ["data", "import", "{tmp}",
 CASES.append(Case("data-import/out-is-file", ["data", "import", "{tmp}/table.csv", "--out", "{tmp}/table.csv", "--timestamp", "time",
                                                 "--target", "sales"], setup=_table("table.csv", GOOD_CSV)))
 CASES.append(Case("data-import/source-fifo", ["data", "import", "{tmp}/fifo.csv", "--out", "{tmp}/dataset", "--timestamp", "time",
-                                                "--target", "sales"], setup=lambda tmp: os.mkfifo(tmp / "fifo.csv")))
+                                                "--target", "sales"], setup=lambda tmp: os.mkfifo(tmp / "fifo.csv"),
+                  words="not a regular file"))
+
+
+def _wide_csv(tmp: Path) -> None:
+    with open(tmp / "wide.csv", "w") as fh:   # 10^6 columns: refused from the header, before pandas sees it
+        fh.write(",".join(["time", "sales"] + [f"c{i}" for i in range(10**6)]) + "\n")
+        fh.write(",".join(["2011-01-03", "1"] + ["0"] * 10**6) + "\n")
+
+
+def _gzip_bomb(tmp: Path) -> None:
+    import gzip
+
+    with gzip.open(tmp / "bomb.csv.gz", "wb", compresslevel=1) as fh:   # ~1 MB expanding past the 256 MiB bound
+        fh.write(b"time,sales\n")
+        block = b"2011-01-03,1\n" * (1 << 16)
+        for _ in range((300 << 20) // len(block)):
+            fh.write(block)
+
+
+for name, file, setup, words in [("columns-1e6", "wide.csv", _wide_csv, "columns"),
+                                 ("gzip-bomb", "bomb.csv.gz", _gzip_bomb, "decompressed")]:
+    CASES.append(Case(f"data-import/{name}", ["data", "import", "{tmp}/" + file, "--out", "{tmp}/dataset", "--timestamp",
+                                              "time", "--target", "sales"], setup=setup, child=True, words=words))
 import_case("markup-values-ok", "time,sales,item\n2011-01-03,1,[/x] mug\n2011-02-03,2,[bold]cup\n",
             "--name", "[/x] shop", "--source", "[/data/x]", "--license", "[bold]CC", ok="[/data/x]")
 
@@ -454,6 +502,30 @@ def edit_plan(action: Callable[[Path], None]) -> Callable[[Path], None]:
     def setup(tmp: Path) -> None:
         action(_plan(tmp))
     return setup
+
+
+def _redigest(plan: Path, tid: str) -> None:
+    """plan.json's digest of trials/<tid>.json made to match the file again, as a careful tamperer would."""
+    from hpt.schemas.plan import manifest_digest
+
+    doc = json.loads((plan / "plan.json").read_text())
+    doc["digests"][tid] = manifest_digest((plan / "trials" / f"{tid}.json").read_bytes())
+    (plan / "plan.json").write_text(json.dumps(doc))
+
+
+def _swap_manifests(plan: Path) -> None:
+    """trials/A.json holds B's bytes (A's digest updated): B would train twice and A never."""
+    a, b = sorted((plan / "trials").glob("*.json"))[:2]
+    a.write_bytes(b.read_bytes())
+    _redigest(plan, a.stem)
+
+
+def _rewrite_manifest(plan: Path, change: Callable[[dict], object]) -> None:
+    path = _first_manifest(plan)
+    doc = json.loads(path.read_text())
+    change(doc)
+    path.write_text(json.dumps(doc))
+    _redigest(plan, path.stem)
 
 
 def _replace_with_dir(path: Path) -> None:
@@ -514,13 +586,19 @@ PLAN_EDITS: dict[str, Callable[[Path], None]] = {
     "manifest-renamed": lambda p: _first_manifest(p).rename(p / "trials" / "t-[x].json"),
     "manifest-symlink-loop": lambda p: (_first_manifest(p).unlink(), (p / "trials" / "loop.json").symlink_to(p / "trials" / "loop.json")),
     "manifest-fifo": lambda p: (lambda m: (m.unlink(), os.mkfifo(m)))(_first_manifest(p)),
+    "plan-json-fifo": lambda p: ((p / "plan.json").unlink(), os.mkfifo(p / "plan.json")),
+    "manifest-swapped": lambda p: _swap_manifests(p),
+    "manifest-id-dotdot-digest-kept": lambda p: _rewrite_manifest(p, lambda d: _set(d, "id", "../../x")),
+    "manifest-id-other-digest-kept": lambda p: _rewrite_manifest(p, lambda d: _set(d, "id", "t-0000000000000000")),
     "stranger-manifest": lambda p: (p / "trials" / "t-ffffffffffffffff.json").write_text(
         '{"id": "t-ffffffffffffffff", "experiment": "e-[/x]"}'),
 }
 IGNORED = {"stranger-manifest": "2 of 2 trial(s)"}   # a file plan.json does not list is not the plan's: not run
+PLAN_WORDS = {"plan-json-fifo": "not a regular file", "manifest-swapped": "not t-", "manifest-id-dotdot-digest-kept": "'../../x'",
+              "manifest-id-other-digest-kept": "'t-0000000000000000', not t-"}   # the id found and the one listed
 for name, action in PLAN_EDITS.items():
     CASES.append(Case(f"apply/{name}", ["apply", "{tmp}/plan", "--dry-run", "--results", "{tmp}/store"],
-                      spec=PLAN_SPEC, setup=edit_plan(action), ok=IGNORED.get(name)))
+                      spec=PLAN_SPEC, setup=edit_plan(action), ok=IGNORED.get(name), words=PLAN_WORDS.get(name)))
 for name in ("plan-json-is-directory", "manifest-is-directory", "trials-is-file", "plan-json-random-bytes"):
     CASES.append(Case(f"status/{name}", ["status", "{tmp}/plan", "--results", "{tmp}/store"],
                       spec=PLAN_SPEC, setup=edit_plan(PLAN_EDITS[name])))
@@ -624,6 +702,12 @@ for case in [
     Case("results/row-random-bytes-ignored-ok", ["results", "{tmp}/store"],
          setup=lambda tmp: (_store_with(DONE)(tmp), (tmp / "store" / "rows" / "t-0000000000000000.csv").write_bytes(bytes(range(256)))),
          ok="finished"),
+    Case("results/row-fifo-never-read-ok", ["results", "{tmp}/store"],   # not a row file: not listed, never opened
+         setup=lambda tmp: (_store_with(DONE)(tmp), os.mkfifo(tmp / "store" / "rows" / "t-0000000000000000.csv")),
+         ok="finished"),
+    Case("results/json-non-finite-ok", ["results", "{tmp}/store", "--format", "json"],
+         setup=_store_with([{"mse": float("inf")}, {"mse": float("nan"), "params": {"learning_rate": 0.01}}]),
+         ok='"Infinity"'),
     Case("results/mse-header-markup-free-ok", ["results", "{tmp}/store"], setup=_store_with(DONE), ok="mse"),
     Case("results/fidelity-store-missing-markup", ["fidelity", "{tmp}/[/x]/nope"]),
     Case("results/fidelity-one-fidelity", ["fidelity", "{tmp}/store"], setup=_store_with(DONE)),
@@ -816,3 +900,17 @@ def test_dry_run_lines_cannot_be_split(tmp_path):
     assert f"HPT_RESULTS={store}" in argv
     local = runner.invoke(app, ["apply", str(plan), "--dry-run", "--results", str(store)])
     assert local.exit_code == 0 and len(local.stdout.splitlines()) == 2, local.output
+
+
+ONE_PROBLEM = {   # specs whose one mistake was once said twice (issue 20): each is one error line now
+    "halving-one-fidelity": spec(search={"method": "halving"}, fidelities=[{"months": 1, "epochs": 3}]),
+    "parameters-a-list": spec() | {"parameters": [1]},
+}
+
+
+@pytest.mark.parametrize("name", list(ONE_PROBLEM))
+def test_one_problem_is_one_line(name, tmp_path):
+    (tmp_path / "spec.json").write_text(json.dumps(ONE_PROBLEM[name]))
+    result = runner.invoke(app, ["compile", str(tmp_path / "spec.json"), "--out", str(tmp_path / "plan"), "--today", TODAY])
+    assert result.exit_code == 2
+    assert len([line for line in result.stderr.splitlines() if line.startswith("error:")]) == 1, result.stderr

@@ -4,7 +4,8 @@ The manifest comes from the MANIFEST path or the env var HPT_MANIFEST (JSON text
 results store from --results or HPT_RESULTS (a folder, file:// or gs://bucket/prefix). Progress
 and epoch lines go to stderr through `logging`, for the executor's log capture. Exit codes:
 0 done or already done, 1 the trial failed (its row says why), 2 a user error (one line on stderr),
-75 the store stayed unreachable past its deadline (nothing written; `hpt apply` retries the trial).
+75 the store stayed unreachable past its deadline (nothing written; `hpt apply` retries the trial),
+73 another process owns the trial (hpt.store.ownership): this copy trained nothing.
 """
 from __future__ import annotations
 

@@ -8,7 +8,8 @@ leaves a row, with status `failed` and the reason: a failure is a result.
 Exit codes: 0 done (or already done), 1 the trial failed, 2 a user error (bad manifest, bad data
 location, no access to the store) — with one line on stderr, never a traceback; 75
 (EXIT_STORE_UNAVAILABLE) the store stayed unreachable past its deadline, nothing was written, and
-`hpt apply` runs the trial again. A store that comes back within the deadline loses nothing: every
+`hpt apply` runs the trial again; 73 (EXIT_NOT_OWNER) another process owns the trial, this one trained
+nothing. A store that comes back within the deadline loses nothing: every
 upload waits for it.
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpt.store import TENSORBOARD, AlreadyExists, Store, StoreUnavailable, row_key
+from hpt.store.ownership import EXIT_NOT_OWNER, TICKET_ENV, Ownership
 from hpt.schemas.errors import UserError
 from hpt.schemas.manifest import TrialManifest
 from hpt.schemas.row import STATUS_DONE, STATUS_FAILED, build_row, row_csv
@@ -40,14 +42,36 @@ def _now() -> str:
 
 
 def run_trial(manifest: TrialManifest, store: Store, device: str | None = None) -> int:
-    """Run one manifest against one store; returns the exit code (see module docstring)."""
+    """Run one manifest against one store; returns the exit code (see module docstring).
+
+    Nothing trains before this process owns the trial (hpt.store.ownership, with the ticket its apply gave
+    it in $HPT_TRIAL_TICKET): a second copy of the trial exits EXIT_NOT_OWNER having trained nothing."""
     key = row_key(manifest.id)
     if store.exists(key):
         log.info("trial %s already has a row in %s; nothing to do", manifest.id, store.uri)
         return EXIT_OK
+    try:
+        owner = Ownership.from_env(store, manifest.id)
+    except ValueError as err:
+        raise UserError(str(err), where=TICKET_ENV) from None
+    if not owner.take():
+        log.error("trial %s is owned by another process (fence %d is taken or passed); this copy trains nothing",
+                  manifest.id, owner.ticket.fence)
+        return EXIT_NOT_OWNER
+    try:
+        if store.exists(key):  # finished by the previous owner between our look and our take
+            log.info("trial %s already has a row in %s; nothing to do", manifest.id, store.uri)
+            return EXIT_OK
+        owner.start_heartbeat()
+        return _run_owned(manifest, store, device, owner)
+    finally:
+        owner.end()
+
+
+def _run_owned(manifest: TrialManifest, store: Store, device: str | None, owner: Ownership) -> int:
     started_at = _now()
     if manifest.user_trainer is not None:
-        return _run_user_trial(manifest, store, started_at)
+        return _run_user_trial(manifest, store, started_at, owner)
     log.info("trial %s: %s, train %s … %s, validate %s … %s, up to %d epochs", manifest.id, manifest.architecture,
              *manifest.train_range, *manifest.validation_range, manifest.epochs)
     device_name = ""
@@ -58,7 +82,7 @@ def run_trial(manifest: TrialManifest, store: Store, device: str | None = None) 
         device_name = describe_device(chosen, manifest.resources.cpus)
     except ImportError as err:  # torch missing in the image: still a result
         return _finish(store, build_row(manifest, status=STATUS_FAILED, reason=f"trainer unavailable: {err}",
-                                        started_at=started_at, finished_at=_now()), EXIT_FAILED)
+                                        started_at=started_at, finished_at=_now()), EXIT_FAILED, owner)
     with tempfile.TemporaryDirectory(prefix=f"hpt-{manifest.id}-") as scratch:
         tb_dir = Path(scratch) / "tensorboard"
         try:
@@ -77,7 +101,7 @@ def run_trial(manifest: TrialManifest, store: Store, device: str | None = None) 
             _upload_best_effort(store, f"{TENSORBOARD}{manifest.id}", tb_dir)
             row = build_row(manifest, status=STATUS_FAILED, reason=reason, started_at=started_at,
                             finished_at=_now(), device=device_name)
-        return _finish(store, row, code)
+        return _finish(store, row, code, owner)
 
 
 def _train_and_store(manifest: TrialManifest, store: Store, scratch: Path, tb_dir: Path, device: torch.device,
@@ -124,7 +148,7 @@ def _train_and_store(manifest: TrialManifest, store: Store, scratch: Path, tb_di
                      model_uri=store.url(prefix + "/"), device=result.device)
 
 
-def _run_user_trial(manifest: TrialManifest, store: Store, started_at: str) -> int:
+def _run_user_trial(manifest: TrialManifest, store: Store, started_at: str, owner: Ownership) -> int:
     """A user's program under the trial protocol (hpt.trainer.user): same row, same create-only write, same codes."""
     from hpt.trainer.user import UserTrialFailed, run_user_program, store_outputs
 
@@ -139,10 +163,10 @@ def _run_user_trial(manifest: TrialManifest, store: Store, started_at: str) -> i
             log.error("trial %s failed: %s", manifest.id, err)
             _upload_best_effort(store, f"{TENSORBOARD}{manifest.id}", tb_dir)
             return _finish(store, build_row(manifest, status=STATUS_FAILED, reason=str(err), started_at=started_at,
-                                            finished_at=_now()), EXIT_FAILED)
+                                            finished_at=_now()), EXIT_FAILED, owner)
         log.info("result: %s", ", ".join(f"{k} {v:.6g}" for k, v in sorted(metrics.items())))
         return _finish(store, build_row(manifest, status=STATUS_DONE, metrics=metrics, started_at=started_at,
-                                        finished_at=_now(), model_uri=model_uri), EXIT_OK)
+                                        finished_at=_now(), model_uri=model_uri), EXIT_OK, owner)
 
 
 def _check_params(manifest: TrialManifest) -> None:
@@ -180,7 +204,10 @@ def _upload_best_effort(store: Store, prefix: str, folder: Path) -> None:
         log.warning("could not upload %s: %s", prefix, err)
 
 
-def _finish(store: Store, row: dict[str, Any], code: int) -> int:
+def _finish(store: Store, row: dict[str, Any], code: int, owner: Ownership) -> int:
+    if not owner.holds():  # the fence's second check: taken over, so not ours to record
+        log.error("trial %s: another process took the trial over; its row is not written by this one", row["trial_id"])
+        return EXIT_NOT_OWNER
     try:
         store.put_once(row_key(row["trial_id"]), row_csv(row).encode("utf-8"))
     except AlreadyExists:

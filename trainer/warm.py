@@ -4,14 +4,16 @@ A trial process spends most of its fixed cost importing torch (bench/bench_trial
 backend's `--warm` mode starts one worker per `hpt apply`; the worker imports the trainer and then, per
 trial, forks a child that is exactly what `hpt-trial` would be: its own session (so cancel kills its
 group, and a killed apply leaves it running), its output in the trial's log, its environment, the same
-pid-record gate, and the same exit codes. Nothing of a trial outlives its child.
+pid-record gate (the record must name the child), and the same exit codes. Nothing of a trial outlives its child.
 
 Protocol, one JSON document per line:
   stdin   {"command": [...], "args": [...], "env": {...}, "log": PATH, "record": PATH}
   stdout  {"started": PID} for each request, in order; {"exited": PID, "code": N} when a child ends
           (N < 0: killed by signal -N, as subprocess reports it)
 The worker exits when stdin closes (its apply ended or died); children still running keep running and
-are adopted by the next `hpt apply` through their pid records, as with process-per-trial.
+are adopted by the next `hpt apply` through their pid records, as with process-per-trial. A request read
+after its apply died (the worker is no longer its child) is dropped, never forked. Either way a forked
+child trains only once it owns the trial (hpt.trainer.trial → hpt.store.ownership).
 
 `--folder DIR` (the docker backend's slot containers): the same worker, the same children, with files in
 DIR as the transport instead of pipes, so that an apply can die and another pick up where it left:
@@ -40,7 +42,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from hpt.schemas.warm import CANCEL, CANCEL_GRACE_S, EXIT, HEARTBEAT, IDLE_ENV, IDLE_EXIT_S, LOG, PID, REQUEST
+from hpt.schemas.warm import CANCEL, CANCEL_GRACE_S, EXIT, HEARTBEAT, IDLE_ENV, IDLE_EXIT_S, LOG, PID, REQUEST, REQUESTER_ENV
 
 GATE_TIMEOUT_S = 5.0  # as the local backend's shell gate: no pid record by then → exit 75, run nothing
 EXIT_NO_RECORD = 75
@@ -180,7 +182,7 @@ def _child(request: dict[str, Any]) -> None:
             except OSError:
                 pass
         deadline = time.monotonic() + GATE_TIMEOUT_S
-        while not os.path.exists(request["record"]):
+        while not _names_me(request["record"]):
             if time.monotonic() > deadline:
                 os._exit(EXIT_NO_RECORD)
             time.sleep(0.01)
@@ -191,6 +193,17 @@ def _child(request: dict[str, Any]) -> None:
             sys.stderr.flush()
         finally:
             os._exit(code)
+
+
+def _names_me(record: str) -> bool:
+    """The gate: the pid record exists and names this process (a record another copy of the trial got
+    opens no gate but its own)."""
+    try:
+        with open(record, "rb") as fh:
+            doc = json.loads(fh.read(65536))
+        return isinstance(doc, dict) and doc.get("pid") == os.getpid()
+    except (OSError, ValueError):
+        return False
 
 
 def _say(doc: dict[str, Any]) -> None:
@@ -212,6 +225,7 @@ def _reap(children: set[int]) -> None:
 
 def serve() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the apply's to handle (it cancels the trials)
+    requester = int(os.environ.get(REQUESTER_ENV) or os.getppid())  # from the apply: it may die before we look
     preload()
     children: set[int] = set()
     pending = b""
@@ -227,6 +241,8 @@ def serve() -> None:
         while b"\n" in pending:
             line, pending = pending.split(b"\n", 1)
             request = json.loads(line)
+            if os.getppid() != requester:
+                return  # the apply that asked is gone (kill -9): what it queued is dropped, never forked
             sys.stdout.flush()
             sys.stderr.flush()
             pid = os.fork()

@@ -31,13 +31,18 @@ from typing import Any, Sequence
 from hpt.executor.backend import Backend, Phase, Submission, TrialStatus, log_tail
 from hpt.executor.shell import shell_quote
 from hpt.schemas.errors import UserError
+from hpt.schemas.files import read_regular
 from hpt.schemas.plan import manifest_path
+from hpt.schemas.warm import REQUESTER_ENV
+from hpt.store.ownership import check_trial_id, process_alive, start_ticks
 
 CANCEL_GRACE_S = 3.0
-# A trial starts behind a gate that waits for its pid record: if `hpt apply` is killed between
-# starting the process and recording it, the process gives up (exit 75) instead of running a trial
-# that no later apply could find and adopt — which would then run it a second time.
-GATE = ('r=$1; shift; i=0; while [ ! -e "$r" ]; do i=$((i+1)); '
+# A trial starts behind a gate that waits for its pid record to name it: if `hpt apply` is killed between
+# starting the process and recording it, the process gives up (exit 75) instead of running a trial that no
+# later apply could find and adopt. The record must name this very process ($$ is the shell's pid, which
+# exec keeps): a record the next apply writes for its own copy of the trial opens no other copy's gate.
+# (The gate is not what makes a trial run once: its ownership in the store is, hpt.store.ownership.)
+GATE = ('r=$1; shift; i=0; while ! grep -q "\\"pid\\": $$," "$r" 2>/dev/null; do i=$((i+1)); '
         '[ "$i" -gt 500 ] && exit 75; sleep 0.01; done; exec "$@"')
 
 
@@ -62,39 +67,6 @@ def default_command() -> list[str]:
     return [sys.executable, "-m", "hpt.trainer"]
 
 
-PID_MAX = 2**22   # Linux's largest pid_max
-
-
-def _start_ticks(pid: int) -> str | None:
-    """The process's start time in clock ticks (/proc/PID/stat field 22): guards against pid reuse."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
-def process_alive(pid: int, ticks: str | None = None) -> bool:
-    """Whether `pid` still runs (not a zombie); with `ticks`, also that it is the same process."""
-    if not 1 < pid <= PID_MAX:  # a damaged record: 0 and -1 mean "every process" to kill(), 1 is init
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    if Path("/proc").is_dir():
-        state = Path(f"/proc/{pid}/stat")
-        try:
-            if state.read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                return False  # a zombie has finished; its parent just has not reaped it
-        except OSError:
-            return False
-        return ticks is None or _start_ticks(pid) == ticks
-    return True
-
-
 @dataclass
 class LocalHandle:
     trial_id: str
@@ -115,7 +87,7 @@ class WarmWorker:
     def __init__(self, log: Path):
         with open(log, "ab") as err:
             self.process = Popen([sys.executable, "-m", "hpt.trainer.warm"], stdin=PIPE, stdout=PIPE, stderr=err,
-                                 close_fds=True)
+                                 close_fds=True, env={**os.environ, REQUESTER_ENV: str(os.getpid())})
         assert self.process.stdin is not None and self.process.stdout is not None
         self._out = self.process.stdout.fileno()
         os.set_blocking(self._out, False)
@@ -214,7 +186,7 @@ class LocalBackend(Backend):
 
     def _env(self, sub: Submission) -> dict[str, str]:
         threads = str(self._threads(sub))
-        return {"HPT_CPUS": threads, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        return {"HPT_CPUS": threads, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, **sub.ticket_env}
 
     def _dir(self, experiment_id: str) -> Path:
         return self.state_dir / experiment_id
@@ -290,17 +262,23 @@ class LocalBackend(Backend):
         adopted: dict[str, LocalHandle] = {}
         folder = self._dir(experiment_id)
         for record in sorted(folder.glob("*.pid.json")) if folder.is_dir() else []:
-            try:  # a damaged record (bytes, another shape) is dropped: its trial is simply not adopted
-                info = json.loads(record.read_text())
-                pid, tid = int(info["pid"]), str(info["trial_id"])
+            try:  # a damaged record (bytes, another shape, another trial's name) is dropped: its trial is not adopted
+                tid = check_trial_id(record.name[:-len(".pid.json")], f"pid record {record}")
+                info = json.loads(read_regular(record, limit=1 << 20))
+                pid = info["pid"]
+                if not isinstance(pid, int) or isinstance(pid, bool) or info["trial_id"] != tid:
+                    raise ValueError(f"{record}: not this trial's record")
                 if results_uri is not None and info.get("results", results_uri) != results_uri:
                     continue  # a trial of this plan writing to another store: not this apply's
                 # Trials that ended while nobody watched are returned too: the loop keeps their log and
                 # the store's row says how they ended; poll() reports them finished, release() cleans up.
-                adopted[tid] = LocalHandle(tid, pid, record, Path(info["log"]),
-                                           Path(info["manifest_copy"]) if info.get("manifest_copy") else None,
-                                           info.get("ticks"), None, int(info.get("attempt", 1)), list(info.get("command", [])))
-            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                # Its files are where this backend puts a trial's files: the record is data, never a path.
+                copy = folder / f"{tid}.manifest.json"
+                ticks = info.get("ticks")
+                adopted[tid] = LocalHandle(tid, pid, record, folder / f"{tid}.log", copy if copy.exists() else None,
+                                           ticks if isinstance(ticks, str) else None, None, int(info.get("attempt", 1)),
+                                           [str(a) for a in info.get("command", [])])
+            except (OSError, ValueError, KeyError, TypeError, AttributeError, UserError):
                 record.unlink(missing_ok=True)
         return adopted
 
@@ -326,7 +304,7 @@ class LocalBackend(Backend):
                               close_fds=True)
             except OSError as err:
                 raise UserError(f"cannot start {argv[0]!r}: {err.strerror}", where="local backend") from None
-        ticks = _start_ticks(popen.pid)  # exec keeps the pid and the start time: the record stays true
+        ticks = start_ticks(popen.pid)  # exec keeps the pid and the start time: the record stays true
         self._record(record, submission, popen.pid, ticks, log, argv, manifest if is_copy else None)
         return LocalHandle(submission.trial_id, popen.pid, record, log, manifest if is_copy else None, ticks, popen,
                            submission.attempt, argv)
@@ -337,7 +315,7 @@ class LocalBackend(Backend):
             self._worker = WarmWorker(self.state_dir / "warm-worker.log")
         pid = self._worker.start({"command": self.command, "args": argv[len(self.command):],
                                   "env": self._env(submission), "log": str(log), "record": str(record)})
-        ticks = _start_ticks(pid)  # the child waits for the record (the gate) before it runs anything
+        ticks = start_ticks(pid)  # the child waits for the record (the gate) before it runs anything
         self._record(record, submission, pid, ticks, log, argv, copy)
         return LocalHandle(submission.trial_id, pid, record, log, copy, ticks, None, submission.attempt, argv,
                            self._worker)
@@ -348,8 +326,8 @@ class LocalBackend(Backend):
         tmp = record.with_suffix(".tmp")
         tmp.write_text(json.dumps({"pid": pid, "ticks": ticks, "trial_id": submission.trial_id,
                                    "experiment_id": submission.experiment_id, "results": submission.results_uri,
-                                   "attempt": submission.attempt, "log": str(log), "command": argv,
-                                   "manifest_copy": str(copy) if copy else None, "started_at": time.time()}))
+                                   "attempt": submission.attempt, "command": argv, "ticket": submission.ticket,
+                                   "started_at": time.time()}))  # data only: its files are found from the trial id
         os.replace(tmp, record)
 
     def _exit_code(self, handle: LocalHandle) -> int | None:

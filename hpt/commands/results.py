@@ -78,9 +78,10 @@ def _json_default(value: Any) -> Any:
 
 
 def _clean(value: Any) -> Any:
-    """NaN → None recursively, so JSON output is valid JSON."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
+    """Valid JSON for every number (docs/cli.md): NaN → null (no value), ±inf → the strings "Infinity" and
+    "-Infinity" (what JavaScript's Number() and Python's float() read back), recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     if isinstance(value, dict):
         return {k: _clean(v) for k, v in value.items()}
     if isinstance(value, list):

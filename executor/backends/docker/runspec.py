@@ -48,6 +48,7 @@ from hpt.schemas.dataset import local_data_uri
 from hpt.schemas.resources import Resources
 from hpt.store import local_path, store_id
 from hpt.store.cache import CACHE_ENV, PREP
+from hpt.store.ownership import TICKET_ENV
 
 LABEL_EXPERIMENT = "hpt.experiment"
 LABEL_TRIAL = "hpt.trial"
@@ -61,6 +62,7 @@ LABEL_SLOT = "hpt.slot"             # a warm slot container: its folder (the sam
 LABEL_SLOT_KEY = "hpt.slot-key"     # what a trial must share with the slot to run in it (RunSpec.slot_key)
 LABEL_SLOT_MEMORY = "hpt.slot-memory"  # its memory limit as the manifest says it (for an adopted trial's OOM reason)
 CONTAINER_CREDENTIALS = "/var/run/secrets/hpt/google-credentials.json"
+TRIAL_ENV = ("HPT_MANIFEST", TICKET_ENV)  # what is one trial's own, not its container's: a slot gets it per request
 CONTAINER_CACHE = "/var/cache/hpt"  # HPT_CACHE inside: the host's prep/ cache is mounted under it
 EMULATOR_HOSTNAME = "host.docker.internal"
 WARM_COMMAND = ("python3", "-m", "hpt.trainer.warm", "--folder")   # a slot container's program, then its folder
@@ -144,7 +146,7 @@ class RunSpec:
 
     def slot_key(self) -> str:
         """A digest of everything of the container except the trial: trials with one key can share a slot."""
-        env = {k: v for k, v in self.environment.items() if k != "HPT_MANIFEST"}
+        env = {k: v for k, v in self.environment.items() if k not in TRIAL_ENV}
         labels = {k: v for k, v in self.labels.items() if k not in (LABEL_TRIAL, LABEL_ATTEMPT)}
         parts = [self.image, env, labels, self.binds, self.user, self.nano_cpus, self.resources.memory_bytes,
                  str(self.resources.gpus),
@@ -157,7 +159,7 @@ class RunSpec:
         its folder, mounted at the same path, and the warm worker as its program."""
         key = self.slot_key()
         labels = {k: v for k, v in self.labels.items() if k not in (LABEL_TRIAL, LABEL_ATTEMPT)}
-        return replace(self, name=name, environment={k: v for k, v in self.environment.items() if k != "HPT_MANIFEST"},
+        return replace(self, name=name, environment={k: v for k, v in self.environment.items() if k not in TRIAL_ENV},
                        labels={**labels, LABEL_SLOT: folder, LABEL_SLOT_KEY: key, LABEL_SLOT_MEMORY: self.resources.memory},
                        binds=[*self.binds, (folder, folder, "rw")], entrypoint=WARM_COMMAND[:1],
                        command=(*WARM_COMMAND[1:], folder))
@@ -232,6 +234,7 @@ def trial_spec(sub: Submission, user: str | None, pass_env: tuple[str, ...], pre
     env = {"HPT_MANIFEST": sub.manifest_json, "HPT_RESULTS": sub.results_uri, "PYTHONUNBUFFERED": "1"}
     threads = str(max(1, math.ceil(cpus)))
     env.update(HPT_CPUS=f"{cpus:g}", OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+    env.update(sub.ticket_env)  # per launch, like the manifest: never part of a slot's key
     binds: list[tuple[str, str, str]] = []
     results_path = local_path(sub.results_uri)
     if results_path:

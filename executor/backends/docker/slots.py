@@ -22,7 +22,7 @@ from hpt.executor.backend import Phase, Submission, TrialStatus
 from hpt.executor.backends.docker.daemon import BUILD_HINT, short
 from hpt.executor.backends.docker.folder import Slot
 from hpt.executor.backends.docker.handle import DockerHandle, could_not_start
-from hpt.executor.backends.docker.runspec import (LABEL_GPU_SHARE, LABEL_GPUS, LABEL_SLOT, LABEL_SLOT_KEY,
+from hpt.executor.backends.docker.runspec import (TRIAL_ENV, LABEL_GPU_SHARE, LABEL_GPUS, LABEL_SLOT, LABEL_SLOT_KEY,
                                                   LABEL_SLOT_MEMORY, LABEL_STORE, RunSpec)
 from hpt.executor.gpu_slots import GpuSlots
 from hpt.executor.shell import shell_quote
@@ -63,7 +63,7 @@ class WarmSlots:
             slot = self._start(handle)
             if slot is None:
                 return handle.failure is not None
-        env = {"HPT_MANIFEST": spec.environment["HPT_MANIFEST"]}
+        env = {k: spec.environment[k] for k in TRIAL_ENV if k in spec.environment}
         try:
             slot.request(handle.trial_id, handle.attempt, env, TRIAL_COMMAND)
         except OSError as err:

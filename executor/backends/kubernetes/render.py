@@ -176,6 +176,7 @@ def render_trial(sub: Submission, options: RenderOptions = RenderOptions(),
         {"name": "HPT_RESULTS", "value": results_uri},
         {"name": "HPT_TRIAL_ID", "value": trial_id},
         {"name": "HPT_ATTEMPT", "value": str(attempt)},
+        *({"name": k, "value": v} for k, v in sub.ticket_env.items()),   # this launch's ownership ticket
         # The root filesystem is read-only: home and caches live on the scratch emptyDir.
         {"name": "HOME", "value": "/scratch"},
         {"name": "TMPDIR", "value": "/tmp"},
