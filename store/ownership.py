@@ -33,14 +33,16 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from hpt.store.base import AlreadyExists, Store
+from hpt.schemas.errors import UserError
+from hpt.store.base import AlreadyExists, Store, store_deadline_s
 
 log = logging.getLogger(__name__)
 
 OWNERS = "owners/"
 TICKET_ENV = "HPT_TRIAL_TICKET"       # "<fence>:<token>": set by `hpt apply` on every launch
 LEASE_ENV = "HPT_OWNER_LEASE_S"       # tests shorten it
-DEFAULT_OWNER_LEASE_S = 60.0          # renewed every quarter of it
+DEFAULT_OWNER_LEASE_S = 60.0          # added to the store's deadline (lease_s); renewed every RENEW_EVERY_S
+RENEW_EVERY_S = 30.0
 MAX_LEASE_S = 600.0                   # the longest lease the protocol allows: a later `expires` is a skewed clock
 EXIT_NOT_OWNER = 73                   # another process owns the trial: this one trained nothing
 
@@ -195,9 +197,12 @@ def owner_state(record: OwnerRecord, now: float, seen_end: set[str] = frozenset(
 
 
 def lease_s() -> float:
+    """$HPT_OWNER_LEASE_S, else the store's retry deadline plus a minute: an owner that rides out an outage
+    the store calls would survive is not stopped for it (it could not write its row anyway before)."""
+    text = os.environ.get(LEASE_ENV, "")
     try:
-        value = float(os.environ.get(LEASE_ENV, "") or DEFAULT_OWNER_LEASE_S)
-    except ValueError:
+        value = float(text) if text else store_deadline_s() + DEFAULT_OWNER_LEASE_S
+    except (ValueError, UserError):
         value = DEFAULT_OWNER_LEASE_S
     return min(max(value, 1.0), MAX_LEASE_S)
 
@@ -265,7 +270,7 @@ class Ownership:
     def _beat(self) -> None:
         watchdog = threading.Thread(target=self._watch, name="hpt-ownership-watchdog", daemon=True)
         watchdog.start()
-        while not self._stop.wait(self.lease_s / 4):
+        while not self._stop.wait(min(self.lease_s / 4, RENEW_EVERY_S)):
             try:
                 if not self.renew():
                     _fenced_out(f"trial {self.trial_id}: a later fence took the trial over; stopping")
