@@ -2,7 +2,8 @@
 
 For each mode (a fresh process per trial, and --warm), rounds of: compile a plan of --trials tiny real
 trials (bag-of-words, 1 epoch, a small slice of the real demo data), then `hpt apply --parallel 2`
-killed with SIGKILL after a random delay, again and again, until an apply finishes on its own; then wait
+killed with SIGKILL after a random delay (0.05 to --max-delay s), again, 1 to --max-kills-per-plan times
+(at random), then applied once more to its end; then wait
 until every process of the round has ended and count, per trial, the processes that trained it (each
 leaves its own TensorBoard event file, events.out.tfevents.<time>.<host>.<pid>.<n>, in the store) and
 its rows. A trial trained twice, a trial with no row or two rows: each is counted and printed.
@@ -72,7 +73,8 @@ def count(results: Path, ids: list[str]) -> dict[str, tuple[int, int]]:
     return out
 
 
-def campaign(work: Path, data: Path, warm: bool, kills: int, trials: int, max_delay: float, rng: random.Random) -> dict:
+def campaign(work: Path, data: Path, warm: bool, kills: int, trials: int, max_delay: float, max_kills_per_plan: int,
+             rng: random.Random) -> dict:
     mode = "warm" if warm else "process"
     done_kills = rounds = twice = missing = 0
     t0 = time.monotonic()
@@ -81,9 +83,10 @@ def campaign(work: Path, data: Path, warm: bool, kills: int, trials: int, max_de
         plan = compile_plan(work, data, trials, f"{mode}-{rounds}")
         ids = json.loads((plan / "plan.json").read_text())["trials"]
         results = work / f"results-{mode}-{rounds}"
+        budget = min(rng.randint(1, max_kills_per_plan), kills - done_kills)   # then the plan's last apply finishes
         while True:
             proc = apply(plan, results, warm)
-            delay = rng.uniform(0.05, max_delay)
+            delay = rng.uniform(0.05, max_delay) if budget else None
             try:
                 proc.wait(timeout=delay)
                 break                                   # finished before the kill: the round is over
@@ -91,10 +94,7 @@ def campaign(work: Path, data: Path, warm: bool, kills: int, trials: int, max_de
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
                 done_kills += 1
-                if done_kills >= kills:
-                    final = apply(plan, results, warm)
-                    final.wait()
-                    break
+                budget -= 1
         settle(results, ids)
         counts = count(results, ids)
         twice += sum(1 for runs, _ in counts.values() if runs > 1)
@@ -109,7 +109,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=50, help="kill -9s in all, shared by the modes")
     parser.add_argument("--trials", type=int, default=4, help="trials per plan")
-    parser.add_argument("--max-delay", type=float, default=6.0, help="longest wait before a kill, in seconds")
+    parser.add_argument("--max-delay", type=float, default=5.0, help="longest wait before a kill, in seconds")
+    parser.add_argument("--max-kills-per-plan", type=int, default=8, help="kills of one plan's applies (1 to this, at random)")
     parser.add_argument("--modes", default="process,warm")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
@@ -121,7 +122,8 @@ def main() -> int:
         work = Path(tmp)
         data = work / "data"
         build_demo_dataset(data, rows_per_month=1500, seed=0)
-        results = [campaign(work, data, mode == "warm", args.kills // len(modes), args.trials, args.max_delay, rng)
+        results = [campaign(work, data, mode == "warm", args.kills // len(modes), args.trials, args.max_delay,
+                            args.max_kills_per_plan, rng)
                    for mode in modes]
     for r in results:
         print(f"{r['mode']:8s} {r['kills']} kill -9s over {r['rounds']} plans ({r['trials']} trials): "

@@ -75,7 +75,7 @@ def validate_and_load(doc: Any, spec_dir: Path, warnings: list[str] | None = Non
     for error in meaning_problems(translated.doc, user.architecture if user else None, user.metrics if user else None):
         if error.where:
             error.where = translated.where(error.where)
-        if _top_key(error.where) in broken:
+        if _top_key(error.where) in broken or getattr(error, "about", None) in broken:
             continue  # a part the schema refused is one problem, said once (its meaning was not checked)
         errors.append(error)
     # In document order (by top-level key; stable within one), so the first is the one a reader meets first.
@@ -362,8 +362,10 @@ def check_search(doc: dict[str, Any]) -> None:
 
         require_optuna("search.method")
     if method == "halving" and not doc.get("fidelities"):
-        raise UserError("halving needs the spec's fidelities (its rungs, cheapest first)", where="fidelities",
-                        hint='list them: "fidelities": [{"months": 1, "epochs": 3}, {"months": 3, "epochs": 10}]')
+        missing = UserError("halving needs the spec's fidelities (its rungs, cheapest first)", where="search.method",
+                            hint='list them: "fidelities": [{"months": 1, "epochs": 3}, {"months": 3, "epochs": 10}]')
+        missing.about = "fidelities"  # type: ignore[attr-defined]  (absent, or refused by the schema: said there)
+        raise missing
 
 
 def check_architecture(name: str) -> Architecture:

@@ -384,7 +384,9 @@ class Scheduler:
         row = self._row(tid)
         if row is None and status.exit_code == EXIT_NOT_OWNER:
             # Another copy (launched by an apply that died) owns it: watch that one instead of running it again.
-            self.queue.appendleft((sub, run.attempt))
+            # A new attempt number all the same, so a backend that names its runs by attempt (k8s Jobs) never
+            # finds this finished one under the name of the next.
+            self.queue.appendleft((sub, run.attempt + 1))
             return True
         if row is not None:
             if row.get("status") == STATUS_DONE:
