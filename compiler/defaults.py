@@ -11,7 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpt.compiler.fidelities import Fidelity, resolve_fidelities
-from hpt.compiler.search import DEFAULT_ETA, DEFAULT_PROMOTION, DEFAULT_RANDOM_TRIALS, Distribution, Domain, SearchSpace, Values, domain_from_spec
+from hpt.compiler.confirm import DEFAULT_TOP
+from hpt.compiler.proposers import PROPOSERS
+from hpt.compiler.search import (DEFAULT_ETA, DEFAULT_PROMOTION, DEFAULT_RANDOM_TRIALS, Domain, SearchSpace, Values,
+                                 domain_from_spec, method_name, search_parts)
 from hpt.compiler.validation import check_date_pairs
 from hpt.compiler.metrics import choose_metrics
 from hpt.schemas.catalog import Architecture, architecture, learning_rate_family, mode_defaults
@@ -50,6 +53,8 @@ class Resolved:
     trainer: UserTrainer | None = None       # the spec's own trainer; None: the built-in architecture
     windowed: bool = True                    # False: the trainer splits its data itself (no dated windows)
     data_version: str = ""                   # the trainer's declared data version (enters the ids)
+    stopping: dict[str, Any] | None = None   # in-trial stopping: the rule and every setting (compiler/stopping/)
+    confirm_top: int | None = None           # a confirmation round of this many configs (compiler/confirm.py)
 
 
 # With no date-range at all: three rotating windows of three months (the seed's "is it real" check).
@@ -89,19 +94,20 @@ def resolve(doc: dict[str, Any], *, mode: str | None = None, seed: int | None = 
         for spec in arch.parameters:  # catalog order, whatever order the spec used
             if spec.name in params:
                 domains[spec.name] = domain_from_spec(spec, params[spec.name])
-    has_distribution = any(isinstance(d, Distribution) for d in domains.values())
-    method = search.get("method", "random" if has_distribution else "grid")
+    proposer, scheduler = search_parts(search, doc.get("parameters") or {})
     trials = search.get("trials", search.get("min_configs"))   # halving's other name for it (validated once)
-    if (method in ("random", "tpe") or (method == "halving" and has_distribution)) and trials is None:
+    if trials is None and (PROPOSERS.get(proposer).needs_trials):
         trials = DEFAULT_RANDOM_TRIALS
         # W&B runs random and bayes sweeps until stopped; a plan is finite, so say what it holds
-        warnings.append(f"search: {method} search with no trial count runs {trials} configs, hpt's default cap "
-                        "(set search.trials, or W&B's run_cap)")
-    space = SearchSpace(architecture=arch, domains=domains, method=method, trials=trials,
+        warnings.append(f"search: {method_name(proposer, scheduler)} search with no trial count runs {trials} configs, "
+                        "hpt's default cap (set search.trials, or W&B's run_cap)")
+    halving = scheduler == "halving"
+    space = SearchSpace(architecture=arch, domains=domains, method=method_name(proposer, scheduler), trials=trials,
                         seed=int(seed if seed is not None else search.get("seed", 0)),
-                        eta=int(search.get("eta", DEFAULT_ETA)) if method == "halving" else None,
-                        batch=int(search["batch"]) if method == "tpe" and "batch" in search else None,
-                        promotion=search.get("promotion", DEFAULT_PROMOTION) if method == "halving" else None)
+                        eta=int(search.get("eta", DEFAULT_ETA)) if halving else None,
+                        batch=int(search["batch"]) if proposer == "tpe" and "batch" in search else None,
+                        promotion=search.get("promotion", DEFAULT_PROMOTION) if halving else None,
+                        proposer=proposer, scheduler=scheduler)
     space.check()
 
     chosen_metrics = choose_metrics(doc, user.metrics if user else None)   # validated already: no errors here
@@ -117,6 +123,8 @@ def resolve(doc: dict[str, Any], *, mode: str | None = None, seed: int | None = 
         fidelities=resolve_fidelities(doc.get("fidelities"), epochs),
         trainer=_with_goals(user.trainer, chosen_metrics.goals) if user else None, windowed=user.windows if user else True,
         data_version=user.data_version if user else "",
+        stopping=resolve_stopping(search.get("stopping")),
+        confirm_top=int(search["confirm"].get("top", DEFAULT_TOP)) if "confirm" in search else None,
     )
 
 
@@ -126,3 +134,16 @@ def _with_goals(trainer: UserTrainer, goals: dict[str, str]) -> UserTrainer:
     if not settings or settings.get("final") != "best":
         return trainer
     return dataclasses.replace(trainer, metrics_from={**settings, "goals": dict(sorted(goals.items()))})
+
+
+def resolve_stopping(given: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The spec's `search.stopping` with the rule's defaults filled in (validated here, once)."""
+    if given is None:
+        return None
+    from hpt.compiler.stopping import STOPPING
+    from hpt.compiler.paths import did_you_mean
+
+    if given["rule"] not in STOPPING.names():
+        raise UserError(f"unknown stopping rule {given['rule']!r}", where="search.stopping.rule",
+                        hint=did_you_mean(given["rule"], STOPPING.names()) or f"known: {', '.join(STOPPING.names())}")
+    return STOPPING.get(given["rule"]).resolve(given, "search.stopping")

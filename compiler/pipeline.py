@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hpt.compiler.confirm import confirm_window
 from hpt.compiler.dataset import DatasetRef, data_identity, resolve_dataset
 from hpt.compiler.dates import Window, check_inside, explicit_windows, month_start, quick_window, rotating_windows
 from hpt.compiler.defaults import Resolved, Rotating, resolve
 from hpt.compiler.fidelities import check_fidelities
-from hpt.compiler.halving import HALVING, budget, first_round
-from hpt.compiler import tpe
+from hpt.compiler.proposers import PROPOSERS
+from hpt.compiler.schedulers import SCHEDULERS
+from hpt.compiler.schedulers.halving import HALVING, budget
 from hpt.compiler.limits import MAX_DATE, MAX_TRIALS, MIN_DATE
 from hpt.compiler.loading import load_spec
 from hpt.compiler.plan import check_target, existing_plan, write_plan
@@ -100,23 +102,29 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
     else:
         windows = no_windows(resolved, doc)
     check_plan_size(resolved, windows)
+    held_out = confirmation_window(resolved, dataset, windows, warnings)
 
     identity = identity_of(resolved, dataset, windows, warnings)
-    spec_doc = resolved_spec(resolved, dataset, windows, identity)
+    spec_doc = resolved_spec(resolved, dataset, windows, identity, held_out)
     experiment = "e-" + hashlib.sha256(canonical_json({"spec": spec_doc, "month": f"{run_month:%Y-%m}"}).encode()).hexdigest()[:12]
     out = options.out
     unchanged = check_target(out, experiment, __version__, options.force)
 
+    def rung_zero() -> int:
+        """Configs that enter halving's cheapest rung: round 1's, or all an adaptive proposer may give."""
+        return resolved.space.count() if proposer.adaptive else configs_seen
+
     tuned = list(resolved.space.domains)
     seen_values: dict[str, set] = {name: set() for name in tuned}
     configs_seen = 0
-    halving = resolved.space.method == HALVING
-    adaptive = halving or resolved.space.method == tpe.TPE
+    proposer, scheduler = PROPOSERS.get(resolved.space.proposer), SCHEDULERS.get(resolved.space.scheduler)
+    halving = resolved.space.scheduler == HALVING
+    adaptive = halving or proposer.adaptive or held_out is not None   # rounds: the journal a later round joins
     config_ids: list[str] = []    # adaptive: round 1's configs
 
     def counted_configs():
         nonlocal configs_seen
-        source = tpe.first_batch(resolved.space) if resolved.space.method == tpe.TPE else resolved.space.configs()
+        source = proposer.first(resolved.space)
         for config in source:
             configs_seen += 1
             for name in tuned:
@@ -143,25 +151,25 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
                            objective=resolved.objective, image=resolved.image, resources=resolved.resources,
                            kubernetes=resolved.kubernetes, search_seed=resolved.space.seed, repeats=resolved.repeats,
                            # halving: round 1 runs at the cheapest fidelity; later rounds are decided at apply
-                           fidelities=resolved.fidelities[:1] if halving else resolved.fidelities,
+                           fidelities=scheduler.first_fidelities(resolved.fidelities),
                            trainer=resolved.trainer, data_identity=identity)
         expected = resolved.space.count()
 
         def make_plan(digests: dict[str, str]) -> Plan:
-            if resolved.space.method == "random" and configs_seen < expected:
+            if resolved.space.proposer == "random" and configs_seen < expected:
                 warnings.append(f"search: only {configs_seen} distinct configs exist among the {expected} draws asked for")
             counts = {"configs": configs_seen, "windows": len(windows), "repeats": resolved.repeats, "trials": len(digests)}
             if resolved.fidelities:  # only then: plans without fidelities stay byte-identical
                 counts["fidelities"] = len(resolved.fidelities)
             extra: dict[str, Any] = {}
-            if resolved.space.method == tpe.TPE:
-                extra = {"rounds": [{"round": 1, "fidelity": "", "configs": config_ids, "trials": list(digests)}],
-                         "tpe": tpe.settings(resolved.space)}
+            if adaptive:
+                extra["rounds"] = [scheduler.first_round(config_ids, list(digests), resolved.fidelities)]
+            if proposer.settings(resolved.space) is not None:
+                extra[proposer.name] = proposer.settings(resolved.space)
             if halving:
-                extra = {"rounds": [first_round(config_ids, list(digests), resolved.fidelities[0])],
-                         "halving": {"eta": resolved.space.eta, "promotion": resolved.space.promotion,
-                                     "rungs": budget(configs_seen, resolved.space.eta, resolved.fidelities, windows,
-                                                     resolved.repeats)}}
+                extra["halving"] = {"eta": resolved.space.eta, "promotion": resolved.space.promotion,
+                                    "rungs": budget(rung_zero(), resolved.space.eta, resolved.fidelities, windows,
+                                                    resolved.repeats)}
             return Plan(experiment=experiment, hpt_version=__version__, trials=list(digests), digests=digests,
                         month=f"{run_month:%Y-%m}", reference_date=run_month.isoformat(), spec=spec_doc,
                         windows=[w.to_dict() for w in windows], counts=counts,
@@ -172,7 +180,7 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
         values = {name: sorted(seen_values[name]) for name in tuned}
     if unchanged and adaptive:
         ids = list(previous.get("rounds", [{}])[0].get("trials", ids))   # round 1: what compile wrote
-    rungs = budget(configs_seen, resolved.space.eta, resolved.fidelities, windows, resolved.repeats) if halving else []
+    rungs = budget(rung_zero(), resolved.space.eta, resolved.fidelities, windows, resolved.repeats) if halving else []
     return CompileResult(out=out, experiment=experiment, resolved=resolved, dataset=dataset, windows=windows,
                          trial_ids=ids, configs=configs_seen, written=not unchanged, month=f"{run_month:%Y-%m}",
                          warnings=warnings, values=values, rungs=rungs)
@@ -255,8 +263,26 @@ def identity_of(resolved: Resolved, dataset: DatasetRef, windows: list[Window], 
     return identity
 
 
+def confirmation_window(resolved: Resolved, dataset: DatasetRef, windows: list[Window], warnings: list[str]) -> Window | None:
+    """The untouched window of `search.confirm` (compiler/confirm.py), inside the data like every window."""
+    if resolved.confirm_top is None:
+        return None
+    window = confirm_window(windows, resolved.validation_days)
+    if dataset.coverage is not None:
+        problem = check_inside(window, dataset.coverage)
+        if problem is not None:
+            text = (f"the confirmation window [{window.train_start}, {window.train_end}) validated until {window.valid_end} "
+                    f"{problem}")
+            if dataset.named:
+                raise UserError(text, where="search.confirm",
+                                hint=f"it follows every tuning window; the dataset {dataset.uri} covers {dataset.coverage[0]} "
+                                     f"to {dataset.coverage[1]}: end the date ranges earlier")
+            warnings.append(f"search.confirm: {text} of the demo dataset")
+    return window
+
+
 def resolved_spec(resolved: Resolved, dataset: DatasetRef, windows: list[Window],
-                  identity: dict[str, Any] | None = None) -> dict[str, Any]:
+                  identity: dict[str, Any] | None = None, held_out: Window | None = None) -> dict[str, Any]:
     """The spec with every default filled in: what the plan records and the experiment id hashes."""
     space = resolved.space
     spec: dict[str, Any] = {
@@ -264,8 +290,12 @@ def resolved_spec(resolved: Resolved, dataset: DatasetRef, windows: list[Window]
         "date-range": [w.train for w in windows],
         "parameters": {name: d.to_json() for name, d in space.domains.items()},
         "auto": resolved.auto,
-        "search": {"method": space.method, "trials": space.trials, "seed": space.seed}
-        | ({"eta": space.eta, "promotion": space.promotion} if space.method == HALVING else {}) | ({"batch": space.batch} if space.method == tpe.TPE else {}),
+        "search": {"method": space.method, "proposer": space.proposer, "scheduler": space.scheduler,
+                   "trials": space.trials, "seed": space.seed}
+        | ({"eta": space.eta, "promotion": space.promotion} if space.scheduler == HALVING else {})
+        | ({"batch": space.batch} if space.proposer == "tpe" else {})
+        | ({"stopping": resolved.stopping} if resolved.stopping else {})
+        | ({"confirm": {"top": resolved.confirm_top, "window": held_out.to_dict()}} if held_out else {}),
         "mode": resolved.mode, "epochs": resolved.epochs, "metrics": resolved.metrics, "objective": resolved.objective,
         "data": dataset.uri, "results": resolved.results, "image": resolved.image, "resources": resolved.resources.to_dict(),
         "validation-days": resolved.validation_days, "repeats": resolved.repeats,

@@ -1,8 +1,9 @@
-"""Adaptive search in rounds of immutable manifests: what halving and TPE share.
+"""Adaptive search in rounds of immutable manifests: the journal every proposer and scheduler writes to.
 
-A round is a decision — configs promoted to the next fidelity (compiler/halving.py), or a batch of
-proposals from a sampler told every finished result (compiler/tpe.py) — turned into new manifests
-and added to the plan. `hpt compile` writes round 1; `hpt apply` asks `next_round` after every
+A round is a decision of the plan's scheduler (compiler/schedulers/) — configs promoted to the next
+fidelity (halving), or a batch asked of a model-based proposer (compiler/proposers/tpe.py) told every
+finished result — turned into new manifests and appended to the plan. The parts are found by name in
+their registries (the resolved spec's `search.proposer` and `search.scheduler`). `hpt compile` writes round 1; `hpt apply` asks `next_round` after every
 finished trial (the scheduler's grow hook, built in hpt/api.py), and a method decides a round once
 the rows it needs are there. A decision is a pure function of the plan (spec, seed, earlier rounds)
 and the rows of the trials it depends on (read sorted by trial id), so after a kill -9 a re-apply
@@ -16,91 +17,46 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import os
 import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
+from hpt.compiler import confirm
 from hpt.compiler.dates import Window
+from hpt.compiler.decisions import Decision, Proposal
 from hpt.compiler.fidelities import Fidelity
+from hpt.compiler.proposers import PROPOSERS
+from hpt.compiler.schedulers import SCHEDULERS, Context
+from hpt.compiler.search import search_parts
 from hpt.compiler.trials import TrialShape, iter_trials
 from hpt.schemas.plan import PLAN_FILE, Plan, manifest_digest, manifest_path
 from hpt.schemas.resources import Resources
 from hpt.schemas.trainer import UserTrainer
 
 
-@dataclass(frozen=True)
-class Proposal:
-    """What a decision wants run next: configs (every hyperparameter), at a fidelity (None: the spec's budget)."""
-    configs: list[dict[str, Any]]
-    fidelity: Fidelity | None = None
-    record: dict[str, Any] = field(default_factory=dict)   # what the round records besides its configs and trials
-
-
-@dataclass(frozen=True)
-class Decision:
-    round: int
-    fidelity: str                    # "" without fidelities
-    configs: list[str]
-    trials: list[str]
-    record: dict[str, Any]           # halving: rung, scored, promoted [{config, rank, score}]; tpe: told
-
-
-def score(manifests: Iterable[Mapping[str, Any]], rows: Mapping[str, Mapping[str, Any]], objective: Mapping[str, str]) \
-        -> dict[str, float] | None:
-    """Each config's objective averaged over its trials (date ranges, repeats); None while any trial has
-    no done row. A done trial whose objective is missing or not finite scores as the worst possible."""
-    manifests = list(manifests)
-    scores = finished_scores(manifests, rows, objective)
-    return scores if len(scores) == len({m["config"] for m in manifests}) else None
-
-
-def finished_scores(manifests: Iterable[Mapping[str, Any]], rows: Mapping[str, Mapping[str, Any]],
-                    objective: Mapping[str, str]) -> dict[str, float]:
-    """The scores (as `score` computes them) of the configs all of whose trials have a done row; a config
-    with a trial pending or failed is not finished and has none."""
-    worst = math.inf if objective.get("goal", "minimize") == "minimize" else -math.inf
-    values: dict[str, list[float]] = {}
-    unfinished: set[str] = set()
-    for m in sorted(manifests, key=lambda m: m["id"]):
-        row = rows.get(m["id"])
-        if row is None or row.get("status") != "done":
-            unfinished.add(m["config"])
-            continue
-        try:
-            value = float(row.get(objective["metric"], ""))
-        except (TypeError, ValueError):
-            value = worst
-        values.setdefault(m["config"], []).append(value if math.isfinite(value) else worst)
-    return {config: sum(v) / len(v) for config, v in values.items() if config not in unfinished}
-
-
-def round_manifests(plan_dir: Path, round_doc: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [json.loads(manifest_path(plan_dir, tid).read_text(encoding="utf-8")) for tid in round_doc["trials"]]
-
-
 def next_round(plan_dir: Path, rows: Mapping[str, Mapping[str, Any]], parallel: int | None = None) -> Decision | None:
     """Decide and record the next round of an adaptive plan; None when there is none to decide now (the
     rows decide nothing new yet, the search is complete, or the plan is not adaptive). `parallel` is the
     apply's parallelism (tpe's batch when the spec names none)."""
-    from hpt.compiler import halving, tpe
-
     plan = Plan.load(plan_dir)
-    method = plan.spec.get("search", {}).get("method")
-    if not plan.rounds or method not in (halving.HALVING, tpe.TPE):
+    if not plan.rounds:
         return None
-    proposal = halving.decide(plan, plan_dir, rows) if method == halving.HALVING else tpe.decide(plan, plan_dir, rows, parallel)
+    proposer_name, scheduler_name = search_parts(plan.spec["search"], plan.spec["parameters"])
+    context = Context(plan=plan, plan_dir=plan_dir, rows=rows, proposer=PROPOSERS.get(proposer_name), parallel=parallel)
+    proposal = SCHEDULERS.get(scheduler_name).decide(context)
     if proposal is None or not proposal.configs:
-        return None
+        confirmation = confirm.decide(plan, plan_dir, rows)   # the last round, once the search has nothing left
+        return None if confirmation is None else record(plan_dir, plan, *confirmation)
     return record(plan_dir, plan, proposal)
 
 
-def record(plan_dir: Path, plan: Plan, proposal: Proposal) -> Decision:
+def record(plan_dir: Path, plan: Plan, proposal: Proposal, windows: list[Window] | None = None) -> Decision:
     """Write the proposal's manifests (each once: an existing one must have the same bytes), then the
-    plan with the round added."""
-    rendered = list(iter_trials(shape(plan, proposal.fidelity), iter(proposal.configs), [_window(w) for w in plan.windows]))
+    plan with the round added. `windows`: the date ranges its trials run on (default: the plan's)."""
+    windows = windows if windows is not None else [_window(w) for w in plan.windows]
+    rendered = list(iter_trials(shape(plan, proposal.fidelity), iter(proposal.configs), windows))
     digests = dict(plan.digests)
     for trial in rendered:
         data = trial.text.encode("utf-8")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from hpt.compiler.limits import MAX_GRID, MAX_SAMPLED_GRID
 from hpt.schemas.catalog import Architecture, ParamSpec, Value, format_value
@@ -26,7 +26,7 @@ from hpt.schemas.errors import UserError
 DEFAULT_RANDOM_TRIALS = 20
 DEFAULT_ETA = 3                # halving: the top 1/eta of a rung is promoted
 DEFAULT_BATCH = 4              # tpe: round 1's configs when the spec gives no batch (later rounds: apply's --parallel)
-DEFAULT_PROMOTION = "async"    # halving: promote as results come in (compiler/halving.py), not rung by rung
+DEFAULT_PROMOTION = "async"    # halving: promote as results come in (compiler/schedulers/halving.py), not rung by rung
 _DRAW_ATTEMPTS = 100           # draws per wanted config before giving up on finding new ones
 
 
@@ -150,23 +150,52 @@ def domain_from_spec(spec: ParamSpec, value: Any) -> Domain:
     return Distribution.from_json(value)
 
 
+# The simple form: `search.method` names a proposer and a scheduler at once (halving's proposer is
+# the grid, or random draws when a parameter has a distribution; bohb is tpe proposals + halving).
+METHODS: dict[str, tuple[str | None, str]] = {
+    "grid": ("grid", "none"), "random": ("random", "none"), "tpe": ("tpe", "none"),
+    "halving": (None, "halving"), "bohb": ("tpe", "halving"),
+}
+
+
+def search_parts(search: Mapping[str, Any], parameters: Mapping[str, Any]) -> tuple[str, str]:
+    """(proposer, scheduler) of a spec's search: its explicit `proposer`/`scheduler`, else `method`'s pair
+    (a plan compiled before the parts existed records only `method`)."""
+    has_distribution = any(isinstance(v, Mapping) and "distribution" in v for v in parameters.values())
+    default = "random" if has_distribution else "grid"
+    proposer, scheduler = METHODS.get(search.get("method") or "", (None, "none"))
+    if "scheduler" in search:
+        scheduler = search["scheduler"]
+        proposer = None if "method" not in search else proposer
+    return search.get("proposer") or proposer or default, scheduler
+
+
+def method_name(proposer: str, scheduler: str) -> str:
+    """The simple form's name for a pair (what summaries show): grid, random, tpe, halving, bohb, else proposer+scheduler."""
+    if scheduler == "none":
+        return proposer
+    if scheduler == "halving":
+        return "bohb" if proposer == "tpe" else "halving"
+    return f"{proposer}+{scheduler}"
+
+
 @dataclass(frozen=True)
 class SearchSpace:
     architecture: Architecture
     domains: dict[str, Domain]            # the tuned hyperparameters, in catalog order
-    method: str                           # grid | random | halving | tpe
+    method: str                           # the simple form's name (method_name): grid | random | halving | tpe | bohb | p+s
     trials: int | None                    # grid: subset size (None = all); random: draws; halving: configs at the bottom rung
     seed: int
     eta: int | None = None                # halving only
     batch: int | None = None              # tpe only: configs per round; None: round 1 DEFAULT_BATCH, then apply's parallelism
-    promotion: str | None = None          # halving only: async | sync (compiler/halving.py)
+    promotion: str | None = None          # halving only: async | sync (compiler/schedulers/halving.py)
+    proposer: str = "grid"                # compiler/proposers/<name>
+    scheduler: str = "none"               # compiler/schedulers/<name>
 
     @property
     def sampler(self) -> str:
-        """How configs are drawn: halving starts from a grid, or from random draws when a parameter has a distribution."""
-        if self.method != "halving":
-            return self.method
-        return "random" if any(isinstance(d, Distribution) for d in self.domains.values()) else "grid"
+        """How configs are drawn (the proposer)."""
+        return self.proposer
 
     def grid_size(self) -> int:
         return math.prod(len(d.values) for d in self.domains.values() if isinstance(d, Values))
@@ -183,7 +212,7 @@ class SearchSpace:
         if self.sampler == "grid" and not self.trials and self.grid_size() > MAX_GRID:
             raise UserError(f"the grid has {self.grid_size():,} configs, more than {MAX_GRID:,}", where="parameters",
                             hint='cap it with "search": {"trials": N}, or use random search')
-        if self.method == "grid" and self.grid_size() > MAX_SAMPLED_GRID:
+        if self.proposer == "grid" and self.scheduler == "none" and self.grid_size() > MAX_SAMPLED_GRID:
             raise UserError(f"the grid has {self.grid_size():.3g} configs, more than {MAX_SAMPLED_GRID:.0e}", where="parameters",
                             hint='use random search ("search": {"method": "random", "trials": N}): it draws without listing them')
 

@@ -334,38 +334,41 @@ def meaning_problems(doc: dict[str, Any], arch: Architecture | None = None,
 
 
 def check_search(doc: dict[str, Any]) -> None:
-    search = doc.get("search", {})
-    method = search.get("method")
-    distributions = [n for n, v in doc.get("parameters", {}).items() if isinstance(v, dict) and "distribution" in v]
-    if method == "grid" and distributions:
-        raise UserError("a distribution needs random search", where=f"parameters.{distributions[0]}",
-                        hint='set "search": {"method": "random", "trials": N}, or list values for a grid')
-    if "eta" in search and method != "halving":
-        raise UserError("eta applies to halving only", where="search.eta", hint='set "search": {"method": "halving"}')
-    if "min_configs" in search:
-        if method != "halving":
-            raise UserError("min_configs applies to halving only (elsewhere: trials)", where="search.min_configs",
-                            hint='set "search": {"method": "halving"}, or say "trials"')
-        if "trials" in search and search["trials"] != search["min_configs"]:
-            raise UserError(f"min_configs ({search['min_configs']}) and trials ({search['trials']}) are one setting "
-                            "for halving and differ", where="search.min_configs", hint="give one of them")
-    if "promotion" in search and method != "halving":
-        raise UserError("promotion applies to halving only", where="search.promotion",
-                        hint='set "search": {"method": "halving"}')
-    if "batch" in search and method != "tpe":
-        raise UserError("batch applies to tpe only", where="search.batch", hint='set "search": {"method": "tpe"}')
-    if method == "tpe":
-        if doc.get("fidelities"):
-            raise UserError("tpe runs every config at the spec's budget; fidelities are halving's rungs",
-                            where="fidelities", hint='drop "fidelities", or use "search": {"method": "halving"}')
-        from hpt.compiler.tpe import require_optuna
+    """The search's parts exist, agree with `method`, and each setting belongs to a chosen part (each part
+    checks its own settings: compiler/proposers/, compiler/schedulers/)."""
+    from hpt.compiler.proposers import PROPOSERS
+    from hpt.compiler.schedulers import SCHEDULERS
+    from hpt.compiler.search import METHODS, search_parts
 
-        require_optuna("search.method")
-    if method == "halving" and not doc.get("fidelities"):
-        missing = UserError("halving needs the spec's fidelities (its rungs, cheapest first)", where="search.method",
-                            hint='list them: "fidelities": [{"months": 1, "epochs": 3}, {"months": 3, "epochs": 10}]')
-        missing.about = "fidelities"  # type: ignore[attr-defined]  (absent, or refused by the schema: said there)
-        raise missing
+    search = doc.get("search", {})
+    for key, registry in (("proposer", PROPOSERS), ("scheduler", SCHEDULERS)):
+        if key in search and search[key] not in registry.names():
+            raise UserError(f"unknown {key} {search[key]!r}", where=f"search.{key}",
+                            hint=did_you_mean(search[key], registry.names()) or f"known: {', '.join(registry.names())}")
+    method = search.get("method")
+    if method:
+        implied = METHODS[method]
+        for key, value in (("proposer", implied[0]), ("scheduler", implied[1])):
+            if key in search and value is not None and search[key] != value:
+                raise UserError(f"method {method} means {key} {value}, and search.{key} is {search[key]}",
+                                where=f"search.{key}", hint='give "method" alone, or "proposer" and "scheduler"')
+    proposer_name, scheduler_name = search_parts(search, doc.get("parameters", {}))
+    proposer, scheduler = PROPOSERS.get(proposer_name), SCHEDULERS.get(scheduler_name)
+    for key in sorted(search):
+        owners = [(kind, part.name) for kind, reg in (("proposer", PROPOSERS), ("scheduler", SCHEDULERS))
+                  for part in (reg.get(n) for n in reg.names()) if key in part.settings_keys]
+        if owners and not any(name in (proposer_name, scheduler_name) for _, name in owners):
+            kind, name = owners[0]
+            if key == "min_configs":
+                raise UserError("min_configs applies to halving only (elsewhere: trials)", where="search.min_configs",
+                                hint='set "search": {"method": "halving"}, or say "trials"')
+            raise UserError(f"{key} applies to {name} only", where=f"search.{key}",
+                            hint=f'set "search": {{"method": "{name}"}}')
+    if proposer.adaptive and doc.get("fidelities") and not scheduler.needs_fidelities:
+        raise UserError(f"{proposer_name} runs every config at the spec's budget; fidelities are halving's rungs",
+                        where="fidelities", hint='drop "fidelities", or add "scheduler": "halving" (BOHB)')
+    proposer.check(search, doc)
+    scheduler.check(search, doc)
 
 
 def check_architecture(name: str) -> Architecture:

@@ -40,7 +40,11 @@ from hpt.store.claims import DEFAULT_LEASE_S, Claim, Claims
 from hpt.store.ownership import DEAD, EXIT_NOT_OWNER, MAX_LEASE_S, SKEWED, Ticket, latest, owner_state
 from hpt.store.rows import check_row
 from hpt.schemas.files import NOT_REGULAR, NotRegularFile
-from hpt.schemas.row import STATUS_DONE, STATUS_FAILED, build_row, row_csv
+from hpt.schemas.protocol import EpochReport
+from hpt.schemas.row import STATUS_DONE, STATUS_FAILED, STATUS_STOPPED, build_row, row_csv
+from hpt.schemas.stopping import STOPS, StopRecord, curve_key, parse_curve, reports_in, stop_key
+
+FINISHED = (STATUS_DONE, STATUS_STOPPED)   # a result: never run again (a stopped trial's row is its last report)
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +62,16 @@ def _best_effort(what: str, fn, *args) -> None:
 ROWS_FAILED = "rows-failed/"
 RUNS = "runs/"
 MAX_BACKOFF_S = 300.0
+
+
+class Stopper(Protocol):
+    """In-trial stopping's extension point (hpt/api.py builds it from the plan's stopping rule,
+    hpt.compiler.stopping): given the per-step reports of the finished trials and of the running ones,
+    the running trials to stop now (trial id → StopRecord). A pure function of the reports: the same
+    reports give the same stops."""
+
+    def __call__(self, finished: Mapping[str, list[EpochReport]],
+                 running: Mapping[str, list[EpochReport]]) -> dict[str, StopRecord]: ...
 
 
 class Grow(Protocol):
@@ -96,6 +110,7 @@ class RunResult:
     stopped: str = ""        # why the run stopped early ("" if it did not)
     interrupted: bool = False
     left_running: int = 0    # interrupted, on a backend whose trials outlive apply
+    early_stopped: int = 0   # ended by an in-trial stopping rule (rows of status stopped), this run or before
     failures: dict[str, str] = field(default_factory=dict)  # trial id → reason
 
     @property
@@ -109,7 +124,7 @@ class RunResult:
     def counts(self) -> dict[str, int]:
         return {"total": self.total, "done": self.done, "failed": self.failed, "already_done": self.already_done,
                 "kept_failed": self.kept_failed, "adopted": self.adopted, "retried": self.retried, "not_run": self.not_run,
-                "left_running": self.left_running}
+                "left_running": self.left_running, "early_stopped": self.early_stopped}
 
 
 @dataclass
@@ -146,9 +161,13 @@ def _last_lines(text: str, n: int = 3, width: int = 300) -> str:
 
 class Scheduler:
     def __init__(self, plan: LoadedPlan, backend: Backend, store: Store, options: RunOptions, reporter: Reporter,
-                 grow: Grow | None = None):
+                 grow: Grow | None = None, stopper: Stopper | None = None):
         self.plan = plan
         self.grow = grow
+        self.stopper = stopper
+        self.curves: dict[str, list[EpochReport]] = {}            # finished trials' reports (stopping only)
+        self.stops: set[str] = set()                             # trials with a stop record
+        self._last_stop_check = 0.0
         self._grow_due = grow is not None                         # a trial reached its outcome since the last ask
         self.backend = backend
         self.store = store
@@ -192,8 +211,8 @@ class Scheduler:
         except NotRegularFile:  # a FIFO or device under the row's name: what is moved aside says so
             data = f"{NOT_REGULAR}\n".encode()
         row = check_row(trial_id, data, row_key(trial_id))  # a damaged file is moved aside like a failed row
-        if row.get("status") == STATUS_DONE:
-            return  # never touch a done row (another apply finished it meanwhile)
+        if row.get("status") in FINISHED:
+            return  # never touch a done or stopped row (another apply finished it meanwhile)
         taken = {k for k in self.store.list(f"{ROWS_FAILED}{trial_id}.")}
         n = len(taken) + 1
         while True:
@@ -227,8 +246,9 @@ class Scheduler:
             row = rows.get(sub.trial_id)
             if row is None:
                 to_run.append(sub)
-            elif row.get("status") == STATUS_DONE:
+            elif row.get("status") in FINISHED:
                 self.result.already_done += 1
+                self.result.early_stopped += row.get("status") == STATUS_STOPPED
             elif self.opt.skip_failed:
                 self.result.kept_failed += 1
                 self.result.failures[sub.trial_id] = row.get("reason", "") or "failed"
@@ -321,7 +341,7 @@ class Scheduler:
                 continue
             del self.elsewhere[tid]
             row = self._row(tid)
-            if row is not None and (row.get("status") == STATUS_DONE or tid not in self.failed_rows):
+            if row is not None and (row.get("status") in FINISHED or tid not in self.failed_rows):
                 self.failed_rows.discard(tid)
                 self._record_existing(sub, row, attempt)
             else:
@@ -339,9 +359,11 @@ class Scheduler:
 
     def _record_existing(self, sub: Submission, row: dict[str, str], attempt: int) -> None:
         self._grow_due = self.grow is not None
-        if row.get("status") == STATUS_DONE:
+        if row.get("status") in FINISHED:
             self.result.done += 1
-            self.emit("trial-finished", trial_id=sub.trial_id, attempt=attempt, status=STATUS_DONE)
+            self.result.early_stopped += row.get("status") == STATUS_STOPPED
+            self._keep_curve(sub.trial_id, "")
+            self.emit("trial-finished", trial_id=sub.trial_id, attempt=attempt, status=row.get("status"))
         else:
             self._count_failure(sub.trial_id, row.get("reason", "") or "failed", attempt)
 
@@ -389,10 +411,12 @@ class Scheduler:
             self.queue.appendleft((sub, run.attempt + 1))
             return True
         if row is not None:
-            if row.get("status") == STATUS_DONE:
+            if row.get("status") in FINISHED:
                 self._grow_due = self.grow is not None
                 self.result.done += 1
-                self.emit("trial-finished", trial_id=tid, attempt=run.attempt, status=STATUS_DONE,
+                self.result.early_stopped += row.get("status") == STATUS_STOPPED
+                self._keep_curve(tid, text)
+                self.emit("trial-finished", trial_id=tid, attempt=run.attempt, status=row.get("status"),
                           seconds=round(time.monotonic() - run.started, 3))
             else:  # the trainer recorded its own failure: a result, not worth retrying
                 self._count_failure(tid, row.get("reason", "") or status.reason or "failed", run.attempt)
@@ -477,6 +501,55 @@ class Scheduler:
 
         _best_effort(f"keep the log of {tid}", keep)
 
+    # --- in-trial stopping ----------------------------------------------------------------------
+    def _keep_curve(self, tid: str, text: str) -> None:
+        """A finished trial's reports, for the stopping rule: what the trial stored (curves/<id>.json),
+        else what its output showed."""
+        if self.stopper is None:
+            return
+        try:
+            reports = parse_curve(self.store.get(curve_key(tid)))
+        except KeyError:
+            reports = reports_in(text)
+        self.curves[tid] = reports
+
+    def _load_stopping_state(self) -> None:
+        """At the start: the finished trials' curves and the stops already recorded (a re-apply decides
+        nothing twice)."""
+        if self.stopper is None:
+            return
+        rows = self.publisher.sync()
+        for sub in self.plan.submissions:
+            tid = sub.trial_id
+            if rows.get(tid, {}).get("status") in FINISHED:
+                self._keep_curve(tid, "")
+        self.stops = {key[len(STOPS):-len(".json")] for key in self.store.list(STOPS) if key.endswith(".json")}
+
+    def _check_stops(self) -> None:
+        """Read every running trial's reports from its output so far and record the stops the rule now
+        decides (the record first: the trial obeys it at its next step)."""
+        now = time.monotonic()
+        # every poll of the backend at most (a cluster's pod logs are API calls)
+        if self.stopper is None or now - self._last_stop_check < max(0.2, self.backend.poll_interval) or not self.running:
+            return
+        self._last_stop_check = now
+        running: dict[str, list[EpochReport]] = {}
+        for tid, run in self.running.items():
+            try:
+                running[tid] = reports_in(self.backend.logs(run.handle))
+            except Exception:  # a log we cannot read now is read at the next look
+                continue
+        decided = self.stopper(self.curves, running)
+        for tid, record in sorted(decided.items()):
+            if tid in self.stops or tid not in self.running:
+                continue
+            try:
+                self.store.put_once(stop_key(tid), record.to_bytes())
+            except AlreadyExists:
+                pass   # decided before (an earlier apply): the stored record stands
+            self.stops.add(tid)
+            self.emit("trial-stopping", trial_id=tid, step=record.step, rule=record.rule, reason=record.reason)
+
     def _ask_grow(self, parallel: int) -> list[Submission]:
         """New trials the adaptive search decided from the rows now in the store (none once the run is
         stopped or interrupted: a decision must not outrun the trials that would run it)."""
@@ -509,6 +582,7 @@ class Scheduler:
         self._ask_grow(parallel)
         plan = self.plan
         to_run = sorted(self._classify(), key=lambda s: self._order[s.trial_id])
+        self._load_stopping_state()
         adopted = backend.adopt(plan.experiment_id, self.store.uri)
         now = time.monotonic()
         for tid, handle in adopted.items():
@@ -575,6 +649,7 @@ class Scheduler:
                         finished_any = True
                 self._rows_appeared(row_check)
                 self.publisher.publish()  # when rows changed and it is due (hpt.executor.publish)
+                self._check_stops()
                 self._look_elsewhere()
                 grown = self._ask_grow(parallel) if self._grow_due else []
                 if grown:
@@ -613,6 +688,8 @@ class Scheduler:
         parts = [f"{r.done + r.already_done}/{r.total} done"]
         if r.already_done:
             parts.append(f"{r.already_done} were done already")
+        if r.early_stopped:
+            parts.append(f"{r.early_stopped} stopped early")
         if r.failed or r.kept_failed:
             parts.append(f"{r.failed + r.kept_failed} failed")
         if r.not_run:
@@ -635,8 +712,8 @@ class Scheduler:
 
 
 def run_plan(plan: LoadedPlan, backend: Backend, store: Store, options: RunOptions, reporter: Reporter,
-             grow: Grow | None = None) -> RunResult:
-    scheduler = Scheduler(plan, backend, store, options, reporter, grow)
+             grow: Grow | None = None, stopper: Stopper | None = None) -> RunResult:
+    scheduler = Scheduler(plan, backend, store, options, reporter, grow, stopper)
     try:
         return scheduler.run()
     finally:

@@ -16,7 +16,7 @@ from hpt.executor.loop import RUNS
 from hpt.executor.plan import LoadedPlan
 from hpt.store import Store
 from hpt.store.index import snapshot
-from hpt.schemas.row import STATUS_DONE
+from hpt.schemas.row import STATUS_DONE, STATUS_STOPPED
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,8 @@ def trial_states(plan: LoadedPlan, store: Store, local_state_dir: Path | None = 
             value = row.get(objective, "")
             states.append(TrialState(tid, "done", f"{objective}={_rounded(value)}" if objective and value else "done",
                                      score=_score(value, sub.manifest.objective.get("goal", "minimize"))))
+        elif row is not None and row.get("status") == STATUS_STOPPED:   # a result, shown apart from done and failed
+            states.append(TrialState(tid, "stopped", row.get("reason", "") or "stopped"))
         elif tid in running:
             info = running[tid]
             states.append(TrialState(tid, "running", f"since {info.get('since', '')}".strip(), int(info.get("attempt", 1))))

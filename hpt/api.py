@@ -113,7 +113,8 @@ def apply(plan_dir: str | os.PathLike[str], *, backend: str = "local", results: 
     try:
         _publish_rounds(store, plan.plan)
         outcome = run_plan(plan, runner, store, options, reporter,
-                           grow=_grow(plan_dir, store, on_round) if plan.plan.rounds else None)
+                           grow=_grow(plan_dir, store, on_round) if plan.plan.rounds else None,
+                           stopper=_stopper(plan.plan.spec))
     except StoreUnavailable as err:  # trials already trained keep waiting for the store, up to the same deadline
         hint = f"{err.hint}; resume once it is back" + (f": {resume_hint}" if resume_hint else "")
         raise StoreUnavailable(err.message, where=err.where, hint=hint) from None
@@ -128,7 +129,7 @@ def apply(plan_dir: str | os.PathLike[str], *, backend: str = "local", results: 
         plan = load_plan(plan_dir)   # an adaptive search's rounds added trials
         # Every trial of the plan is a testcase: one that never ran (a stopped run) is <skipped>.
         write_junit([rows.get(tid) or {"trial_id": tid, "status": "not run", "reason": "not run by this apply"}
-                     for tid in plan.trial_ids], Path(junit))
+                     for tid in plan.trial_ids], Path(junit), **_confirmation_case(plan.plan, store))
     return outcome
 
 
@@ -149,6 +150,47 @@ def _grow(plan_dir: Path, store: Any, on_round: Callable[[Any], None] | None):  
         return added
 
     return grow
+
+
+def _confirmation_case(plan: Any, store: Any) -> dict[str, Any]:
+    """The JUnit testcase of a plan's confirmation round, once its trials are done: write_junit's keywords."""
+    if not any(r.get("confirm") for r in plan.rounds or []):
+        return {}
+    from hpt.results.confirm import confirmation
+    from hpt.results.table import Objective, load_table
+
+    objective = Objective(plan.spec["objective"]["metric"], plan.spec["objective"]["goal"])
+    found = confirmation(load_table(store.uri), objective)
+    return {"confirmation": found, "metric": objective.metric} if found is not None else {}
+
+
+def _stopper(spec: dict[str, Any]):  # noqa: ANN202 — hpt.executor.loop.Stopper, or None
+    """The executor's in-trial stopping hook for a plan whose resolved spec names a stopping rule
+    (hpt.compiler.stopping): each running trial's first stop, told every trial's reports of the objective
+    (negated when it is maximised, so that a rule reads lower as better)."""
+    settings = spec.get("search", {}).get("stopping")
+    if not settings:
+        return None
+    from hpt.compiler.stopping import STOPPING
+    from hpt.schemas.stopping import StopRecord
+
+    rule = STOPPING.get(settings["rule"])
+    metric, sign = spec["objective"]["metric"], 1.0 if spec["objective"]["goal"] == "minimize" else -1.0
+
+    def curve(reports):  # noqa: ANN001, ANN202
+        return [(r.epoch, sign * r.values[metric]) for r in reports if metric in r.values]
+
+    def stopper(finished, running):  # noqa: ANN001, ANN202
+        done = {tid: curve(reports) for tid, reports in finished.items()}
+        live = {tid: curve(reports) for tid, reports in running.items()}
+        out = {}
+        for tid in sorted(live):
+            stop = rule.first_stop(settings, live[tid], done, {t: c for t, c in live.items() if t != tid})
+            if stop is not None:
+                out[tid] = StopRecord(tid, stop.step, rule.name, stop.reason, sign * stop.value)
+        return out
+
+    return stopper
 
 
 def _publish_rounds(store: Any, plan: Any) -> None:

@@ -18,7 +18,7 @@ from hpt.schemas.row import PARAM_PREFIX, STATUS_DONE
 
 _SHORT_PARAMS = 4  # params shown in a testcase name; the full set is in the <properties>
 # Statuses of trials that never ran to an end (a stopped run): <skipped>, not <failure>.
-SKIPPED_STATUSES = {"skipped", "pending", "cancelled", "canceled", "not run"}
+SKIPPED_STATUSES = {"skipped", "pending", "cancelled", "canceled", "not run", "stopped"}   # stopped: ended early by a rule
 
 
 def _text(value: Any) -> str:
@@ -95,12 +95,19 @@ def _ranks(rows: list[dict], objective: Objective | None) -> dict[str, tuple[Obj
     return out
 
 
-def write_junit(rows: list[dict], path, suite_name: str = "hpt", objective: Objective | None = None) -> None:
+def write_junit(rows: list[dict], path, suite_name: str = "hpt", objective: Objective | None = None,
+                confirmation: Any = None, metric: str = "") -> None:
     """Write one JUnit testsuite with a testcase per trial (in trial-id order); failed trials become <failure>
     with their reason; a finished one carries its objective, value and rank (1 = best) as properties and
-    first in its system-out. `objective`: rank by this instead of the objective each row recorded."""
+    first in its system-out. `objective`: rank by this instead of the objective each row recorded.
+    `confirmation` (hpt.results.confirm.Confirmation) adds one testcase: the winner held on the untouched
+    window, or a <failure> saying it did not."""
     rows = sorted(rows, key=lambda r: _text(r.get("trial_id")))
     ranks = _ranks(rows, objective)
+    if confirmation is not None:
+        sentence = confirmation.sentence(metric)
+        rows = rows + [{"trial_id": "confirmation", "status": STATUS_DONE if confirmation.held else "not-confirmed",
+                        "reason": sentence, "architecture": "confirmation", "_out": sentence}]
     skipped = [r for r in rows if _text(r.get("status")) in SKIPPED_STATUSES]
     failures = [r for r in rows if _text(r.get("status")) not in SKIPPED_STATUSES | {STATUS_DONE}]
     total_time = sum(_seconds(r) for r in rows)
@@ -140,6 +147,8 @@ def write_junit(rows: list[dict], path, suite_name: str = "hpt", objective: Obje
             first_line = reason.strip().splitlines()[0] if reason.strip() else reason
             failure = ET.SubElement(case, "failure", message=first_line[:500], type=status or "failed")
             failure.text = reason
+        elif row.get("_out"):
+            ET.SubElement(case, "system-out").text = row["_out"]
         else:
             shown = ((ranked[0].metric,) if ranked else ()) + ("mse", "loss", "mae", "train_time_s", "epochs", "best_epoch")
             metrics = {k: _text(row.get(k)) for k in dict.fromkeys(shown) if _text(row.get(k)) != ""}

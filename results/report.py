@@ -223,6 +223,17 @@ def _round_rows(table: ResultTable) -> list[dict[str, Any]]:
     return rows
 
 
+def _confirmation(table: ResultTable, obj: Objective) -> dict[str, Any] | None:
+    from hpt.results.confirm import confirmation
+
+    found = confirmation(table, obj)
+    if found is None:
+        return None
+    return {"sentence": found.sentence(obj.metric), "held": found.held, "window": found.window, "metric": obj.metric,
+            "rows": [{"rank": i + 1, "label": found.labels.get(c, c), "value": _num(found.values.get(c))}
+                     for i, c in enumerate(found.configs)]}
+
+
 def _failed_rows(table: ResultTable) -> dict[str, Any]:
     cols = ["trial_id", "range"] + table.params + ["reason"]
     return {"columns": [short_param(c) for c in cols],
@@ -301,6 +312,7 @@ def render(table: ResultTable, obj: Objective, top: int = 8, curves: bool = True
         "curves": _curves(table, cmp, obj, top, curves, store),
         "failed": _failed_rows(table),
         "rounds": _round_rows(table),
+        "confirmation": _confirmation(table, obj),
     }
     return _template().render(page=page)
 

@@ -17,7 +17,7 @@ from hpt.store.index import snapshot
 from hpt.schemas.catalog import metrics as catalog_metrics
 from hpt.schemas.errors import UserError
 from hpt.schemas.metric import DEFAULT_OBJECTIVE, GOAL_WORDS, GOALS, Objective
-from hpt.schemas.row import EXTRA_METRICS, LEADING, PARAM_PREFIX, STATUS_DONE, TRAILING, extra_metrics
+from hpt.schemas.row import EXTRA_METRICS, LEADING, PARAM_PREFIX, STATUS_DONE, STATUS_STOPPED, TRAILING, extra_metrics
 
 __all__ = ["DEFAULT_OBJECTIVE", "Objective", "ResultTable", "load_table", "objective"]
 
@@ -54,7 +54,8 @@ def objective(metric: str | None = None, goal: str | None = None, goals: Mapping
 
 @dataclass
 class ResultTable:
-    """The rows of one store. `done` holds finished trials, `failed` everything else."""
+    """The rows of one store. `done` holds finished trials, `stopped` those an in-trial stopping rule ended
+    (their last reported values: kept apart, never compared with full runs), `failed` everything else."""
 
     uri: str
     done: "pd.DataFrame"
@@ -65,6 +66,7 @@ class ResultTable:
     store_uri: str = ""                           # the store itself (`uri` may name a view of it); default: uri
     rounds: list[dict] = field(default_factory=list)  # adaptive search: the rounds `hpt apply` recorded (rounds/)
     recorded: list[Objective] = field(default_factory=list)  # the objectives the rows recorded (row schema 2)
+    stopped: "pd.DataFrame | None" = None         # rows of status stopped (None: none)
 
     def objective(self, asked: "str | Objective | None" = None) -> Objective:
         """What to rank by: `asked` (`--objective`), else the one objective every row recorded, else the default
@@ -87,11 +89,15 @@ class ResultTable:
     def all(self) -> "pd.DataFrame":
         import pandas as pd
 
-        return pd.concat([self.done, self.failed], ignore_index=True)
+        return pd.concat([self.done, self.failed] + ([self.stopped] if self.stopped is not None else []), ignore_index=True)
+
+    @property
+    def n_stopped(self) -> int:
+        return 0 if self.stopped is None else len(self.stopped)
 
     @property
     def n_trials(self) -> int:
-        return len(self.done) + len(self.failed)
+        return len(self.done) + len(self.failed) + self.n_stopped
 
     def require(self, obj: Objective) -> None:
         """Finished trials must carry the objective. No finished trial yet is fine (a run just started)."""
@@ -225,8 +231,10 @@ def load_table(uri: str) -> ResultTable:
         df["round"] = df["trial_id"].map(of_trial).astype("Int64")
     status = df["status"].astype(str) if "status" in df.columns else pd.Series(STATUS_DONE, index=df.index)
     is_done = status == STATUS_DONE
+    is_stopped = status == STATUS_STOPPED
     done = df[is_done].reset_index(drop=True)
-    failed = df[~is_done].reset_index(drop=True)
+    failed = df[~is_done & ~is_stopped].reset_index(drop=True)
+    stopped = df[is_stopped].reset_index(drop=True) if is_stopped.any() else None
     present_metrics = metric_columns(df, done)
     params = varying_params(df)
     if "architecture" in df.columns and df["architecture"].nunique() > 1:
@@ -235,7 +243,7 @@ def load_table(uri: str) -> ResultTable:
         labels = config_labels(df, params)
         rounds = [dict(r, labels={c: labels.get(c, c) for c in r["configs"]}) for r in rounds]
     return ResultTable(uri=store.uri, done=done, failed=failed, source=source, params=params, metrics=present_metrics,
-                       rounds=rounds, recorded=recorded_objectives(df))
+                       rounds=rounds, recorded=recorded_objectives(df), stopped=stopped)
 
 
 def recorded_objectives(df: "pd.DataFrame") -> list[Objective]:

@@ -46,7 +46,7 @@ class Plan:
     trials: list[str]                 # trial ids, in the order `hpt apply` runs them
     digests: dict[str, str]           # trial id → manifest_digest of trials/<id>.json
     # Adaptive plans only (absent from other plans' files): the rounds decided so far, each a list of
-    # trials added to `trials`, and the worst-case budget per rung (compiler/halving.py).
+    # trials added to `trials`, and the worst-case budget per rung (compiler/schedulers/halving.py).
     rounds: list[dict[str, Any]] | None = None
     halving: dict[str, Any] | None = None
     tpe: dict[str, Any] | None = None          # tpe plans: batch, trials, startup, the tuned hyperparameters' types

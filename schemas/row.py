@@ -38,6 +38,8 @@ RESERVED = frozenset(LEADING) | frozenset(TRAILING) | {EXTRA_METRICS, "config", 
 
 STATUS_DONE = "done"
 STATUS_FAILED = "failed"
+STATUS_STOPPED = "stopped"    # ended early by an in-trial stopping rule: its last reported values (a result)
+STATUSES = (STATUS_DONE, STATUS_FAILED, STATUS_STOPPED)
 MAX_REASON = 500
 MAX_EXTRA = 200          # undeclared metrics kept per row (a script printing thousands of names is cut, by name order)
 

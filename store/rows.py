@@ -15,7 +15,7 @@ from typing import Callable, Iterable, TypeVar
 
 from hpt.schemas.catalog import metrics as catalog_metrics
 from hpt.schemas.files import NOT_REGULAR, NotRegularFile
-from hpt.schemas.row import STATUS_DONE, STATUS_FAILED, parse_row_csv
+from hpt.schemas.row import STATUS_FAILED, STATUSES, parse_row_csv
 from hpt.store.base import Store, iter_row_ids, row_key
 
 Row = dict[str, str]
@@ -61,8 +61,8 @@ def _damaged(trial_id: str, where: str, problem: str) -> Row:
 def _problem(trial_id: str, row: Row) -> str:
     if row.get("trial_id") != trial_id:
         return f"it holds the row of {row.get('trial_id') or 'no trial'!s}"
-    if row.get("status") not in (STATUS_DONE, STATUS_FAILED):
-        return f"status {row.get('status')!r} is neither {STATUS_DONE} nor {STATUS_FAILED}"
+    if row.get("status") not in STATUSES:
+        return f"status {row.get('status')!r} is not one of {', '.join(STATUSES)}"
     recorded = (row.get("objective") or "").strip()   # row schema 2: the objective's column is a number too
     for name in [*catalog_metrics(), *([recorded] if recorded and recorded not in catalog_metrics() else [])]:
         value = (row.get(name) or "").strip()

@@ -216,7 +216,7 @@ def test_coverage_problems_are_described():
 # --- search -----------------------------------------------------------------------------------
 
 def space(method="grid", trials=None, seed=0, **domains) -> SearchSpace:
-    return SearchSpace(architecture=architecture("lstm-attention"), domains=domains, method=method, trials=trials, seed=seed)
+    return SearchSpace(architecture=architecture("lstm-attention"), domains=domains, method=method, trials=trials, seed=seed, proposer=method)
 
 
 def test_grid_is_the_whole_product_in_seeded_random_order():

@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 
 from executor_support import hpt_exe, kill_leftovers
 from hpt.cli import app
-from hpt.compiler.halving import promote, promote_async, rung_sizes, slots
-from hpt.compiler.rounds import score
+from hpt.compiler.schedulers.halving import promote, promote_async, rung_sizes, slots
+from hpt.compiler.decisions import score
 from hpt.store import open_store
 
 TODAY = "2026-11-26"

@@ -152,6 +152,9 @@ class EpochRecord:
     seconds: float
 
 
+MAX_KEPT_BESTS = 8   # improvements whose weights a late-seen stop record can truncate back to
+
+
 @dataclass
 class FitResult:
     model: TextRegressor
@@ -160,6 +163,7 @@ class FitResult:
     device: str = ""
     step_seconds: float = 0.0       # wall time in optimizer steps (what samples_per_s divides by)
     step_cpu_seconds: float = 0.0   # process CPU time in them: steadier than wall time on a busy machine
+    stopped_at: int | None = None   # ended by a stop record (in-trial stopping) after this epoch
 
 
 def _autocast(device: torch.device):
@@ -200,10 +204,15 @@ def evaluate(model: TextRegressor, tokens: torch.Tensor, targets: torch.Tensor, 
 def fit(architecture: str, params: dict[str, Any], prepared: Prepared, *, seed: int, max_epochs: int,
         device: torch.device | None = None, cpus: float | None = None, gpus: float | None = None,
         on_epoch: Callable[[EpochRecord], None] | None = None,
-        objective: Mapping[str, str] | None = None) -> FitResult:
+        objective: Mapping[str, str] | None = None,
+        stop_after: Callable[[int], int | None] | None = None) -> FitResult:
     """Train one model on the prepared windows; returns it with the best epoch's weights and its metrics.
     The best epoch (kept weights, early stopping) is the best by `objective` (the manifest's) when it is
-    measured every epoch (schemas.catalog.EPOCH_METRICS), else by validation mse."""
+    measured every epoch (schemas.catalog.EPOCH_METRICS), else by validation mse.
+
+    `stop_after(epoch)` (asked after each epoch) is the step of a stop record, or None: once the epoch
+    reaches it, training ends and the result is the run truncated at that step — its best epoch up to
+    there, its weights, its history — whichever later epoch the record was first seen at."""
     chosen = str((objective or {}).get("metric", "mse"))
     by, sign = (chosen, -1.0 if (objective or {}).get("goal") == "maximize" else 1.0) if chosen in EPOCH_METRICS \
         else ("mse", 1.0)
@@ -229,6 +238,8 @@ def fit(architecture: str, params: dict[str, Any], prepared: Prepared, *, seed: 
     n = len(x_train)
     history: list[EpochRecord] = []
     best_score, best_epoch, best_state, best_val = math.inf, 0, None, {}
+    bests: list[tuple[int, float, dict, dict]] = []   # (epoch, score, val, state) at each improvement: a stop's truncation
+    stopped_at: int | None = None
     step_seconds = step_cpu_seconds = 0.0
     started = time.perf_counter()
     for epoch in range(1, max_epochs + 1):
@@ -287,7 +298,18 @@ def fit(architecture: str, params: dict[str, Any], prepared: Prepared, *, seed: 
         if score < best_score or best_state is None:
             best_score, best_epoch, best_val = score, epoch, val
             best_state = {name: t.detach().clone() for name, t in model.state_dict().items()}
-        elif epoch - best_epoch >= patience:
+            if stop_after is not None:
+                bests = bests[-(MAX_KEPT_BESTS - 1):] + [(epoch, best_score, best_val, best_state)]
+        stop = stop_after(epoch) if stop_after is not None else None
+        if stop is not None and epoch >= stop:
+            stopped_at = stop
+            kept = [b for b in bests if b[0] <= stop] or bests[:1]
+            best_epoch, best_score, best_val, best_state = kept[-1]
+            history = history[:stop]
+            log.info("stopped after epoch %d by a stop record (step %d): best %s %.4f at epoch %d", epoch, stop,
+                     by, best_val[by], best_epoch)
+            break
+        if epoch - best_epoch >= patience:
             log.info("early stopping: no better validation %s for %d epochs (best %.4f at epoch %d)",
                      by, patience, best_val[by], best_epoch)
             break
@@ -311,4 +333,4 @@ def fit(architecture: str, params: dict[str, Any], prepared: Prepared, *, seed: 
         "n_valid": len(x_valid),
     }
     return FitResult(model=model, metrics=metrics, history=history, device=describe_device(device, cpus),
-                     step_seconds=step_seconds, step_cpu_seconds=step_cpu_seconds)
+                     step_seconds=step_seconds, step_cpu_seconds=step_cpu_seconds, stopped_at=stopped_at)

@@ -26,7 +26,9 @@ from hpt.store import TENSORBOARD, AlreadyExists, Store, StoreUnavailable, row_k
 from hpt.store.ownership import EXIT_NOT_OWNER, TICKET_ENV, Ownership
 from hpt.schemas.errors import UserError
 from hpt.schemas.manifest import TrialManifest
-from hpt.schemas.row import STATUS_DONE, STATUS_FAILED, build_row, row_csv
+from hpt.schemas.protocol import EpochReport, epoch_line
+from hpt.schemas.row import STATUS_DONE, STATUS_FAILED, STATUS_STOPPED, build_row, row_csv
+from hpt.schemas.stopping import StopRecord, curve_bytes, curve_key, stop_key
 
 if TYPE_CHECKING:
     import torch
@@ -104,6 +106,41 @@ def _run_owned(manifest: TrialManifest, store: Store, device: str | None, owner:
         return _finish(store, row, code, owner)
 
 
+class StopWatch:
+    """The trial's view of in-trial stopping: whether `hpt apply` recorded a stop for it (stops/<id>.json),
+    asked once per step; the record, once seen, is kept."""
+
+    def __init__(self, store: Store, trial_id: str):
+        self.store, self.trial_id = store, trial_id
+        self.record: StopRecord | None = None
+        self.reached = 0          # the last step asked about
+
+    @property
+    def obeyed(self) -> bool:
+        """A stop record was seen and the trial reached its step (so it ended there)."""
+        return self.record is not None and self.reached >= self.record.step
+
+    def step(self, epoch: int) -> int | None:
+        """The stop record's step, or None (none yet)."""
+        self.reached = max(self.reached, epoch)
+        if self.record is None:
+            try:
+                data = self.store.get(stop_key(self.trial_id))
+            except KeyError:
+                return None
+            self.record = StopRecord.parse(data, self.trial_id)
+        return self.record.step if self.record else None
+
+    def reason(self) -> str:
+        assert self.record is not None
+        return f"stopped at step {self.record.step} ({self.record.reason})"
+
+
+def _report(record) -> EpochReport:  # noqa: ANN001 — hpt.trainer.train.EpochRecord
+    return EpochReport(record.epoch, {"mse": record.val_mse, "loss": record.val_loss, "train_mse": record.train_mse,
+                                      "train_loss": record.train_loss, "lr": record.lr})
+
+
 def _train_and_store(manifest: TrialManifest, store: Store, scratch: Path, tb_dir: Path, device: torch.device,
                      started_at: str) -> dict[str, Any]:
     from hpt.trainer.artifacts import model_prefix, write_model_folder
@@ -119,7 +156,10 @@ def _train_and_store(manifest: TrialManifest, store: Store, scratch: Path, tb_di
     writer = _tensorboard_writer(tb_dir)
     last_upload = [time.monotonic()]
 
+    watch = StopWatch(store, manifest.id)
+
     def on_epoch(record) -> None:
+        print(epoch_line(record.epoch, _report(record).values), flush=True)   # what apply's stopping rule reads
         if writer is None:
             return
         for tag, value in (("loss/train", record.train_loss), ("loss/valid", record.val_loss),
@@ -133,7 +173,7 @@ def _train_and_store(manifest: TrialManifest, store: Store, scratch: Path, tb_di
     try:
         result = fit(manifest.architecture, params, prepared, seed=manifest.seed, max_epochs=manifest.epochs,
                      device=device, cpus=manifest.resources.cpus, gpus=manifest.resources.gpus, on_epoch=on_epoch,
-                     objective=manifest.objective)
+                     objective=manifest.objective, stop_after=watch.step)
     finally:
         if writer is not None:
             writer.close()
@@ -144,7 +184,10 @@ def _train_and_store(manifest: TrialManifest, store: Store, scratch: Path, tb_di
     store.put_tree(prefix, scratch / "model")
     if tb_dir.is_dir():
         store.put_tree(f"{TENSORBOARD}{manifest.id}", tb_dir)
-    return build_row(manifest, status=STATUS_DONE, metrics=result.metrics, started_at=started_at, finished_at=_now(),
+    store.put(curve_key(manifest.id), curve_bytes([_report(r) for r in result.history]))
+    stopped = result.stopped_at is not None
+    return build_row(manifest, status=STATUS_STOPPED if stopped else STATUS_DONE, metrics=result.metrics,
+                     reason=watch.reason() if stopped else "", started_at=started_at, finished_at=_now(),
                      model_uri=store.url(prefix + "/"), device=result.device)
 
 
@@ -156,16 +199,20 @@ def _run_user_trial(manifest: TrialManifest, store: Store, started_at: str, owne
              manifest.architecture, *manifest.train_range, *manifest.validation_range, manifest.epochs)
     with tempfile.TemporaryDirectory(prefix=f"hpt-{manifest.id}-") as scratch:
         tb_dir = Path(scratch) / "tensorboard"
+        watch = StopWatch(store, manifest.id)
         try:
-            metrics, output = run_user_program(manifest, Path(scratch), tb_dir)
+            metrics, output, reports = run_user_program(manifest, Path(scratch), tb_dir, watch.step)
             model_uri = store_outputs(manifest, store, output, tb_dir)
+            store.put(curve_key(manifest.id), curve_bytes(reports))
         except UserTrialFailed as err:
             log.error("trial %s failed: %s", manifest.id, err)
             _upload_best_effort(store, f"{TENSORBOARD}{manifest.id}", tb_dir)
             return _finish(store, build_row(manifest, status=STATUS_FAILED, reason=str(err), started_at=started_at,
                                             finished_at=_now()), EXIT_FAILED, owner)
         log.info("result: %s", ", ".join(f"{k} {v:.6g}" for k, v in sorted(metrics.items())))
-        return _finish(store, build_row(manifest, status=STATUS_DONE, metrics=metrics, started_at=started_at,
+        stopped = watch.obeyed
+        return _finish(store, build_row(manifest, status=STATUS_STOPPED if stopped else STATUS_DONE, metrics=metrics,
+                                        reason=watch.reason() if stopped else "", started_at=started_at,
                                         finished_at=_now(), model_uri=model_uri), EXIT_OK, owner)
 
 

@@ -167,9 +167,14 @@ def _masked_crc(data: bytes) -> int:
 
 
 def run_user_program(manifest: TrialManifest, scratch: Path, tb_dir: Path,
-                     on_report: Callable[[protocol.EpochReport], None] | None = None) -> tuple[dict[str, float], Path]:
-    """Run the program to its end; return its final metrics and its output folder. Raises UserTrialFailed.
-    `on_report` hears every per-step report as it is collected (hpt:epoch lines, a collector's steps)."""
+                     on_report: Callable[[protocol.EpochReport], None] | None = None,
+                     stop_step: Callable[[int], int | None] | None = None) \
+        -> tuple[dict[str, float], Path, list[protocol.EpochReport]]:
+    """Run the program to its end; return its final metrics, its output folder and its per-step reports.
+    Raises UserTrialFailed. `on_report` hears every per-step report as it is collected (hpt:epoch lines, a
+    collector's steps). `stop_step(epoch)`, asked at each report, is a stop record's step (in-trial
+    stopping): once a report reaches it the program is ended (SIGTERM, then SIGKILL after
+    STOP_GRACE_S) and the result is its last report at a step ≤ the record's."""
     trainer = manifest.user_trainer
     assert trainer is not None
     folder = source_folder(trainer)
@@ -189,6 +194,15 @@ def run_user_program(manifest: TrialManifest, scratch: Path, tb_dir: Path,
     curves = _Curves(tb_dir)
     collect = collector(trainer.metrics_from)
     reports: list[protocol.EpochReport] = []
+    stopped_at: int | None = None
+
+    def obey(report: protocol.EpochReport) -> None:
+        """In-trial stopping: end the program once a report reaches a stop record's step."""
+        nonlocal stopped_at
+        step = stop_step(report.epoch) if stop_step is not None and stopped_at is None else None
+        if step is not None and report.epoch >= step:
+            stopped_at = step
+            _end(proc)
 
     def reported(found: list[protocol.EpochReport]) -> None:
         """A collected step: a TensorBoard point, and an hpt:epoch line in the trial's log (what a watcher reads)."""
@@ -198,6 +212,7 @@ def run_user_program(manifest: TrialManifest, scratch: Path, tb_dir: Path,
             if on_report is not None:
                 on_report(report)
             echoes.append(protocol.epoch_line(report.epoch, report.values) + "\n")
+            obey(report)
 
     echoes: list[str] = []   # written to the log once per chunk read, not once per line (bench_user_trial)
 
@@ -248,6 +263,7 @@ def run_user_program(manifest: TrialManifest, scratch: Path, tb_dir: Path,
                     curves.add(value)
                     if on_report is not None:
                         on_report(value)
+                    obey(value)
                 else:
                     result_line = value
             if echoes:
@@ -261,6 +277,11 @@ def run_user_program(manifest: TrialManifest, scratch: Path, tb_dir: Path,
         reported(collect.finish(output))
     curves.close()
     (output / protocol.LOG_FILE).write_bytes((scratch / protocol.LOG_FILE).read_bytes())
+    if stopped_at is not None and not problem:
+        kept = [r for r in reports if r.epoch <= stopped_at]
+        if not kept:
+            raise UserTrialFailed(f"stopped at step {stopped_at} before any report at or before it")
+        return dict(kept[-1].values), output, kept
     if code != 0:
         how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
         raise UserTrialFailed(f"the trainer {how}" + (f": {last_line[:300]}" if last_line else ""))
@@ -273,7 +294,19 @@ def run_user_program(manifest: TrialManifest, scratch: Path, tb_dir: Path,
     if objective not in metrics:
         raise UserTrialFailed(f"the trainer's result has no {objective!r} (the objective); it reported "
                               f"{', '.join(sorted(metrics)) or 'nothing'}")
-    return metrics, output
+    return metrics, output, reports
+
+
+STOP_GRACE_S = 5.0
+
+
+def _end(proc: subprocess.Popen) -> None:
+    """End a stopped program: SIGTERM, and SIGKILL if it is still there after STOP_GRACE_S."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def _final_metrics(path: Path, result_line: dict[str, float] | None, required: bool = True) -> dict[str, float]:

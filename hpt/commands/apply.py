@@ -156,7 +156,7 @@ def register(app: typer.Typer) -> None:
                     raise
             plan = plan.with_results(uri, timeout)
             todo = [s for s in plan.submissions
-                    if s.trial_id not in rows or (rows[s.trial_id].get("status") != "done" and not skip_failed)]
+                    if s.trial_id not in rows or (rows[s.trial_id].get("status") not in ("done", "stopped") and not skip_failed)]
             text = runner.dry_run(todo)
             # A user's command: the program each trial starts, as its manifest has it rendered (compiler/macros.py).
             programs = {s.trial_id: list(s.manifest.trainer.get("argv") or s.manifest.trainer["command"])
@@ -246,7 +246,7 @@ def register(app: typer.Typer) -> None:
             counts[s.state] = counts.get(s.state, 0) + 1
         resume = _resume_command(str(plan_dir), run.backend if run and run.backend else "local", store.uri, {})
         apply_doc = {**(run.to_dict() if run else {"alive": None}), "resume": resume}
-        not_done = len(states) - counts.get("done", 0)
+        not_done = len(states) - counts.get("done", 0) - counts.get("stopped", 0)
         note = ""
         if run is not None and run.alive is None:
             note = f"hpt apply runs on {run.host} (pid {run.pid}); its last update: {run.updated_at}"
@@ -263,7 +263,7 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
         from rich.text import Text
 
-        colour = {"done": "green", "failed": "red", "running": "cyan", "pending": "dim"}
+        colour = {"done": "green", "stopped": "yellow", "failed": "red", "running": "cyan", "pending": "dim"}
         summarised = len(states) > SUMMARY_AT and not everything
         shown = _status_summary(states) if summarised else states
         title = f"{plan.experiment_id} · {store.uri}"
@@ -284,7 +284,8 @@ def register(app: typer.Typer) -> None:
             if len(reasons) > SUMMARY_TOP:
                 console.print(f"… {len(reasons) - SUMMARY_TOP} more failure reason(s)", highlight=False)
             console.print(f"(--all lists all {len(states)} trials; --format json gives them to a program)", highlight=False)
-        console.print(", ".join(f"{counts.get(k, 0)} {k}" for k in ("done", "failed", "running", "pending")), highlight=False)
+        console.print(", ".join(f"{counts.get(k, 0)} {k}" for k in ("done", "stopped", "failed", "running", "pending")
+                                if k != "stopped" or counts.get(k)), highlight=False)
         if rounds:
             console.print(_rounds_table(rounds, plan.plan.halving, plan.plan.tpe))
         if note:

@@ -119,7 +119,7 @@ def _review(result) -> None:  # noqa: ANN001 — CompileResult, imported lazily
     for name, domain in resolved.space.domains.items():
         seen = result.values.get(name, [])
         tried = ", ".join(format_value(v) for v in seen)
-        if resolved.space.method == "random" and type(domain).__name__ == "Distribution":
+        if resolved.space.proposer == "random" and type(domain).__name__ == "Distribution":
             tried = f"{domain.describe()}: {len(seen)} draws"
         params.add_row(name, tried, str(len(seen)))
     tuned = set(resolved.space.domains)
@@ -142,7 +142,7 @@ def _review(result) -> None:  # noqa: ANN001 — CompileResult, imported lazily
                              f"{result.rungs[0]['fidelity']} = ", (f"{len(result.trial_ids)} trials in round 1", "bold"),
                              f", at most {sum(r['trials'] for r in result.rungs)} in all; {verb} {result.out / PLAN_FILE}"))
         return
-    if resolved.space.method == "tpe":
+    if resolved.space.proposer == "tpe":
         space = resolved.space
         per_round = f"{space.batch} more" if space.batch else "as many more as it runs at once (--parallel)"
         console.print(f"tpe: round 1 is {result.configs} config(s) drawn at random; apply asks Optuna's TPE for "

@@ -390,7 +390,8 @@ def register(app: typer.Typer) -> None:
         obj = table.objective(objective)
         chosen = parse_metric_list(metrics, table)
         table.require(obj)
-        err_console.print(f"{table.uri}: {len(table.done)} finished, {len(table.failed)} failed (read from {table.source})",
+        stopped = f", {table.n_stopped} stopped early" if table.n_stopped else ""
+        err_console.print(f"{table.uri}: {len(table.done)} finished{stopped}, {len(table.failed)} failed (read from {table.source})",
                           highlight=False, soft_wrap=True)
         if fmt is TableFormat.csv and by and show_trends:
             raise UserError("--format csv holds one table: choose --by config or --trends", where="--format")

@@ -1,7 +1,8 @@
-"""Model-based search: Optuna's TPE sampler as a library, asked for a batch of configs per round.
+"""tpe: Optuna's TPE sampler as a library, asked for a batch of configs per round (a model-based proposer).
 
-Round 1 (written by `hpt compile`) is the sampler's first batch; each further round is asked once every
-trial of the earlier rounds is done, from a study rebuilt from scratch and told every finished config
+Round 1 (written by `hpt compile`) is the sampler's first batch; each further round is asked by the
+scheduler (compiler/schedulers/: `none` once every trial of the earlier rounds is done, `halving` once
+the cheapest rung's are), from a study rebuilt from scratch and told every finished config at that fidelity
 (its objective averaged over date ranges and repeats, in trial-id order) with a seed derived from the
 search seed and the round number. `trials` bounds the total configs. `batch` is the size of a round;
 without it in the spec, round 1 (written at compile, before any apply) has DEFAULT_BATCH configs and
@@ -18,7 +19,7 @@ import random
 from pathlib import Path
 from typing import Any, Mapping
 
-from hpt.compiler.rounds import Proposal, round_manifests, score
+from hpt.compiler.proposers import Proposer
 from hpt.compiler.search import DEFAULT_BATCH, Distribution, Domain, SearchSpace, Values
 from hpt.schemas.catalog import ParamSpec
 from hpt.schemas.errors import UserError
@@ -122,34 +123,38 @@ def first_batch(space: SearchSpace) -> list[dict[str, Any]]:
                    "minimize", [], set(), min(conf["batch"], conf["trials"]), conf["startup"], round_seed(space.seed, 1))
 
 
-def decide(plan: Plan, plan_dir: Path, rows: Mapping[str, Mapping[str, Any]], parallel: int | None = None) -> Proposal | None:
-    """The next batch (the spec's `batch`, else `parallel`, else round 1's size), told every config of
-    the earlier rounds; None while any of their trials is not done, or once `trials` configs have been
-    proposed."""
-    conf = plan.tpe or {}
-    spec = plan.spec
-    asked = sum(len(r["configs"]) for r in plan.rounds)
-    if asked >= conf["trials"]:
-        return None
-    manifests = [m for r in plan.rounds for m in round_manifests(plan_dir, r)]
-    scores = score(manifests, rows, spec["objective"])
-    if scores is None:
-        return None
-    domains = {name: _domain(value) for name, value in spec["parameters"].items()}
-    names = list(domains)
-    params = {m["config"]: m["params"] for m in manifests}
-    history = [(params[c], scores[c]) for c in sorted(scores)]
-    taken = {tuple(p[n] for n in names) for p in params.values()}
-    defaults = manifests[0]["params"]
-    batch = spec["search"].get("batch") or parallel or conf["batch"]
-    configs = propose(domains, conf["types"], defaults, spec["objective"]["goal"], history, taken,
-                      min(batch, conf["trials"] - asked), conf["startup"],
-                      round_seed(spec["search"]["seed"], plan.rounds[-1]["round"] + 1))
-    return Proposal(configs=configs, record={"told": len(history), "batch": batch})
-
-
 def _domain(value: Any) -> Domain:
     """A resolved spec's parameter (Values/Distribution.to_json) back to its domain."""
     if isinstance(value, list):
         return Values(tuple(value))
     return Distribution.from_json(value)
+
+
+class TPEProposer(Proposer):
+    name = TPE
+    adaptive = True
+    needs_trials = True
+    settings_keys = ("batch",)
+
+    def check(self, search: Mapping[str, Any], doc: Mapping[str, Any]) -> None:
+        require_optuna("search.proposer" if "proposer" in search else "search.method")
+
+    def first(self, space: SearchSpace):  # noqa: ANN201
+        return iter(first_batch(space))
+
+    def settings(self, space: SearchSpace) -> dict[str, Any]:
+        return settings(space)
+
+    def batch(self, plan: Plan, parallel: int | None) -> int:
+        """The spec's `batch`, else the apply's parallelism, else round 1's size."""
+        return plan.spec["search"].get("batch") or parallel or (plan.tpe or {})["batch"]
+
+    def budget(self, plan: Plan) -> int:
+        return (plan.tpe or {})["trials"]
+
+    def propose(self, plan: Plan, history: list[tuple[dict[str, Any], float]], taken: set[tuple], n: int,
+                round_no: int, defaults: Mapping[str, Any]) -> list[dict[str, Any]]:
+        conf, spec = plan.tpe or {}, plan.spec
+        domains = {name: _domain(value) for name, value in spec["parameters"].items()}
+        return propose(domains, conf["types"], defaults, spec["objective"]["goal"], history, taken, n, conf["startup"],
+                       round_seed(spec["search"]["seed"], round_no))

@@ -1,7 +1,8 @@
-"""Successive halving: the decisions that promote configs up the rungs (compiler/rounds.py records them).
+"""halving: successive halving over the spec's fidelities, the decisions that promote configs up the rungs
+(compiler/rounds.py records them).
 
-A halving plan starts with round 1: every config of the search (a grid, or random draws) at the
-cheapest fidelity (the spec's first, rung 0). Rung k has n_k configs entering (n_0: round 1's, then
+A halving plan starts with round 1: every config of the proposer (a grid, random draws, or tpe's first
+batch: BOHB, more batches following as the cheapest rung finishes) at the cheapest fidelity (the spec's first, rung 0). Rung k has n_k configs entering (n_0: round 1's, then
 n_{k+1} = max(1, ⌊n_k/η⌋): `rung_sizes`, the budget's worst case). A config is finished at a rung when
 every one of its trials there (date ranges × repeats) is done; its score is the objective averaged
 over them, so a config must be good across windows, not on one. Ties go to the smaller config id.
@@ -24,8 +25,10 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from hpt.compiler.dates import Window
+from hpt.compiler.decisions import Proposal, finished_scores, round_manifests, score
 from hpt.compiler.fidelities import Fidelity
-from hpt.compiler.rounds import Proposal, finished_scores, round_manifests, score
+from hpt.compiler.schedulers import Context, Scheduler, ask_proposer
+from hpt.schemas.errors import UserError
 from hpt.schemas.plan import Plan
 
 HALVING = "halving"
@@ -90,26 +93,75 @@ def promote_async(scores: Mapping[str, float], promoted: set[str], entering: int
     return out
 
 
-def decide(plan: Plan, plan_dir: Path, rows: Mapping[str, Mapping[str, Any]]) -> Proposal | None:
-    """The next promotions (configs and the fidelity they move up to), or None: nothing to promote now."""
-    # A plan compiled before `promotion` existed recorded none: its rungs were synchronous.
-    if plan.spec["search"].get("promotion", SYNC) == ASYNC:
-        return _decide_async(plan, plan_dir, rows)
-    return _decide_sync(plan, plan_dir, rows)
-
-
 def _fidelities(plan: Plan) -> list[Fidelity]:
     return [Fidelity(f["name"], f["months"], f["epochs"]) for f in plan.spec["fidelities"]]
 
 
-def _decide_async(plan: Plan, plan_dir: Path, rows: Mapping[str, Mapping[str, Any]]) -> Proposal | None:
+class Halving(Scheduler):
+    name = HALVING
+    settings_keys = ("eta", "promotion", "min_configs")
+    needs_fidelities = True
+
+    def check(self, search: Mapping[str, Any], doc: Mapping[str, Any]) -> None:
+        if not doc.get("fidelities"):
+            missing = UserError("halving needs the spec's fidelities (its rungs, cheapest first)",
+                                where="search.scheduler" if "scheduler" in search else "search.method",
+                                hint='list them: "fidelities": [{"months": 1, "epochs": 3}, {"months": 3, "epochs": 10}]')
+            missing.about = "fidelities"  # type: ignore[attr-defined]  (absent, or refused by the schema: said there)
+            raise missing
+        if "min_configs" in search and "trials" in search and search["trials"] != search["min_configs"]:
+            raise UserError(f"min_configs ({search['min_configs']}) and trials ({search['trials']}) are one setting "
+                            "for halving and differ", where="search.min_configs", hint="give one of them")
+
+    def first_fidelities(self, fidelities: tuple[Fidelity, ...]) -> tuple[Fidelity, ...]:
+        return fidelities[:1]   # round 1 runs at the cheapest fidelity; later rungs are decided at apply
+
+    def first_round(self, configs: list[str], trials: list[str], fidelities: tuple[Fidelity, ...]) -> dict[str, Any]:
+        return first_round(configs, trials, fidelities[0])
+
+    def decide(self, ctx: Context) -> Proposal | None:
+        """Promotions first (the next fidelity of configs already measured), then, with an adaptive proposer
+        (BOHB: tpe + halving), more configs at the cheapest rung once every trial there has finished."""
+        plan = ctx.plan
+        # A plan compiled before `promotion` existed recorded none: its rungs were synchronous.
+        asynchronous = plan.spec["search"].get("promotion", SYNC) == ASYNC
+        at_rung = _rungs(ctx)
+        promoted = _decide_async(plan, at_rung, ctx.rows) if asynchronous else _decide_sync(ctx, at_rung)
+        if promoted is not None:
+            return promoted
+        if score(at_rung[0], ctx.rows, plan.spec["objective"]) is None:
+            return None   # the next batch waits for the cheapest rung's results (one batch in flight at a time)
+        return ask_proposer(ctx, at_rung[0], _told(ctx, at_rung), _fidelities(plan)[0], {"rung": 0})
+
+
+def _rungs(ctx: Context) -> dict[int, list[dict[str, Any]]]:
+    at_rung: dict[int, list[dict[str, Any]]] = {0: []}
+    for r in ctx.rounds:
+        at_rung.setdefault(r["rung"], []).extend(round_manifests(ctx.plan_dir, r))
+    return at_rung
+
+
+def _told(ctx: Context, at_rung: Mapping[int, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """What the proposer learns from (BOHB's rule): the highest rung with enough finished configs to model
+    (one more than the tuned hyperparameters), else the cheapest rung, where every config has run."""
+    enough = len(ctx.plan.spec["parameters"]) + 1
+    for k in sorted(at_rung, reverse=True):
+        manifests = at_rung[k]
+        if k and len(finished_scores(manifests, ctx.rows, ctx.plan.spec["objective"])) >= enough:
+            return [m for m in manifests if m["config"] in finished_scores(manifests, ctx.rows, ctx.plan.spec["objective"])]
+    return at_rung[0]
+
+
+def _sizes(plan: Plan) -> list[int]:
+    """Configs entering each rung at most: the budget compile recorded (a grid's size, or tpe's trials)."""
+    return [r["configs"] for r in (plan.halving or {})["rungs"]]
+
+
+def _decide_async(plan: Plan, at_rung: Mapping[int, list[dict[str, Any]]], rows: Mapping[str, Mapping[str, Any]]) -> Proposal | None:
     """The lowest rung with a promotion slot open and a finished config to fill it (one round)."""
     spec = plan.spec
     fidelities = _fidelities(plan)
-    sizes = rung_sizes(len(plan.rounds[0]["configs"]), spec["search"]["eta"], len(fidelities))
-    at_rung: dict[int, list[dict[str, Any]]] = {}
-    for r in plan.rounds:
-        at_rung.setdefault(r["rung"], []).extend(round_manifests(plan_dir, r))
+    sizes = _sizes(plan)
     for k in range(len(fidelities) - 1):
         manifests = at_rung.get(k, [])
         if not manifests:
@@ -124,19 +176,23 @@ def _decide_async(plan: Plan, plan_dir: Path, rows: Mapping[str, Mapping[str, An
     return None
 
 
-def _decide_sync(plan: Plan, plan_dir: Path, rows: Mapping[str, Mapping[str, Any]]) -> Proposal | None:
-    """The next rung's configs (the best 1/eta of the last round) and its fidelity, or None: the last
-    round is not all done, or it was the top rung."""
+def _decide_sync(ctx: Context, at_rung: Mapping[int, list[dict[str, Any]]]) -> Proposal | None:
+    """The next rung's configs (the best 1/eta of a complete rung) and its fidelity, or None: the highest
+    rung reached is not complete (not all done, or an adaptive proposer still has configs to give), or it
+    was the top rung."""
+    plan = ctx.plan
     spec = plan.spec
     fidelities = _fidelities(plan)
-    last = plan.rounds[-1]
-    if last["rung"] + 1 >= len(fidelities):
+    k = max(at_rung)
+    if k + 1 >= len(fidelities):
         return None
-    manifests = round_manifests(plan_dir, last)
-    scores = score(manifests, rows, spec["objective"])
+    manifests = at_rung[k]
+    if k == 0 and ctx.proposer.adaptive and len({m["config"] for m in manifests}) < ctx.proposer.budget(plan):
+        return None   # the cheapest rung is filled in batches: complete once the proposer's budget is spent
+    scores = score(manifests, ctx.rows, spec["objective"])
     if scores is None:
         return None
     promoted = promote(scores, spec["objective"]["goal"], spec["search"]["eta"])
     params = {m["config"]: m["params"] for m in manifests}
-    return Proposal(configs=[dict(params[p["config"]]) for p in promoted], fidelity=fidelities[last["rung"] + 1],
-                    record={"rung": last["rung"] + 1, "promoted": promoted, "scored": len(scores), "promotion": SYNC})
+    return Proposal(configs=[dict(params[p["config"]]) for p in promoted], fidelity=fidelities[k + 1],
+                    record={"rung": k + 1, "promoted": promoted, "scored": len(scores), "promotion": SYNC})
