@@ -98,6 +98,12 @@ def _review(result) -> None:  # noqa: ANN001 — CompileResult, imported lazily
                          f"  {_epochs(resolved)}  month {result.month}"))
     console.print(f"search {resolved.space.method}, seed {resolved.space.seed}"
                   + (" (auto mode: the learning-rate family)" if resolved.auto else ""), highlight=False)
+    if resolved.stopping:
+        settings = ", ".join(f"{k} {v}" for k, v in resolved.stopping.items() if k != "rule" and v is not None)
+        console.print(f"in-trial stopping: {resolved.stopping['rule']} ({settings})", highlight=False)
+    if resolved.confirm_top:
+        console.print(f"confirmation: the top {resolved.confirm_top} config(s) retrained last on an untouched window",
+                      highlight=False)
     console.print(f"data {result.dataset.uri}", highlight=False, soft_wrap=True)
 
     console.print(f"objective {resolved.objective['metric']} ({resolved.objective['goal']})", highlight=False)
