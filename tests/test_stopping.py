@@ -193,3 +193,26 @@ def test_bad_stopping_settings_exit_2_naming_the_key(tmp_path, stopping, where):
     proc = subprocess.run([hpt_exe(), "compile", str(tmp_path / "spec.json"), "--out", str(tmp_path / "plan")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and where in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_a_built_in_trial_stopped_late_is_the_run_truncated_at_the_step_bit_for_bit(small_dataset, tmp_path, monkeypatch):
+    """A stop record for step 2 first seen after epoch 3: the result is exactly a 2-epoch run's — metrics and
+    weights — so a stopped row does not depend on when the trial saw the record."""
+    import torch
+
+    from hpt.trainer.data import prepare
+    from hpt.trainer.train import fit
+    from trial_factory import make_manifest
+
+    monkeypatch.setenv("HPT_CACHE", str(tmp_path / "cache"))
+    manifest = make_manifest(small_dataset, "bag-of-words", epochs=4, learning_rate=0.01, early_stopping_patience=10)
+    prepared = prepare(manifest.data["uri"], manifest.window, manifest.params["vocab_size"], manifest.params["max_tokens"])
+    short = fit(manifest.architecture, manifest.params, prepared, seed=manifest.seed, max_epochs=2)
+    stopped = fit(manifest.architecture, manifest.params, prepared, seed=manifest.seed, max_epochs=4,
+                  stop_after=lambda epoch: 2 if epoch >= 3 else None)
+    assert stopped.stopped_at == 2 and short.stopped_at is None
+    timing = {"train_time_s", "samples_per_s"}
+    assert {k: v for k, v in stopped.metrics.items() if k not in timing} == \
+        {k: v for k, v in short.metrics.items() if k not in timing}
+    for (name, a), (_, b) in zip(short.model.state_dict().items(), stopped.model.state_dict().items()):
+        assert torch.equal(a, b), name

@@ -201,7 +201,7 @@ def _run_user_trial(manifest: TrialManifest, store: Store, started_at: str, owne
         tb_dir = Path(scratch) / "tensorboard"
         watch = StopWatch(store, manifest.id)
         try:
-            metrics, output, reports = run_user_program(manifest, Path(scratch), tb_dir, watch.step)
+            metrics, output, reports = run_user_program(manifest, Path(scratch), tb_dir, stop_step=watch.step)
             model_uri = store_outputs(manifest, store, output, tb_dir)
             store.put(curve_key(manifest.id), curve_bytes(reports))
         except UserTrialFailed as err:
