@@ -28,7 +28,7 @@ from hpt.compiler.plan import check_target, existing_plan, write_plan
 from hpt.compiler.trials import TrialShape, iter_trials
 from hpt.compiler.validation import validate_and_load
 from hpt.schemas.dataset import EMPTY_PARTITION, months_between
-from hpt.schemas.errors import UserError
+from hpt.schemas.errors import UserError, raise_all
 from hpt.schemas.manifest import canonical_json
 from hpt.schemas.plan import PLAN_FILE, Plan
 from hpt.schemas.version import __version__
@@ -227,19 +227,26 @@ def choose_windows(resolved: Resolved, dataset: DatasetRef, run_month: dt.date, 
             warnings.append(f"mode quick: training on the last month of the first of {len(windows)} date ranges only")
         windows = [quick_window(windows[0])]
     if dataset.coverage is not None:
+        problems = []
         for window in windows:
             problem = check_inside(window, dataset.coverage)
             if problem is None:
                 continue
             where = "date-range" if isinstance(spec_range, Rotating) else f"date-range[{window.index}]"
-            if dataset.named:
-                raise UserError(f"[{window.train_start}, {window.train_end}) {problem}", where=where,
-                                hint=f"the dataset {dataset.uri} covers {dataset.coverage[0]} to {dataset.coverage[1]}")
-            warnings.append(
-                f"{where}: [{window.train_start}, {window.train_end}) {problem} of the demo dataset "
-                f"({dataset.coverage[0]} to {dataset.coverage[1]}), which trials use because the spec names no data; "
-                "name your dataset with \"data\": \"PATH or gs://...\" in the spec or --data")
+            problems.append(UserError(f"[{window.train_start}, {window.train_end}) {problem}", where=where,
+                                      hint=coverage_hint(dataset)))
+        raise_all(problems)
     return windows
+
+
+def coverage_hint(dataset: DatasetRef) -> str:
+    """What to change when a window falls outside the data: the windows, or the data (the same words for
+    the demo dataset, a named one and a user trainer's)."""
+    first, last = dataset.coverage  # type: ignore[misc]
+    if dataset.named:
+        return f"the dataset {dataset.uri} covers {first} to {last}: change date-range, or --data to a dataset that covers it"
+    return (f"the demo dataset, which trials read because the spec names no data, covers {first} to {last}: "
+            "change date-range, or --data PATH|gs://... (or \"data\" in the spec) to a dataset that covers it")
 
 
 def identity_of(resolved: Resolved, dataset: DatasetRef, windows: list[Window], warnings: list[str]) -> dict[str, Any]:

@@ -47,9 +47,9 @@ def compile(spec: str | os.PathLike[str], out: str | os.PathLike[str] = "plan", 
     `today` (a date or "YYYY-MM-DD", default today in UTC) picks the month of rotating date ranges;
     `data`, `mode` and `seed` override the spec's; `force` replaces a different plan already in `out`.
 
-        r = hpt.compile("examples/seed.json", out="plan", today="2026-11-26")
+        r = hpt.compile("examples/quick.json", out="plan", today="2026-11-26")
         r.summary()["trials"]
-        27
+        5
     """
     from hpt.compiler import CompileOptions, compile_spec
 

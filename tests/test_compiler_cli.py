@@ -75,13 +75,18 @@ def dataset(folder: Path, start="2010-01-01", end="2011-12-31") -> Path:
 
 # --- the seed's spec, as printed -------------------------------------------------------------
 
+def covers_2017(tmp_path: Path) -> Path:
+    """A dataset (its dataset.json is all the compiler reads) whose coverage holds the seed's 2017 window."""
+    return dataset(tmp_path / "data-2017", start="2016-01-01", end="2017-12-31")
+
+
 def test_seed_example_compiles_as_printed(tmp_path):
     text = (EXAMPLES / "seed.json").read_text(encoding="utf-8")
     assert "2017\u201301\u201301" in text  # the article's typographic dashes are really there
-    result = hpt("compile", str(EXAMPLES / "seed.json"), "--out", str(tmp_path / "plan"), "--today", TODAY)
+    data = covers_2017(tmp_path)
+    result = hpt("compile", str(EXAMPLES / "seed.json"), "--out", str(tmp_path / "plan"), "--today", TODAY, "--data", str(data))
     assert result.exit_code == 0, result.output
     assert "date-range[0][0], date-range[0][1]: replaced typographic dashes" in result.stderr
-    assert "demo dataset" in result.stderr and '"data"' in result.stderr  # outside the demo data: says how to name one
     assert "27 trials" in result.stdout and "num_of_attentions" in result.stdout
     trials = manifests(tmp_path / "plan")
     assert len(trials) == 27
@@ -89,11 +94,19 @@ def test_seed_example_compiles_as_printed(tmp_path):
     assert len(combos) == 27
     t = trials[0]
     assert t.train_range == ("2017-01-01", "2017-04-01") and t.validation_range == ("2017-04-01", "2017-05-01")
-    # the demo default is named by a URI, not this machine's cache path: ids are the same on any machine
-    assert t.data["uri"] == "demo://online-retail-ii"
+    assert t.data["uri"] == str(data)
     assert t.image == "hpt-trainer:latest" and t.resources == Resources(gpus=0, cpus=1, memory="4Gi")
     assert t.epochs == 20 and t.mode == "full" and t.window["index"] == 0 and t.config.startswith("c-")
     assert set(t.params) == set(architecture("lstm-attention").param_names)
+
+
+def test_seed_example_against_the_demo_data_says_what_to_change(tmp_path):
+    """The article's 2017 window and the demo data (2009-12 … 2011-12): refused at compile, not 27 failed
+    trials later; the message names the window, the data's coverage and what to change."""
+    line = compile_fails(EXAMPLES / "seed.json", tmp_path / "plan")
+    assert line.startswith("error: date-range[0]: [2017-01-01, 2017-04-01) starts 2017-01-01, after the data's last day 2011-12-09")
+    assert "covers 2009-12-01 to 2011-12-09" in line and "change date-range" in line and "--data" in line
+    assert not (tmp_path / "plan").exists()
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.iterdir() if p.suffix in (".json", ".yaml", ".yml")))
@@ -101,7 +114,9 @@ def test_every_example_compiles(name, tmp_path, monkeypatch):
     # gke.yaml names a real team bucket: compiled here (no credentials, no emulator) its coverage goes
     # unchecked with a warning. Another test's emulator left in the environment must not answer for it.
     monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
-    summary = compile_ok(EXAMPLES / name, tmp_path / "plan")
+    # the seed's 2017 window needs data that covers it (against the demo data it is refused: see above)
+    extra = ["--data", str(covers_2017(tmp_path))] if name == "seed.json" else []
+    summary = compile_ok(EXAMPLES / name, tmp_path / "plan", *extra)
     trials = manifests(tmp_path / "plan")
     fidelities = len(summary.get("fidelities", [None]))  # a spec's fidelities multiply the trials
     if "halving" in summary:  # ... except in halving, whose plan starts with round 1 at the cheapest one
@@ -201,8 +216,9 @@ def test_a_folder_with_other_things_is_refused(tmp_path):
 
 
 def test_seed_option_changes_order_not_content(tmp_path):
-    a = compile_ok(EXAMPLES / "seed.json", tmp_path / "a")
-    b = compile_ok(EXAMPLES / "seed.json", tmp_path / "b", "--seed", "5")
+    data = str(covers_2017(tmp_path))
+    a = compile_ok(EXAMPLES / "seed.json", tmp_path / "a", "--data", data)
+    b = compile_ok(EXAMPLES / "seed.json", tmp_path / "b", "--seed", "5", "--data", data)
     plan_a = json.loads((tmp_path / "a" / "plan.json").read_text())
     plan_b = json.loads((tmp_path / "b" / "plan.json").read_text())
     configs_a = [t.config for t in manifests(tmp_path / "a")]
@@ -315,7 +331,8 @@ def test_bad_today_is_a_user_error(tmp_path):
 
 def test_real_process_success_and_failure(tmp_path):
     env = {**os.environ, "HPT_DEMO_DATA": str(tmp_path / "demo"), "NO_GCE_CHECK": "True"}
-    ok = subprocess.run([str(HPT), "compile", str(EXAMPLES / "seed.json"), "--out", "plan", "--today", TODAY, "--format", "json"],
+    ok = subprocess.run([str(HPT), "compile", str(EXAMPLES / "seed.json"), "--out", "plan", "--today", TODAY, "--format", "json",
+                         "--data", str(covers_2017(tmp_path))],
                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["trials"] == 27 and (tmp_path / "plan" / "plan.json").exists()

@@ -8,6 +8,7 @@ only come from the wheel.
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -17,6 +18,8 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+
+from hpt.schemas.dataset import DatasetInfo
 
 REPO = Path(__file__).resolve().parent.parent
 SKIP = shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.pyc", "build", "dist", "*.egg-info", ".hypothesis",
@@ -52,7 +55,12 @@ def test_wheel_installed_in_a_fresh_venv_compiles_the_seed_spec(tmp_path):
     work = tmp_path / "elsewhere"
     work.mkdir()
     shutil.copy(REPO / "examples" / "seed.json", work / "seed.json")
-    result = run([str(venv / "bin" / "hpt"), "compile", "seed.json", "--today", "2026-11-26", "--format", "json"], cwd=work, env=env)
+    # the seed's 2017 window needs data that covers it: a dataset.json is all the compiler reads
+    info = DatasetInfo(name="t", timestamp="ts", text="text", target="y", start=dt.date(2016, 1, 1), end=dt.date(2017, 12, 31))
+    (work / "data").mkdir()
+    (work / "data" / "dataset.json").write_text(info.to_json())
+    result = run([str(venv / "bin" / "hpt"), "compile", "seed.json", "--today", "2026-11-26", "--format", "json",
+                  "--data", "data"], cwd=work, env=env)
     summary = json.loads(result.stdout)
     assert summary["trials"] == 27 and "typographic dashes" in result.stderr
     plan = json.loads((work / "plan" / "plan.json").read_text())
