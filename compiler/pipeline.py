@@ -17,7 +17,7 @@ from typing import Any
 from hpt.compiler.confirm import confirm_window
 from hpt.compiler.dataset import DatasetRef, data_identity, resolve_dataset
 from hpt.compiler.dates import Window, check_inside, explicit_windows, month_start, quick_window, rotating_windows
-from hpt.compiler.defaults import Resolved, Rotating, resolve
+from hpt.compiler.defaults import DEFAULT_VALIDATION_DAYS, Resolved, Rotating, resolve
 from hpt.compiler.fidelities import check_fidelities
 from hpt.compiler.proposers import PROPOSERS
 from hpt.compiler.schedulers import SCHEDULERS
@@ -26,7 +26,7 @@ from hpt.compiler.limits import MAX_DATE, MAX_TRIALS, MIN_DATE
 from hpt.compiler.loading import load_spec
 from hpt.compiler.plan import check_target, existing_plan, write_plan
 from hpt.compiler.trials import TrialShape, iter_trials
-from hpt.compiler.validation import validate_and_load
+from hpt.compiler.validation import check_date_pairs, in_document_order, validate_and_load
 from hpt.schemas.dataset import EMPTY_PARTITION, months_between
 from hpt.schemas.errors import UserError, raise_all
 from hpt.schemas.manifest import canonical_json
@@ -84,7 +84,11 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
     loaded = load_spec(spec_path)
     warnings = list(loaded.warnings)
     doc = loaded.doc
-    doc, user = validate_and_load(doc, loaded.directory, warnings, loaded.errors)   # in hpt's own words from here on
+    try:
+        doc, user = validate_and_load(doc, loaded.directory, warnings, loaded.errors)   # in hpt's own words from here on
+    except UserError as err:   # the windows' coverage is checked anyway, so one run reports everything
+        errors = err.each() + windows_outside_anyway(doc, options, loaded.directory)
+        raise_all(in_document_order(errors, doc) if isinstance(doc, dict) else errors)
     resolved = resolve(doc, mode=options.mode, seed=options.seed, warnings=warnings, user=user)
     today = options.today or dt.datetime.now(dt.timezone.utc).date()
     if not MIN_DATE <= today <= MAX_DATE:
@@ -226,17 +230,43 @@ def choose_windows(resolved: Resolved, dataset: DatasetRef, run_month: dt.date, 
         if len(windows) > 1:
             warnings.append(f"mode quick: training on the last month of the first of {len(windows)} date ranges only")
         windows = [quick_window(windows[0])]
-    if dataset.coverage is not None:
-        problems = []
-        for window in windows:
-            problem = check_inside(window, dataset.coverage)
-            if problem is None:
-                continue
-            where = "date-range" if isinstance(spec_range, Rotating) else f"date-range[{window.index}]"
-            problems.append(UserError(f"[{window.train_start}, {window.train_end}) {problem}", where=where,
-                                      hint=coverage_hint(dataset)))
-        raise_all(problems)
+    raise_all(windows_outside(windows, dataset, rotating=isinstance(spec_range, Rotating)))
     return windows
+
+
+def windows_outside(windows: list[Window], dataset: DatasetRef, rotating: bool = False) -> list[UserError]:
+    """One error per window (with its validation period) outside the dataset's coverage, if that is known."""
+    if dataset.coverage is None:
+        return []
+    problems = []
+    for window in windows:
+        problem = check_inside(window, dataset.coverage)
+        if problem is not None:
+            problems.append(UserError(f"[{window.train_start}, {window.train_end}) {problem}",
+                                      where="date-range" if rotating else f"date-range[{window.index}]",
+                                      hint=coverage_hint(dataset)))
+    return problems
+
+
+def windows_outside_anyway(doc: Any, options: CompileOptions, spec_dir: Path) -> list[UserError]:
+    """For a spec with other errors: its explicit windows outside the data, where what they need (the pairs,
+    validation-days, mode, the dataset's coverage) is itself sound; nothing where it is not (that part's own
+    error is already among the others)."""
+    try:
+        if not isinstance(doc, dict) or not isinstance(doc.get("date-range"), list):
+            return []
+        days = doc.get("validation-days", DEFAULT_VALIDATION_DAYS)
+        mode = options.mode or doc.get("mode", "full")
+        data = doc.get("data")
+        if not isinstance(days, int) or isinstance(days, bool) or days < 1 or mode not in ("full", "quick") \
+                or not (data is None or isinstance(data, str)):
+            return []
+        windows = explicit_windows(check_date_pairs(doc["date-range"]), days)
+        if mode == "quick" and windows:
+            windows = [quick_window(windows[0])]
+        return windows_outside(windows, resolve_dataset(data, options.data, spec_dir, []))
+    except (UserError, TypeError, ValueError):
+        return []
 
 
 def coverage_hint(dataset: DatasetRef) -> str:

@@ -62,9 +62,8 @@ def validate_and_load(doc: Any, spec_dir: Path, warnings: list[str] | None = Non
     problems = schema_problems(doc)
     if not isinstance(doc, dict):
         raise_all(found_first + [error for _, error in problems])
-    broken = {top for top, _ in problems}
     # The parts the schema accepted are checked for meaning too, so one run reports everything.
-    translated = to_hpt({k: v for k, v in doc.items() if k not in broken})
+    translated = to_hpt(without_broken(doc, [path for path, _ in problems]))
     errors = [error for _, error in problems] + translated.errors
     user: SpecTrainer | None = None
     if "trainer" in translated.doc:
@@ -78,9 +77,7 @@ def validate_and_load(doc: Any, spec_dir: Path, warnings: list[str] | None = Non
         if _top_key(error.where) in broken or getattr(error, "about", None) in broken:
             continue  # a part the schema refused is one problem, said once (its meaning was not checked)
         errors.append(error)
-    # In document order (by top-level key; stable within one), so the first is the one a reader meets first.
-    keys = list(doc)
-    errors.sort(key=lambda e: keys.index(_top_key(e.where)) if _top_key(e.where) in keys else -1)
+    errors = in_document_order(errors, doc)
     if origin is not None:   # name the key as the Experiment wrote it
         for error in errors:
             error.where = origin.where(error.where) if error.where else error.where
@@ -94,6 +91,25 @@ def validate_and_load(doc: Any, spec_dir: Path, warnings: list[str] | None = Non
 
 # --- shape ------------------------------------------------------------------------------------
 
+def without_broken(doc: dict[str, Any], paths: list[list[str | int]]) -> dict[str, Any]:
+    """`doc` less the parts the schema refused, so that the meaning of the rest is still checked: a key of
+    `parameters` or `metric` whose shape is wrong goes alone (its siblings are independent of it); anywhere
+    else the whole top-level key goes (its parts depend on each other: search.method and search.eta)."""
+    out = dict(doc)
+    for path in paths:
+        if not path or path[0] not in out:
+            continue
+        top = path[0]
+        if top in _INDEPENDENT_KEYS and len(path) >= 2 and isinstance(out[top], dict):
+            out[top] = {k: v for k, v in out[top].items() if k != path[1]}
+        else:
+            del out[top]
+    return out
+
+
+_INDEPENDENT_KEYS = ("parameters", "metric")
+
+
 def check_schema(doc: Any) -> None:
     """Raise UserError for the first problem of shape (in document order)."""
     problems = schema_problems(doc)
@@ -101,22 +117,23 @@ def check_schema(doc: Any) -> None:
         raise problems[0][1]
 
 
-def schema_problems(doc: Any) -> list[tuple[str | int | None, UserError]]:
-    """Each problem of shape, in document order, one per JSON path, with the top-level key it is under."""
+def schema_problems(doc: Any) -> list[tuple[list[str | int], UserError]]:
+    """Each problem of shape, in document order, one per JSON path, with its path (as a list)."""
     if isinstance(doc, dict) and ("architecture" in doc) == ("trainer" in doc):
         # The schema's top-level oneOf can only say "no form matches": say which key to give.
+        first: list[str | int]
         if "trainer" in doc:
-            first = "trainer"
+            first = ["trainer"]
             problem = UserError("give either a built-in architecture or a trainer of your own, not both", where="trainer")
         else:
-            first = None
+            first = []
             problem = UserError("missing required key 'architecture'", where="(top level)",
                                 hint="name a built-in architecture (`hpt architectures`) or bring your own \"trainer\"")
         return [(first, problem)] + [p for p in _schema_problems(doc) if p[1].where != "(top level)"]
     return _schema_problems(doc)
 
 
-def _schema_problems(doc: Any) -> list[tuple[str | int | None, UserError]]:
+def _schema_problems(doc: Any) -> list[tuple[list[str | int], UserError]]:
     validator = schema_validator(SPEC_SCHEMA)
     # Document order; deeper first; at one path, a misspelt or missing key before what it causes.
     errors = sorted(validator.iter_errors(doc), key=lambda e: (_order(doc, list(e.absolute_path)), -len(e.absolute_path),
@@ -125,7 +142,7 @@ def _schema_problems(doc: Any) -> list[tuple[str | int | None, UserError]]:
     # because of a misspelt key), so the deeper, more precise one stands for both.
     paths = [tuple(e.absolute_path) for e in errors]
     errors = [e for e, p in zip(errors, paths) if not p or not any(len(q) > len(p) and q[:len(p)] == p for q in paths)]
-    out: list[tuple[str | int | None, UserError]] = []
+    out: list[tuple[list[str | int], UserError]] = []
     seen: set[tuple] = set()
     for error in errors:
         path = list(error.absolute_path)
@@ -133,18 +150,24 @@ def _schema_problems(doc: Any) -> list[tuple[str | int | None, UserError]]:
             continue
         seen.add(tuple(path))
         explained = _explain(error)
-        top = path[0] if path else None
-        if top is None and error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        if not path and error.validator == "additionalProperties" and isinstance(error.instance, dict):
             # each unknown top-level key is its own problem (the schema reports them together)
             for key in _unknown_keys(error):
                 known = list(error.schema.get("properties", {}))
-                out.append((key, UserError(f"unknown key {key!r}", where=json_path([key]), hint=did_you_mean(key, known))))
+                out.append(([key], UserError(f"unknown key {key!r}", where=json_path([key]), hint=did_you_mean(key, known))))
             continue
-        out.append((top, explained))
+        out.append((path, explained))
     # A misspelt required key is one mistake, not two: its "unknown key (did you mean ...)" says it all.
     hints = " ".join(e.hint or "" for _, e in out)
-    return [(top, e) for top, e in out
+    return [(path, e) for path, e in out
             if not (e.message.startswith("missing required key") and e.message.split()[-1] in hints)]
+
+
+def in_document_order(errors: list[UserError], doc: dict[str, Any]) -> list[UserError]:
+    """By top-level key as the spec wrote them (stable within one), so the first is the one a reader meets
+    first; errors about no key of the spec (the file, the top level) come first."""
+    keys = list(doc)
+    return sorted(errors, key=lambda e: keys.index(_top_key(e.where)) if _top_key(e.where) in keys else -1)
 
 
 def _top_key(where: str | None) -> str:
@@ -322,6 +345,9 @@ def meaning_problems(doc: dict[str, Any], arch: Architecture | None = None,
     if arch is not None:
         for name, value in doc.get("parameters", {}).items():
             check(check_parameter, arch, name, value)
+    elif "trainer" not in doc:   # no architecture, or an unknown one: check what every built-in would
+        for name, value in doc.get("parameters", {}).items():
+            check(check_parameter_anywhere, name, value)
     check(check_search, doc)
     if "memory" in doc.get("resources", {}):
         check(check_memory, doc["resources"]["memory"])
@@ -391,17 +417,27 @@ def parse_date(text: str, where: str) -> dt.date:
 
 
 def check_date_pairs(pairs: list[list[str]]) -> list[tuple[dt.date, dt.date]]:
+    """The pairs as dates, or every problem of every pair at once."""
     seen: dict[tuple[dt.date, dt.date], int] = {}
     out = []
+    errors: list[UserError] = []
     for i, (start_text, end_text) in enumerate(pairs):
-        start = parse_date(start_text, f"date-range[{i}][0]")
-        end = parse_date(end_text, f"date-range[{i}][1]")
+        days = []
+        for j, text in enumerate((start_text, end_text)):
+            try:
+                days.append(parse_date(text, f"date-range[{i}][{j}]"))
+            except UserError as err:
+                errors.append(err)
+        if len(days) < 2:
+            continue
+        start, end = days
         if start >= end:
-            raise UserError(f"start {start} is not before end {end} (end is exclusive)", where=f"date-range[{i}]")
-        if (start, end) in seen:
-            raise UserError(f"the same date range as date-range[{seen[(start, end)]}]", where=f"date-range[{i}]")
-        seen[(start, end)] = i
+            errors.append(UserError(f"start {start} is not before end {end} (end is exclusive)", where=f"date-range[{i}]"))
+        elif (start, end) in seen:
+            errors.append(UserError(f"the same date range as date-range[{seen[(start, end)]}]", where=f"date-range[{i}]"))
+        seen.setdefault((start, end), i)
         out.append((start, end))
+    raise_all(errors)
     return out
 
 
@@ -423,6 +459,25 @@ def check_parameter(arch: Architecture, name: str, value: Any) -> None:
                         where=where, hint=f"e.g. {json.dumps(list(spec.options))}")
     else:
         check_distribution(spec, value, where)
+
+
+def check_parameter_anywhere(name: str, value: Any) -> None:
+    """A parameter of a spec whose architecture is missing or unknown: a name no built-in architecture has
+    is an error, and so is a value that no architecture with that name accepts (in the first one's words)."""
+    catalog = architectures()
+    having = [arch for arch in catalog.values() if name in arch.param_names]
+    if not having:
+        names = sorted({n for arch in catalog.values() for n in arch.param_names})
+        raise UserError(f"no built-in architecture has a hyperparameter {name!r}", where=f"parameters.{name}",
+                        hint=did_you_mean(name, names))
+    first: UserError | None = None
+    for arch in having:
+        try:
+            return check_parameter(arch, name, value)
+        except UserError as err:
+            first = first or err
+    assert first is not None
+    raise first
 
 
 def check_values(spec: ParamSpec, values: list[Any], where: str) -> None:

@@ -98,7 +98,7 @@ def test_the_parser_reads_commands_markers_and_skips():
         "```", "```json", '{"not": "a command"}', "```", "```", "plain text", "```"])
     (block,) = shell_blocks(text)
     assert [(c.text, c.expect) for c in block.commands] == [
-        ("a --x   # run it", 0), ("b  --y   # exit 2: on purpose", 2), ("cd sub && c", 0)]
+        ("a --x   # run it", 0), ("b    --y   # exit 2: on purpose", 2), ("cd sub && c", 0)]
     assert block.commands[1].line == 9
 
 
