@@ -245,7 +245,15 @@ def windows_outside(windows: list[Window], dataset: DatasetRef, rotating: bool =
             problems.append(UserError(f"[{window.train_start}, {window.train_end}) {problem}",
                                       where="date-range" if rotating else f"date-range[{window.index}]",
                                       hint=coverage_hint(dataset)))
+    if len(problems) > _WINDOWS_NAMED:   # a line each for the first ones, then one for the rest
+        rest = [p.where for p in problems[_WINDOWS_NAMED - 1:]]
+        problems[_WINDOWS_NAMED - 1:] = [UserError(f"and {len(rest)} more window(s) outside the data "
+                                                   f"({', '.join(rest[:3])}{', …' if len(rest) > 3 else ''})",
+                                                   where="date-range", hint=coverage_hint(dataset))]
     return problems
+
+
+_WINDOWS_NAMED = 3
 
 
 def windows_outside_anyway(doc: Any, options: CompileOptions, spec_dir: Path) -> list[UserError]:

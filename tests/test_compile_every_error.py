@@ -48,7 +48,7 @@ CASES = {
     "a schema error in one parameter": (
         {"architecture": LSTM, "parameters": {"num_layers": {"distribution": "uniform"}, "hidden_size": [100000],
                                              "nope": [1], "dropout": [0.1]}},
-        [("parameters.num_layers", "expected a list of values"), ("parameters.hidden_size[0]", "outside hidden_size's range"),
+        [("parameters.num_layers", "needs min and max"), ("parameters.hidden_size[0]", "outside hidden_size's range"),
          ("parameters.nope", "no hyperparameter 'nope'")]),
     "an invalid metric.goal (W&B)": (
         {"architecture": LSTM, "metric": {"name": "msee", "goal": "minimise"}},
