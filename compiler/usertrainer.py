@@ -26,9 +26,9 @@ from hpt.schemas.errors import UserError
 from hpt.schemas.loader import schema_validator
 from hpt.schemas.metric import name_problem
 from hpt.schemas.row import RESERVED
-from hpt.schemas.trainer import IGNORED_SUFFIXES, UserTrainer, mutable_image, source_digest
+from hpt.schemas.trainer import IGNORED_SUFFIXES, USER_IMAGE_PREFIX, UserTrainer, mutable_image, source_digest
 
-IMAGE_PREFIX = "hpt-user-"   # the default image of a user trainer: hpt-user-NAME:<first 12 of the digest>
+IMAGE_PREFIX = USER_IMAGE_PREFIX
 
 
 @dataclass(frozen=True)

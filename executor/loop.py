@@ -42,6 +42,7 @@ from hpt.store.rows import check_row
 from hpt.schemas.files import NOT_REGULAR, NotRegularFile
 from hpt.schemas.protocol import EpochReport
 from hpt.schemas.row import STATUS_DONE, STATUS_FAILED, STATUS_STOPPED, build_row, row_csv
+from hpt.schemas.trainer import RECOMPILE
 from hpt.schemas.stopping import STOPS, StopRecord, curve_key, parse_curve, reports_in, stop_key
 
 FINISHED = (STATUS_DONE, STATUS_STOPPED)   # a result: never run again (a stopped trial's row is its last report)
@@ -704,6 +705,8 @@ class Scheduler:
             summary = f"interrupted; {summary}; running trials were cancelled"
         if (r.interrupted or r.stopped or r.not_run) and self.opt.resume_hint:
             summary += f". Resume with: {self.opt.resume_hint}"
+        elif r.failed and self.result.failures and all(RECOMPILE in why for why in self.result.failures.values()):
+            summary += f". Re-applying this plan would fail the same way: {RECOMPILE} (`hpt compile`) and apply the new plan"
         elif r.failed and self.opt.resume_hint:
             summary += f". Re-apply to retry the failed trials: {self.opt.resume_hint}"
         self.emit("run-finished", summary=summary, results=self.store.uri, exit_code=r.exit_code, **r.counts(),

@@ -228,18 +228,27 @@ def read_results(store: Any, *, fidelity: str | None = None):
 
 
 def comparable(store: Any, fidelity: str | None = None, note: Callable[[str], None] | None = None):
-    """The trials configs are compared on: `fidelity`'s, else the most expensive fidelity's when the store
-    holds several (a mean over cheap and full runs would mix two questions; `note` hears that), else all."""
+    """The trials configs are compared on: `fidelity`'s, else, when the store holds several (a mean over
+    cheap and full runs would mix two questions; `note` hears which), the most expensive one; after
+    successive halving, whose top rung holds one config or two, the widest rung (the most configs; of
+    equally wide ones the most expensive), where configs are comparable. Else all."""
     from hpt.results.fidelity import at_fidelity, fidelity_names
 
     table = read_results(store, fidelity=fidelity)
     names = fidelity_names(table)
     if fidelity is not None or len(names) < 2:
         return table
+    tables = {name: at_fidelity(table, name) for name in names}
+    chosen, why = names[-1], "the most expensive"
+    if any(r.get("fidelity") for r in table.rounds):   # an adaptive search over the fidelities: its rungs narrow
+        width = {name: t.done["config"].nunique() if not t.done.empty else 0 for name, t in tables.items()}
+        chosen = max(names, key=lambda name: (width[name], names.index(name)))
+        why = (f"the widest rung ({', '.join(f'{n}: {width[n]} config(s)' for n in names)}); the configs "
+               "promoted from it: `hpt status PLAN`, or the rounds of `hpt report`")
     if note is not None:
-        note(f"the store holds {len(names)} fidelities ({', '.join(names)}): comparing configs at the most "
-             f"expensive, {names[-1]} (--fidelity NAME for another; `hpt fidelity STORE` compares them)")
-    return at_fidelity(table, names[-1])
+        note(f"the store holds {len(names)} fidelities ({', '.join(names)}): comparing configs at {chosen}, {why} "
+             "(--fidelity NAME for another; `hpt fidelity STORE` compares them)")
+    return tables[chosen]
 
 
 def _objective(spec: Any, table: Any = None):

@@ -5,7 +5,7 @@ import sys
 
 import typer
 
-from hpt.commands import apply, compile, data, delete, image, index, results
+from hpt.commands import apply, compile, data, delete, image, index, results, serve
 from hpt.commands.common import fail
 from hpt.schemas import UserError, __version__
 
@@ -30,7 +30,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
     """hpt: compile → apply → results."""
 
 
-for module in (compile, data, apply, image, delete, results, index):
+for module in (compile, data, apply, image, delete, results, index, serve):
     module.register(app)
 
 

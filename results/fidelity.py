@@ -106,13 +106,14 @@ def _spearman_exact_p(a: list[float], b: list[float]) -> float:
     return float(np.mean(rhos >= observed - 1e-12))
 
 
-def fidelity(low: ResultTable, high: ResultTable, obj: Objective, k: int = 5, moved: int = 5) -> Fidelity:
+def fidelity(low: ResultTable, high: ResultTable, obj: Objective, k: int = 5, moved: int = 5,
+             both: str = "in both stores") -> Fidelity:
     from scipy.stats import kendalltau, spearmanr
 
     lo, hi = _scores(low, obj), _scores(high, obj)
     common = sorted(set(lo) & set(hi))
     if len(common) < MIN_COMMON:
-        raise UserError(f"only {len(common)} config(s) appear in both stores; a rank correlation needs at least {MIN_COMMON}",
+        raise UserError(f"only {len(common)} config(s) appear {both}; a rank correlation needs at least {MIN_COMMON}",
                         where=f"{low.uri} vs {high.uri}",
                         hint="run the same spec (same architecture and params) at both fidelities")
     lo_c = {c: lo[c] for c in common}
@@ -190,28 +191,39 @@ class Rung:
 
 
 def ladder(table: ResultTable, obj: Objective, high: str | None = None, k: int = 5, moved: int = 5) -> list[Rung]:
-    """Each fidelity of one store against `high` (default: the most expensive one). A pair with too few
-    common configs (mid-run) is reported, not fatal, unless no pair can be compared."""
+    """Each fidelity of one store against `high`; by default against the most expensive fidelity that at
+    least MIN_COMMON of its configs reached (all of them when every config ran at every fidelity; the next
+    rungs of a halving search, which keep a third of the configs each). A pair with too few common configs
+    (mid-run, or a rung too narrow) is reported, not fatal, unless no pair can be compared; then the error
+    says how many configs each pair shares and what would make one comparable."""
     names = fidelity_names(table)
     if len(names) < 2:
         found = f"only {names[0]!r}" if names else "none"
         raise UserError(f"this store's rows carry fewer than 2 fidelities ({found}); one store is compared with itself "
                         "across the fidelities of a spec's `fidelities`", where=table.uri,
                         hint="pass two stores, LOW HIGH (e.g. a quick run and a full run), or compile a spec with fidelities")
-    if high is None:
-        high = names[-1]
-    elif high not in names:
+    if high is not None and high not in names:
         raise UserError(f"no fidelity {high!r} in this store", where="--high", hint=f"present: {', '.join(names)}")
-    top = at_fidelity(table, high)
-    rungs, errors = [], []
-    for name in names:
-        if name == high:
+    tables = {name: at_fidelity(table, name) for name in names}
+    scored = {name: set(_scores(t, obj)) for name, t in tables.items()}
+    rungs, errors, shared = [], [], []
+    for i, name in enumerate(names):
+        if name == high or (high is None and i == len(names) - 1):
             continue
+        against = high
+        if against is None:   # the most expensive fidelity enough of this one's configs reached, else the next one
+            wide = [h for h in names[i + 1:] if len(scored[name] & scored[h]) >= MIN_COMMON]
+            against = wide[-1] if wide else names[i + 1]
+        shared.append(f"{name} and {against} share {len(scored[name] & scored[against])}")
         try:
-            rungs.append(Rung(name, high, fidelity(at_fidelity(table, name), top, obj, k=k, moved=moved)))
+            rungs.append(Rung(name, against, fidelity(tables[name], tables[against], obj, k=k, moved=moved,
+                                                      both=f"at both {name} and {against}")))
         except UserError as err:
-            rungs.append(Rung(name, high, None, str(err)))
+            rungs.append(Rung(name, against, None, err.message))
             errors.append(err)
     if len(errors) == len(rungs):
-        raise errors[0]
+        raise UserError(f"no two fidelities have {MIN_COMMON} configs in common yet ({'; '.join(shared)}): a rank "
+                        f"correlation needs at least {MIN_COMMON} configs trained at both", where=table.uri,
+                        hint="wait for more rows; for halving, start more configs (search.trials, more values) or a "
+                             "smaller eta, so that a later rung keeps 3 or more")
     return rungs

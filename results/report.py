@@ -203,6 +203,48 @@ def _config_rows(cmp: Comparison) -> dict[str, Any]:
             "any_star": any(c.best_everywhere for c in cmp.configs)}
 
 
+def plot_best_so_far(table: ResultTable, obj: Objective) -> str | None:
+    """The best objective so far against the trials finished, in the order they finished: how a run is going."""
+    import matplotlib.pyplot as plt
+
+    done = table.finished(obj)
+    if done.empty:
+        return None
+    order = done.sort_values("finished_at", kind="stable") if "finished_at" in done.columns else done
+    values = order[obj.metric].to_numpy(dtype=float)
+    best = [values[0]]
+    for v in values[1:]:
+        best.append(v if obj.better(v, best[-1]) else best[-1])
+    xs = list(range(1, len(values) + 1))
+    fig, ax = plt.subplots(figsize=(10, 3.6))
+    ax.scatter(xs, values, s=16, color="#8a93a3", alpha=0.7, label="each finished trial")
+    ax.step(xs, best, where="post", color="#1f77b4", lw=2.2, label="best so far")
+    ax.set_xlabel("trials finished, in the order they finished")
+    ax.set_ylabel(f"{obj.metric} ({'lower' if obj.ascending else 'higher'} is better)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9)
+    return _fig_png(fig)
+
+
+def _progress(table: ResultTable) -> dict[str, Any]:
+    """Trials by round and status: what the rows say (and, for an adaptive search, how many of each
+    round's trials have no row yet)."""
+    rows = table.all
+    status = rows["status"].astype(str) if "status" in rows.columns else None
+    statuses = sorted(set(status)) if status is not None else ["done"]
+    statuses = sorted(statuses, key=lambda st: (st != "done", st))
+    out: list[dict[str, Any]] = []
+    if table.rounds and "round" in rows.columns:
+        for r in table.rounds:
+            mine = rows[rows["round"] == r["round"]]
+            counts = [int((mine["status"].astype(str) == st).sum()) if status is not None else len(mine) for st in statuses]
+            out.append({"round": r["round"], "fidelity": r.get("fidelity") or "–", "counts": counts,
+                        "waiting": max(0, len(r["trials"]) - len(mine))})
+    totals = [int((status == st).sum()) if status is not None else len(rows) for st in statuses]
+    waiting = sum(r["waiting"] for r in out)
+    return {"statuses": statuses, "rounds": out, "totals": totals, "waiting": waiting}
+
+
 def _round_rows(table: ResultTable) -> list[dict[str, Any]]:
     """An adaptive search's rounds: which configs ran at which fidelity, and which were promoted there (with
     their mean objective at the rung before)."""
@@ -279,8 +321,10 @@ def _template():
     return env.from_string(resources.files(__package__).joinpath(TEMPLATE).read_text(encoding="utf-8"))
 
 
-def render(table: ResultTable, obj: Objective, top: int = 8, curves: bool = True, store=None) -> str:
-    """The report as one HTML string: the numbers and plots here, the page in report.html.j2."""
+def render(table: ResultTable, obj: Objective, top: int = 8, curves: bool = True, store=None,
+           live: dict[str, Any] | None = None) -> str:
+    """The report as one HTML string: the numbers and plots here, the page in report.html.j2. `live`: the
+    page `hpt serve` keeps current ({"version": ..., "interval_s": ...}: it polls and swaps itself in)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -313,8 +357,18 @@ def render(table: ResultTable, obj: Objective, top: int = 8, curves: bool = True
         "failed": _failed_rows(table),
         "rounds": _round_rows(table),
         "confirmation": _confirmation(table, obj),
+        "progress": _progress(table),
+        "best_so_far": _figure(plot_best_so_far(table, obj), "Grey: each finished trial's objective; blue: the best "
+                               "one so far.", "best objective so far"),
+        "live": live,
     }
     return _template().render(page=page)
+
+
+def render_waiting(uri: str, message: str, live: dict[str, Any]) -> str:
+    """The live page before the store holds a row (or while it cannot be read): says so, and polls."""
+    return _template().render(page={"uri": uri, "waiting": message, "live": live,
+                                    "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")})
 
 
 def write_report(table: ResultTable, obj: Objective, out: Path, top: int = 8, curves: bool = True) -> Path:

@@ -100,6 +100,12 @@ def hashed_trainer(doc: dict[str, Any]) -> dict[str, Any]:
 MUTABLE_TAGS = ("latest", "main", "master", "dev", "edge", "nightly", "stable")
 
 
+# The end of a trial's reason when only a new plan can fix it (its trainer's source changed since compile):
+# hpt apply then says to recompile, not to re-apply (which would fail the same way).
+RECOMPILE = "recompile the spec"
+USER_IMAGE_PREFIX = "hpt-user-"   # a user trainer's default image: hpt-user-NAME:<first 12 of the digest>
+
+
 def mutable_image(reference: str) -> bool:
     """True when an image reference may point at other bytes tomorrow: no digest and a moving (or no) tag."""
     if "@sha256:" in reference:

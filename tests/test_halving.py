@@ -224,10 +224,14 @@ def test_apply_decides_rounds_and_promotes_the_best(tmp_path):
     assert [(r["round"], r["fidelity"], r["configs"], r["states"]) for r in shown] == \
         [(1, "m1-e2", 12, {"done": 24}), (2, "m2-e4", 4, {"done": 8}), (3, "m3-e8", 1, {"done": 2})]
     assert shown[2]["promoted"][0]["config"] == winner and shown[1]["scored"] == 12
+    assert shown[2]["promoted"][0]["params"] == {"hidden_size": 64, "learning_rate": 0.003}   # what varies
     assert [r["promotion"] for r in shown] == [None, "sync", "sync"]
     table = subprocess.run([hpt_exe(), "status", str(plan), "--results", str(tmp_path / "results")],
                            env={**stand_in_env(tmp_path), "COLUMNS": "200"}, capture_output=True, text=True, timeout=120)
     assert "4 of 12: " + rounds[1]["configs"][0] in table.stdout, table.stdout
+    assert f"{winner} hidden_size=64 learning_rate=0.003 (" in table.stdout, table.stdout   # promoted, with its params
+    header = next(line for line in table.stdout.splitlines() if " trial " in line and " state " in line)
+    assert "attempt" not in header   # the trial table: no always-empty column
     assert "successive halving (sync promotion), eta 3" in table.stdout, table.stdout
     # hpt results: each row's round and fidelity (the rounds copied into the store by apply)
     shown = subprocess.run([hpt_exe(), "results", str(tmp_path / "results"), "--format", "csv"],

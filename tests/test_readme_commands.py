@@ -138,6 +138,6 @@ def readme_checkout(tmp_path_factory, small_dataset) -> tuple[Path, dict[str, st
 def test_readme_block_runs_as_written(block: Block, readme_checkout):
     root, env = readme_checkout
     result = subprocess.run(["bash", "-c", block.script()], cwd=root, env=env, capture_output=True, text=True,
-                            timeout=900)
+                            timeout=1800)
     assert result.returncode == 0, f"{result.stderr[-4000:]}\n--- stdout ---\n{result.stdout[-2000:]}"
     assert "Traceback" not in result.stderr, result.stderr[-4000:]

@@ -4,26 +4,14 @@ Skips when no Chromium is installed, unless HPT_REQUIRE_BROWSER=1 (CI: `apt-get 
 """
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 
-import pytest
+from browser_support import chromium as _chromium
 from results_fixtures import DOMINATE, put_matrix, put_trial, write_curves
 
 from hpt.results.report import write_report
 from hpt.store import open_store
 from hpt.results.table import load_table, objective
-
-
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        path = shutil.which(name)
-        if path:
-            return path
-    if os.environ.get("HPT_REQUIRE_BROWSER") == "1":
-        pytest.fail("HPT_REQUIRE_BROWSER=1 but no chromium on PATH (apt-get install -y chromium)")
-    pytest.skip("no chromium on PATH")
 
 
 def test_report_renders_in_headless_chromium(tmp_path):

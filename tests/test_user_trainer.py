@@ -132,6 +132,19 @@ def test_source_changed_after_compile_fails_the_trial_instead_of_running_other_c
     assert row["status"] == "failed" and "recompile the spec" in row["reason"]
 
 
+def test_apply_after_the_source_changed_says_recompile_not_re_apply(tmp_path):
+    """Re-applying the same plan fails the same way: hpt apply's last words say to recompile."""
+    project = shell_project(tmp_path)
+    plan, results = tmp_path / "plan", tmp_path / "results"
+    assert hpt("compile", project / "spec.json", "--out", plan).returncode == 0
+    (project / "src" / "README.txt").write_text("edited after compile\n")
+    proc = hpt("apply", plan, "--results", results)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    said = proc.stdout + proc.stderr
+    assert "would fail the same way: recompile the spec (`hpt compile`)" in said, said[-2000:]
+    assert "Re-apply to retry" not in said
+
+
 # What a user trial's wrapper must not load: the compiler and the analysis (hpt/__init__.py once imported them
 # through hpt.api), the package-metadata machinery (hpt.schemas.version), the built-in trainer's stack.
 NOT_ON_THE_USER_PATH = ("hpt.api", "hpt.compiler", "hpt.results", "hpt.data_import", "importlib.metadata", "pandas",

@@ -24,7 +24,7 @@ from typing import Any, Callable
 from hpt.schemas import protocol
 from hpt.schemas.dataset import local_data_uri
 from hpt.schemas.manifest import TrialManifest
-from hpt.schemas.trainer import UserTrainer, source_digest
+from hpt.schemas.trainer import RECOMPILE, UserTrainer, source_digest
 from hpt.store import TENSORBOARD, Store
 from hpt.trainer.collectors import collector, final_metrics
 
@@ -63,7 +63,7 @@ def source_folder(trainer: UserTrainer) -> Path:
     found = source_digest(folder) if folder.is_dir() else "no such folder"
     if found != trainer.digest:
         raise UserTrialFailed(f"the trainer's source {folder} is not what the plan was compiled from ({found} != "
-                              f"{trainer.digest}); recompile the spec")
+                              f"{trainer.digest}); {RECOMPILE}")
     return folder
 
 

@@ -37,15 +37,31 @@ def _resume_command(plan_dir: str, backend: str, results: str, given: dict[str, 
     return " ".join(shlex.quote(p) for p in parts)
 
 
-def _rounds(rounds: list[dict[str, Any]], states: dict[str, str]) -> list[dict[str, Any]]:
-    """A halving plan's rounds as status shows them: rung, fidelity, configs, promotions, trial states."""
+def _config_params(submissions: list[Any]) -> dict[str, dict[str, Any]]:
+    """config id → the hyperparameters that tell the plan's configs apart (one config: all of them)."""
+    params = {s.manifest.config: s.manifest.params for s in submissions}
+    names = sorted({k for p in params.values() for k in p})
+    varying = [k for k in names if len({json.dumps(p.get(k), sort_keys=True) for p in params.values()}) > 1] or names
+    return {config: {k: p[k] for k in varying if k in p} for config, p in params.items()}
+
+
+def _label(params: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
+def _rounds(rounds: list[dict[str, Any]], states: dict[str, str],
+            params: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """A halving plan's rounds as status shows them: rung, fidelity, configs, promotions (with each promoted
+    config's parameters), trial states."""
+    params = params or {}
     out = []
     for r in rounds:
         counts: dict[str, int] = {}
         for tid in r["trials"]:
             counts[states.get(tid, "pending")] = counts.get(states.get(tid, "pending"), 0) + 1
         out.append({"round": r["round"], "rung": r.get("rung"), "fidelity": r["fidelity"], "configs": len(r["configs"]),
-                    "scored": r.get("scored"), "promoted": r.get("promoted", []), "promotion": r.get("promotion"),
+                    "scored": r.get("scored"), "promotion": r.get("promotion"),
+                    "promoted": [dict(p, params=params.get(p["config"], {})) for p in r.get("promoted", [])],
                     "told": r.get("told"), "batch": r.get("batch"),
                     "trials": len(r["trials"]), "states": counts})
     return out
@@ -77,8 +93,9 @@ def _rounds_table(rounds: list[dict[str, Any]], halving: dict[str, Any] | None, 
             promoted = f"all {r['configs']} configs start here"
         else:
             of = f"{r['scored']} finished" if r["promotion"] == "async" else str(r["scored"])
-            promoted = f"{r['configs']} of {of}: " + ", ".join(
-                f"{p['config']} ({p['score']:.4g})" if p["score"] is not None else p["config"] for p in r["promoted"])
+            promoted = f"{r['configs']} of {of}: " + "; ".join(
+                " ".join(filter(None, [p["config"], _label(p.get("params", {})),
+                                       f"({p['score']:.4g})" if p["score"] is not None else ""])) for p in r["promoted"])
         table.add_row(str(r["round"]), str(r["rung"]), r["fidelity"], str(r["configs"]), f"{r['trials']} ({states})", promoted)
     rungs = halving["rungs"]
     reached = {r["rung"] for r in rounds}
@@ -254,7 +271,7 @@ def register(app: typer.Typer) -> None:
             if not run.finished:
                 note = f"the hpt apply that ran this plan (pid {run.pid} on {run.host}) is not running any more; "
             note += f"{not_done} trial(s) not done. Resume with: {resume}"
-        rounds = _rounds(plan.plan.rounds or [], {s.trial_id: s.state for s in states})
+        rounds = _rounds(plan.plan.rounds or [], {s.trial_id: s.state for s in states}, _config_params(plan.submissions))
         if fmt is Format.json:
             print(json.dumps({"experiment_id": plan.experiment_id, "results": store.uri, "counts": counts,
                               "apply": apply_doc, "trials": [s.to_dict() for s in states]}
@@ -269,10 +286,10 @@ def register(app: typer.Typer) -> None:
         title = f"{plan.experiment_id} · {store.uri}"
         table = Table(title=f"{title}: {len(states)} trials; running, the best {SUMMARY_TOP} done and the first "
                             f"failed of each reason" if summarised else title, title_justify="left")
-        for col in ("trial", "state", "attempt", "detail"):
+        for col in ("trial", "state", "detail"):   # the attempt number is in --format json and in a retry's detail
             table.add_column(col, overflow="fold")
         for s in shown:
-            table.add_row(s.trial_id, Text(s.state, style=colour[s.state]), str(s.attempt or ""), s.detail)
+            table.add_row(s.trial_id, Text(s.state, style=colour[s.state]), s.detail)
         console.print(table)
         if summarised:
             reasons: dict[str, int] = {}

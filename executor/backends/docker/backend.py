@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from hpt.executor.backend import Backend, Phase, Submission, TrialStatus
-from hpt.executor.backends.docker.daemon import BUILD_HINT, connect, short
+from hpt.executor.backends.docker.daemon import build_hint, connect, short
 from hpt.executor.backends.docker.handle import DockerHandle, could_not_start
 from hpt.executor.backends.docker.runspec import (LABEL_ATTEMPT, LABEL_EXPERIMENT, LABEL_GPU_SHARE, LABEL_GPUS,
                                                   LABEL_RESULTS, LABEL_SLOT, LABEL_STORE, LABEL_TRIAL, RunSpec,
@@ -113,18 +113,20 @@ class DockerBackend(Backend):
         client = self._client()
         import docker.errors
 
+        user_images = {s.manifest.image for s in submissions if s.manifest.trainer}
         for image in sorted({s.image for s in specs}):
+            hint = build_hint(image, image in user_images)
             try:
                 client.images.get(image)
             except docker.errors.ImageNotFound:
                 if not self.pull:
                     raise UserError(f"the trainer image {image!r} is not on this Docker host", where="image",
-                                    hint=BUILD_HINT) from None
+                                    hint=hint) from None
                 try:
                     client.images.pull(image)
                 except docker.errors.APIError as err:
                     raise UserError(f"cannot pull the trainer image {image!r}: {short(err)}", where="image",
-                                    hint=BUILD_HINT) from None
+                                    hint=hint) from None
             except docker.errors.APIError as err:
                 raise UserError(f"cannot inspect the image {image!r}: {short(err)}", where="image") from None
         for spec in specs:
@@ -247,7 +249,7 @@ class DockerBackend(Backend):
                 container = client.containers.create(**kwargs)
                 break
             except docker.errors.ImageNotFound:
-                self._fail_start(handle, f"image {spec.image!r} not found ({BUILD_HINT})")
+                self._fail_start(handle, f"image {spec.image!r} not found ({build_hint(spec.image)})")
                 return True
             except docker.errors.APIError as err:
                 if getattr(err, "status_code", None) == 409 and self._clear_name(client, handle):
@@ -463,11 +465,13 @@ class DockerBackend(Backend):
             return
         import docker.errors
 
+        user_images = {s.manifest.image for s in submissions if s.manifest.trainer}
         for image in sorted({s.manifest.image for s in submissions}):
             try:
                 client.images.get(image)
             except docker.errors.ImageNotFound:
-                print(f"warning: image {image!r} is not on this Docker host ({BUILD_HINT})", file=sys.stderr)
+                print(f"warning: image {image!r} is not on this Docker host ({build_hint(image, image in user_images)})",
+                      file=sys.stderr)
             except docker.errors.APIError:
                 pass
 

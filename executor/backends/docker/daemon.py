@@ -5,9 +5,17 @@ import os
 from typing import Any
 
 from hpt.schemas.errors import UserError
+from hpt.schemas.trainer import USER_IMAGE_PREFIX
 
 BUILD_HINT = ("build it with `hpt image build --offline` (Debian base, no registry) or `hpt image build` (CUDA PyTorch base), "
               "or `make image`; a spec's own trainer: `hpt image build --spec SPEC`")
+USER_BUILD_HINT = ("a spec's own trainer: build its image with `hpt image build --spec SPEC` (it builds on the trainer "
+                   "image: `hpt image build --offline` first if that is missing too)")
+
+
+def build_hint(image: str, user: bool | None = None) -> str:
+    """How to build a missing image: a user trainer's (`user`, or by its default name) with --spec first."""
+    return USER_BUILD_HINT if (user if user is not None else image.startswith(USER_IMAGE_PREFIX)) else BUILD_HINT
 
 
 def connect() -> Any:

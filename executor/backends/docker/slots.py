@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from hpt.executor.backend import Phase, Submission, TrialStatus
-from hpt.executor.backends.docker.daemon import BUILD_HINT, short
+from hpt.executor.backends.docker.daemon import build_hint, short
 from hpt.executor.backends.docker.folder import Slot
 from hpt.executor.backends.docker.handle import DockerHandle, could_not_start
 from hpt.executor.backends.docker.runspec import (TRIAL_ENV, LABEL_GPU_SHARE, LABEL_GPUS, LABEL_SLOT, LABEL_SLOT_KEY,
@@ -124,7 +124,7 @@ class WarmSlots:
                     pass
             self._gpus().give_back(gpus, slot.share)
             slot.remove_folder()
-            message = f"image {spec.image!r} not found ({BUILD_HINT})" if isinstance(err, docker.errors.ImageNotFound) \
+            message = f"image {spec.image!r} not found ({build_hint(spec.image)})" if isinstance(err, docker.errors.ImageNotFound) \
                 else short(err)
             if spec.resources.gpus and not isinstance(err, docker.errors.ImageNotFound):
                 message += ("; this Docker host cannot give containers GPUs (install the NVIDIA Container "
