@@ -239,14 +239,15 @@ def comparable(store: Any, fidelity: str | None = None, note: Callable[[str], No
     if fidelity is not None or len(names) < 2:
         return table
     tables = {name: at_fidelity(table, name) for name in names}
-    chosen, why = names[-1], "the most expensive"
+    chosen = names[-1]
+    what = f"the most expensive, {chosen}"
     if any(r.get("fidelity") for r in table.rounds):   # an adaptive search over the fidelities: its rungs narrow
         width = {name: t.done["config"].nunique() if not t.done.empty else 0 for name, t in tables.items()}
         chosen = max(names, key=lambda name: (width[name], names.index(name)))
-        why = (f"the widest rung ({', '.join(f'{n}: {width[n]} config(s)' for n in names)}); the configs "
-               "promoted from it: `hpt status PLAN`, or the rounds of `hpt report`")
+        what = (f"{chosen}, the widest rung ({', '.join(f'{n}: {width[n]} config(s)' for n in names)}); the configs "
+                "promoted from it: `hpt status PLAN`, or the rounds of `hpt report`")
     if note is not None:
-        note(f"the store holds {len(names)} fidelities ({', '.join(names)}): comparing configs at {chosen}, {why} "
+        note(f"the store holds {len(names)} fidelities ({', '.join(names)}): comparing configs at {what} "
              "(--fidelity NAME for another; `hpt fidelity STORE` compares them)")
     return tables[chosen]
 

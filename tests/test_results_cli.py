@@ -138,7 +138,7 @@ def test_report_is_self_contained_with_images_and_curves(runner, store, tmp_path
     assert refs and all(r.startswith("data:image/png;base64,") for r in refs)
     assert "<link" not in page and "<script" not in page
     images = [base64.b64decode(r.split(",", 1)[1]) for r in refs]
-    assert len(images) == 3  # per-range, trends, learning curves
+    assert len(images) == 4  # best so far, per-range, trends, learning curves
     assert all(img.startswith(b"\x89PNG\r\n\x1a\n") and len(img) > 5000 for img in images)
     assert "Is it real?" in page and "★" in page and "CUDA out of memory" in page and "tags: mse/valid, loss/train" in page
 
@@ -154,7 +154,7 @@ def test_report_from_gcs_store(runner, gcs_bucket, tmp_path):
     result = runner.invoke(app, ["report", gcs_bucket + "/exp", "--out", str(out)])
     assert result.exit_code == 0, result.output
     page = out.read_text()
-    assert page.count("data:image/png;base64,") == 3 and "1 trial(s) of the top" in page
+    assert page.count("data:image/png;base64,") == 4 and "1 trial(s) of the top" in page
 
 
 def test_store_with_only_failed_trials(runner, tmp_path):
@@ -190,7 +190,7 @@ def test_report_with_one_date_range(runner, tmp_path):
     assert "ranking, not yet evidence" in page and "Only one date range" in page and 'class="star"' not in page
     assert "★" not in page  # no config can be best on every range of one: no caption promises the mark either
     assert "baseline" not in page  # its rows carry no baseline_mse: no card
-    assert page.count("data:image/png;base64,") == 2 and "Skipped (--no-curves)" in page
+    assert page.count("data:image/png;base64,") == 3 and "Skipped (--no-curves)" in page
 
 
 def test_categorical_and_boolean_hyperparameters_through_every_view(runner, tmp_path):
