@@ -64,5 +64,5 @@ def test_config_table_fits_a_1280_px_window(tmp_path):
     cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
            f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,2000", "--dump-dom", probe.resolve().as_uri()]
     dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
-    assert 'data-tables="1"' in dom, dom[-2000:]
+    assert 'data-tables="2"' in dom, dom[-2000:]   # the progress table and the by-config table
     assert 'data-overflow="false"' in dom
