@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import numbers
 import os
 import sys
 from dataclasses import dataclass, field
@@ -97,16 +98,23 @@ def frames(t: Trial | None = None, columns: list[str] | None = None):
 
 def log(epoch: int, **values: float) -> None:
     """One epoch's numbers (any names): a line on stdout that hpt-trial turns into TensorBoard scalars."""
-    print(protocol.epoch_line(int(epoch), {k: float(v) for k, v in values.items()}), flush=True)
+    print(protocol.epoch_line(int(epoch), {k: _number(v) for k, v in values.items()}), flush=True)
 
 
 def result(**metrics: float) -> None:
     """The trial's final metrics (catalog names such as mse, mae): written to the output folder's metrics.json."""
     path = Path(os.environ.get(protocol.ENV_METRICS) or current().output / protocol.METRICS_FILE)
-    text = json.dumps({k: float(v) for k, v in metrics.items()}, allow_nan=True, indent=1) + "\n"
+    text = json.dumps({k: _number(v) for k, v in metrics.items()}, allow_nan=True, indent=1) + "\n"
     partial = path.with_name(path.name + ".partial")
     partial.write_text(text, encoding="utf-8")
     partial.replace(path)   # never half a file, even if the program dies here
+
+
+def _number(value: Any) -> int | float:
+    """An integer stays one (epochs 3, not 3.0, in the row); anything else numeric becomes a float."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    return float(value)
 
 
 def _run_entrypoint(spec: str) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hpt.results.compare import Comparison, compare
-from hpt.results.table import Objective, ResultTable, short_param, short_range
+from hpt.results.table import Objective, ResultTable, built_in_rows, short_param, short_range
 from hpt.results.trends import TrendRow, trends
 
 TEMPLATE = "report.html.j2"  # beside this module, shipped as package data
@@ -310,7 +310,8 @@ def _baseline_card(table: ResultTable, obj: Objective) -> list[tuple[str, str]]:
     if obj.metric != "mse" or "baseline_mse" not in table.done.columns:
         return []
     baseline = table.done["baseline_mse"].mean()
-    return [] if math.isnan(baseline) else [(_num(float(baseline)), "mean baseline_mse (predicting the training mean)")]
+    said = "predicting the training mean" if built_in_rows(table.done) else "the trainer's own baseline"
+    return [] if math.isnan(baseline) else [(_num(float(baseline)), f"mean baseline_mse ({said})")]
 
 
 @lru_cache(maxsize=1)

@@ -278,6 +278,25 @@ def read_rounds(store: Store) -> list[dict]:
     return out
 
 
+# Metrics whose meaning the catalog gives for hpt's built-in trainer; a user's trainer computes its own.
+_BUILT_IN_MEANING = {"baseline_mse": "the trainer's own baseline, as it reported it"}
+
+
+def built_in_rows(df: "pd.DataFrame") -> bool:
+    """True when every row is of a built-in architecture (not a user's trainer)."""
+    from hpt.schemas.catalog import architectures
+
+    return df.empty or "architecture" not in df.columns or set(df["architecture"].dropna().astype(str)) <= set(architectures())
+
+
+def metric_help(name: str, built_in: bool = True) -> str:
+    """What a metric means in a legend: the catalog's words, or, for a user trainer's rows, what it reported."""
+    known = catalog_metrics().get(name)
+    if not built_in and name in _BUILT_IN_MEANING:
+        return _BUILT_IN_MEANING[name]
+    return known.help if known else ""
+
+
 def parse_metric_list(text: str | None, table: ResultTable) -> list[str]:
     """`--metrics a,b` → the chosen columns; unknown names are a user error naming what exists."""
     if not text:

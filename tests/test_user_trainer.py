@@ -407,3 +407,22 @@ def test_the_k8s_dry_run_shows_the_user_trainer_image(tmp_path):
     dry = hpt("apply", plan, "--backend", "k8s", "--dry-run", "--results", "gs://bucket/mine")
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.count(f"image: {image}") == len(trial_ids(plan))
+
+
+def test_integers_a_user_trainer_reports_stay_integers(tmp_path, monkeypatch):
+    """epochs 3 and n_params 833 reach the row as 3 and 833, not 3.0: from hpt.trial.result, a JSON-lines
+    report and a stdout name=value line alike."""
+    from hpt import trial
+    from hpt.schemas import protocol
+    from hpt.trainer.collectors.jsonl import JsonLines
+    from hpt.trainer.collectors.stdout import StdoutPairs
+
+    monkeypatch.setenv(protocol.ENV_METRICS, str(tmp_path / "metrics.json"))
+    trial.result(mse=0.25, epochs=3, n_params=833, best_epoch=True)
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert written == {"mse": 0.25, "epochs": 3, "n_params": 833, "best_epoch": 1.0}
+    assert isinstance(written["epochs"], int) and isinstance(written["mse"], float)
+    (report,) = StdoutPairs({"format": "stdout"}).line("epoch=2 n_params=833 mse=0.5")
+    assert report.values == {"n_params": 833, "mse": 0.5} and isinstance(report.values["n_params"], int)
+    (report,) = JsonLines({"format": "jsonl"}).line('{"epoch": 2, "n_params": 833, "mse": 0.5}')
+    assert isinstance(report.values["n_params"], int)

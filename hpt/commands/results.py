@@ -109,7 +109,7 @@ def _emit_csv(records: list[dict[str, Any]], columns: list[str]) -> None:
 def _trial_view(table, obj, metrics: list[str], top: int | None, fmt: TableFormat, everything: bool = False) -> None:
     from rich.table import Table
 
-    from hpt.results.table import short_param
+    from hpt.results.table import built_in_rows, short_param
     from hpt.schemas.catalog import metrics as catalog_metrics
 
     done = table.done.copy()
@@ -153,7 +153,7 @@ def _trial_view(table, obj, metrics: list[str], top: int | None, fmt: TableForma
                      no_wrap=c in ("range", "fidelity"))
     for i, rec in enumerate(rows.to_dict("records"), 1):
         t.add_row(str(i), *[_range(rec.get(c)) if c == "range" else _num(rec.get(c)) for c in columns])
-    t.caption = _caption(shown_metrics)
+    t.caption = _caption(shown_metrics, built_in_rows(table.done))
     t.caption_justify = "left"
     console.print(t)
     if summarised:
@@ -162,15 +162,15 @@ def _trial_view(table, obj, metrics: list[str], top: int | None, fmt: TableForma
     _failed_table(failed, table.params, everything or fmt is not TableFormat.table)
 
 
-def _caption(shown: list[str]):  # noqa: ANN202 — rich.text.Text
-    """What the range column and the explained metrics mean (catalog help), as plain text (no markup)."""
+def _caption(shown: list[str], built_in: bool = True):  # noqa: ANN202 — rich.text.Text
+    """What the range column and the explained metrics mean (catalog help; a user trainer's baseline is its
+    own), as plain text (no markup)."""
     from rich.text import Text
 
-    from hpt.schemas.catalog import metrics as catalog_metrics
+    from hpt.results.table import metric_help
 
-    known = catalog_metrics()
     lines = ["range: the training window."]
-    lines += [f"{m}: {known[m].help}." for m in EXPLAINED if m in shown and m in known]
+    lines += [f"{m}: {metric_help(m, built_in)}." for m in EXPLAINED if m in shown and metric_help(m, built_in)]
     return Text("\n".join(lines), style="dim")
 
 

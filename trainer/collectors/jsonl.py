@@ -35,7 +35,7 @@ class JsonLines:
             return []
         if not isinstance(doc, dict):
             return []
-        values = {str(k): float(v) for k, v in doc.items()
+        values = {str(k): v for k, v in doc.items()   # an integer stays one (epochs 3 in the row, not 3.0)
                   if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
         report = self.steps.report(values)
         return [report] if report else []

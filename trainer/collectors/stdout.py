@@ -30,10 +30,11 @@ class StdoutPairs:
         values: dict[str, float] = {}
         for match in self.pattern.finditer(text):
             try:
-                value = float(match.group(2))
+                text = match.group(2)
+                value = int(text) if text.lstrip("+-").isdigit() else float(text)   # epochs=3 stays 3 in the row
             except (TypeError, ValueError):
                 continue
-            if math.isfinite(value):
+            if isinstance(value, int) or math.isfinite(value):
                 values[match.group(1)] = value
         report = self.steps.report(values)
         return [report] if report else []
