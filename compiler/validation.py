@@ -64,6 +64,8 @@ def validate_and_load(doc: Any, spec_dir: Path, warnings: list[str] | None = Non
         raise_all(found_first + [error for _, error in problems])
     # The parts the schema accepted are checked for meaning too, so one run reports everything.
     translated = to_hpt(without_broken(doc, [path for path, _ in problems]))
+    # top-level keys the schema refused as a whole (a key of parameters or metric goes alone: without_broken)
+    broken = {path[0] for path, _ in problems if path and not (path[0] in _INDEPENDENT_KEYS and len(path) >= 2)}
     errors = [error for _, error in problems] + translated.errors
     user: SpecTrainer | None = None
     if "trainer" in translated.doc:
