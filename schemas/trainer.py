@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +18,15 @@ from typing import Any
 from hpt.schemas.errors import UserError
 from hpt.schemas.files import NOT_REGULAR, is_pseudo
 
-# Never part of the source: caches Python and tools write while the code runs or is edited.
-IGNORED_DIRS = frozenset({"__pycache__", ".git", ".hg", ".venv", ".mypy_cache", ".pytest_cache", ".ipynb_checkpoints"})
+# Never part of the source: caches Python and tools write while the code runs or is edited, and hpt's
+# own state folder (.hpt/, beside a plan).
+IGNORED_DIRS = frozenset({"__pycache__", ".git", ".hg", ".venv", ".mypy_cache", ".pytest_cache", ".ipynb_checkpoints",
+                          ".hpt"})
+# A results store's top-level entries (store/base.py's layout, store/claims.py, store/index.py, executor/loop.py's
+# runs/): a folder holding only these, one of them a folder hpt writes as trials run, is a store, not source.
+STORE_ENTRIES = frozenset({"rows", "rows-failed", "results.csv", "models", "tensorboard", "logs", "index", "runs",
+                           "claims", "rounds"})
+STORE_WRITTEN = frozenset({"rows", "rows-failed", "index", "runs", "claims", "results.csv"})
 IGNORED_SUFFIXES = (".pyc", ".pyo")
 # The manifest's trainer fields that are a local detail, not what the trial computes.
 NOT_HASHED = ("source",)
@@ -27,15 +35,39 @@ MAX_SOURCE_FILES = 20_000
 MAX_SOURCE_BYTES = 1 << 30
 
 
+def is_hpt_output(folder: Path) -> bool:
+    """A plan (`hpt compile --out`) or a results store (`hpt apply --results`) written inside the source: by
+    their markers, not their names, so `cd repo; hpt compile sweep.yaml --out plan; hpt apply plan --results
+    results` leaves the source hash — and so every trial id — as it was at compile."""
+    from hpt.schemas.plan import KIND as PLAN_KIND, MAX_PLAN_BYTES, PLAN_FILE, TRIALS_DIR  # plan.py imports this module
+    plan = folder / PLAN_FILE
+    if plan.is_file() and not plan.is_symlink():
+        # A plan's layout and its kind; a regex, not json.load: hpt-trial hashes before every trial and a
+        # 250,000-trial plan.json is ~25 MB (plan.json's keys are sorted, so "kind" is not near its start).
+        try:
+            if not (folder / TRIALS_DIR).is_dir() or plan.stat().st_size > MAX_PLAN_BYTES:
+                return False
+            return re.search(rb'"kind"\s*:\s*"%s"' % PLAN_KIND.encode(), plan.read_bytes()) is not None
+        except OSError:
+            return False
+    try:
+        names = {entry.name for entry in os.scandir(folder) if not entry.name.startswith(".")}  # .x.tmp: a write
+    except OSError:
+        return False
+    return bool(names & STORE_WRITTEN) and names <= STORE_ENTRIES
+
+
 def source_digest(folder: str | Path) -> str:
-    """sha256 over every regular file's relative path, executable bit and bytes, in path order."""
+    """sha256 over every regular file's relative path, executable bit and bytes, in path order; caches
+    (IGNORED_DIRS) and hpt's own plans and stores inside the folder (is_hpt_output) are not source."""
     root = Path(folder)
     if not root.is_dir():
         raise UserError(f"trainer source {str(root)!r} is not a folder", where="trainer.source")
     outer = hashlib.sha256()
     files = size = 0
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if d not in IGNORED_DIRS and not d.endswith(".egg-info"))
+        dirnames[:] = sorted(d for d in dirnames if d not in IGNORED_DIRS and not d.endswith(".egg-info")
+                             and not is_hpt_output(Path(dirpath) / d))
         for name in sorted(filenames):
             if name.endswith(IGNORED_SUFFIXES):
                 continue

@@ -220,3 +220,13 @@ def test_trial_frames_reads_the_two_windows_and_only_their_months(tmp_path, smal
     assert set(train["timestamp"].dt.strftime("%Y-%m")) == {"2010-09", "2010-10"}
     assert set(valid["timestamp"].dt.strftime("%Y-%m")) == {"2010-11"}
     trial.current.cache_clear()
+
+
+def test_the_dry_run_of_tpe_without_windows_counts_configs_times_repeats(tmp_path):
+    spec = script_project(tmp_path, ["python", "train.py", "--out=${HPT_TRIAL_OUTPUT}", "${args_no_boolean_flags}"],
+                          "stdout", search={"method": "tpe", "trials": 6, "seed": 1}, repeats=2)
+    compiled = hpt("compile", spec, "--out", tmp_path / "plan")
+    assert compiled.returncode == 0, compiled.stderr
+    text = " ".join(compiled.stdout.split())     # rich wraps long lines
+    assert "up to 6 configs (≤ 12 trials)" in text, text
+    assert "4 configs × 2 repeat(s) = 8 trials" in text, text   # no "× 0 date range(s)" term

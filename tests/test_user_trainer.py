@@ -145,6 +145,39 @@ def test_apply_after_the_source_changed_says_recompile_not_re_apply(tmp_path):
     assert "Re-apply to retry" not in said
 
 
+def test_a_plan_and_store_written_inside_the_source_are_not_the_source(tmp_path):
+    # W&B's usual layout: the spec's folder is the source (no "source" key), and compile and apply run in it.
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "train.sh").write_text(SHELL_TRAINER)
+    os.chmod(repo / "train.sh", 0o755)
+    write_spec(repo, {"command": ["./train.sh"]}, {"lr": [0.01, 0.05], "depth": [1]})
+    compiled = hpt("compile", "spec.json", "--out", "plan", cwd=repo)
+    assert compiled.returncode == 0, compiled.stderr
+    ids = trial_ids(repo / "plan")
+    applied = hpt("apply", "plan", "--results", "hpt-results", cwd=repo)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert {tid: r["status"] for tid, r in rows(repo / "hpt-results").items()} == dict.fromkeys(ids, "done")
+    # Compiled again beside its plan and store (names no default knows: markers, not names), the ids stay.
+    (repo / "plan").rename(repo / "my-plan")
+    (repo / "hpt-results").rename(repo / "runs-2026")
+    assert hpt("compile", "spec.json", "--out", "again", cwd=repo).returncode == 0
+    assert trial_ids(repo / "again") == ids
+    # A folder that merely looks like one is source: a plan.json of another kind, a logs/ folder of the user's.
+    (repo / "configs").mkdir()
+    (repo / "configs" / "plan.json").write_text('{"kind": "MyPlan"}')
+    assert hpt("compile", "spec.json", "--out", "third", cwd=repo).returncode == 0
+    assert not set(trial_ids(repo / "third")) & set(ids)
+    # Editing a real source file after compile still fails the trial with the recompile message.
+    (repo / "configs" / "plan.json").unlink()
+    (repo / "train.sh").write_text(SHELL_TRAINER + "# edited\n")
+    rerun = hpt("apply", "again", "--results", "fresh", cwd=repo)
+    assert rerun.returncode != 0
+    assert all(r["status"] == "failed" and "recompile the spec" in r["reason"] for r in rows(repo / "fresh").values())
+    assert hpt("compile", "spec.json", "--out", "edited", cwd=repo).returncode == 0
+    assert not set(trial_ids(repo / "edited")) & set(ids)
+
+
 # What a user trial's wrapper must not load: the compiler and the analysis (hpt/__init__.py once imported them
 # through hpt.api), the package-metadata machinery (hpt.schemas.version), the built-in trainer's stack.
 NOT_ON_THE_USER_PATH = ("hpt.api", "hpt.compiler", "hpt.results", "hpt.data_import", "importlib.metadata", "pandas",

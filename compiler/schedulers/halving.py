@@ -45,13 +45,14 @@ def rung_sizes(configs: int, eta: int, rungs: int) -> list[int]:
 
 def budget(configs: int, eta: int, fidelities: Iterable[Fidelity], windows: list[Window], repeats: int) -> list[dict[str, Any]]:
     """Per rung: its fidelity, configs, trials, and its compute in epoch-months (epochs × months of
-    training data, summed over trials) — what the whole search costs at most, before anything runs."""
+    training data, summed over trials) — what the whole search costs at most, before anything runs. No
+    windows (trainer.windows is false): one trial per config × repeat."""
     fidelities = list(fidelities)
     out = []
     for fid, n in zip(fidelities, rung_sizes(configs, eta, len(fidelities))):
         months = sum(_months(fid.window(w)) for w in windows) * repeats
         out.append({"fidelity": fid.name, "months": fid.months, "epochs": fid.epochs, "configs": n,
-                    "trials": n * len(windows) * repeats, "epoch_months": n * months * fid.epochs})
+                    "trials": n * max(1, len(windows)) * repeats, "epoch_months": n * months * fid.epochs})
     return out
 
 

@@ -144,7 +144,7 @@ def _review(result) -> None:  # noqa: ANN001 — CompileResult, imported lazily
         console.print(fids)
     verb = "wrote" if result.written else "unchanged:"
     if result.rungs:
-        console.print(styled(f"{result.configs} configs × {len(result.windows)} date range(s) × {resolved.repeats} repeat(s) at "
+        console.print(styled(f"{result.configs} configs{_per_config(result, resolved)} at "
                              f"{result.rungs[0]['fidelity']} = ", (f"{len(result.trial_ids)} trials in round 1", "bold"),
                              f", at most {sum(r['trials'] for r in result.rungs)} in all; {verb} {result.out / PLAN_FILE}"))
         return
@@ -153,10 +153,16 @@ def _review(result) -> None:  # noqa: ANN001 — CompileResult, imported lazily
         per_round = f"{space.batch} more" if space.batch else "as many more as it runs at once (--parallel)"
         console.print(f"tpe: round 1 is {result.configs} config(s) drawn at random; apply asks Optuna's TPE for "
                       f"{per_round} per round, told every finished result, up to {space.trials} configs "
-                      f"(≤ {space.trials * len(result.windows) * resolved.repeats} trials)", highlight=False)
+                      f"(≤ {space.trials * max(1, len(result.windows)) * resolved.repeats} trials)", highlight=False)
     fid_text = f" × {len(resolved.fidelities)} fidelities" if resolved.fidelities else ""
-    console.print(styled(f"{result.configs} configs × {len(result.windows)} date range(s) × {resolved.repeats} repeat(s)"
-                         f"{fid_text} = ", (f"{len(result.trial_ids)} trials", "bold"), f"; {verb} {result.out / PLAN_FILE}"))
+    console.print(styled(f"{result.configs} configs{_per_config(result, resolved)}{fid_text} = ", (f"{len(result.trial_ids)} trials", "bold"), f"; {verb} {result.out / PLAN_FILE}"))
+
+
+def _per_config(result, resolved) -> str:
+    """What multiplies the configs into trials: date ranges (none when trainer.windows is false: one trial
+    per config × repeat) and repeats."""
+    ranges = f" × {len(result.windows)} date range(s)" if result.windows else ""
+    return f"{ranges} × {resolved.repeats} repeat(s)"
 
 
 def halving_table(rungs: list[dict], eta: int | None, promotion: str | None) -> Table:
