@@ -22,10 +22,10 @@ from hpt.schemas.files import NOT_REGULAR, is_pseudo
 # own state folder (.hpt/, beside a plan).
 IGNORED_DIRS = frozenset({"__pycache__", ".git", ".hg", ".venv", ".mypy_cache", ".pytest_cache", ".ipynb_checkpoints",
                           ".hpt"})
-# A results store's top-level entries (store/base.py's layout, store/claims.py, store/index.py, executor/loop.py's
+# A results store's top-level entries (store/base.py's layout, store/claims.py (claims/, owners/), store/index.py, executor/loop.py's
 # runs/): a folder holding only these, one of them a folder hpt writes as trials run, is a store, not source.
 STORE_ENTRIES = frozenset({"rows", "rows-failed", "results.csv", "models", "tensorboard", "logs", "index", "runs",
-                           "claims", "rounds"})
+                           "claims", "owners", "rounds"})
 STORE_WRITTEN = frozenset({"rows", "rows-failed", "index", "runs", "claims", "results.csv"})
 IGNORED_SUFFIXES = (".pyc", ".pyo")
 # The manifest's trainer fields that are a local detail, not what the trial computes.
@@ -54,7 +54,8 @@ def is_hpt_output(folder: Path) -> bool:
         names = {entry.name for entry in os.scandir(folder) if not entry.name.startswith(".")}  # .x.tmp: a write
     except OSError:
         return False
-    return bool(names & STORE_WRITTEN) and names <= STORE_ENTRIES
+    # A store holds only its own entries; a transient one (a lock, a temp file mid-write) must not flip it.
+    return bool(names & STORE_WRITTEN) and len(names - STORE_ENTRIES) <= len(names & STORE_ENTRIES) // 2
 
 
 def source_digest(folder: str | Path) -> str:
