@@ -108,7 +108,8 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
     check_plan_size(resolved, windows)
     held_out = confirmation_window(resolved, dataset, windows, warnings)
 
-    identity = identity_of(resolved, dataset, windows, warnings)
+    # the confirmation window's months too: its round is compiled later from the resolved spec's identity
+    identity = identity_of(resolved, dataset, windows + ([held_out] if held_out else []), warnings)
     spec_doc = resolved_spec(resolved, dataset, windows, identity, held_out)
     experiment = "e-" + hashlib.sha256(canonical_json({"spec": spec_doc, "month": f"{run_month:%Y-%m}"}).encode()).hexdigest()[:12]
     out = options.out

@@ -210,8 +210,9 @@ def test_a_user_trainer_declares_its_data_version(tmp_path):
 
     def ids(version) -> set[str]:
         spec = project / "spec.json"
-        trainer = {"entrypoint": "train:main", "image": "mine:1"} | ({"data-version": version} if version else {})
-        spec.write_text(json.dumps({"trainer": trainer, "date-range": RANGES[:1], "parameters": {"lr": [0.1, 0.2]}}))
+        # a trainer that reads its own data: no dated windows (a window outside the demo data is refused at compile)
+        trainer = {"entrypoint": "train:main", "image": "mine:1", "windows": False} | ({"data-version": version} if version else {})
+        spec.write_text(json.dumps({"trainer": trainer, "parameters": {"lr": [0.1, 0.2]}}))
         plan = tmp_path / f"plan-{len(list(tmp_path.glob('plan-*')))}"
         ok("compile", spec, "--out", plan, "--today", TODAY)
         docs = [json.loads(p.read_text()) for p in (plan / "trials").glob("*.json")]
@@ -226,8 +227,8 @@ def test_a_user_trainer_declares_its_data_version(tmp_path):
 
     os.mkfifo(project / "fifo")
     spec = project / "spec.json"
-    spec.write_text(json.dumps({"trainer": {"entrypoint": "train:main", "data-version": {"file": "fifo"}},
-                                "date-range": RANGES[:1], "parameters": {"lr": [0.1]}}))
+    spec.write_text(json.dumps({"trainer": {"entrypoint": "train:main", "windows": False, "data-version": {"file": "fifo"}},
+                                "parameters": {"lr": [0.1]}}))
     refused = hpt("compile", spec, "--out", tmp_path / "never", "--today", TODAY)
     assert refused.exit_code == 2 and "not a regular file" in refused.stderr and "trainer.data-version" in refused.stderr
 
