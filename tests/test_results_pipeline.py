@@ -32,7 +32,8 @@ def test_real_run_feeds_results_report_and_junit(small_dataset, tmp_path):
     result = runner.invoke(app, ["report", str(store), "--out", str(out)])
     assert result.exit_code == 0, result.output
     page = out.read_text()
-    assert page.count("data:image/png;base64,") == 3 and "4 trial(s) of the top 2 configs" in page
+    # the report's plots, the best-so-far curve (added with hpt serve's Progress section) among them
+    assert page.count("data:image/png;base64,") == 4 and "4 trial(s) of the top 2 configs" in page
     assert "mse/valid" in page  # the trainer's own TensorBoard tag was found
 
     suite = ET.parse(junit).getroot().find("testsuite")
