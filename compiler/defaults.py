@@ -53,6 +53,7 @@ class Resolved:
     trainer: UserTrainer | None = None       # the spec's own trainer; None: the built-in architecture
     windowed: bool = True                    # False: the trainer splits its data itself (no dated windows)
     data_version: str = ""                   # the trainer's declared data version (enters the ids)
+    target: float | None = None              # search.target: a reached objective value ends the search
     stopping: dict[str, Any] | None = None   # in-trial stopping: the rule and every setting (compiler/stopping/)
     confirm_top: int | None = None           # a confirmation round of this many configs (compiler/confirm.py)
 
@@ -123,6 +124,7 @@ def resolve(doc: dict[str, Any], *, mode: str | None = None, seed: int | None = 
         fidelities=resolve_fidelities(doc.get("fidelities"), epochs),
         trainer=_with_goals(user.trainer, chosen_metrics.goals) if user else None, windowed=user.windows if user else True,
         data_version=user.data_version if user else "",
+        target=search.get("target"),
         stopping=resolve_stopping(search.get("stopping")),
         confirm_top=int(search["confirm"].get("top", DEFAULT_TOP)) if "confirm" in search else None,
     )

@@ -74,7 +74,7 @@ def read_experiment(doc: dict[str, Any]) -> Translated:
     _parameters(spec.get("parameters"), algorithm, out, result)
     _objective(spec.get("objective"), out, result)
     _counts(spec, algorithm, out, result)
-    _early_stopping(spec.get("earlyStopping"), result)
+    _early_stopping(spec.get("earlyStopping"), out, result)
     _collector(spec.get("metricsCollectorSpec"), out, result)
     _trial_template(spec.get("trialTemplate"), meta, out, result)
     if "resumePolicy" in spec:
@@ -249,9 +249,14 @@ def _objective(section: Any, out: dict[str, Any], result: Translated) -> None:
         out["metrics"] = [{"name": name, "goal": goal}] + [m for m in extra if m != name]
         result.written["metrics"] = "spec.objective.additionalMetricNames"
         result.notes.append(("spec.objective.additionalMetricNames", "reported beside the objective in every row"))
-    if "goal" in section:
-        result.notes.append(("spec.objective.goal", f"not applied: hpt runs the whole budget; Katib would stop once "
-                                                    f"{name} reached {section['goal']}"))
+    if "goal" in section:   # Katib: once the objective reaches it, no more trials are tried
+        target = _number(section["goal"], "spec.objective.goal", result)
+        if target is not None:
+            out.setdefault("search", {})["target"] = target
+            result.written["search.target"] = "spec.objective.goal"
+            result.notes.append(("spec.objective.goal", f"search.target {target:g}: once a trial's {name} reaches it, "
+                                                        "apply starts no new trial (the running ones finish), as Katib "
+                                                        "ends the Experiment"))
     if section.get("metricStrategies"):
         result.notes.append(("spec.objective.metricStrategies", "not applied: a row holds the metric the program reports last "
                                                                "(Katib's default is the best, by the objective's type)"))
@@ -295,7 +300,7 @@ def _counts(spec: dict[str, Any], algorithm: str, out: dict[str, Any], result: T
                                  "Katib program does not read)"))
 
 
-def _early_stopping(section: Any, result: Translated) -> None:
+def _early_stopping(section: Any, out: dict[str, Any], result: Translated) -> None:
     if not section:
         return
     name = section.get("algorithmName") if isinstance(section, dict) else None
@@ -303,10 +308,37 @@ def _early_stopping(section: Any, result: Translated) -> None:
         result.errors.append(UserError(f"early stopping {name!r} is not one of hpt's", where="spec.earlyStopping.algorithmName",
                                        hint="medianstop"))
         return
-    settings = {s.get("name"): s.get("value") for s in section.get("algorithmSettings") or [] if isinstance(s, dict)}
-    result.notes.append(("spec.earlyStopping", "not applied: median stopping "
-                                               f"({', '.join(f'{k} {v}' for k, v in settings.items()) or 'defaults'}) "
-                                               "needs hpt's in-trial stopping; every trial runs to its end"))
+    # Katib's settings (pkg/earlystopping/v1beta1/medianstop): min_trials_required (default 3), start_step
+    # (default 4), strings like every Katib setting; hpt's rule median is the same rule with those names.
+    stopping: dict[str, Any] = {"rule": "median"}
+    items = section.get("algorithmSettings") or []
+    for i, setting in enumerate(items if isinstance(items, list) else []):
+        at = f"spec.earlyStopping.algorithmSettings[{i}]"
+        if not isinstance(setting, dict):
+            continue
+        key = setting.get("name")
+        if key not in ("min_trials_required", "start_step"):
+            result.errors.append(UserError(f"unknown medianstop setting {key!r}", where=f"{at}.name",
+                                           hint="min_trials_required or start_step"))
+            continue
+        value = _number(setting.get("value"), f"{at}.value", result, integer=True)
+        if value is not None:
+            stopping[key] = value
+    from hpt.compiler.stopping import STOPPING
+
+    try:
+        settings = STOPPING.get("median").resolve(stopping, "spec.earlyStopping")
+    except UserError as err:
+        result.errors.append(err)
+        return
+    out.setdefault("search", {})["stopping"] = stopping
+    result.written["search.stopping"] = "spec.earlyStopping"
+    result.notes.append(("spec.earlyStopping", f"medianstop → search.stopping rule median (min_trials_required "
+                                               f"{settings['min_trials_required']}, start_step {settings['start_step']}): "
+                                               "a running trial whose best objective so far is worse than the median of "
+                                               "the finished trials' running averages at that step is stopped, as Katib's "
+                                               "medianstop does; its steps are the program's reports (its epoch=N pair, "
+                                               "else their order)"))
 
 
 def _collector(section: Any, out: dict[str, Any], result: Translated) -> None:

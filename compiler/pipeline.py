@@ -72,7 +72,9 @@ class CompileResult:
             "warnings": self.warnings,
         } | ({"fidelities": [f.to_dict() for f in self.resolved.fidelities]} if self.resolved.fidelities else {}) \
           | ({"halving": {"eta": self.resolved.space.eta, "promotion": self.resolved.space.promotion, "rungs": self.rungs}}
-             if self.rungs else {})
+             if self.rungs else {}) \
+          | ({"stopping": self.resolved.stopping} if self.resolved.stopping else {}) \
+          | ({"target": self.resolved.target} if self.resolved.target is not None else {})
 
     @property
     def n_fidelities(self) -> int:
@@ -341,6 +343,7 @@ def resolved_spec(resolved: Resolved, dataset: DatasetRef, windows: list[Window]
         | ({"eta": space.eta, "promotion": space.promotion} if space.scheduler == HALVING else {})
         | ({"batch": space.batch} if space.proposer == "tpe" else {})
         | ({"stopping": resolved.stopping} if resolved.stopping else {})
+        | ({"target": resolved.target} if resolved.target is not None else {})
         | ({"confirm": {"top": resolved.confirm_top, "window": held_out.to_dict()}} if held_out else {}),
         "mode": resolved.mode, "epochs": resolved.epochs, "metrics": resolved.metrics, "objective": resolved.objective,
         "data": dataset.uri, "results": resolved.results, "image": resolved.image, "resources": resolved.resources.to_dict(),

@@ -2,7 +2,9 @@
 
 A W&B sweep config whose parameter names are hpt's compiles unchanged: `method: grid|random|bayes`
 (bayes → tpe), `metric: {name, goal}` (→ objective), `run_cap` (→ search.trials),
-`early_terminate: {type: hyperband, eta}` (→ search.method halving over the spec's fidelities), every
+`metric.target` (→ search.target: a reached target stops the search), `early_terminate: {type:
+hyperband, ...}` (→ search.stopping rule hyperband, W&B's in-run stopping; with the spec's fidelities,
+search.method halving over them), every
 distribution W&B documents (docs/wandb.md: its exponent forms become value bounds, e.g. `log_uniform`
 min -9.21 → log-uniform min 1e-4), W&B's inference (min/max without a distribution: int_uniform for two
 integers, else uniform), `constant`/`value`, `categorical`, and nested `parameters` (the dotted names
@@ -111,31 +113,7 @@ def to_hpt(doc: dict[str, Any]) -> Translated:
         move("run_cap", "trials", out.pop("run_cap"))
         result.notes.append(("run_cap", f"search.trials {search.get('trials')}: the plan holds that many configs"))
     if "early_terminate" in out:
-        early = out.pop("early_terminate")
-        if search.get("method") == "halving":
-            result.errors.append(UserError("early_terminate cannot be combined with search.method halving",
-                                           where="early_terminate", hint="they say the same: keep one"))
-        elif search.get("method") == "tpe" or "fidelities" not in out:
-            # W&B's hyperband stops a run by the metric it logs at min_iter·eta^k: in-trial stopping, which
-            # hpt does not have yet; the search itself (its configs, run_cap) keeps its meaning.
-            text = ("not applied: W&B's hyperband stops runs early by the metric they log at min_iter·eta^k; "
-                    "every run goes to its end" + (" (halving over the spec's fidelities does not combine with bayes)"
-                                                   if search.get("method") == "tpe" else
-                                                   " (with the spec's fidelities, it is successive halving over them)"))
-            result.notes.append(("early_terminate", text))
-            result.warnings.append(f"early_terminate: {text}")
-        else:
-            search["method"] = "halving"
-            result.written["search.method"] = "early_terminate"
-            result.notes.append(("early_terminate", "hyperband: successive halving over the spec's fidelities "
-                                                    "(W&B stops runs by the metric they log at min_iter·eta^k)"))
-            if "eta" in early:
-                search["eta"] = early["eta"]
-                result.written["search.eta"] = "early_terminate.eta"
-            unused = [k for k in ("min_iter", "max_iter", "s", "strict") if k in early]
-            if unused:
-                result.warnings.append(f"early_terminate: {', '.join(unused)} ignored; "
-                                       "hpt's rungs are the spec's fidelities")
+        _early_terminate(out.pop("early_terminate"), "fidelities" in out, search, result)
     if search:
         out["search"] = search
     if "metric" in out:
@@ -148,8 +126,17 @@ def to_hpt(doc: dict[str, Any]) -> Translated:
             result.written["objective.metric"] = "metric.name"
             result.written["objective.goal"] = "metric.goal"
             result.notes.append(("metric", f"the objective: {metric.get('goal', 'minimize')} {metric['name']}"))
-            if "target" in metric:
-                result.warnings.append("metric.target ignored: hpt runs the whole budget")
+            if "target" in metric:   # W&B: no new runs once a run reaches it; the running ones finish
+                if "target" in search:
+                    result.errors.append(UserError("both metric.target (W&B's spelling) and search.target are given",
+                                                   where="metric.target", hint="keep one"))
+                else:
+                    search["target"] = metric["target"]
+                    out["search"] = search
+                    result.written["search.target"] = "metric.target"
+                    result.notes.append(("metric.target", f"search.target {metric['target']}: once a trial's "
+                                                          f"{metric['name']} reaches it, apply starts no new trial "
+                                                          "(the running ones finish), as W&B's sweep does"))
     for key in METADATA:
         if key in out:
             result.notes.append((key, f"W&B's {key} {out.pop(key)!r}: metadata, changes no trial"))
@@ -158,6 +145,49 @@ def to_hpt(doc: dict[str, Any]) -> Translated:
     if isinstance(out.get("parameters"), dict):
         out["parameters"] = _parameters(out["parameters"], "parameters", "", result)
     return result
+
+
+def _early_terminate(early: dict[str, Any], fidelities: bool, search: dict[str, Any], result: Translated) -> None:
+    """W&B's hyperband: with the spec's fidelities, successive halving over them (hpt's rungs); else what W&B
+    does, in-trial stopping by the metric each run logs at its brackets (search.stopping, rule hyperband)."""
+    if search.get("method") == "halving":
+        result.errors.append(UserError("early_terminate cannot be combined with search.method halving",
+                                       where="early_terminate", hint="they say the same: keep one"))
+        return
+    if fidelities and search.get("method") != "tpe":
+        search["method"] = "halving"
+        result.written["search.method"] = "early_terminate"
+        result.notes.append(("early_terminate", "hyperband: successive halving over the spec's fidelities "
+                                                "(W&B stops runs by the metric they log at min_iter·eta^k)"))
+        if "eta" in early:
+            search["eta"] = early["eta"]
+            result.written["search.eta"] = "early_terminate.eta"
+        unused = [k for k in ("min_iter", "max_iter", "s", "strict") if k in early]
+        if unused:
+            result.warnings.append(f"early_terminate: {', '.join(unused)} ignored; hpt's rungs are the spec's fidelities")
+        return
+    if "stopping" in search:
+        result.errors.append(UserError("both early_terminate (W&B's spelling) and search.stopping are given",
+                                       where="early_terminate", hint="keep one"))
+        return
+    from hpt.compiler.stopping import STOPPING
+
+    given = {"rule": "hyperband", **{k: v for k, v in early.items() if k != "type"}}
+    try:   # the rule's own checks, naming W&B's key (its settings are W&B's words)
+        settings = STOPPING.get("hyperband").resolve(given, "early_terminate")
+    except UserError as err:
+        result.errors.append(err)
+        return
+    search["stopping"] = given
+    result.written["search.stopping"] = "early_terminate"
+    at = (f"min_iter {settings['min_iter']}" if settings["min_iter"] is not None
+          else f"max_iter {settings['max_iter']}, s {settings['s']}")
+    result.notes.append(("early_terminate", f"hyperband ({at}, eta {settings['eta']}, strict "
+                                            f"{str(settings['strict']).lower()}): search.stopping rule hyperband — a "
+                                            "running trial is stopped at a bracket step when its objective there is "
+                                            "outside the best ⌊n/eta⌋+1 of the trials that reported that step, as W&B "
+                                            "stops runs" + (" (halving over the fidelities does not combine with bayes)"
+                                                            if fidelities else "")))
 
 
 def _parameters(params: dict[str, Any], where: str, prefix: str, result: Translated) -> dict[str, Any]:

@@ -120,7 +120,7 @@ class RichProgress:
             if kind == "trial-retrying":
                 self.console.print(Text.assemble(("retrying", "yellow"), f" {event['trial_id']} (attempt {event['attempt']}) in "
                                                  f"{event['delay_s']:.0f} s: {event.get('reason', '')}"), soft_wrap=True)
-        elif kind == "message":
+        elif kind in ("message", "target-reached"):
             self.console.print(event["text"], highlight=False, soft_wrap=True)
         elif kind == "run-finished":
             self.close()
@@ -227,7 +227,7 @@ class PlainLines:
             self.line(f"{len(event['trial_ids'])} trial(s) added by the search ({self.total} to run)")
         elif kind == "trial-claimed-elsewhere":
             self.line(f"waiting: {tid} is run by another apply ({event.get('owner', '?')})")
-        elif kind == "message":
+        elif kind in ("message", "target-reached"):
             self.line(event["text"])
         elif kind == "run-finished":
             self.close()

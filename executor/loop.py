@@ -35,6 +35,7 @@ from hpt.executor.backend import Backend, Phase, Submission, TrialStatus
 from hpt.executor.events import Reporter
 from hpt.executor.plan import LoadedPlan, queue_order
 from hpt.executor.publish import ResultsPublisher
+from hpt.executor.target import Target
 from hpt.store import EXIT_STORE_UNAVAILABLE, LOGS, AlreadyExists, Store, StoreUnavailable, row_key
 from hpt.store.claims import DEFAULT_LEASE_S, Claim, Claims
 from hpt.store.ownership import DEAD, EXIT_NOT_OWNER, MAX_LEASE_S, SKEWED, Ticket, latest, owner_state
@@ -112,20 +113,23 @@ class RunResult:
     interrupted: bool = False
     left_running: int = 0    # interrupted, on a backend whose trials outlive apply
     early_stopped: int = 0   # ended by an in-trial stopping rule (rows of status stopped), this run or before
+    target_reached: str = ""  # the plan's search.target was reached (by which trial): no new trial started
+    skipped: int = 0         # never started because the target was reached
     failures: dict[str, str] = field(default_factory=dict)  # trial id → reason
 
     @property
     def exit_code(self) -> int:
         if self.interrupted:
             return 130
-        if self.failed or self.kept_failed or self.not_run or self.done + self.already_done < self.total:
+        if self.failed or self.kept_failed or self.not_run or self.done + self.already_done + self.skipped < self.total:
             return 1  # an apply that did not run every trial to done never says 0
         return 0
 
     def counts(self) -> dict[str, int]:
         return {"total": self.total, "done": self.done, "failed": self.failed, "already_done": self.already_done,
                 "kept_failed": self.kept_failed, "adopted": self.adopted, "retried": self.retried, "not_run": self.not_run,
-                "left_running": self.left_running, "early_stopped": self.early_stopped}
+                "left_running": self.left_running, "early_stopped": self.early_stopped, "skipped": self.skipped} \
+            | ({"target_reached": self.target_reached} if self.target_reached else {})
 
 
 @dataclass
@@ -166,6 +170,7 @@ class Scheduler:
         self.plan = plan
         self.grow = grow
         self.stopper = stopper
+        self.target = Target.of(plan.plan.spec)                  # search.target: reached, no new trial starts
         self.curves: dict[str, list[EpochReport]] = {}            # finished trials' reports (stopping only)
         self.stops: set[str] = set()                             # trials with a stop record
         self._last_stop_check = 0.0
@@ -358,6 +363,27 @@ class Scheduler:
                 self.emit("message", text=f"{tid}: another apply took the trial over (this one did not renew its "
                                           f"claim within {self.opt.claim_lease_s:g} s); its row decides")
 
+    def _check_target(self, tid: str, row: Mapping[str, str] | None) -> None:
+        """A finished row that reaches the plan's target ends the search: the queued trials are skipped (the
+        running ones finish, as W&B's sweep and Katib's Experiment let them)."""
+        if self.target is None or self.result.target_reached or row is None:
+            return
+        value = self.target.reached(row)
+        if value is not None:
+            self._reach_target(tid, value)
+
+    def _reach_target(self, tid: str, value: float, before: bool = False) -> None:
+        self.result.target_reached = self.target.says(tid, value)  # type: ignore[union-attr]
+        skipped = [sub.trial_id for sub, _ in self.queue] + [sub.trial_id for _, sub, _ in self.waiting]
+        for skipped_id in skipped:
+            self._release_claim(skipped_id)
+        self.queue.clear()
+        self.waiting.clear()
+        self.result.skipped += len(skipped)
+        self.emit("target-reached", trial_id=tid, value=value, target=self.target.value,  # type: ignore[union-attr]
+                  skipped=len(skipped), text=f"{self.result.target_reached}" + (" (in an earlier run)" if before else "")
+                                            + ": no new trial starts" + (f" ({len(skipped)} not started)" if skipped else ""))
+
     def _record_existing(self, sub: Submission, row: dict[str, str], attempt: int) -> None:
         self._grow_due = self.grow is not None
         if row.get("status") in FINISHED:
@@ -367,6 +393,7 @@ class Scheduler:
             self.emit("trial-finished", trial_id=sub.trial_id, attempt=attempt, status=row.get("status"))
         else:
             self._count_failure(sub.trial_id, row.get("reason", "") or "failed", attempt)
+        self._check_target(sub.trial_id, row)
 
     def _count_failure(self, tid: str, reason: str, attempt: int) -> None:
         self._grow_due = self.grow is not None
@@ -421,6 +448,7 @@ class Scheduler:
                           seconds=round(time.monotonic() - run.started, 3))
             else:  # the trainer recorded its own failure: a result, not worth retrying
                 self._count_failure(tid, row.get("reason", "") or status.reason or "failed", run.attempt)
+            self._check_target(tid, row)
             return False
 
         if run.timed_out is not None:
@@ -466,7 +494,7 @@ class Scheduler:
         for tid, run in self.running.items():
             if not run.row_seen and self.store.exists(row_key(tid)):
                 run.row_seen = appeared = True
-                self.publisher.note(tid)
+                self._check_target(tid, self.publisher.note(tid))
         return appeared
 
     def _interrupt(self, why: str) -> None:
@@ -555,7 +583,7 @@ class Scheduler:
         """New trials the adaptive search decided from the rows now in the store (none once the run is
         stopped or interrupted: a decision must not outrun the trials that would run it)."""
         self._grow_due = False
-        if self.grow is None or self.result.stopped or self._stop_signal is not None:
+        if self.grow is None or self.result.stopped or self._stop_signal is not None or self.result.target_reached:
             return []
         added = self.grow(self.publisher.current(), parallel)
         if not added:
@@ -579,6 +607,10 @@ class Scheduler:
         backend.preflight(self.plan.submissions)   # trials added later share round 1's image and resources
         parallel = max(1, self.opt.parallel or backend.capacity())
         self._order = queue_order(self.plan.plan)
+        # A target reached before (a re-apply): no decision and no new trial (said below, once queued).
+        reached = self.target.first(self.publisher.current()) if self.target is not None else None
+        if reached is not None:
+            self.result.target_reached = self.target.says(*reached)  # type: ignore[union-attr]
         # A crash may have come between a trial's row and the decision it completed: decide it now.
         self._ask_grow(parallel)
         plan = self.plan
@@ -610,6 +642,8 @@ class Scheduler:
                   to_run=len(to_run), adopted=self.result.adopted, parallel=parallel)
         for tid in list(self.running):
             self.emit("trial-adopted", trial_id=tid, attempt=self.running[tid].attempt)
+        if reached is not None:
+            self._reach_target(*reached, before=True)
         self.publisher.publish()  # a crash may have left results.csv behind the rows
         if not to_run:
             self.emit("message", text=self._nothing_to_do())
@@ -687,6 +721,8 @@ class Scheduler:
         self.publisher.publish(final=True)
         self._write_runs(finished=True)
         parts = [f"{r.done + r.already_done}/{r.total} done"]
+        if r.skipped:
+            parts.append(f"{r.skipped} not started: {r.target_reached}")
         if r.already_done:
             parts.append(f"{r.already_done} were done already")
         if r.early_stopped:

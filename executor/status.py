@@ -14,6 +14,7 @@ from typing import Any
 
 from hpt.executor.loop import RUNS
 from hpt.executor.plan import LoadedPlan
+from hpt.executor.target import Target
 from hpt.store import Store
 from hpt.store.index import snapshot
 from hpt.schemas.row import STATUS_DONE, STATUS_STOPPED
@@ -22,7 +23,7 @@ from hpt.schemas.row import STATUS_DONE, STATUS_STOPPED
 @dataclass(frozen=True)
 class TrialState:
     trial_id: str
-    state: str               # pending | running | done | failed
+    state: str               # pending | running | done | stopped | failed | skipped (the target was reached)
     detail: str = ""         # failed: the reason; done: the objective; running: since when
     attempt: int = 0
     score: float | None = None  # done: the objective's value, lower is better (negated for a maximised one)
@@ -104,6 +105,8 @@ def trial_states(plan: LoadedPlan, store: Store, local_state_dir: Path | None = 
     run = run if run is not None else apply_state(store, plan.experiment_id)
     running = {**_local_survivors(local_state_dir, plan.experiment_id, store.uri), **_live_run(run)}
     states = []
+    target = Target.of(plan.plan.spec)
+    reached = target.first(rows) if target is not None else None
     for sub in plan.submissions:
         tid = sub.trial_id
         row = rows.get(tid)
@@ -119,6 +122,8 @@ def trial_states(plan: LoadedPlan, store: Store, local_state_dir: Path | None = 
             states.append(TrialState(tid, "running", f"since {info.get('since', '')}".strip(), int(info.get("attempt", 1))))
         elif row is not None:
             states.append(TrialState(tid, "failed", row.get("reason", "") or "failed"))
+        elif reached is not None:   # hpt apply starts no new trial once the target is reached
+            states.append(TrialState(tid, "skipped", target.says(*reached)))  # type: ignore[union-attr]
         else:
             states.append(TrialState(tid, "pending"))
     return states

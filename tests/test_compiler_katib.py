@@ -30,7 +30,7 @@ def read(name: str):
 def test_random():
     result = read("random")
     doc = result.doc
-    assert doc["search"] == {"method": "random", "trials": 12}
+    assert doc["search"] == {"method": "random", "trials": 12, "target": 0.99}
     assert doc["parameters"] == {"lr": {"distribution": "uniform", "min": 0.01, "max": 0.03},
                                  "num-layers": {"distribution": "int-uniform", "min": 2, "max": 5},
                                  "optimizer": {"values": ["sgd", "adam", "ftrl"]}}
@@ -41,20 +41,21 @@ def test_random():
     assert "date-range" not in doc   # a Katib program gets no dated window
     said = dict(result.notes)
     assert "--parallel 3" in said["spec.parallelTrialCount"]
-    assert said["spec.objective.goal"].startswith("not applied")
-    assert any("spec.objective.goal" in w for w in result.warnings)
+    # Katib's goal: once the objective reaches it, the Experiment tries no more trials (search.target)
+    assert said["spec.objective.goal"].startswith("search.target 0.99")
+    assert not any("spec.objective.goal" in w for w in result.warnings)
 
 
 def test_grid_lists_the_steps_as_katib_does():
     doc = read("grid").doc
-    assert doc["search"] == {"method": "grid", "trials": 12}
+    assert doc["search"] == {"method": "grid", "trials": 12, "target": 0.99}
     assert doc["parameters"]["lr"] == {"values": [0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.007, 0.008, 0.009, 0.01]}
     assert doc["parameters"]["num-layers"] == {"values": [2, 3, 4, 5]}   # an int's step defaults to 1
 
 
 def test_tpe():
     result = read("tpe")
-    assert result.doc["search"] == {"method": "tpe", "trials": 12}
+    assert result.doc["search"] == {"method": "tpe", "trials": 12, "target": 0.99}
 
 
 def test_bayesianoptimization_is_read_as_tpe_and_says_so():
@@ -62,7 +63,7 @@ def test_bayesianoptimization_is_read_as_tpe_and_says_so():
     doc["spec"]["algorithm"] = {"algorithmName": "bayesianoptimization",
                                 "algorithmSettings": [{"name": "random_state", "value": "10"}]}
     result = read_experiment(doc)
-    assert result.doc["search"] == {"method": "tpe", "seed": 10, "trials": 12}
+    assert result.doc["search"] == {"method": "tpe", "seed": 10, "trials": 12, "target": 0.99}
     assert "Gaussian-process" in dict(result.notes)["spec.algorithm.algorithmName"]
 
 
@@ -78,8 +79,20 @@ def test_hyperband_holds_its_resource_at_the_largest_value_and_says_so():
 def test_median_stop_compiles_and_says_it_is_not_applied():
     result = read("median-stop")
     assert result.doc["parameters"]["num-epochs"] == {"distribution": "int-uniform", "min": 3, "max": 4}
-    assert result.doc["search"] == {"method": "random", "trials": 15}
-    assert any("median stopping (min_trials_required 1, start_step 2)" in w for w in result.warnings)
+    # Katib's medianstop settings (strings) become hpt's median rule's, which is the same rule
+    assert result.doc["search"] == {"method": "random", "trials": 15, "target": 0.99,
+                                    "stopping": {"rule": "median", "min_trials_required": 1, "start_step": 2}}
+    assert not any("earlyStopping" in w for w in result.warnings)
+    assert "medianstop → search.stopping rule median (min_trials_required 1, start_step 2)" in \
+        dict(result.notes)["spec.earlyStopping"]
+
+
+def test_medianstop_defaults_are_katib_s():
+    doc = example("median-stop")
+    del doc["spec"]["earlyStopping"]["algorithmSettings"]
+    result = read_experiment(doc)
+    assert result.doc["search"]["stopping"] == {"rule": "median"}
+    assert "(min_trials_required 3, start_step 4)" in dict(result.notes)["spec.earlyStopping"]
 
 
 @pytest.mark.parametrize("change, where, words", [
@@ -95,6 +108,11 @@ def test_median_stop_compiles_and_says_it_is_not_applied():
     (lambda s: s["trialTemplate"]["trialParameters"].pop(0), "spec.trialTemplate.trialSpec", "names no trialParameter"),
     (lambda s: s.update(nasConfig={}), "spec.nasConfig", "neural architecture search"),
     (lambda s: s.update(metricsCollectorSpec={"collector": {"kind": "PrometheusMetric"}}), "spec.metricsCollectorSpec.collector.kind", "not one hpt reads"),
+    (lambda s: s.update(earlyStopping={"algorithmName": "medianstop", "algorithmSettings": [{"name": "burn_in", "value": "2"}]}),
+     "spec.earlyStopping.algorithmSettings[0].name", "unknown medianstop setting 'burn_in'"),
+    (lambda s: s.update(earlyStopping={"algorithmName": "medianstop", "algorithmSettings": [{"name": "start_step", "value": "0"}]}),
+     "spec.earlyStopping.start_step", "start_step must be an integer ≥ 1"),
+    (lambda s: s["objective"].update(goal="high"), "spec.objective.goal", "a number"),
 ])
 def test_what_hpt_cannot_read_as_katib_means_it_is_an_error_naming_the_key(change, where, words):
     doc = copy.deepcopy(example("random"))
@@ -149,7 +167,7 @@ def test_compile_explain_says_how_each_key_was_read(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["compile", str(EXAMPLES / "median-stop.yaml"), "--explain", "--out", str(tmp_path / "p"),
                                       "--today", "2026-11-26"])
     assert "How hpt read a Katib Experiment" in result.stdout
-    assert "spec.earlyStopping" in result.stdout and "not applied: median stopping" in result.stdout
+    assert "spec.earlyStopping" in result.stdout and "medianstop →" in result.stdout and "not applied: median" not in result.stdout
     from hpt.compiler.explain import explain_spec
 
     said = dict((k, v) for k, v in explain_spec(str(EXAMPLES / "grid.yaml")).notes)

@@ -159,7 +159,9 @@ def test_compile_explain_for_a_wandb_config(tmp_path):
 
 
 @pytest.mark.parametrize("extra", [{"method": "bayes"}, {"method": "random"}])
-def test_early_terminate_without_fidelities_or_with_bayes_compiles_and_says_it_stops_nothing(tmp_path, extra):
+def test_early_terminate_without_fidelities_is_w_and_b_s_in_run_hyperband_stopping(tmp_path, extra):
+    # W&B's hyperband (docs: early_terminate): brackets at min_iter·eta^k over the steps a run logs; with
+    # method bayes too. The plan records it as search.stopping rule hyperband, W&B's keys as its settings.
     doc = {"architecture": "lstm", "date-range": RANGE, "run_cap": 3, **extra,
            "early_terminate": {"type": "hyperband", "min_iter": 3, "eta": 3},
            "metric": {"name": "mse", "goal": "minimize"},
@@ -168,7 +170,45 @@ def test_early_terminate_without_fidelities_or_with_bayes_compiles_and_says_it_s
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["method"] == ("tpe" if extra["method"] == "bayes" else "random") and summary["trials"] == 3
-    assert any(w.startswith("early_terminate: not applied: W&B's hyperband stops runs early") for w in summary["warnings"])
+    assert not any("early_terminate" in w for w in summary["warnings"])
+    expected = {"rule": "hyperband", "min_iter": 3, "max_iter": None, "s": None, "eta": 3, "strict": False}
+    assert summary["stopping"] == expected
+    assert json.loads((tmp_path / "et" / "plan.json").read_text())["spec"]["search"]["stopping"] == expected
+
+
+def test_early_terminate_max_iter_form_and_strict_are_kept():
+    doc = validate_spec({"architecture": "lstm", "date-range": RANGE, "method": "random", "run_cap": 2,
+                         "early_terminate": {"type": "hyperband", "max_iter": 27, "s": 2, "eta": 3, "strict": True},
+                         "parameters": {"learning_rate": [0.01, 0.1]}})
+    assert doc["search"]["stopping"] == {"rule": "hyperband", "max_iter": 27, "s": 2, "eta": 3, "strict": True}
+    from hpt.compiler.stopping.hyperband import brackets
+    assert brackets({"max_iter": 27, "s": 2, "eta": 3}) == [3, 9]   # W&B: max_iter/eta^i for i = 1…s
+
+
+@pytest.mark.parametrize("early, where, says", [
+    ({"type": "hyperband", "eta": 3}, "early_terminate", "needs min_iter, or max_iter with s"),
+    ({"type": "hyperband", "min_iter": 1, "max_iter": 9}, "early_terminate.max_iter", "not both"),
+    ({"type": "hyperband", "max_iter": 2, "s": 1, "eta": 3}, "early_terminate.s", "give no bracket"),
+])
+def test_early_terminate_that_gives_no_brackets_exits_2_naming_w_and_b_s_key(tmp_path, early, where, says):
+    doc = {"architecture": "lstm", "date-range": RANGE, "method": "random", "run_cap": 2, "early_terminate": early,
+           "parameters": {"learning_rate": [0.01, 0.1]}}
+    result = compile_cli(tmp_path, doc, "bad")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"{where}:" in result.stderr and says in result.stderr
+
+
+def test_metric_target_is_search_target_and_the_dry_run_says_it(tmp_path):
+    doc = {"architecture": "lstm", "date-range": RANGE, "method": "random", "run_cap": 2,
+           "metric": {"name": "mse", "goal": "minimize", "target": 0.5}, "parameters": {"learning_rate": [0.01, 0.1]}}
+    result = compile_cli(tmp_path, doc, "t")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["target"] == 0.5 and not any("target" in w for w in summary["warnings"])
+    assert json.loads((tmp_path / "t" / "plan.json").read_text())["spec"]["search"]["target"] == 0.5
+    (tmp_path / "t.json").write_text(json.dumps(doc))
+    text = runner.invoke(app, ["compile", str(tmp_path / "t.json"), "--out", str(tmp_path / "t2"), "--today", TODAY])
+    assert "target mse ≤ 0.5: apply starts no new trial once a finished trial reaches it" in text.stdout
 
 
 def test_explain_of_stdin_is_exit_2():

@@ -60,7 +60,8 @@ def test_a_wandb_sweep_with_its_script_compiles_shows_and_runs(tmp_path):
     dry = hpt("compile", "src/sweep.yaml", "--out", "plan", "--explain", cwd=tmp_path)
     assert dry.returncode == 0, dry.stderr
     assert "How hpt read a W&B sweep config" in dry.stdout and "optimizer.momentum" in dry.stdout
-    assert "early_terminate: not applied" in dry.stderr
+    assert "in-trial stopping: hyperband (min_iter 1, eta 2, strict False)" in dry.stdout   # W&B's early_terminate
+    assert "not applied" not in dry.stderr
     manifests = [json.loads(p.read_text()) for p in sorted((tmp_path / "plan" / "trials").glob("*.json"))]
     assert len(manifests) == 4 and all("window" not in m for m in manifests)
     for m in manifests:   # W&B's ${args}: --name=value for every hyperparameter

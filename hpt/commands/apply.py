@@ -263,7 +263,7 @@ def register(app: typer.Typer) -> None:
             counts[s.state] = counts.get(s.state, 0) + 1
         resume = _resume_command(str(plan_dir), run.backend if run and run.backend else "local", store.uri, {})
         apply_doc = {**(run.to_dict() if run else {"alive": None}), "resume": resume}
-        not_done = len(states) - counts.get("done", 0) - counts.get("stopped", 0)
+        not_done = len(states) - counts.get("done", 0) - counts.get("stopped", 0) - counts.get("skipped", 0)
         note = ""
         if run is not None and run.alive is None:
             note = f"hpt apply runs on {run.host} (pid {run.pid}); its last update: {run.updated_at}"
@@ -280,7 +280,7 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
         from rich.text import Text
 
-        colour = {"done": "green", "stopped": "yellow", "failed": "red", "running": "cyan", "pending": "dim"}
+        colour = {"done": "green", "stopped": "yellow", "failed": "red", "running": "cyan", "pending": "dim", "skipped": "dim"}
         summarised = len(states) > SUMMARY_AT and not everything
         shown = _status_summary(states) if summarised else states
         title = f"{plan.experiment_id} · {store.uri}"
@@ -301,8 +301,11 @@ def register(app: typer.Typer) -> None:
             if len(reasons) > SUMMARY_TOP:
                 console.print(f"… {len(reasons) - SUMMARY_TOP} more failure reason(s)", highlight=False)
             console.print(f"(--all lists all {len(states)} trials; --format json gives them to a program)", highlight=False)
-        console.print(", ".join(f"{counts.get(k, 0)} {k}" for k in ("done", "stopped", "failed", "running", "pending")
-                                if k != "stopped" or counts.get(k)), highlight=False)
+        console.print(", ".join(f"{counts.get(k, 0)} {k}" for k in ("done", "stopped", "failed", "running", "pending", "skipped")
+                                if k not in ("stopped", "skipped") or counts.get(k)), highlight=False)
+        skipped = next((s.detail for s in states if s.state == "skipped"), "")
+        if skipped:
+            console.print(f"{skipped}: the search is over (no new trial starts)", highlight=False, soft_wrap=True)
         if rounds:
             console.print(_rounds_table(rounds, plan.plan.halving, plan.plan.tpe))
         if note:

@@ -107,6 +107,10 @@ def _review(result) -> None:  # noqa: ANN001 — CompileResult, imported lazily
     console.print(f"data {result.dataset.uri}", highlight=False, soft_wrap=True)
 
     console.print(f"objective {resolved.objective['metric']} ({resolved.objective['goal']})", highlight=False)
+    if resolved.target is not None:
+        reach = "≤" if resolved.objective["goal"] == "minimize" else "≥"
+        console.print(f"target {resolved.objective['metric']} {reach} {resolved.target:g}: apply starts no new trial once "
+                      "a finished trial reaches it (the running ones finish)", highlight=False)
     if resolved.windowed:
         windows = Table(title="date ranges", title_justify="left")
         for column in ("#", "train", "validation", "trials"):
