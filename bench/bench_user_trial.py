@@ -9,14 +9,18 @@ Metro Interstate traffic data, imported with `hpt data import`):
                                                                                         target: ≤ 1.05×
 The two alternate (--rounds pairs) so drift on a shared machine hits both alike; the median of the
 paired ratios is printed, for wall time and for CPU time (user + system of every process, the program's
-included: on a shared machine wall time mostly measures the neighbours). Usage:
+included: on a shared machine wall time mostly measures the neighbours). hpt's own modules are
+byte-compiled as an installed hpt's are (PYTHONDONTWRITEBYTECODE, where set, is dropped for the children:
+otherwise every hpt-trial would compile its sources afresh, which no install does). Usage:
     .venv/bin/python bench/bench_user_trial.py [--rounds 5] [--epochs 12]
     .venv/bin/python bench/bench_user_trial.py --command 'sleep 3; echo "hpt:result {\\"mse\\": 1}"'
         # a program that only waits: hpt-trial's own overhead, free of CPU contention
     .venv/bin/python bench/bench_user_trial.py --stdout-lines 10000 [--seconds 30]
-        # an unchanged argparse script (no hpt in it) taking its flags from W&B's ${args}, working --seconds and
-        # printing 10,000 `step=N loss=… wape=…` lines that hpt-trial collects (metrics_from: stdout, Katib's
-        # format): each line also becomes a TensorBoard point and an hpt:epoch line in the trial's log
+        # an unchanged argparse script (no hpt in it) taking its flags from W&B's ${args}, doing --seconds of
+        # CPU work (a fixed count of loop iterations, calibrated here once, so both sides do the same work and
+        # the CPU ratio holds on a busy machine) and printing 10,000 `step=N loss=… wape=…` lines between its
+        # steps that hpt-trial collects (metrics_from: stdout, Katib's format): each line also becomes a
+        # TensorBoard point and an hpt:epoch line in the trial's log
 """
 from __future__ import annotations
 
@@ -37,21 +41,39 @@ BIN = Path(sys.executable).parent
 EXAMPLE = ROOT / "examples" / "own-model"
 
 
-# An unchanged script: argparse flags, name=value lines, ~3 s of work spread over its lines.
+# The script's work: a fixed count of loop iterations (CPU only), the same in calibrate() and in the script.
+WORK = """\
+def work(n):
+    total = 0
+    for i in range(n):
+        total += i
+    return total
+"""
+
+# An unchanged script: argparse flags, name=value lines, a fixed amount of work spread over its lines.
 SCRIPT = """\
-import argparse, math, time
+import argparse, math
 parser = argparse.ArgumentParser()
 parser.add_argument("--lr", type=float, default=0.1)
 parser.add_argument("--lines", type=int, default=10000)
-parser.add_argument("--seconds", type=float, default=3.0)
+parser.add_argument("--work", type=int, default=1000)
 args = parser.parse_args()
-start = time.perf_counter()
+""" + WORK + """
 for step in range(1, args.lines + 1):
-    while time.perf_counter() - start < args.seconds * step / args.lines:
-        pass
+    work(args.work)
     loss = 1.0 / math.sqrt(step)
     print(f"step={step} loss={loss:.6f} wape={loss * args.lr + 0.1:.6f} lr={args.lr}")
 """
+
+
+def calibrate(seconds: float, lines: int) -> int:
+    """Loop iterations per line so the script's work is about `seconds` of CPU here (its work(), timed)."""
+    n, scope = 2_000_000, {}
+    exec(WORK, scope)
+    start = time.process_time()
+    scope["work"](n)
+    per_iteration = (time.process_time() - start) / n
+    return max(1, round(seconds / per_iteration / lines))
 
 
 def prepare(work: Path, epochs: int, command: str | None, stdout_lines: int = 0, seconds: float = 3.0) -> Path:
@@ -63,7 +85,7 @@ def prepare(work: Path, epochs: int, command: str | None, stdout_lines: int = 0,
         (project / "train.py").write_text(SCRIPT)
         spec = {"trainer": {"command": ["python", "train.py", "${args}"], "source": ".", "name": "script",
                             "windows": False, "metrics_from": "stdout"},
-                "parameters": {"lr": 0.05, "lines": stdout_lines, "seconds": seconds},
+                "parameters": {"lr": 0.05, "lines": stdout_lines, "work": calibrate(seconds, stdout_lines)},
                 "metrics": [{"name": "wape", "goal": "minimize"}, "loss"]}
         (project / "spec.json").write_text(json.dumps(spec))
     elif command:
@@ -89,6 +111,9 @@ def prepare(work: Path, epochs: int, command: str | None, stdout_lines: int = 0,
     return work / "plan" / "trials" / f"{trial}.json"
 
 
+CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def _cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -100,7 +125,7 @@ def by_hand(manifest_path: Path, work: Path) -> tuple[float, float]:
     trainer = doc["trainer"]
     scratch = Path(tempfile.mkdtemp(dir=work))
     (scratch / "output").mkdir()
-    env = dict(os.environ, PYTHONUNBUFFERED="1", HPT_PROTOCOL="1", HPT_TRIAL_MANIFEST=str(manifest_path),
+    env = dict(CHILD_ENV, PYTHONUNBUFFERED="1", HPT_PROTOCOL="1", HPT_TRIAL_MANIFEST=str(manifest_path),
                HPT_TRIAL_OUTPUT=str(scratch / "output"), HPT_TRIAL_METRICS=str(scratch / "output" / "metrics.json"))
     argv = [sys.executable, "-m", "hpt.trial", trainer["entrypoint"]] if "entrypoint" in trainer \
         else list(trainer.get("argv") or trainer["command"])
@@ -117,7 +142,7 @@ def by_hand(manifest_path: Path, work: Path) -> tuple[float, float]:
 def through_hpt_trial(manifest_path: Path, work: Path) -> tuple[float, float]:
     store = Path(tempfile.mkdtemp(dir=work))
     start, cpu = time.perf_counter(), _cpu()
-    proc = subprocess.run([BIN / "hpt-trial", manifest_path, "--results", store, "-q"], capture_output=True)
+    proc = subprocess.run([BIN / "hpt-trial", manifest_path, "--results", store, "-q"], capture_output=True, env=CHILD_ENV)
     wall, cpu = time.perf_counter() - start, _cpu() - cpu
     if proc.returncode != 0 or not list((store / "rows").glob("*.csv")):
         raise SystemExit(f"hpt-trial failed ({proc.returncode}): {proc.stderr.decode()[-2000:]}")
@@ -133,7 +158,7 @@ def main() -> None:
     parser.add_argument("--stdout-lines", type=int, default=0,
                         help="an unchanged script printing this many name=value lines instead of the example")
     parser.add_argument("--seconds", type=float, default=30.0,
-                        help="--stdout-lines: how long the script works (spinning), its lines spread over it")
+                        help="--stdout-lines: about how much CPU work the script does, its lines spread over it")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="hpt-bench-user-") as tmp:
         work = Path(tmp)
@@ -147,7 +172,7 @@ def main() -> None:
             (hw, hc), (tw, tc) = runs["by_hand"][-1], runs["through_hpt_trial"][-1]
             print(f"round {i + 1}: by hand {hw:.2f} s wall {hc:.2f} s CPU; hpt-trial {tw:.2f} s wall {tc:.2f} s CPU; "
                   f"ratio wall {tw / hw:.3f} CPU {tc / hc:.3f}", flush=True)
-        what = (f"an unchanged {args.seconds:g} s script, {args.stdout_lines:,} name=value lines collected" if args.stdout_lines
+        what = (f"an unchanged script of ~{args.seconds:g} s CPU work, {args.stdout_lines:,} name=value lines collected" if args.stdout_lines
                 else "a shell command" if args.command else f"examples/own-model, {args.epochs} epochs")
         for k, label in ((0, "wall"), (1, "CPU")):
             hand = [r[k] for r in runs["by_hand"]]

@@ -10,7 +10,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 PROTOCOL_VERSION = "2"   # 2: rendered command lines, collected metrics, trials without windows (docs/trial-protocol.md)
 
@@ -93,6 +93,56 @@ def epoch_line(epoch: int, values: dict[str, float]) -> str:
         body = "".join(f', "{k}": {_number(v)}' for k, v in values.items())
         return f'{EPOCH_PREFIX} {{"epoch": {int(epoch)}{body}}}'
     return f"{EPOCH_PREFIX} " + json.dumps({"epoch": epoch, **values}, allow_nan=True)
+
+
+_NUMBER_TYPES = frozenset((int, float))
+
+
+def epoch_lines(reports: list[EpochReport]) -> str:
+    """epoch_line's text for many reports, each line ending in a newline (report_objects' fast path)."""
+    return "".join([f"{EPOCH_PREFIX} {text}\n" if text is not None else epoch_line(r.epoch, r.values) + "\n"
+                    for r, text in zip(reports, report_objects(reports))])
+
+
+def report_objects(reports: list[EpochReport], sort_keys: bool = False) -> list[str | None]:
+    """Each report as the JSON object json.dumps writes for {"epoch": epoch, **values} (sort_keys as there), or
+    None where the fast way does not apply (a name needing escapes, a value that is not an int or a finite
+    float). The object's shape is built once per set of names (a script's 10,000 reports share one or two) and
+    filled with the values' repr, which is json.dumps's own text for those numbers (bench_user_trial.py)."""
+    shapes: dict[tuple[str, ...], str | None] = {}
+    out: list[str | None] = []
+    for report in reports:
+        values = report.values
+        names = tuple(values)
+        shape = shapes.get(names, "")
+        if shape == "":
+            shape = shapes[names] = _object_shape(names, sort_keys)
+        numbers = values.values()
+        if shape is not None and type(report.epoch) is int and set(map(type, numbers)) <= _NUMBER_TYPES \
+                and _finite_sum(numbers):
+            out.append(shape.format(report.epoch, *numbers))
+        else:
+            out.append(None)
+    return out
+
+
+def _finite_sum(numbers: Iterable[float]) -> bool:
+    """Whether every number is finite, told by their sum (an overflow only sends a report the slow way)."""
+    try:
+        return math.isfinite(sum(numbers))
+    except OverflowError:
+        return False
+
+
+def _object_shape(names: tuple[str, ...], sort_keys: bool) -> str | None:
+    """`{"epoch": {0}, "NAME": {1!r}, ...}` as a str.format template (argument 0 the epoch, then the values in
+    the report's order); None for a name that needs escapes or is "epoch" itself."""
+    if not all(_PLAIN.match(k) and "{" not in k and "}" not in k and k != "epoch" for k in names):
+        return None
+    fields = [("epoch", "{0}")] + [(k, f"{{{i}!r}}") for i, k in enumerate(names, 1)]
+    if sort_keys:
+        fields.sort()
+    return "{{" + ", ".join(f'"{k}": {v}' for k, v in fields) + "}}"
 
 
 def _number(value: float) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import tempfile
 import time
 import traceback
@@ -108,12 +109,19 @@ def _run_owned(manifest: TrialManifest, store: Store, device: str | None, owner:
 
 class StopWatch:
     """The trial's view of in-trial stopping: whether `hpt apply` recorded a stop for it (stops/<id>.json),
-    asked once per step; the record, once seen, is kept."""
+    asked at each step but read from the store at most once per POLL_S (a script reporting 10,000 steps
+    must not pay 10,000 store reads, bench/bench_user_trial.py; apply itself decides only every few tenths of
+    a second); the record, once seen, is kept. Reading it late changes nothing in the result: a stopped
+    trial's values are those of the record's step (the built-ins truncate to it, a user program's last
+    report at or before it)."""
+
+    POLL_S = 0.5
 
     def __init__(self, store: Store, trial_id: str):
         self.store, self.trial_id = store, trial_id
         self.record: StopRecord | None = None
         self.reached = 0          # the last step asked about
+        self.read_at = -math.inf  # time.monotonic() of the last store read
 
     @property
     def obeyed(self) -> bool:
@@ -124,6 +132,10 @@ class StopWatch:
         """The stop record's step, or None (none yet)."""
         self.reached = max(self.reached, epoch)
         if self.record is None:
+            now = time.monotonic()
+            if now - self.read_at < self.POLL_S:
+                return None
+            self.read_at = now
             try:
                 data = self.store.get(stop_key(self.trial_id))
             except KeyError:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
+import select
 import socket
 import struct
 import subprocess
@@ -68,44 +70,77 @@ def source_folder(trainer: UserTrainer) -> Path:
 
 
 class _Curves:
-    """Per-epoch reports → TensorBoard scalars: an event file written here, byte for byte what TensorBoard's
+    """Per-step reports → TensorBoard scalars: an event file written here, byte for byte what TensorBoard's
     own writer writes (TFRecord framing, Event/Summary protobufs), without importing tensorboard, numpy or
-    torch — a user trial's wrapper costs only its own few milliseconds (bench/bench_user_trial.py)."""
+    torch — a user trial's wrapper costs only its own few milliseconds (bench/bench_user_trial.py).
 
-    FLUSH_EVERY_S = 1.0   # a script reporting 10,000 steps must not pay a flush each (bench_user_trial --stdout-lines)
+    Reports come in batches (what one read of the program's output held) and are encoded together: the
+    Summary's bytes around the values are built once per set of tags, so a point costs one struct.pack, one
+    CRC and one append (a script reporting 10,000 steps, bench_user_trial --stdout-lines)."""
+
+    FLUSH_EVERY_S = 1.0   # a script reporting 10,000 steps must not pay a flush each
 
     def __init__(self, folder: Path):
         self.folder = folder
         self.file = None
-        self.tags: dict[str, bytes] = {}    # tag → its encoded Summary.Value.tag field, built once
+        self.layouts: dict[tuple[str, ...], tuple[struct.Struct, list[bytes], bytes]] = {}
+        self.headers: dict[int, bytes] = {}   # an event's length → its record header (length + its CRC)
         self.flushed = 0.0
 
-    def add(self, report: protocol.EpochReport) -> None:
+    def add(self, reports: list[protocol.EpochReport]) -> None:
+        if not reports:
+            return
         if self.file is None:
             self.folder.mkdir(parents=True, exist_ok=True)
             name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}.0"
             self.file = open(self.folder / name, "wb")
-            self._write(_field(1, 1, struct.pack("<d", time.time())) + _field(3, 2, b"brain.Event:2"))
-        parts = []
-        for tag, value in report.values.items():
-            encoded = self.tags.get(tag)
-            if encoded is None:
-                encoded = self.tags[tag] = _field(1, 2, tag.encode())
-            parts.append(_field(1, 2, encoded + b"\x15" + struct.pack("<f", value)))   # 0x15: field 2, fixed32
-        self._write(_field(1, 1, struct.pack("<d", time.time())) + _field(2, 0, report.epoch) + _field(5, 2, b"".join(parts)))
-
-    def _write(self, event: bytes) -> None:
-        assert self.file is not None
-        length = struct.pack("<Q", len(event))
-        self.file.write(length + struct.pack("<I", _masked_crc(length)) + event + struct.pack("<I", _masked_crc(event)))
+            self.file.write(self._record(_field(1, 1, struct.pack("<d", time.time())) + _field(3, 2, b"brain.Event:2")))
+        wall = b"\x09" + struct.pack("<d", time.time()) + b"\x10"   # wall_time (field 1, fixed64), then step's key
+        records = []
+        for report in reports:
+            tags = tuple(report.values)
+            layout = self.layouts.get(tags) or self._layout(tags)
+            summary, prefixes, head = layout
+            try:
+                values = summary.pack(*[x for pair in zip(prefixes, report.values.values()) for x in pair])
+            except (OverflowError, struct.error):   # beyond float32: TensorBoard's writer stores ±inf
+                values = summary.pack(*[x for pair in zip(prefixes, map(_float32, report.values.values())) for x in pair])
+            records.append(self._record(wall + _varint(report.epoch) + head + values))
+        self.file.write(b"".join(records))
         now = time.monotonic()
         if now - self.flushed >= self.FLUSH_EVERY_S:
             self.file.flush()
             self.flushed = now
 
+    def _layout(self, tags: tuple[str, ...]) -> tuple[struct.Struct, list[bytes], bytes]:
+        """For one set of tags: the Summary (field 5) as a Struct of (its bytes before a value, the value as
+        float32) pairs, those bytes, and the Summary's key and length."""
+        prefixes = []
+        for tag in tags:
+            name = _field(1, 2, tag.encode())                                # Summary.Value.tag
+            prefixes.append(b"\x0a" + _varint(len(name) + 5) + name + b"\x15")   # Summary.value; 0x15: simple_value
+        summary = struct.Struct("<" + "".join(f"{len(p)}sf" for p in prefixes))
+        layout = summary, prefixes, b"\x2a" + _varint(summary.size)
+        if len(self.layouts) < 1024:   # a program's tag sets are few; a bound keeps odd ones from growing it
+            self.layouts[tags] = layout
+        return layout
+
+    def _record(self, event: bytes) -> bytes:
+        header = self.headers.get(len(event))
+        if header is None:
+            length = struct.pack("<Q", len(event))
+            header = length + struct.pack("<I", _masked_crc(length))
+            if len(self.headers) < 4096:
+                self.headers[len(event)] = header
+        return header + event + struct.pack("<I", _masked_crc(event))
+
     def close(self) -> None:
         if self.file is not None:
             self.file.close()
+
+
+def _float32(value: float) -> float:
+    return value if abs(value) <= 3.4028234663852886e38 else math.copysign(math.inf, value)
 
 
 def _varint(value: int) -> bytes:
@@ -196,25 +231,26 @@ def run_user_program(manifest: TrialManifest, scratch: Path, tb_dir: Path,
     reports: list[protocol.EpochReport] = []
     stopped_at: int | None = None
 
-    def obey(report: protocol.EpochReport) -> None:
-        """In-trial stopping: end the program once a report reaches a stop record's step."""
+    def reported(batch: list[protocol.EpochReport], echo: list[protocol.EpochReport]) -> None:
+        """One read's reports, in order: TensorBoard points, hpt:epoch lines in the trial's log for those a
+        collector found (what a watcher reads: apply's stopping rules), and in-trial stopping: once a report
+        reaches a stop record's step the program is ended."""
         nonlocal stopped_at
-        step = stop_step(report.epoch) if stop_step is not None and stopped_at is None else None
-        if step is not None and report.epoch >= step:
-            stopped_at = step
-            _end(proc)
-
-    def reported(found: list[protocol.EpochReport]) -> None:
-        """A collected step: a TensorBoard point, and an hpt:epoch line in the trial's log (what a watcher reads)."""
-        for report in found:
-            reports.append(report)
-            curves.add(report)
-            if on_report is not None:
+        if not batch:
+            return
+        reports.extend(batch)
+        curves.add(batch)
+        if on_report is not None:
+            for report in batch:
                 on_report(report)
-            echoes.append(protocol.epoch_line(report.epoch, report.values) + "\n")
-            obey(report)
-
-    echoes: list[str] = []   # written to the log once per chunk read, not once per line (bench_user_trial)
+        if echo:
+            log_out.write(protocol.epoch_lines(echo).encode("utf-8"))
+        if stop_step is not None and stopped_at is None:
+            reached = max(r.epoch for r in batch)
+            step = stop_step(reached)
+            if step is not None and reached >= step:
+                stopped_at = step
+                _end(proc)
 
     problem = ""
     result_line: dict[str, float] | None = None
@@ -227,54 +263,71 @@ def run_user_program(manifest: TrialManifest, scratch: Path, tb_dir: Path,
             argv, cwd=folder, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     except OSError as err:
         raise UserTrialFailed(f"cannot start {argv[0]}: {err.strerror}") from None
+    log_out = sys.stderr.buffer
     with proc, open(scratch / protocol.LOG_FILE, "wb") as kept:
         assert proc.stdout is not None
-        # Whatever the pipe holds is read at once and passed on in one write (a script printing 10,000 lines
-        # must not pay two writes and a flush per line); its complete lines are then read one by one.
-        fd, log_out, pending, number = proc.stdout.fileno(), sys.stderr.buffer, b"", 0
+        # Whatever the pipe holds is read at once, passed on in one write and decoded once (a script printing
+        # 10,000 lines must not pay two writes and a flush per line); its complete lines are then looked at one
+        # by one. Files the program writes (TensorBoard events) are read every FILES_EVERY_S meanwhile, also
+        # while it prints nothing.
+        fd, pending, number = proc.stdout.fileno(), b"", 0
+        polls = collect.reads_files
+        next_poll = time.monotonic() + FILES_EVERY_S
         while True:
-            chunk = os.read(fd, 1 << 16)
-            kept.write(chunk)
-            log_out.write(chunk)
-            lines = (pending + chunk).split(b"\n")
-            pending = lines.pop() if chunk else b""   # an unfinished line waits for the rest of it
-            if not chunk and lines[-1] == b"":
-                lines.pop()
-            for raw in lines:
-                number += 1
-                line = raw.decode("utf-8", errors="replace")
-                if line.strip():
-                    last_line = line.strip()
-                if problem:
-                    continue
-                try:
-                    parsed = protocol.parse_line(line, f"output line {number}") if line.lstrip().startswith("hpt:") else None
-                except protocol.ReportError as err:
-                    problem = str(err)
-                    continue
-                if parsed is None:
-                    found = collect.line(line)
-                    if found:
-                        reported(found)
-                    continue
-                kind, value = parsed
-                if kind == "epoch":
-                    reports.append(value)
-                    curves.add(value)
-                    if on_report is not None:
-                        on_report(value)
-                    obey(value)
-                else:
-                    result_line = value
-            if echoes:
-                log_out.write("".join(echoes).encode("utf-8"))
-                echoes.clear()
+            batch: list[protocol.EpochReport] = []
+            echo: list[protocol.EpochReport] = []
+            chunk = None
+            if not polls or select.select([fd], [], [], max(0.0, next_poll - time.monotonic()))[0]:
+                chunk = os.read(fd, READ_BYTES)
+                kept.write(chunk)
+                log_out.write(chunk)
+            if chunk:
+                lines = (pending + chunk).split(b"\n")
+                pending = lines.pop()                 # an unfinished line waits for the rest of it
+            elif chunk == b"":
+                lines = [pending] if pending else []  # the end: a last line without its newline
+            else:
+                lines = []
+            if lines:
+                text = b"\n".join(lines).decode("utf-8", errors="replace")
+                lines_text = text.split("\n")      # UTF-8 never holds a newline byte inside a character
+                protocol_lines = "hpt:" in text
+                for line in lines_text:
+                    number += 1
+                    if problem:
+                        continue
+                    parsed = None
+                    if protocol_lines and line.lstrip().startswith("hpt:"):
+                        try:
+                            parsed = protocol.parse_line(line, f"output line {number}")
+                        except protocol.ReportError as err:
+                            problem = str(err)
+                            continue
+                    if parsed is None:
+                        found = collect.line(line)
+                        batch += found
+                        echo += found
+                    elif parsed[0] == "epoch":
+                        batch.append(parsed[1])
+                    else:
+                        result_line = parsed[1]
+                last_line = next((line.strip() for line in reversed(lines_text) if line.strip()), last_line)
+            if polls and time.monotonic() >= next_poll and not problem:
+                found = collect.poll(output)
+                batch += found
+                echo += found
+                next_poll = time.monotonic() + FILES_EVERY_S
+            reported(batch, echo)
             log_out.flush()
-            if not chunk:
+            if chunk == b"":
                 break
+            if chunk and len(chunk) < READ_BYTES // 2:
+                time.sleep(GATHER_S)   # let a chatty program's lines gather: one pass per read, not per line
         code = proc.wait()
     if code == 0 and not problem:
-        reported(collect.finish(output))
+        found = collect.finish(output)
+        reported(found, found)
+        log_out.flush()
     curves.close()
     (output / protocol.LOG_FILE).write_bytes((scratch / protocol.LOG_FILE).read_bytes())
     if stopped_at is not None and not problem:
@@ -298,6 +351,12 @@ def run_user_program(manifest: TrialManifest, scratch: Path, tb_dir: Path,
 
 
 STOP_GRACE_S = 5.0
+FILES_EVERY_S = 1.0
+READ_BYTES = 1 << 16  # one read of the program's output (a pipe's whole buffer on Linux)
+# After a read that did not fill half the buffer, wait this long before the next: a program printing a line per
+# write (PYTHONUNBUFFERED) would otherwise be read, logged and flushed once per line (bench_user_trial
+# --stdout-lines: 10,000 loop passes cost more than the lines themselves); a log line is at most this late.
+GATHER_S = 0.02   # how often files a running program writes (TensorBoard events) are read for its reports
 
 
 def _end(proc: subprocess.Popen) -> None:

@@ -23,9 +23,14 @@ from hpt.schemas.protocol import EpochReport
 
 class Collector(Protocol):
     """Reads one trial's reports: `line` for each line of its output as it arrives (cheap: 10,000 lines must
-    not slow the trial, bench/bench_user_trial.py), `finish` once it has exited (files it wrote)."""
+    not slow the trial, bench/bench_user_trial.py); where it `reads_files`, `poll` every second or so while the
+    program runs (the files it writes, read from where the last poll ended) and `finish` once it has exited."""
+
+    reads_files: bool
 
     def line(self, text: str) -> list[EpochReport]: ...
+
+    def poll(self, output: Path) -> list[EpochReport]: ...
 
     def finish(self, output: Path) -> list[EpochReport]: ...
 
@@ -33,10 +38,15 @@ class Collector(Protocol):
 class NoCollector:
     """Format hpt: the protocol's own lines are read by hpt.trainer.user itself."""
 
+    reads_files = False
+
     def __init__(self, settings: Mapping[str, Any]):
         pass
 
     def line(self, text: str) -> list[EpochReport]:
+        return []
+
+    def poll(self, output: Path) -> list[EpochReport]:
         return []
 
     def finish(self, output: Path) -> list[EpochReport]:

@@ -1,5 +1,6 @@
 """`metrics_from: json-lines`: one JSON object per line — on stdout (lines that start with `{`), or in a file of
-the output folder (`file`, read once the program has exited), as many loggers write them.
+the output folder (`file`), as many loggers write them: read while the program runs (`poll`: its complete
+lines since the last read) and once more after it exits, at most MAX_FILE_BYTES in all.
 
 Every finite number of an object is a metric (bools, strings and nested values are not); `epoch` or `step`
 (or the spec's `step`) is the report's step, else its ordinal. A line that is not a JSON object is log text.
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -20,7 +23,9 @@ MAX_FILE_BYTES = 256 << 20
 class JsonLines:
     def __init__(self, settings: Mapping[str, Any]):
         self.file = settings.get("file")
+        self.reads_files = bool(self.file)
         self.steps = Steps(settings)
+        self.offset = 0          # bytes of the file read so far (complete lines only)
 
     def line(self, text: str) -> list[EpochReport]:
         return [] if self.file else self._parse(text)
@@ -40,12 +45,26 @@ class JsonLines:
         report = self.steps.report(values)
         return [report] if report else []
 
+    def poll(self, output: Path) -> list[EpochReport]:
+        return self._read_file(output, final=False)
+
     def finish(self, output: Path) -> list[EpochReport]:
-        if not self.file:
+        return self._read_file(output, final=True)
+
+    def _read_file(self, output: Path, final: bool) -> list[EpochReport]:
+        """The file's complete lines past `offset` (at the end, an unfinished last line too)."""
+        if not self.file or self.offset >= MAX_FILE_BYTES:
             return []
         path = output / self.file
-        if not path.is_file() or path.is_symlink():   # data, never a path to follow out of the output folder
+        try:
+            if not path.resolve().is_relative_to(output.resolve()) or not stat.S_ISREG(os.lstat(path).st_mode):   # data, never a link to follow out of the output folder
+                return []
+            with path.open("rb") as stream:
+                stream.seek(self.offset)
+                data = stream.read(MAX_FILE_BYTES - self.offset)
+        except OSError:
             return []
-        with path.open("rb") as stream:
-            data = stream.read(MAX_FILE_BYTES)
+        if not final:
+            data = data[:data.rfind(b"\n") + 1]
+        self.offset += len(data)
         return [r for line in data.decode("utf-8", errors="replace").splitlines() for r in self._parse(line)]

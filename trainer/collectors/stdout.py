@@ -20,24 +20,30 @@ KATIB_FILTER = r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"
 
 
 class StdoutPairs:
+    reads_files = False
+
     def __init__(self, settings: Mapping[str, Any]):
-        self.pattern = re.compile(settings.get("regex") or KATIB_FILTER)
+        self.pattern = re.compile(settings.get("regex") or KATIB_FILTER)   # compile checked: ≥ 2 groups
+        self.needs_equals = self.pattern.pattern == KATIB_FILTER
         self.steps = Steps(settings)
 
     def line(self, text: str) -> list[EpochReport]:
-        if "=" not in text and self.pattern.pattern == KATIB_FILTER:   # the common case, without the regex
+        if self.needs_equals and "=" not in text:   # the common case, without the regex
             return []
         values: dict[str, float] = {}
-        for match in self.pattern.finditer(text):
+        for groups in self.pattern.findall(text):     # tuples of every group: one C call for the line
+            number = groups[1]
             try:
-                text = match.group(2)
-                value = int(text) if text.lstrip("+-").isdigit() else float(text)   # epochs=3 stays 3 in the row
-            except (TypeError, ValueError):
+                value = int(number) if number.lstrip("+-").isdigit() else float(number)   # epochs=3 stays 3
+            except ValueError:
                 continue
-            if isinstance(value, int) or math.isfinite(value):
-                values[match.group(1)] = value
+            if type(value) is int or math.isfinite(value):
+                values[groups[0]] = value
         report = self.steps.report(values)
         return [report] if report else []
+
+    def poll(self, output: Path) -> list[EpochReport]:
+        return []
 
     def finish(self, output: Path) -> list[EpochReport]:
         return []
