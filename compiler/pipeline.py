@@ -214,7 +214,8 @@ def check_plan_size(resolved: Resolved, windows: list[Window]) -> None:
     total = configs * max(1, len(windows)) * resolved.repeats * fidelities
     if total > MAX_TRIALS:
         fid_text = f" × {fidelities} fidelities" if resolved.fidelities else ""
-        raise UserError(f"{configs:,} configs × {max(1, len(windows))} date range(s) × {resolved.repeats} repeat(s){fid_text} = "
+        ranges = f" × {len(windows)} date range(s)" if windows else ""   # none: trainer.windows false
+        raise UserError(f"{configs:,} configs{ranges} × {resolved.repeats} repeat(s){fid_text} = "
                         f"{total:,} trials, more than {MAX_TRIALS:,}", where="search.trials" if resolved.space.trials else "parameters",
                         hint="ask for fewer configs (search.trials), date ranges or repeats")
 

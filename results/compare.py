@@ -13,7 +13,7 @@ from functools import lru_cache
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from hpt.results.table import Objective, ResultTable, config_labels
+from hpt.results.table import NO_RANGE, Objective, ResultTable, config_labels
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -56,6 +56,11 @@ class Comparison:
     @property
     def best(self) -> ConfigResult | None:
         return self.configs[0] if self.configs else None
+
+    @property
+    def windowless(self) -> bool:
+        """The trials have no dated windows (trainer.windows false): one unnamed range, the trainer's own split."""
+        return self.ranges == [NO_RANGE]
 
     def notes(self) -> list[str]:
         return explain(self)
@@ -216,7 +221,10 @@ def explain(cmp: Comparison) -> list[str]:
     need = pairs_needed()
     if not cmp.configs:
         return [f"No finished trial yet ({cmp.n_failed} failed)." if cmp.n_failed else "No finished trial yet."]
-    if n <= 1:
+    if cmp.windowless:
+        notes.append("No date ranges (the trainer splits its data itself): only repeats with other seeds (spec "
+                     "`repeats`) can show that the ranking is not luck of one run.")
+    elif n <= 1:
         notes.append("Only one date range: the ranking may be luck of that range. Run the configs that matter on "
                      "several ranges (spec `date-range` with several pairs) before trusting a winner.")
     else:
@@ -233,10 +241,11 @@ def explain(cmp: Comparison) -> list[str]:
     if len(cmp.configs) >= 2 and pairs >= 2:
         floor = min_two_sided_p(pairs)
         if pairs < need:
-            notes.append(f"Paired tests vs the best use at most {pairs} pair(s) (ranges × repeats): the smallest two-sided "
+            pairs_of, more = ("repeats", "more repeats with other seeds") if cmp.windowless else \
+                ("ranges × repeats", "more ranges, or repeats with other seeds")
+            notes.append(f"Paired tests vs the best use at most {pairs} pair(s) ({pairs_of}): the smallest two-sided "
                          f"p a sign test can give is {floor:.3g}, so p < {ALPHA} is out of reach; it needs ≥ {need} pairs all "
-                         f"in one direction (more ranges, or repeats with other seeds). A large p here means 'not enough "
-                         f"data', not 'no difference'.")
+                         f"in one direction ({more}). A large p here means 'not enough data', not 'no difference'.")
         else:
             notes.append(f"Paired tests vs the best use up to {pairs} pairs (smallest possible two-sided p {floor:.3g}). "
                          f"The best was picked after looking at these same results, so its p-values are optimistic; "

@@ -73,7 +73,8 @@ def plot_per_range(cmp: Comparison, top: int) -> str | None:
         lo, hi = min(values), max(values)
         pad = (hi - lo) * 0.12 or abs(hi) * 0.02 or 1.0
         ax.set_xlim(lo - pad, hi + pad * 1.6)
-        ax.set_title(f"{obj.metric} per config on the one date range {cmp.ranges[0] if cmp.ranges else ''}")
+        ax.set_title(f"{obj.metric} per config (no date ranges: mean over repeats)" if cmp.windowless else
+                     f"{obj.metric} per config on the one date range {cmp.ranges[0] if cmp.ranges else ''}")
         ax.grid(axis="x", alpha=0.3)
         return _fig_png(fig)
     fig, ax = plt.subplots(figsize=(10, 5.2))

@@ -154,9 +154,12 @@ def config_key(row: dict) -> str:
     return f"{row.get('architecture', '')} {json.dumps(params, sort_keys=True, default=str)}"
 
 
+NO_RANGE = "(no range)"   # the range of a trial without dated windows (trainer.windows false)
+
+
 def range_label(row: dict) -> str:
     start, end = str(row.get("train_start") or ""), str(row.get("train_end") or "")
-    return f"{start}..{end}" if (start or end) else "(no range)"
+    return f"{start}..{end}" if (start or end) else NO_RANGE
 
 
 def short_range(label: str) -> str:

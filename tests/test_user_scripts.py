@@ -2,6 +2,8 @@
 metrics collected the way the script prints or writes them, trials without dated windows."""
 from __future__ import annotations
 
+import csv
+import io
 import json
 import subprocess
 import textwrap
@@ -157,6 +159,9 @@ def test_an_unchanged_argparse_script_runs_with_wandb_args_and_stdout_metrics_wi
     row = store.get(f"rows/{best['trial_id']}.csv").decode()
     assert "extra_gauge" in row                     # undeclared numbers are kept (extra_metrics)
     assert store.list(f"tensorboard/{best['trial_id']}/")   # per-step values became curves
+    by_config = " ".join(hpt("results", results, "--by", "config").stdout.split())
+    assert "over their repeats (no date ranges)" in by_config and "No date ranges (the trainer splits" in by_config
+    assert "Only one date range" not in by_config and "(ranges × repeats)" not in by_config, by_config
     log = store.get(f"logs/{best['trial_id']}.log").decode()
     reports = [json.loads(line.split("hpt:epoch ", 1)[1]) for line in log.splitlines() if "hpt:epoch {" in line]
     # the watcher's seam (integers may stay integers: compared as numbers)
@@ -232,3 +237,106 @@ def test_the_dry_run_of_tpe_without_windows_counts_configs_times_repeats(tmp_pat
     text = " ".join(compiled.stdout.split())     # rich wraps long lines
     assert "up to 6 configs (≤ 12 trials)" in text, text
     assert "4 configs × 2 repeat(s) = 8 trials" in text, text   # no "× 0 date range(s)" term
+    huge = script_project(tmp_path, ["python", "train.py", "${args}"], "stdout",
+                          parameters={"lr": list(range(1000)), "activation": list(range(1000))})
+    refused = hpt("compile", huge, "--out", tmp_path / "plan-huge")
+    assert refused.returncode == 2 and "1,000,000 configs × 1 repeat(s) = 1,000,000 trials" in refused.stderr, refused.stderr
+
+
+# A script that writes TensorBoard scalars the way torch's SummaryWriter does (tensorboard's EventFileWriter,
+# Summary protos; no torch, no hpt): step N every 50 ms, up to 300 steps (15 s) unless it is ended first.
+TB_SCRIPT = textwrap.dedent("""\
+    import argparse, os, time
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--lr", type=float, default=0.5)
+    args = parser.parse_args()
+    writer = EventFileWriter(os.path.join(os.environ["HPT_TRIAL_OUTPUT"], "runs"))
+    for step in range(1, 301):
+        value = summary_pb2.Summary.Value(tag="val/wape", simple_value=args.lr + 1.0 / step)
+        writer.add_event(event_pb2.Event(wall_time=time.time(), step=step, summary=summary_pb2.Summary(value=[value])))
+        writer.flush()
+        time.sleep(0.05)
+    writer.close()
+    """)
+
+
+def test_tensorboard_scalars_are_reports_while_the_program_runs_so_a_stop_record_ends_it(tmp_path):
+    """A stop record for step 2 is there before the trial starts: the program (which writes TensorBoard files and
+    prints nothing) is ended at its first steps, not after its 300, and the row holds step 2's value."""
+    from hpt.results.tensorboard import read_scalars
+    from hpt.schemas.stopping import StopRecord, stop_key
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "train.py").write_text(TB_SCRIPT)
+    spec = {"trainer": {"command": ["python", "train.py", "${args}"], "source": "src", "windows": False,
+                        "metrics_from": "tensorboard"},
+            "parameters": {"lr": 0.25}, "metrics": [{"name": "val/wape", "goal": "minimize"}]}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    plan, results = tmp_path / "plan", tmp_path / "results"
+    compiled = hpt("compile", tmp_path / "spec.json", "--out", plan)
+    assert compiled.returncode == 0, compiled.stderr
+    [trial_id] = json.loads((plan / "plan.json").read_text())["trials"]
+    store = open_store(str(results))
+    store.put_once(stop_key(trial_id), StopRecord(trial_id, 2, "median", "worse than the median").to_bytes())
+    run = subprocess.run([str(Path(hpt_exe()).parent / "hpt-trial"), str(plan / "trials" / f"{trial_id}.json"),
+                          "--results", str(results)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    [row] = csv.DictReader(io.StringIO(store.get(f"rows/{trial_id}.csv").decode()))
+    assert row["status"] == "stopped" and "stopped at step 2" in row["reason"], row
+    assert float(row["val/wape"]) == pytest.approx(0.25 + 1 / 2)                   # step 2's value
+    written = read_scalars(results / "models" / trial_id / "runs")["val/wape"]   # what the program wrote
+    assert 2 <= max(step for step, _ in written) < 300, written                     # ended while it ran
+    assert '"epoch": 1, "val/wape": 1.25' in run.stderr                            # echoed as hpt:epoch lines
+
+
+def test_the_tensorboard_collector_reads_files_as_they_grow(tmp_path):
+    """Each poll reads on from where the last ended; the newest step waits for a later one (its other tags may
+    follow); a record cut in the middle waits for the rest of it."""
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    from hpt.trainer.collectors.tensorboard import TensorBoardFiles
+
+    def event(step, **values):
+        summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=t, simple_value=v) for t, v in values.items()])
+        return event_pb2.Event(step=step, summary=summary)
+
+    source, output = tmp_path / "source", tmp_path / "output"
+    writer = EventFileWriter(str(source))
+    for step, loss in ((1, 1.0), (2, 0.5), (3, 0.25)):
+        writer.add_event(event(step, loss=loss))
+    writer.add_event(event(3, acc=0.75))
+    writer.close()
+    [written] = source.iterdir()
+    data = written.read_bytes()
+    output.mkdir()
+    growing = output / written.name
+    collect = TensorBoardFiles({"format": "tensorboard"})
+    assert collect.poll(output) == []                                   # no file yet
+    cut = data.index(b"loss", data.index(b"loss") + 1)                  # inside step 2's record
+    growing.write_bytes(data[:cut])
+    assert collect.poll(output) == []                                   # step 1 is the newest complete step
+    with growing.open("ab") as f:
+        f.write(data[cut:])
+    assert collect.poll(output) == [EpochReport(1, {"loss": 1.0}), EpochReport(2, {"loss": 0.5})]
+    assert collect.poll(output) == []
+    assert collect.finish(output) == [EpochReport(3, {"loss": 0.25, "acc": 0.75})]
+
+
+def test_json_lines_from_a_file_are_read_as_they_grow(tmp_path):
+    collect = JsonLines({"format": "json-lines", "file": "log.jsonl"})
+    log = tmp_path / "log.jsonl"
+    assert collect.reads_files and collect.poll(tmp_path) == []
+    log.write_text('{"step": 1, "wape": 0.5}\n{"step": 2, "wa')
+    assert collect.poll(tmp_path) == [EpochReport(1, {"wape": 0.5})]    # the unfinished line waits
+    with log.open("a") as f:
+        f.write('pe": 0.4}\n{"step": 3, "wape": 0.3}')
+    assert collect.poll(tmp_path) == [EpochReport(2, {"wape": 0.4})]
+    assert collect.finish(tmp_path) == [EpochReport(3, {"wape": 0.3})]  # at the end, the last line too
+    (tmp_path / "elsewhere.jsonl").write_text('{"step": 9, "wape": 0.1}\n')
+    linked = JsonLines({"format": "json-lines", "file": "link.jsonl"})
+    (tmp_path / "link.jsonl").symlink_to(tmp_path / "elsewhere.jsonl")
+    assert linked.poll(tmp_path) == [] and linked.finish(tmp_path) == []   # a link is not followed

@@ -248,7 +248,8 @@ def _config_view(table, obj, top: int | None, fmt: TableFormat, metrics: list[st
         return None
     n = len(cmp.ranges)
     title = (f"the best {len(configs)} of {len(cmp.configs)} configs" if summarised else f"{len(cmp.configs)} config(s)")
-    t = Table(title=f"{title} over {n} date range(s): {obj.metric} (rank)", title_justify="left")
+    over = "their repeats (no date ranges)" if cmp.windowless else f"{n} date range(s)"
+    t = Table(title=f"{title} over {over}: {obj.metric} (rank)", title_justify="left")
     t.add_column("", width=1)
     t.add_column("config", overflow="fold")
     for r in cmp.ranges:
