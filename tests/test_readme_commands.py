@@ -8,9 +8,15 @@ preceding line is `<!-- readme-commands: skip (why) -->` is not run (`make test`
 The copy has what a clone has (git's tracked and not-ignored files) and `.venv` pointing at this
 interpreter's environment; the demo dataset is the shared small slice of the real one (HPT_DEMO_DATA),
 so the trials are real but short.
+
+A block may also be checked for what it leaves behind (`AFTER_BLOCK`): the own-model example's block is the one
+run of examples/own-model on the local backend in the suite, so what it produces is asserted there.
 """
 from __future__ import annotations
 
+import csv
+import io
+import json
 import os
 import re
 import shutil
@@ -20,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from executor_support import hpt_exe
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
@@ -141,3 +149,52 @@ def test_readme_block_runs_as_written(block: Block, readme_checkout):
                             timeout=1800)
     assert result.returncode == 0, f"{result.stderr[-4000:]}\n--- stdout ---\n{result.stdout[-2000:]}"
     assert "Traceback" not in result.stderr, result.stderr[-4000:]
+    for key, check in AFTER_BLOCK.items():
+        if any(key in c.text for c in block.commands):
+            check(root)
+
+
+def check_own_model(root: Path) -> None:
+    """examples/own-model after its README block: a user's forecaster on the real Metro Interstate traffic data
+    (imported with `hpt data import`), rotating ranges and fidelities, and every analysis command on its store."""
+    example = root / "examples" / "own-model"
+    plan, results = example / "plan", example / "results"
+
+    def hpt(*args) -> subprocess.CompletedProcess:
+        return subprocess.run([hpt_exe(), *map(str, args)], capture_output=True, text=True, timeout=900)
+
+    recorded = json.loads((plan / "plan.json").read_text())
+    assert len(recorded["trials"]) == 16
+    assert json.loads((example / "data" / "traffic" / "dataset.json").read_text())["rows"] > 40000
+    rows = list(csv.DictReader(io.StringIO((results / "results.csv").read_text())))
+    assert len(rows) == 16 and {r["status"] for r in rows} == {"done"}
+    assert {r["fidelity"] for r in rows} == {"1m-3e", "full"}
+    assert len({(r["train_start"], r["valid_start"]) for r in rows if r["fidelity"] == "full"}) == 2
+    full = [r for r in rows if r["fidelity"] == "full"]
+    # The model learns: every full-budget trial beats the seasonal-naive forecast (same hour a day earlier).
+    assert all(float(r["mse"]) < float(r["baseline_mse"]) for r in full)
+    assert all(r["param.layers"] == "2" and r["param.lags"] == "24" and r["param.lr"] == "0.003" for r in rows)   # catalog defaults, resolved
+    models = results / "models" / full[0]["trial_id"]
+    assert {"model.pt", "scaling.json", "metrics.json", "manifest.json", "trial.log"} <= {p.name for p in models.iterdir()}
+
+    by_config = hpt("results", results, "--by", "config", "--format", "json")
+    assert by_config.returncode == 0, by_config.stderr
+    configs = json.loads(by_config.stdout)["by_config"]["configs"]
+    assert len(configs) == 4 and all(c["n_ranges"] == 2 for c in configs)
+    trends = hpt("results", results, "--trends", "--format", "json")
+    assert trends.returncode == 0 and "hidden" in trends.stdout and "tanh" in trends.stdout, trends.stderr
+    fidelity = hpt("fidelity", results, "--format", "json")
+    assert fidelity.returncode == 0, fidelity.stderr
+    assert "1m-3e" in fidelity.stdout and "spearman" in fidelity.stdout.lower()
+    report = hpt("report", results, "--out", root / "own-model-report.html")
+    assert report.returncode == 0, report.stderr
+    page = (root / "own-model-report.html").read_text()
+    assert "hidden=64" in page and "tags: mse" in page   # the configs, and learning curves from the hpt:epoch reports
+
+
+# what a block leaves behind, checked right after it ran: {text a command of the block contains: check(root)}
+AFTER_BLOCK = {"cd examples/own-model": check_own_model}
+
+
+def test_the_own_model_example_is_run_by_a_block():
+    assert any(key in c.text for key in AFTER_BLOCK for b in README_BLOCKS for c in b.commands)
