@@ -341,6 +341,17 @@ def _early_stopping(section: Any, out: dict[str, Any], result: Translated) -> No
                                                "else their order)"))
 
 
+def _strings(doc: Any, change: Any) -> Any:
+    """`doc` with `change` applied to every string in it."""
+    if isinstance(doc, str):
+        return change(doc)
+    if isinstance(doc, dict):
+        return {k: _strings(v, change) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [_strings(v, change) for v in doc]
+    return doc
+
+
 def _collector(section: Any, out: dict[str, Any], result: Translated) -> None:
     """Katib's metrics collectors → hpt's `trainer.metrics_from` (the collector registry reads them)."""
     where = "spec.metricsCollectorSpec"
@@ -405,7 +416,9 @@ def _trial_template(section: Any, meta: Any, out: dict[str, Any], result: Transl
         if isinstance(tp, dict) and isinstance(tp.get("name"), str):
             references[tp["name"]] = str(tp.get("reference", tp["name"]))
     params = set(out.get("parameters", {}))
-    for macro in sorted({m for a in argv for m in MACRO.findall(a)}):
+    from hpt.compiler.macros import job_placeholders
+
+    for macro in sorted(set(job_placeholders(job))):   # Katib renders them anywhere in the trialSpec
         if macro not in references:
             result.errors.append(UserError(f"${{trialParameters.{macro}}} names no trialParameter", where=f"{where}.trialSpec"))
         elif references[macro] not in params and references[macro] not in result.broken:
@@ -413,8 +426,18 @@ def _trial_template(section: Any, meta: Any, out: dict[str, Any], result: Transl
                                            "are read (Katib's ${trialSpec.Name}-style metadata references are not)",
                                            where=f"{where}.trialParameters"))
     # hpt renders ${trialParameters.NAME} by hyperparameter name: each trialParameter becomes its reference
-    argv = [MACRO.sub(lambda m: "${trialParameters.%s}" % references.get(m.group(1), m.group(1)), a) for a in argv]
-    trainer: dict[str, Any] = {"command": argv, "windows": False, "metrics_from": result.doc.pop("_collector", "stdout")}
+    def by_reference(text: str) -> str:
+        return MACRO.sub(lambda m: "${trialParameters.%s}" % references.get(m.group(1), m.group(1)), text)
+
+    argv = [by_reference(a) for a in argv]
+    collector = result.doc.pop("_collector", "stdout")
+    trainer: dict[str, Any] = {"command": argv, "windows": False, "metrics_from": collector,
+                               "job": _strings(job, by_reference), "container": str(container.get("name") or "trainer")}
+    # A Katib trial image has no hpt inside: the backends run its container as it is and apply reads the metrics
+    # from its log — what StdOut reads (File and TensorFlowEvent read files inside the container: hpt-trial
+    # must be in the image for those, and the manifest says so by leaving collect out).
+    if collector == "stdout" or (isinstance(collector, dict) and collector.get("format") == "stdout"):
+        trainer["collect"] = "log"
     if isinstance(container.get("image"), str):
         trainer["image"] = container["image"]
     if isinstance(meta, dict) and isinstance(meta.get("name"), str):

@@ -132,6 +132,25 @@ def macro_words(params: Mapping[str, Any], program: str = "") -> dict[str, list[
             "args_json_file": [ARGS_JSON_FILE]}
 
 
+def job_placeholders(job: Any) -> list[str]:
+    """Every ${trialParameters.NAME} in a Job's strings (Katib renders them anywhere in the trialSpec)."""
+    if isinstance(job, str):
+        return _TRIAL_PARAMETER.findall(job)
+    items = job.values() if isinstance(job, dict) else job if isinstance(job, list) else ()
+    return [name for item in items for name in job_placeholders(item)]
+
+
+def render_job(job: Any, params: Mapping[str, Any]) -> Any:
+    """A Katib trialSpec with every ${trialParameters.NAME} replaced by NAME's value, as Katib renders it."""
+    if isinstance(job, str):
+        return _TRIAL_PARAMETER.sub(lambda m: katib_value(params[m.group(1)]), job)
+    if isinstance(job, dict):
+        return {k: render_job(v, params) for k, v in job.items()}
+    if isinstance(job, list):
+        return [render_job(v, params) for v in job]
+    return job
+
+
 def render_command(template: Sequence[str], params: Mapping[str, Any], *, program: str = "") -> list[str]:
     """The argv one trial runs: every macro and placeholder replaced (check_command first for good errors)."""
     words = macro_words(params, program)

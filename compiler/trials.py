@@ -21,7 +21,7 @@ from typing import Any, Iterator
 
 from hpt.compiler.dates import Window
 from hpt.compiler.fidelities import Fidelity
-from hpt.compiler.macros import command_use, render_command
+from hpt.compiler.macros import command_use, render_command, render_job
 from hpt.schemas.catalog import Value
 from hpt.schemas.dataset import EMPTY_PARTITION, months_between
 from hpt.schemas.manifest import API_VERSION, TrialManifest, canonical_json, config_id, trial_id
@@ -135,7 +135,9 @@ def iter_trials(shape: TrialShape, configs: Iterator[dict[str, Any]], windows: l
     # the data section of its months), and a user trainer with its image. A command template's rendered argv
     # differs per config: a slot.
     id_fixed: dict[str, Any] = {"architecture": shape.architecture}
-    templated = bool(shape.trainer and shape.trainer.command and command_use(shape.trainer.command).templated)
+    # a Katib job renders its ${trialParameters.NAME} anywhere in it: per config too
+    templated = bool(shape.trainer and shape.trainer.command and (command_use(shape.trainer.command).templated
+                                                                  or shape.trainer.job is not None))
     if shape.trainer:
         id_fixed["image"] = shape.image
         if not templated:
@@ -165,6 +167,8 @@ def iter_trials(shape: TrialShape, configs: Iterator[dict[str, Any]], windows: l
             ordered = {n: params[n] for n in sorted(params)}   # the manifest's params order
             section = shape.trainer.to_dict() | {"argv": render_command(shape.trainer.command, ordered,
                                                                         program=shape.trainer.program)}
+            if shape.trainer.job is not None:
+                section["job"] = render_job(shape.trainer.job, ordered)
             trainer_text, id_trainer_text = canonical_json(section), canonical_json(hashed_trainer(section))
         for w in range(len(variant_windows)):
             for f, (id_template, template) in enumerate(zip(id_templates, templates)):

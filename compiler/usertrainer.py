@@ -81,7 +81,10 @@ def load_trainer(doc: dict[str, Any], spec_dir: Path, warnings: list[str]) -> Sp
                               metrics_from=metrics_from(section))
     else:
         trainer = UserTrainer(source=str(source), digest=digest, command=tuple(section["command"]),
-                              program=section.get("program", ""), metrics_from=metrics_from(section))
+                              program=section.get("program", ""), metrics_from=metrics_from(section),
+                              collect=section.get("collect", ""), job=section.get("job"),
+                              container=section.get("container", ""))
+    _check_log_collected(section, trainer)
     image = section.get("image") or doc.get("image") or default_image(name, digest)
     if mutable_image(image):
         warnings.append(f"trainer.image: {image!r} is a mutable tag; the trial ids cannot tell when its contents "
@@ -104,6 +107,20 @@ def load_trainer(doc: dict[str, Any], spec_dir: Path, warnings: list[str]) -> Sp
                        architecture=Architecture(name=name, description=f"user trainer in {source}", parameters=tuple(params)),
                        metrics={m["name"]: m["goal"] for m in catalog.get("metrics", ())}, windows=windows,
                        catalog=bool(catalog))
+
+
+def _check_log_collected(section: dict[str, Any], trainer: UserTrainer) -> None:
+    """`collect: log` (an image with no hpt): what the program prints is all apply sees of it."""
+    if section.get("collect") != "log":
+        return
+    if trainer.entrypoint:
+        raise UserError("collect log runs a command as it is in the image: an entry point needs hpt-trial inside",
+                        where="trainer.collect", hint="give trainer.command")
+    settings = trainer.metrics_from or {}
+    if settings.get("format") == "tensorboard" or settings.get("file"):
+        raise UserError("collect log reads the container's log: event files or a metrics file inside the container "
+                        "are out of its reach", where="trainer.collect",
+                        hint="metrics_from stdout or json-lines on stdout, or an image with hpt inside (no collect)")
 
 
 def metrics_from(section: dict[str, Any]) -> dict[str, Any] | None:

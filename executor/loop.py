@@ -43,8 +43,8 @@ from hpt.store.rows import check_row
 from hpt.schemas.files import NOT_REGULAR, NotRegularFile
 from hpt.schemas.protocol import EpochReport
 from hpt.schemas.row import STATUS_DONE, STATUS_FAILED, STATUS_STOPPED, build_row, row_csv
-from hpt.schemas.trainer import RECOMPILE
-from hpt.schemas.stopping import STOPS, StopRecord, curve_key, parse_curve, reports_in, stop_key
+from hpt.schemas.trainer import RECOMPILE, log_collected
+from hpt.schemas.stopping import STOPS, StopRecord, curve_bytes, curve_key, parse_curve, reports_in, stop_key
 
 FINISHED = (STATUS_DONE, STATUS_STOPPED)   # a result: never run again (a stopped trial's row is its last report)
 
@@ -83,6 +83,14 @@ class Grow(Protocol):
     return their ids; [] when there is nothing to decide now."""
 
     def __call__(self, rows: Mapping[str, Mapping[str, str]], parallel: int) -> list[str]: ...
+
+
+class LogReader(Protocol):
+    """Executor-side metric collection's extension point (hpt/api.py hands it hpt.trainer.fromlog.read_log): for
+    a trial whose image has no hpt (the manifest's trainer.collect "log"), its per-step reports, final metrics
+    and a problem ("" if none) from its log; the executor builds the row (schemas/row.build_row)."""
+
+    def __call__(self, manifest: Mapping[str, Any], text: str) -> tuple[list[EpochReport], dict[str, float], str]: ...
 
 
 @dataclass
@@ -166,8 +174,9 @@ def _last_lines(text: str, n: int = 3, width: int = 300) -> str:
 
 class Scheduler:
     def __init__(self, plan: LoadedPlan, backend: Backend, store: Store, options: RunOptions, reporter: Reporter,
-                 grow: Grow | None = None, stopper: Stopper | None = None):
+                 grow: Grow | None = None, stopper: Stopper | None = None, log_reader: LogReader | None = None):
         self.plan = plan
+        self.log_reader = log_reader                              # trials with no hpt inside: their rows are ours
         self.grow = grow
         self.stopper = stopper
         self.target = Target.of(plan.plan.spec)                  # search.target: reached, no new trial starts
@@ -451,6 +460,8 @@ class Scheduler:
             self._check_target(tid, row)
             return False
 
+        if run.timed_out is None and self._collected_row(run, status, text):
+            return False
         if run.timed_out is not None:
             reason = f"timed out after {run.timed_out:g} s"
             transient = False
@@ -484,6 +495,55 @@ class Scheduler:
             return False
         self._count_failure(tid, reason, run.attempt)
         return False
+
+    def _log_collected(self, sub: Submission) -> bool:
+        return self.log_reader is not None and log_collected(sub.manifest.trainer)
+
+    def _collected_row(self, run: _Running, status: TrialStatus, text: str) -> bool:
+        """A trial whose image has no hpt ended without a row: build it from its log (executor-side
+        collection). A stop record's step truncates it (status stopped); a program that failed is left to
+        the usual path (its reason, retries). True when a row was written (or another one won)."""
+        sub, tid = run.sub, run.sub.trial_id
+        if not self._log_collected(sub):
+            return False
+        record = self._stop_record(tid)
+        if record is None and status.phase != Phase.SUCCEEDED:
+            return False
+        manifest = sub.manifest.to_dict()
+        reports, metrics, problem = self.log_reader(manifest, text)  # type: ignore[misc]
+        objective = sub.manifest.objective["metric"]
+        outcome, reason = STATUS_DONE, ""
+        if record is not None:
+            reports = [r for r in reports if r.epoch <= record.step]
+            outcome, reason = STATUS_STOPPED, f"stopped at step {record.step} ({record.reason})"
+            metrics = dict(reports[-1].values) if reports else {}
+            if not reports:
+                outcome, reason = STATUS_FAILED, f"stopped at step {record.step} before any report at or before it"
+        elif problem:
+            outcome, reason = STATUS_FAILED, problem
+        elif objective not in metrics:
+            outcome, reason = STATUS_FAILED, (f"the program's log has no {objective!r} (the objective) by its collector "
+                                              f"({(sub.manifest.trainer.get('metrics_from') or {}).get('format', 'hpt')}); "
+                                              f"it reported {', '.join(sorted(metrics)) or 'nothing'}")
+        if outcome != STATUS_FAILED:
+            if self.stopper is not None:   # what a later apply's stopping rule reads of this trial
+                _best_effort(f"store the curve of {tid}", self.store.put, curve_key(tid), curve_bytes(reports))
+        row = build_row(sub.manifest, status=outcome, reason=reason, metrics=metrics if outcome != STATUS_FAILED else None,
+                        started_at=run.started_at, finished_at=_utc())
+        try:
+            self.store.put_once(row_key(tid), row_csv(row).encode("utf-8"))
+        except AlreadyExists:
+            pass   # a row of another apply's copy of the trial won: it stands
+        self._record_existing(sub, self._row(tid) or {}, run.attempt)
+        return True
+
+    def _stop_record(self, tid: str) -> StopRecord | None:
+        if tid not in self.stops:
+            return None
+        try:
+            return StopRecord.parse(self.store.get(stop_key(tid)), tid)
+        except KeyError:
+            return None
 
     def _rows_appeared(self, interval: float) -> bool:
         now = time.monotonic()
@@ -565,7 +625,9 @@ class Scheduler:
         running: dict[str, list[EpochReport]] = {}
         for tid, run in self.running.items():
             try:
-                running[tid] = reports_in(self.backend.logs(run.handle))
+                text = self.backend.logs(run.handle)
+                running[tid] = self.log_reader(run.sub.manifest.to_dict(), text)[0] \
+                    if self._log_collected(run.sub) else reports_in(text)  # type: ignore[misc]
             except Exception:  # a log we cannot read now is read at the next look
                 continue
         decided = self.stopper(self.curves, running)
@@ -578,6 +640,9 @@ class Scheduler:
                 pass   # decided before (an earlier apply): the stored record stands
             self.stops.add(tid)
             self.emit("trial-stopping", trial_id=tid, step=record.step, rule=record.rule, reason=record.reason)
+            if self._log_collected(self.running[tid].sub):
+                # no hpt inside to obey the record: end it now (it has reported the step; its row is cut there)
+                _best_effort(f"stop {tid}", self.backend.cancel, self.running[tid].handle)
 
     def _ask_grow(self, parallel: int) -> list[Submission]:
         """New trials the adaptive search decided from the rows now in the store (none once the run is
@@ -751,8 +816,8 @@ class Scheduler:
 
 
 def run_plan(plan: LoadedPlan, backend: Backend, store: Store, options: RunOptions, reporter: Reporter,
-             grow: Grow | None = None, stopper: Stopper | None = None) -> RunResult:
-    scheduler = Scheduler(plan, backend, store, options, reporter, grow, stopper)
+             grow: Grow | None = None, stopper: Stopper | None = None, log_reader: LogReader | None = None) -> RunResult:
+    scheduler = Scheduler(plan, backend, store, options, reporter, grow, stopper, log_reader)
     try:
         return scheduler.run()
     finally:

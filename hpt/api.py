@@ -114,7 +114,7 @@ def apply(plan_dir: str | os.PathLike[str], *, backend: str = "local", results: 
         _publish_rounds(store, plan.plan)
         outcome = run_plan(plan, runner, store, options, reporter,
                            grow=_grow(plan_dir, store, on_round) if plan.plan.rounds else None,
-                           stopper=_stopper(plan.plan.spec))
+                           stopper=_stopper(plan.plan.spec), log_reader=_log_reader(plan))
     except StoreUnavailable as err:  # trials already trained keep waiting for the store, up to the same deadline
         hint = f"{err.hint}; resume once it is back" + (f": {resume_hint}" if resume_hint else "")
         raise StoreUnavailable(err.message, where=err.where, hint=hint) from None
@@ -191,6 +191,18 @@ def _stopper(spec: dict[str, Any]):  # noqa: ANN202 — hpt.executor.loop.Stoppe
         return out
 
     return stopper
+
+
+def _log_reader(plan: Any):  # noqa: ANN202 — hpt.executor.loop.LogReader, or None
+    """Executor-side collection for trials whose image has no hpt (trainer.collect log): the trainer's own
+    reading of a program's output (hpt.trainer.fromlog), handed to the executor, which never imports it."""
+    from hpt.schemas.trainer import log_collected
+
+    if not any(log_collected(s.manifest.trainer) for s in plan.submissions[:1]):
+        return None
+    from hpt.trainer.fromlog import read_log
+
+    return read_log
 
 
 def _publish_rounds(store: Any, plan: Any) -> None:

@@ -103,6 +103,10 @@ class UserTrainer:
     program: str = ""              # what W&B's ${program} stands for
     argv: tuple[str, ...] = ()     # a manifest's: the command rendered for its hyperparameters (a template's only)
     metrics_from: dict[str, Any] | None = None   # how hpt-trial collects metrics (trainer/collectors); None: hpt's lines
+    collect: str = ""              # LOG_COLLECTED: the image has no hpt; the backend runs the command as it is and
+                                   # hpt apply reads the metrics from the container's log (executor-side collection)
+    job: dict[str, Any] | None = None   # a Katib trialSpec (batch/v1 Job) the k8s backend runs; in a manifest rendered
+    container: str = ""            # the job's primary container (Katib's primaryContainerName): the trainer
 
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"source": self.source, "digest": self.digest}
@@ -116,13 +120,36 @@ class UserTrainer:
             doc["argv"] = list(self.argv)
         if self.metrics_from:
             doc["metrics_from"] = dict(self.metrics_from)
+        if self.collect:
+            doc["collect"] = self.collect
+        if self.job is not None:
+            doc["job"] = self.job
+            doc["container"] = self.container
         return doc
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> "UserTrainer":
         return cls(source=doc["source"], digest=doc["digest"], entrypoint=doc.get("entrypoint", ""),
                    command=tuple(doc.get("command", ())), program=doc.get("program", ""),
-                   argv=tuple(doc.get("argv", ())), metrics_from=doc.get("metrics_from"))
+                   argv=tuple(doc.get("argv", ())), metrics_from=doc.get("metrics_from"), collect=doc.get("collect", ""),
+                   job=doc.get("job"), container=doc.get("container", ""))
+
+
+LOG_COLLECTED = "log"   # trainer.collect: the backend runs the image's program as it is; apply collects from its log
+
+
+def log_collected(trainer: dict[str, Any] | None) -> bool:
+    """A manifest's trainer whose image has no hpt (trainer.collect "log"): no hpt-trial runs inside."""
+    return bool(trainer) and trainer.get("collect") == LOG_COLLECTED   # type: ignore[union-attr]
+
+
+def primary_container(trainer: dict[str, Any]) -> dict[str, Any] | None:
+    """The rendered job's primary container (the trainer), None without a job."""
+    job = trainer.get("job")
+    if not isinstance(job, dict):
+        return None
+    containers = (((job.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or []
+    return next((c for c in containers if isinstance(c, dict) and c.get("name") == trainer.get("container")), None)
 
 
 def hashed_trainer(doc: dict[str, Any]) -> dict[str, Any]:

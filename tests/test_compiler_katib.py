@@ -36,8 +36,13 @@ def test_random():
                                  "optimizer": {"values": ["sgd", "adam", "ftrl"]}}
     assert doc["objective"] == {"metric": "Validation-accuracy", "goal": "maximize"}
     assert doc["metrics"] == [{"name": "Validation-accuracy", "goal": "maximize"}, "Train-accuracy"]
-    assert doc["trainer"] == {"command": COMMAND, "windows": False, "metrics_from": "stdout",
+    job = doc["trainer"].pop("job")
+    assert doc["trainer"] == {"command": COMMAND, "windows": False, "metrics_from": "stdout", "collect": "log",
+                              "container": "training-container",
                               "image": "docker.io/kubeflowkatib/mxnet-mnist:v0.15.0", "name": "random"}
+    # the trialSpec as written, each ${trialParameters.NAME} standing for the parameter its reference names
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == COMMAND and job["kind"] == "Job" and job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
     assert "date-range" not in doc   # a Katib program gets no dated window
     said = dict(result.notes)
     assert "--parallel 3" in said["spec.parallelTrialCount"]

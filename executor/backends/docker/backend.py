@@ -28,6 +28,7 @@ from hpt.executor.backends.docker.slots import WarmSlots
 from hpt.executor.gpu_slots import GpuSlots
 from hpt.schemas.errors import UserError
 from hpt.schemas.resources import gpu_devices
+from hpt.schemas.trainer import log_collected
 from hpt.store import store_id
 from hpt.store.cache import CACHE_ENV, PREP, cache_root
 
@@ -200,9 +201,11 @@ class DockerBackend(Backend):
 
     def submit(self, submission: Submission) -> DockerHandle:
         spec = self.spec(submission)
+        # a warm slot runs hpt's worker: an image with no hpt inside runs its own program in a container of its own
+        warm = self.warm and not log_collected(submission.manifest.trainer)
         handle = DockerHandle(submission.trial_id, submission.experiment_id, spec.name, submission.attempt, spec,
-                              memory=spec.resources.memory, warm=self.warm)
-        if self.warm:
+                              memory=spec.resources.memory, warm=warm)
+        if warm:
             handle.name = ""
             self._warm_slots.place(handle)
         else:
@@ -429,7 +432,7 @@ class DockerBackend(Backend):
         """One `docker run` line per trial. Needs no daemon and no GPU (it warns about what it cannot check).
         Warm: the `docker run` line of each kind of slot container, then each trial's request as the
         shell line that writes it into the slot's folder."""
-        if self.warm:
+        if self.warm and not any(log_collected(s.manifest.trainer) for s in submissions[:1]):
             return self._dry_run_warm(submissions)
         lines = [self.spec(s).command_line() for s in submissions]
         self._dry_run_warnings(submissions)

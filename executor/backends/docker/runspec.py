@@ -49,6 +49,7 @@ from hpt.schemas.resources import Resources
 from hpt.store import local_path, store_id
 from hpt.store.cache import CACHE_ENV, PREP
 from hpt.store.ownership import TICKET_ENV
+from hpt.schemas.trainer import log_collected, primary_container
 
 LABEL_EXPERIMENT = "hpt.experiment"
 LABEL_TRIAL = "hpt.trial"
@@ -273,6 +274,26 @@ def trial_spec(sub: Submission, user: str | None, pass_env: tuple[str, ...], pre
         labels[LABEL_RESULTS] = results_path
     if 0 < resources.gpu_share < 1:
         labels[LABEL_GPU_SHARE] = str(resources.gpu_share)
-    return RunSpec(image=image, name=container_name(sub.experiment_id, sub.trial_id, store), environment=env,
+    spec = RunSpec(image=image, name=container_name(sub.experiment_id, sub.trial_id, store), environment=env,
                    labels=labels, binds=binds, user=user, resources=resources, extra_hosts=extra_hosts,
                    working_dir=os.getcwd() if relative else None, pass_env=pass_env)
+    return own_program(spec, sub.manifest.trainer) if log_collected(sub.manifest.trainer) else spec
+
+
+def own_program(spec: RunSpec, trainer: dict[str, Any]) -> RunSpec:
+    """A trial image with no hpt inside (trainer.collect log): its program as the manifest renders it — a
+    Katib job's primary container (its command as the entrypoint, its args, env values and workingDir, as
+    Kubernetes runs them), else the argv — in the image's own working folder; hpt apply reads its log. No
+    mount: the program reads its own data, and the store is apply's to write, not the program's."""
+    container = primary_container(trainer)
+    spec = replace(spec, binds=[], working_dir=None)
+    if container is None:
+        argv = tuple(trainer.get("argv") or trainer.get("command") or ())
+        return replace(spec, entrypoint=argv[:1], command=argv[1:])
+    env = dict(spec.environment)
+    for item in container.get("env") or []:   # valueFrom (a secret, a field) needs a cluster: not on docker
+        if isinstance(item, dict) and isinstance(item.get("name"), str) and isinstance(item.get("value"), str):
+            env[item["name"]] = item["value"]
+    return replace(spec, entrypoint=tuple(str(a) for a in container.get("command") or ()),
+                   command=tuple(str(a) for a in container.get("args") or ()), environment=env,
+                   working_dir=container.get("workingDir") or None)
