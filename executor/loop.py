@@ -177,6 +177,7 @@ class Scheduler:
                  grow: Grow | None = None, stopper: Stopper | None = None, log_reader: LogReader | None = None):
         self.plan = plan
         self.log_reader = log_reader                              # trials with no hpt inside: their rows are ours
+        self._seen_logs: dict[str, str] = {}                      # their logs as a stop decision read them
         self.grow = grow
         self.stopper = stopper
         self.target = Target.of(plan.plan.spec)                  # search.target: reached, no new trial starts
@@ -510,7 +511,8 @@ class Scheduler:
         if record is None and status.phase != Phase.SUCCEEDED:
             return False
         manifest = sub.manifest.to_dict()
-        reports, metrics, problem = self.log_reader(manifest, text)  # type: ignore[misc]
+        seen = self._seen_logs.pop(tid, "")
+        reports, metrics, problem = self.log_reader(manifest, text if len(text) >= len(seen) else seen)  # type: ignore[misc]
         objective = sub.manifest.objective["metric"]
         outcome, reason = STATUS_DONE, ""
         if record is not None:
@@ -626,8 +628,11 @@ class Scheduler:
         for tid, run in self.running.items():
             try:
                 text = self.backend.logs(run.handle)
-                running[tid] = self.log_reader(run.sub.manifest.to_dict(), text)[0] \
-                    if self._log_collected(run.sub) else reports_in(text)  # type: ignore[misc]
+                if self._log_collected(run.sub):
+                    self._seen_logs[tid] = text   # a stopped Job's pod may be gone when its row is built
+                    running[tid] = self.log_reader(run.sub.manifest.to_dict(), text)[0]  # type: ignore[misc]
+                else:
+                    running[tid] = reports_in(text)
             except Exception:  # a log we cannot read now is read at the next look
                 continue
         decided = self.stopper(self.curves, running)

@@ -36,6 +36,7 @@ from hpt.executor.backends.kubernetes import render as k8s
 from hpt.executor.backends.kubernetes.pods import pod_failure, waiting_problem
 from hpt.executor.backends.kubernetes.watch import JobState, JobWatch, job_state, labels_match
 from hpt.schemas.errors import UserError
+from hpt.schemas.trainer import log_collected
 from hpt.store import store_id
 
 log = logging.getLogger("hpt.k8s")
@@ -230,7 +231,7 @@ class KubernetesBackend(Backend):
             return
         first = submissions[0]
         data_uri = first.manifest.data["uri"]
-        if data_uri and not data_uri.startswith("gs://"):
+        if data_uri and not data_uri.startswith("gs://") and not log_collected(first.manifest.trainer):  # reads its own
             log.warning("the dataset %s is a local path: the pods can read it only if the image contains it "
                         "(use a gs:// dataset for a cluster)", data_uri)
         image = first.manifest.image
@@ -503,8 +504,10 @@ class KubernetesBackend(Backend):
         if not pods:
             return ""
         name = pods[0]["metadata"]["name"]
+        # a trial's own Job (a Katib trialSpec) names its primary container; hpt's Jobs run "trial"
+        container = ((pods[0]["metadata"].get("annotations") or {}).get(k8s.CONTAINER_ANNOTATION) or k8s.CONTAINER)
         try:
-            text = self._core().read_namespaced_pod_log(name, handle.namespace, container=k8s.CONTAINER,
+            text = self._core().read_namespaced_pod_log(name, handle.namespace, container=container,
                                                         _preload_content=False, _request_timeout=(10, 60)).data
             return text.decode("utf-8", errors="replace")
         except Exception as err:

@@ -11,6 +11,7 @@ set); rendering trusts the `ClusterSettings` it returns.
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
@@ -26,6 +27,7 @@ from hpt.schemas.errors import UserError
 from hpt.schemas.kubernetes import (ENV_NAME, ClusterSettings, check_toleration, is_dns1123_label,
                                     is_dns1123_subdomain, is_label_value, is_qualified_name, is_quantity)
 from hpt.schemas.resources import Resources
+from hpt.schemas.trainer import log_collected
 from hpt.store import store_id
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -39,6 +41,8 @@ ATTEMPT_LABEL = "hpt.dev/attempt"
 STORE_LABEL = "hpt.dev/store"          # hpt.store.store_id of the results store (the Docker backend's hpt.store)
 VERSION_LABEL = "hpt.dev/version"
 RESULTS_ANNOTATION = "hpt.dev/results"
+CONTAINER_ANNOTATION = "hpt.dev/container"   # a trial's own Job: the container whose log holds its metrics
+OWN_JOB_ANNOTATION = "hpt.dev/own-job"       # "true": the trial's own Job spec (a Katib trialSpec), not hpt's template
 IMAGE_PULL_POLICIES = {"Always", "IfNotPresent", "Never"}
 JOB_RESTART_POLICIES = {"Never", "OnFailure"}
 
@@ -206,12 +210,73 @@ def render_trial(sub: Submission, options: RenderOptions = RenderOptions(),
         "configmap_name": name if configmap else None,
     }
     docs: list[dict[str, Any]] = []
+    if log_collected(manifest.trainer) and isinstance(manifest.trainer.get("job"), dict):
+        return [own_job(sub, name, namespace, labels, annotations, env, context, options, settings)]
     if configmap:
         docs.append(_load(_template("configmap.yaml.j2").render(
             name=name, namespace=namespace, labels=labels, annotations=annotations,
             key=MANIFEST_KEY, manifest_json=manifest_json)))
     docs.append(_load(_template("job.yaml.j2").render(**context)))
     return docs
+
+
+def own_job(sub: Submission, name: str, namespace: str | None, labels: dict[str, str], annotations: dict[str, str],
+            env: list[dict[str, Any]], context: dict[str, Any], options: RenderOptions,
+            settings: ClusterSettings) -> dict[str, Any]:
+    """The trial's own Job (a Katib trialSpec, rendered for this trial at compile): its image, command,
+    volumes, env, initContainers and resources as written, with hpt's name, labels and annotations (the
+    backend's watch, adoption and `hpt delete` find it by them), the run's backoff, deadline and TTL, the
+    cluster settings it does not set itself (service account, priority class, pull secrets, node selector,
+    tolerations, GPU toleration), hpt's trial env on its primary container (trial id, attempt, store,
+    ownership ticket; never the store's credentials) and no privilege escalation. The program writes no
+    row: hpt apply reads its metrics from the primary container's log."""
+    trainer = sub.manifest.trainer
+    job = copy.deepcopy(trainer["job"])
+    own_meta = job.get("metadata") or {}
+    job["apiVersion"], job["kind"] = "batch/v1", "Job"
+    job["metadata"] = {"name": name, **({"namespace": namespace} if namespace else {}),
+                       "labels": {**(own_meta.get("labels") or {}), **labels},
+                       "annotations": {**(own_meta.get("annotations") or {}), **annotations, OWN_JOB_ANNOTATION: "true"}}
+    spec = job.setdefault("spec", {})
+    spec["backoffLimit"] = options.backoff_limit          # the loop retries, as for hpt's own Jobs
+    spec["ttlSecondsAfterFinished"] = options.ttl_seconds_after_finished
+    spec["completions"] = spec["parallelism"] = 1         # one trial, one pod
+    if context["active_deadline_seconds"] is not None:
+        spec["activeDeadlineSeconds"] = context["active_deadline_seconds"]
+    template = spec.setdefault("template", {})
+    meta = template.setdefault("metadata", {})
+    meta["labels"] = {**(meta.get("labels") or {}), **labels}
+    meta["annotations"] = {**(meta.get("annotations") or {}), **annotations, CONTAINER_ANNOTATION: trainer["container"]}
+    pod = template.setdefault("spec", {})
+    pod.setdefault("restartPolicy", "Never")
+    if pod["restartPolicy"] == "Never":
+        spec.setdefault("podFailurePolicy", {"rules": [{"action": "Ignore", "onPodConditions": [
+            {"type": "DisruptionTarget", "status": "True"}]}]})
+    for key, value in (("serviceAccountName", settings.service_account_name),
+                       ("priorityClassName", settings.priority_class_name)):
+        if value and key not in pod:
+            pod[key] = value
+    secrets = [s for s in context["image_pull_secrets"] if s not in (pod.get("imagePullSecrets") or [])]
+    if secrets:
+        pod["imagePullSecrets"] = [*(pod.get("imagePullSecrets") or []), *secrets]
+    if settings.node_selector:
+        pod["nodeSelector"] = {**settings.node_selector, **(pod.get("nodeSelector") or {})}
+    containers = pod.get("containers") or []
+    primary = next(c for c in containers if c.get("name") == trainer["container"])
+    if not primary.get("resources"):
+        primary["resources"] = context["resources"]
+    gpus = any(GPU_RESOURCE in ((c.get("resources") or {}).get("limits") or {}) for c in containers)
+    tolerations = [*(pod.get("tolerations") or []), *[dict(t) for t in settings.tolerations]]
+    if gpus and not any(t.get("key") == GPU_RESOURCE for t in tolerations):
+        tolerations.append({"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
+    if tolerations:
+        pod["tolerations"] = tolerations
+    ours = [e for e in env if e["name"] in ("HPT_TRIAL_ID", "HPT_ATTEMPT", "HPT_RESULTS", *sub.ticket_env)]
+    taken = {e["name"] for e in ours}
+    primary["env"] = [e for e in primary.get("env") or [] if e.get("name") not in taken] + ours
+    for container in containers:
+        container.setdefault("securityContext", {}).setdefault("allowPrivilegeEscalation", False)
+    return job
 
 
 def _load(text: str) -> dict[str, Any]:
@@ -260,6 +325,7 @@ def _check_meta(meta: Mapping[str, Any], where: str) -> list[str]:
 
 def _check_job(job: Mapping[str, Any]) -> list[str]:
     problems: list[str] = []
+    own = ((job.get("metadata") or {}).get("annotations") or {}).get(OWN_JOB_ANNOTATION) == "true"
     spec = job.get("spec") or {}
     if spec.get("backoffLimit", 0) < 0:
         problems.append("spec.backoffLimit is negative")
@@ -331,6 +397,8 @@ def _check_job(job: Mapping[str, Any]) -> list[str]:
             if mount.get("name") not in volumes:
                 problems.append(f"{where}: volumeMount {mount.get('name')!r} has no volume")
         sc = c.get("securityContext") or {}
-        if sc.get("allowPrivilegeEscalation") is not False or sc.get("readOnlyRootFilesystem") is not True:
-            problems.append(f"{where}: must not allow privilege escalation and must have a read-only root filesystem")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{where}: must not allow privilege escalation")
+        elif sc.get("readOnlyRootFilesystem") is not True and not own:   # a trial's own Job keeps its filesystem
+            problems.append(f"{where}: must have a read-only root filesystem")
     return problems
