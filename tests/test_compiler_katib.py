@@ -183,3 +183,18 @@ def test_compile_explain_says_how_each_key_was_read(tmp_path, monkeypatch):
     said = dict(explain_spec(str(bad)).notes)
     assert said["spec.algorithm.algorithmName"].startswith("refused: sobol (Sobol sequences)")
     assert json.loads(json.dumps(explain_spec(str(bad)).to_json()))["origin"] == "katib"
+
+
+@pytest.mark.parametrize("collector, collect", [
+    ({"collector": {"kind": "StdOut"}}, "log"),
+    ({"collector": {"kind": "File"}, "source": {"fileSystemPath": {"path": "/var/log/katib/metrics.log", "kind": "File"}}}, "log"),
+    ({"collector": {"kind": "File"}, "source": {"fileSystemPath": {"path": "/m.json", "kind": "File", "format": "JSON"}}}, None),
+    ({"collector": {"kind": "TensorFlowEvent"}}, None),
+])
+def test_collectors_that_read_the_log_need_no_hpt_in_the_image(collector, collect):
+    # executor-side collection reads the container's log: a collector of files inside it needs hpt-trial there
+    doc = example("random")
+    doc["spec"]["metricsCollectorSpec"] = collector
+    trainer = read_experiment(doc).doc["trainer"]
+    assert trainer.get("collect") == collect
+    assert trainer["container"] == "training-container" and trainer["job"]["kind"] == "Job"

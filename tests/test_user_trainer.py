@@ -327,6 +327,11 @@ def test_entrypoint_with_a_catalog_auto_mode_defaults_and_range_checks(tmp_path)
     ({"trainer": {"entrypoint": "model.train:main", "source": "nope"}, "parameters": {"a": [1]}}, "trainer.source", "no such folder"),
     ({"architecture": "lstm"}, "trainer", "not both"),
     ({"trainer": {"entrypoint": "model.train:main"}}, "trainer", "needs its hyperparameters"),
+    # an image with no hpt: only what the program prints reaches apply
+    ({"trainer": {"entrypoint": "model.train:main", "catalog": "catalog.json", "collect": "log"}}, "trainer.collect",
+     "an entry point needs hpt-trial inside"),
+    ({"trainer": {"command": ["python3", "x.py"], "collect": "log", "metrics_from": "tensorboard"}, "parameters": {"a": [1]}},
+     "trainer.collect", "out of its reach"),
 ])
 def test_bad_trainer_sections_are_exit_2_naming_the_key(tmp_path, change, where, words):
     project = entrypoint_project(tmp_path)
