@@ -24,11 +24,12 @@ from typing import Any, Callable, Iterable, Mapping
 
 from hpt.schemas.dataset import DESCRIPTOR, EMPTY_PARTITION, DatasetInfo, months_between, partition_digest
 from hpt.schemas.errors import UserError
+from hpt.schemas.trainer import RECOMPILE
 from hpt.store.base import Store, open_store
 from hpt.store.location import local_path
 
 PARQUET = ".parquet"
-DATA_CHANGED = "the data changed since compile: recompile"
+DATA_CHANGED = f"the data changed since compile: {RECOMPILE}"   # apply then says re-applying would fail the same way
 
 
 class DataChanged(UserError):

@@ -169,6 +169,7 @@ def test_a_partition_edited_after_compile_fails_its_trials_and_writes_nothing_do
     proc = subprocess.run([hpt_exe(), "apply", tmp_path / "plan", "--results", tmp_path / "results", "--retries", "0"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
+    assert "Re-applying this plan would fail the same way" in proc.stdout + proc.stderr   # not "re-apply to retry"
     rows = [p.read_text() for p in (tmp_path / "results" / "rows").glob("*.csv")]
     assert len(rows) == 1 and ",failed," in rows[0] and DATA_CHANGED in rows[0] and "month=2010-02" in rows[0]
     assert ",done," not in rows[0] and not list((tmp_path / "results").glob("models/*/*"))
@@ -195,7 +196,7 @@ def test_the_check_holds_when_the_encoded_window_comes_from_the_cache(tmp_path, 
     assert not prepare(str(data), window, 500, 8, partitions=partitions).cache_hit
     assert prepare(str(data), window, 500, 8, partitions=partitions).cache_hit
     _rewrite_month(data, "2010-01")
-    with pytest.raises(DataChanged, match="the data changed since compile: recompile.*month=2010-01"):
+    with pytest.raises(DataChanged, match="the data changed since compile: recompile the spec.*month=2010-01"):
         prepare(str(data), window, 500, 8, partitions=partitions)          # a cache hit: checked by checksums
     with pytest.raises(DataChanged, match="month=2010-01"):
         prepare(str(data), window, 500, 8, partitions=partitions, use_cache=False)   # read: checked by its bytes
