@@ -24,8 +24,10 @@ IGNORED_DIRS = frozenset({"__pycache__", ".git", ".hg", ".venv", ".mypy_cache", 
                           ".hpt"})
 # A results store's top-level entries (store/base.py's layout, store/claims.py (claims/, owners/), store/index.py, executor/loop.py's
 # runs/): a folder holding only these, one of them a folder hpt writes as trials run, is a store, not source.
+# A results store's top-level entries (each module that writes one names it; tests/test_user_trainer.py checks
+# that every such name is listed here).
 STORE_ENTRIES = frozenset({"rows", "rows-failed", "results.csv", "models", "tensorboard", "logs", "index", "runs",
-                           "claims", "owners", "rounds"})
+                           "claims", "owners", "rounds", "stops", "curves"})
 STORE_WRITTEN = frozenset({"rows", "rows-failed", "index", "runs", "claims", "results.csv"})
 IGNORED_SUFFIXES = (".pyc", ".pyo")
 # The manifest's trainer fields that are a local detail, not what the trial computes.

@@ -178,6 +178,17 @@ def test_a_plan_and_store_written_inside_the_source_are_not_the_source(tmp_path)
     assert not set(trial_ids(repo / "edited")) & set(ids)
 
 
+def test_every_store_entry_hpt_writes_is_known_to_the_source_hash():
+    # A store inside the trainer's source is told from source by its entries: a new top-level store folder
+    # missing from STORE_ENTRIES would make a store with it hash as source (every trial id would change).
+    from hpt.executor import loop
+    from hpt.schemas import stopping, trainer
+    from hpt.store import base, claims, index, ownership
+    written = {base.ROWS, base.RESULTS_CSV, base.MODELS, base.TENSORBOARD, base.LOGS, base.ROUNDS, index.INDEX_ROWS,
+               ownership.OWNERS, claims.CLAIMS, loop.ROWS_FAILED, loop.RUNS, stopping.STOPS, stopping.CURVES}
+    assert {name.split("/")[0] for name in written} <= trainer.STORE_ENTRIES
+
+
 # What a user trial's wrapper must not load: the compiler and the analysis (hpt/__init__.py once imported them
 # through hpt.api), the package-metadata machinery (hpt.schemas.version), the built-in trainer's stack.
 NOT_ON_THE_USER_PATH = ("hpt.api", "hpt.compiler", "hpt.results", "hpt.data_import", "importlib.metadata", "pandas",
