@@ -20,8 +20,6 @@ from hpt.schemas.version import __version__
 FAKE_TRIAL = textwrap.dedent('''
     """Stand-in trainer: behaviour per trial id from $FAKE_TRIAL (JSON), attempts counted in $FAKE_TRIAL_COUNTS."""
     import json, os, signal, sys, time
-    from hpt.store import open_store, row_key
-    from hpt.schemas.row import row_csv
 
     path, results = sys.argv[1], sys.argv[sys.argv.index("--results") + 1]
     m = json.load(open(path))
@@ -34,6 +32,8 @@ FAKE_TRIAL = textwrap.dedent('''
         fh.write(f"{os.getpid()}\\n")
     n = len(open(os.path.join(counts, tid)).read().split())
     print(f"fake trial {tid} attempt {n} behaviour {behaviour} cpus {os.environ.get('HPT_CPUS')}", flush=True)
+    from hpt.store import open_store, row_key   # after the pid is counted: a kill (a timeout) may come early
+    from hpt.schemas.row import row_csv
     kind, _, arg = behaviour.partition(":")
     if kind == "sleep":
         time.sleep(float(arg)); kind = "ok"

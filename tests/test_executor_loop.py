@@ -133,9 +133,9 @@ def test_exit_without_row_is_recorded_with_the_log_tail(tmp_path, setup, warm):
 @pytest.mark.parametrize("warm", [False, True], ids=["process", "warm"])  # warm: forked from hpt.trainer.warm
 def test_timeout_cancels_the_trial(tmp_path, setup, warm):
     plan_dir, ids = setup(1, {"0": "hang"})
-    result, _, store = run(tmp_path, plan_dir, warm=warm, timeout_s=1.0)
+    result, _, store = run(tmp_path, plan_dir, warm=warm, timeout_s=2.0)   # the trial counts its pid well before
     assert result.exit_code == 1
-    assert table(store)[0]["reason"] == "timed out after 1 s"
+    assert table(store)[0]["reason"] == "timed out after 2 s"
     pid = int((tmp_path / "counts" / ids[0]).read_text().split()[0])
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
