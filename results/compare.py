@@ -87,9 +87,12 @@ def pairs_needed(alpha: float = ALPHA) -> int:
 
 @lru_cache(maxsize=None)
 def _binomial_p(k: int, n: int) -> float:
-    from scipy.stats import binomtest
-
-    return float(binomtest(k, n, 0.5, alternative="two-sided").pvalue)
+    """scipy.stats.binomtest(k, n, 0.5).pvalue (two-sided), exactly: with p = 0.5 the outcomes as likely as
+    k or less are the two tails min(k, n-k) deep. Plain integers: results never import scipy.stats (~0.5 s)."""
+    tail = min(k, n - k)
+    if 2 * tail == n:
+        return 1.0
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(tail + 1)) / 2 ** n)
 
 
 def _sign_test(diffs: list[float]) -> float | None:
@@ -99,14 +102,48 @@ def _sign_test(diffs: list[float]) -> float | None:
     return _binomial_p(sum(d > 0 for d in nonzero), len(nonzero))
 
 
+EXACT_PERMUTATIONS = 13   # scipy's wilcoxon: with ties, every sign flip enumerated up to this many pairs
+EXACT_MAX = 50            # ... and without, the exact null distribution up to this many
+
+
 @lru_cache(maxsize=None)
 def _wilcoxon_signed_ranks(signed_ranks: tuple[float, ...]) -> float | None:
-    from scipy.stats import wilcoxon
-
-    try:
-        return float(wilcoxon(signed_ranks, alternative="two-sided").pvalue)
-    except ValueError:
+    """scipy.stats.wilcoxon(signed_ranks, alternative="two-sided").pvalue of non-zero differences, as
+    scipy 1.17's method "auto" computes it: the exact null distribution without ties (up to EXACT_MAX
+    pairs); with ties, every sign flip up to EXACT_PERMUTATIONS pairs (its permutation test); the normal
+    approximation (no continuity correction, scipy's default) beyond. Checked against scipy in tests/test_results_analysis.py."""
+    n = len(signed_ranks)
+    ranks = [abs(r) for r in signed_ranks]
+    r_plus = sum(r for r in signed_ranks if r > 0)
+    ties = len(set(ranks)) < n
+    if n <= EXACT_MAX and (not ties or n <= EXACT_PERMUTATIONS):
+        if not ties:   # integer ranks 1..n: the count of sign patterns for each rank sum
+            counts = [1] + [0] * (n * (n + 1) // 2)
+            for rank in range(1, n + 1):
+                for total in range(len(counts) - 1, rank - 1, -1):
+                    counts[total] += counts[total - rank]
+            whole = 2 ** n
+            le = sum(counts[:math.ceil(r_plus) + 1]) / whole
+            ge = sum(counts[math.floor(r_plus):]) / whole
+        else:          # every sign flip, as scipy's permutation test enumerates them
+            sums = [0.0]
+            for rank in ranks:
+                sums = [s for base in sums for s in (base, base + rank)]
+            gamma = abs(r_plus) * 100 * 2.220446049250313e-16
+            whole = len(sums)
+            le = sum(s <= r_plus + gamma for s in sums) / whole
+            ge = sum(s >= r_plus - gamma for s in sums) / whole
+        return min(1.0, max(0.0, 2 * min(le, ge)))
+    mean = n * (n + 1) * 0.25
+    counts = {}
+    for r in ranks:
+        counts[r] = counts.get(r, 0) + 1
+    var = (n * (n + 1) * (2 * n + 1) - sum(t ** 3 - t for t in counts.values()) / 2) / 24
+    if var <= 0:
         return None
+    se = math.sqrt(var)
+    z = (r_plus - mean) / se
+    return math.erfc(abs(z) / math.sqrt(2))
 
 
 def _wilcoxon(diffs: list[float]) -> float | None:

@@ -16,6 +16,8 @@ from hpt.schemas.errors import UserError
 NOT_REGULAR = "not a regular file (a FIFO, device or socket)"
 # The pseudo-filesystems whose "regular" files are the kernel's, not data (/proc/kmsg blocks a reader).
 PSEUDO_ROOTS = ("/proc/", "/sys/", "/dev/")
+# ... except the memory file systems under /dev, whose regular files are data like any other.
+DATA_UNDER_DEV = ("/dev/shm/",)
 
 
 class NotRegularFile(UserError):
@@ -24,6 +26,8 @@ class NotRegularFile(UserError):
 
 def is_pseudo(path: Path) -> bool:
     real = os.path.realpath(path)
+    if real.startswith(DATA_UNDER_DEV):
+        return False
     return any(real.startswith(root) or real == root.rstrip("/") for root in PSEUDO_ROOTS)
 
 

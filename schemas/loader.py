@@ -10,9 +10,10 @@ import json
 import re
 from functools import cache
 from importlib.resources import files
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-from jsonschema import Draft202012Validator, ValidationError, validators
+if TYPE_CHECKING:   # jsonschema (~0.3 s) is imported by the first validator, not by every reader of the catalog
+    from jsonschema import Draft202012Validator, ValidationError
 
 
 @cache
@@ -27,11 +28,17 @@ def ecma_regex(pattern: str) -> re.Pattern[str]:
 
 
 def _pattern(validator: Any, pattern: str, instance: Any, schema: dict[str, Any]) -> Iterator[ValidationError]:
+    from jsonschema import ValidationError
+
     if validator.is_type(instance, "string") and not ecma_regex(pattern).search(instance):
         yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
-_Validator = validators.extend(Draft202012Validator, {"pattern": _pattern})
+@cache
+def _validator_class() -> Any:
+    from jsonschema import Draft202012Validator, validators
+
+    return validators.extend(Draft202012Validator, {"pattern": _pattern})
 
 
 @cache
@@ -39,4 +46,5 @@ def schema_validator(name: str) -> Draft202012Validator:
     """A validator for a schema shipped here. The schema itself is checked against the metaschema by the test
     suite (tests/test_contract.py), not on every load: each `hpt-trial` validates its manifest, and the
     metaschema pass cost more than that (bench/bench_user_trial.py)."""
-    return _Validator(load_json(name), format_checker=Draft202012Validator.FORMAT_CHECKER)
+    cls = _validator_class()
+    return cls(load_json(name), format_checker=cls.FORMAT_CHECKER)

@@ -238,3 +238,31 @@ def test_spearman_p_is_exact_for_few_configs():
     assert _spearman_exact_p([0.1, 0.2, 0.3, 0.4], [4.0, 3.0, 2.0, 1.0]) == pytest.approx(2 / 24)
     # no agreement at all: every ordering is at least as extreme
     assert _spearman_exact_p([1, 2, 3], [2, 3, 1]) > 0.5
+
+
+def test_paired_tests_equal_scipy_without_importing_it():
+    """The sign test and Wilcoxon signed-rank p of `hpt results` are scipy's own (binomtest; wilcoxon's method
+    "auto": exact, a permutation test with ties up to 13 pairs, the normal approximation beyond), computed
+    without importing scipy.stats (half a second of every `hpt results`)."""
+    import math
+    import random
+    import warnings
+
+    from scipy.stats import binomtest, wilcoxon
+
+    from hpt.results import compare as cmp
+
+    for n in range(1, 41):
+        for k in range(n + 1):
+            assert math.isclose(cmp._binomial_p(k, n), binomtest(k, n, 0.5).pvalue, rel_tol=1e-9), (k, n)
+    rng = random.Random(7)
+    for i in range(40):   # (scipy's permutation test takes seconds past 6 tied pairs: 13 are ours alone)
+        n = rng.choice([2, 3, 4, 5, 6, 14, 20, 55])
+        tied = i % 2 == 0
+        diffs = [rng.choice([-1, 1]) * (rng.randint(1, 4) / 2 if tied else rng.random()) for _ in range(n)]
+        ranks = cmp._average_ranks([abs(d) for d in diffs])
+        signed = tuple(sorted(r if d > 0 else -r for r, d in zip(ranks, diffs)))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            expected = float(wilcoxon(signed, alternative="two-sided").pvalue)
+        assert math.isclose(cmp._wilcoxon_signed_ranks.__wrapped__(signed), expected, rel_tol=1e-9, abs_tol=1e-12), signed
