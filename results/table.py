@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable, Mapping
 
 from hpt.store import RESULTS_CSV, ROUNDS, Store, open_store
-from hpt.store.index import snapshot
+from hpt.store.index import snapshot_columns
 from hpt.schemas.catalog import metrics as catalog_metrics
 from hpt.schemas.errors import UserError
 from hpt.schemas.metric import DEFAULT_OBJECTIVE, GOAL_WORDS, GOALS, Objective
@@ -121,16 +121,26 @@ class ResultTable:
 
 
 def read_rows(uri_or_store: str | Store) -> tuple[list[dict[str, str]], str]:
-    """(rows as string dicts, source). rows/ decides, through the store's one checked reader (a damaged
-    row reads as failed, saying why); results.csv is read only when rows/ holds nothing at all (a copy of
-    the table without its rows). Raises UserError when the store holds neither."""
+    """(rows as string dicts, source): read_columns' rows, one dict each."""
+    data, source = read_columns(uri_or_store)
+    names = list(data)
+    n = len(data[names[0]]) if names else 0
+    return [{c: data[c][i] for c in names if data[c][i] is not None} for i in range(n)], source
+
+
+def read_columns(uri_or_store: str | Store) -> tuple[dict[str, list[str | None]], str]:
+    """(every row as columns: name → one value per row, None where a row lacks the column; source). rows/
+    decides, through the store's one checked reader (a damaged row reads as failed, saying why; the row
+    index, verified against one listing of rows/, serves the rows it holds: hpt.store.index); results.csv is
+    read only when rows/ holds nothing at all (a copy of the table without its rows). Raises UserError when
+    the store holds neither."""
     store = open_store(uri_or_store) if isinstance(uri_or_store, str) else uri_or_store
     root = getattr(store, "root", None)  # a local folder that isn't there is a typo, not an empty run
     if root is not None and not root.exists():
         raise UserError("no such results folder", where=str(root), hint="pass the folder `hpt apply --results` wrote to")
-    rows = snapshot(store).rows  # the row index, verified against one listing of rows/ (hpt.store.index)
-    if rows:
-        return list(rows.values()), "rows"
+    got = snapshot_columns(store)
+    if got.ids:
+        return got.data, "rows"
     try:
         text = store.get(RESULTS_CSV).decode("utf-8")
     except (KeyError, UnicodeDecodeError):
@@ -140,9 +150,16 @@ def read_rows(uri_or_store: str | Store) -> tuple[list[dict[str, str]], str]:
 
         rows = list(csv.DictReader(io.StringIO(text)))
         if rows:
-            return rows, RESULTS_CSV
+            return _columns_of(rows), RESULTS_CSV
     raise UserError("no results in this store yet (no rows/*.csv, no results.csv)", where=store.uri,
                     hint="check the URI, or wait for the first trial to finish")
+
+
+def _columns_of(rows: list[dict]) -> dict[str, list]:
+    names: dict[str, None] = {}
+    for row in rows:
+        names.update(dict.fromkeys(row))
+    return {c: [row.get(c) for row in rows] for c in names}
 
 
 def config_key(row: dict) -> str:
@@ -170,34 +187,66 @@ def short_range(label: str) -> str:
     return label
 
 
-def frame(rows: Iterable[dict]) -> "pd.DataFrame":
-    """Rows → DataFrame: numbers where a column is numeric, plus `config` and `range` helper columns."""
+def frame(rows: "Iterable[dict] | Mapping[str, list]") -> "pd.DataFrame":
+    """Rows (dicts, or columns as read_columns gives them) → DataFrame: numbers where a column is numeric,
+    plus `config` and `range` helper columns. Each column is parsed once per distinct value, as Python
+    lists, before pandas sees it (a DataFrame of 100,000 text cells per column, then parsed, cost seconds)."""
     import pandas as pd
 
-    df = pd.DataFrame(list(rows))
-    if df.empty:
-        return df
-    df = df.replace({"": None})
-    if EXTRA_METRICS in df.columns:   # the undeclared numbers a trainer reported, as columns where no declared one is
-        extras = [extra_metrics({EXTRA_METRICS: v}) for v in df[EXTRA_METRICS].tolist()]
-        names = sorted({n for e in extras for n in e} - set(df.columns))
-        if names:
-            df = pd.concat([df, pd.DataFrame([{n: e.get(n) for n in names} for e in extras], index=df.index)], axis=1)
+    data = dict(rows) if isinstance(rows, Mapping) else _columns_of(list(rows))
+    n = len(next(iter(data.values()))) if data else 0
+    if n == 0:
+        return pd.DataFrame()
+    nan = float("nan")
+    if EXTRA_METRICS in data:   # the undeclared numbers a trainer reported, as columns where no declared one is
+        extras = [extra_metrics({EXTRA_METRICS: v}) for v in data[EXTRA_METRICS]]
+        names = sorted({name for e in extras for name in e} - set(data))
+        for name in names:
+            data[name] = [e.get(name) for e in extras]
     known_metrics = set(catalog_metrics())
-    if "objective" in df.columns:   # each row's objective column is a number or missing
-        known_metrics |= {str(m) for m in df["objective"].dropna().unique()}
-    for column in df.columns:
-        if column in _TEXT_COLUMNS and column not in ("repeat", "seed", "max_epochs", "row_schema"):
-            continue
-        converted = pd.to_numeric(df[column], errors="coerce")
-        # Keep text columns text: convert only when every present value parsed as a number. A catalog
-        # metric is a number or missing, whatever a hand-edited results.csv holds.
-        if column in known_metrics or converted.notna().sum() == df[column].notna().sum():
-            df[column] = converted
+    if "objective" in data:   # each row's objective column is a number or missing
+        known_metrics |= {str(m) for m in data["objective"] if m}
+    out: dict[str, object] = {}
+    for column, values in data.items():
+        if column not in _TEXT_COLUMNS or column in ("repeat", "seed", "max_epochs", "row_schema"):
+            converted, all_parsed = _numbers(values)
+            # Keep text columns text: convert only when every present value parsed as a number. A catalog
+            # metric is a number or missing, whatever a hand-edited results.csv holds.
+            if column in known_metrics or all_parsed:
+                out[column] = converted
+                continue
+        # Text: an empty cell is None (a column that has one holds Python objects), a missing one NaN.
+        out[column] = (pd.Series([None if v == "" else nan if v is None else v for v in values], dtype=object)
+                       if "" in values else values)
+    df = pd.DataFrame(out)
     df["config"] = _per_distinct(df, ["config_id", "architecture"] + [c for c in df.columns if c.startswith(PARAM_PREFIX)],
                                  config_key)
     df["range"] = _per_distinct(df, list(RANGE_COLUMNS), range_label)
     return df
+
+
+def _numbers(values: list) -> "tuple[object, bool]":
+    """(the column as pd.to_numeric(errors="coerce") reads it: integers when every value is an integer and
+    none is missing, else floats; whether every present value parsed), pd.to_numeric run over the distinct
+    values only."""
+    import numpy as np
+    import pandas as pd
+
+    distinct = set(values)
+    distinct.discard(None)
+    distinct.discard("")                     # an empty cell is a missing value
+    texts = [v for v in distinct if type(v) is str]
+    parsed = pd.to_numeric(np.array(texts, dtype=object), errors="coerce") if texts else np.array([], dtype=float)
+    present = len(values) - values.count(None) - values.count("")
+    if parsed.dtype.kind in "iu" and present == len(values) and len(texts) == len(distinct):
+        return np.fromiter(map(dict(zip(texts, parsed.tolist())).__getitem__, values), dtype=parsed.dtype,
+                           count=len(values)), True
+    nan = float("nan")
+    of = {v: v for v in distinct if type(v) is not str}   # numbers already (extra_metrics)
+    of.update(zip(texts, np.asarray(parsed, dtype=float).tolist()))
+    of[None] = of[""] = nan
+    array = np.fromiter(map(of.__getitem__, values), dtype=float, count=len(values))
+    return array, int(np.count_nonzero(~np.isnan(array))) == present
 
 
 def _per_distinct(df: "pd.DataFrame", columns: list[str], fn) -> list:  # noqa: ANN001
@@ -226,8 +275,8 @@ def load_table(uri: str) -> ResultTable:
     import pandas as pd
 
     store = open_store(uri)
-    rows, source = read_rows(store)
-    df = frame(rows)
+    columns, source = read_columns(store)
+    df = frame(columns)
     rounds = read_rounds(store)
     if rounds and "trial_id" in df.columns:   # an adaptive search: each row's round
         of_trial = {t: r["round"] for r in rounds for t in r["trials"]}

@@ -27,6 +27,7 @@ import os
 import secrets
 import time
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Iterable, Iterator, Mapping
 
 from hpt.store.base import ROWS, AlreadyExists, Store, row_key
@@ -45,11 +46,33 @@ class Entry:
     row: Row              # the file's columns as parsed (not yet checked: judge_row does that on read)
 
 
-@dataclass
 class Segment:
-    key: str
-    level: int
-    entries: list[Entry] = field(default_factory=list)
+    """One segment: its entries, or the table they are decoded from (`block`), each made from the other
+    when asked (a reader of columns never builds a dict per row)."""
+
+    def __init__(self, key: str, level: int, entries: list[Entry] | None = None,
+                 block: tuple[list[str], list[list]] | None = None):
+        self.key, self.level = key, level
+        self._entries, self._block = entries, block
+
+    @property
+    def entries(self) -> list[Entry]:
+        if self._entries is None:
+            names, body = self.block
+            self._entries = [Entry(item[0], item[1], {c: v for c, v in zip(names, item[2:]) if v is not None})
+                             for item in body]
+        return self._entries
+
+    @property
+    def block(self) -> tuple[list[str], list[list]]:
+        """(column names, one [trial id, version, value per column] list per entry)."""
+        if self._block is None:
+            columns: dict[str, None] = {}
+            for e in self.entries:
+                columns.update(dict.fromkeys(e.row))
+            names = list(columns)
+            self._block = names, [[e.trial_id, e.version, *[e.row.get(c) for c in names]] for e in self.entries]
+        return self._block
 
 
 def encode(entries: Iterable[Entry]) -> bytes:
@@ -67,22 +90,31 @@ def encode(entries: Iterable[Entry]) -> bytes:
 
 def decode(data: bytes) -> list[Entry]:
     """The entries of a segment's bytes; ValueError when it is not a segment of this format."""
+    return Segment("", 0, block=decode_block(data)).entries
+
+
+_CELL_TYPES = frozenset({str, type(None)})
+
+
+def decode_block(data: bytes) -> tuple[list[str], list[list]]:
+    """A segment's bytes as (column names, entries as lists), checked; ValueError when it is not a segment
+    of this format (a whole segment is trusted or not: one bad entry and none of it is read)."""
     doc = json.loads(data.decode("utf-8"))
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ValueError("not a row index segment of format %d" % FORMAT)
     names = doc["columns"]
-    if not isinstance(names, list) or not all(isinstance(c, str) for c in names):
+    if not isinstance(names, list) or not all(isinstance(c, str) for c in names) or len(set(names)) != len(names):
         raise ValueError("bad columns")
     width = len(names) + 2
-    out = []
-    for item in doc["rows"]:
-        if not isinstance(item, list) or len(item) != width or not all(isinstance(v, str) for v in item[:2]):
+    body = doc["rows"]
+    if not isinstance(body, list):
+        raise ValueError("bad rows")
+    for item in body:
+        if type(item) is not list or len(item) != width or type(item[0]) is not str or type(item[1]) is not str:
             raise ValueError("bad entry")
-        row = {c: v for c, v in zip(names, item[2:]) if v is not None}
-        if not all(isinstance(v, str) for v in row.values()):
+        if not _CELL_TYPES.issuperset(map(type, item)):
             raise ValueError("bad value")
-        out.append(Entry(item[0], item[1], row))
-    return out
+    return names, body
 
 
 def _segment_name(level: int, data: bytes) -> str:
@@ -123,7 +155,7 @@ def read_segments(store: Store) -> list[Segment]:
         if hashlib.sha256(data).hexdigest()[:16] != parsed[1]:
             continue
         try:
-            segments.append(Segment(key, parsed[0], decode(data)))
+            segments.append(Segment(key, parsed[0], block=decode_block(data)))
         except (ValueError, KeyError, TypeError, UnicodeDecodeError):
             continue
     return segments
@@ -161,6 +193,134 @@ def snapshot(store: Store, threads: int = 16) -> Snapshot:
     rows = {tid: rows[tid] for tid in sorted(rows)}  # the listing's order, as read_rows gives them
     return Snapshot(rows, versions, segments, from_index=len(trusted), from_files=len(fresh), trusted=trusted,
                     fresh={tid: e for tid, e in fresh.items() if isinstance(e, Entry)})
+
+
+@dataclass
+class Columns:
+    """Every row of a store as columns: `ids` the trial ids in order (the listing's), `data` per column one
+    value per row (None: that row has no such column), columns in order of first appearance. The same rows
+    as snapshot(store).rows (`rows()` gives them), built without a dict per row, for readers of many."""
+    ids: list[str]
+    data: dict[str, list[str | None]]
+    from_index: int = 0
+    from_files: int = 0
+
+    def rows(self) -> dict[str, Row]:
+        names = list(self.data)
+        cells = [self.data[c] for c in names]
+        out = {}
+        for i, tid in enumerate(self.ids):
+            out[tid] = {c: col[i] for c, col in zip(names, cells) if col[i] is not None}
+        return out
+
+
+def _floats(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _suspects(tids: list[str], cols: Mapping[str, list[str | None]]) -> set[int]:
+    """Positions of rows judge_row might find damaged, checked a column at a time (the rest are surely fine):
+    another trial's id, a status not of STATUSES, a metric (of the catalog, or the row's recorded objective)
+    that float() does not read."""
+    from hpt.schemas.catalog import metrics as catalog_metrics
+    from hpt.schemas.row import STATUSES
+
+    n = len(tids)
+    ids = cols.get("trial_id", [None] * n)
+    out = {i for i in range(n) if ids[i] != tids[i]}
+    statuses = cols.get("status", [None] * n)
+    ok = frozenset(STATUSES)
+    out.update(i for i in range(n) if statuses[i] not in ok)
+    catalog = catalog_metrics()
+
+    def check(values: list[str | None], where: Iterable[int]) -> None:
+        bad = {v for v in set(values) if v is not None and v.strip() and not _floats(v.strip())}
+        if bad:
+            out.update(i for i in where if values[i] in bad)
+
+    for name in catalog:
+        if name in cols:
+            check(cols[name], range(n))
+    objectives = cols.get("objective")
+    if objectives is not None:
+        recorded: dict[str, list[int]] = {}
+        for i, text in enumerate(objectives):
+            name = (text or "").strip()
+            if name and name not in catalog:
+                recorded.setdefault(name, []).append(i)
+        for name, where in recorded.items():
+            if name in cols:
+                check(cols[name], where)
+    return out
+
+
+def snapshot_columns(store: Store, threads: int = 16) -> Columns:
+    """What snapshot(store).rows holds (the same rows, judged the same way, in the same order, with the same
+    columns), as columns: the index's entries are taken a column at a time and judged a column at a time
+    (hpt.store.rows.judge_row for the few rows that check flags); rows it lacks are read from their files."""
+    versions = row_versions(store)
+    segments = read_segments(store) if versions and not index_disabled() else []
+    chosen: dict[str, tuple[int, int]] = {}
+    blocks = [seg.block for seg in segments]
+    for si, (_, body) in enumerate(blocks):
+        for pos, item in enumerate(body):
+            if item[1] and versions.get(item[0]) == item[1]:
+                chosen[item[0]] = (si, pos)
+    singles: dict[str, Row] = {}   # rows not taken from a block: read from their files, or judged damaged
+    lacking = [tid for tid in versions if tid not in chosen]
+    for tid, got in read_entries(store, lacking, versions, threads).items():
+        singles[tid] = judge_row(tid, got.row, row_key(tid)) if isinstance(got, Entry) else got
+    from_index = len(chosen)
+    # Per block: its chosen entries (sorted by trial id) as columns, judged a column at a time.
+    by_block: dict[int, list[int]] = {}
+    for si, pos in chosen.values():
+        by_block.setdefault(si, []).append(pos)
+    picked: list[tuple[list[str], list[list]]] = []
+    for si, positions in sorted(by_block.items()):
+        names, body = blocks[si]
+        rows = [body[p] for p in positions]
+        rows.sort(key=itemgetter(0))
+        transposed = list(zip(*rows))
+        tids = list(transposed[0])
+        cols = dict(zip(names, transposed[2:]))
+        for i in _suspects(tids, cols):
+            tid = tids[i]
+            row = {c: v for c, v in zip(names, rows[i][2:]) if v is not None}
+            judged = judge_row(tid, row, row_key(tid))
+            if judged is not row:
+                singles[tid] = judged
+                chosen.pop(tid)
+        picked.append((names, rows))
+    # Columns in order of first appearance over the rows in trial-id order (as a DataFrame of the row dicts
+    # has them): (position of the first row that has it, its place in that row).
+    first: dict[str, tuple[str, int]] = {}
+    for names, rows in picked:
+        for j, c in enumerate(names, start=2):
+            tid = next((r[0] for r in rows if r[j] is not None and r[0] in chosen), None)
+            if tid is not None and (c not in first or (tid, j) < first[c]):
+                first[c] = (tid, j)
+    for tid, row in singles.items():
+        for j, c in enumerate(row):
+            if c not in first or (tid, j) < first[c]:
+                first[c] = (tid, j)
+    order = sorted(first, key=first.__getitem__)
+    records: list[tuple] = []
+    for names, rows in picked:
+        place = {c: j for j, c in enumerate(names, start=2)}
+        width = len(names) + 2          # the index of the None each row gets for a column it lacks
+        take = itemgetter(*[place.get(c, width) for c in order], 0)
+        records += [take(r + [None]) for r in rows if r[0] in chosen]
+    records += [(*[row.get(c) for c in order], tid) for tid, row in singles.items()]
+    if len(picked) != 1 or singles:      # one block holds every row already in order
+        records.sort(key=itemgetter(len(order)))
+    transposed = list(zip(*records)) if records else [[] for _ in range(len(order) + 1)]
+    ids = list(transposed[-1])
+    data = {c: list(values) for c, values in zip(order, transposed)}
+    return Columns(ids, data, from_index=from_index, from_files=len(lacking))
 
 
 def read_entries(store: Store, trial_ids: list[str], versions: Mapping[str, str], threads: int = 16) \

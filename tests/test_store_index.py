@@ -20,7 +20,7 @@ from hpt.cli import app
 from hpt.commands.common import SUMMARY_AT
 from hpt.schemas.row import row_csv, table_csv
 from hpt.store import RESULTS_CSV, open_store, row_key
-from hpt.store.index import INDEX_ROWS, Entry, IndexWriter, describe, encode, rebuild, snapshot
+from hpt.store.index import INDEX_ROWS, Entry, IndexWriter, describe, encode, rebuild, snapshot, snapshot_columns
 from hpt.store.rows import read_rows
 from trial_factory import make_manifest
 
@@ -61,8 +61,14 @@ def _cli(*args: str, index: bool, monkeypatch) -> str:
 
 
 def _same_as_every_row_file(store, monkeypatch, plan_dir=None) -> None:
-    """The index's rows, and what results/status print, equal reading every row file."""
-    assert snapshot(store).rows == read_rows(store)
+    """The index's rows (as dicts, and as the columns `hpt results` reads), and what results/status print,
+    equal reading every row file."""
+    every = read_rows(store)
+    rows = snapshot(store).rows
+    assert rows == every
+    columns = snapshot_columns(store)
+    assert columns.rows() == every and columns.ids == list(rows)
+    assert list(columns.data) == list(dict.fromkeys(c for r in rows.values() for c in r))  # a DataFrame's columns
     commands = [["results", store.uri, "--format", "json"], ["results", store.uri, "--by", "config", "--format", "json"],
                 ["results", store.uri], ["results", store.uri, "--all"]]
     if plan_dir is not None:
@@ -137,6 +143,7 @@ def test_an_entry_is_judged_like_its_file(tmp_path):
     assert got.from_index == 2
     assert got.rows[a["trial_id"]]["status"] == "failed" and "holds the row of" in got.rows[a["trial_id"]]["reason"]
     assert "metric mse" in got.rows[b["trial_id"]]["reason"]
+    assert snapshot_columns(store).rows() == got.rows
 
 
 def test_segments_merge_by_level(tmp_path):
