@@ -10,14 +10,15 @@ Measured in one run, against a floor measured in the same run:
                 fixed    wall − train: what every trial pays besides training (target ≤ 1.0 s)
   --example   `hpt compile SPEC && hpt apply PLAN` end to end (default examples/quick.json): wall time and
               every trial's MSE, so a before/after pair shows the same results
-  --warm      the same 30 quick trials through `hpt apply --parallel 1` with and without --warm (a worker that
-              imported torch once forks each trial): wall times and the ratio
+  --warm      the same 30 quick trials through `hpt apply --parallel 1` with --no-warm (a process per trial) and
+              --warm (a worker that imported torch once forks each trial): wall times and the ratio
   --docker-warm N  the same for the docker backend: N quick trials through `hpt apply --backend docker --parallel 1`,
-              a container per trial vs --warm (one slot container that imported torch once forks each trial);
+              a container per trial (--no-warm) vs --warm (one slot container that imported torch once forks each trial);
               needs a Docker daemon and the trainer image (images/build-offline.sh)
   --default N  the fixed cost per trial of a default `hpt apply PLAN` (no flags) on N quick bag-of-words trials, one at a
               time (the spec's 2 cpus per trial on this 2-core machine): (wall − Σ train_time_s) / N, beside the
-              import-torch floor and beside the same apply with --warm (target ≤ 1.0 s by default)
+              import-torch floor and beside the same apply with --no-warm, a fresh process per trial (target
+              ≤ 1.0 s by default; the default is warm since issue 24)
   --adam      what EagerAdam saves, paired in one run: a process that imports torch and takes one optimizer
               step with torch.optim.Adam (which imports torch._dynamo and sympy) vs with hpt's EagerAdam
 
@@ -132,7 +133,7 @@ def bench_warm(work: Path, trials: int, rounds: int, backend: str = "local") -> 
     times: dict[str, list[float]] = {cold_label: [], "--warm": []}
     mses: dict[str, dict[str, str]] = {}
     for r in range(rounds):
-        for label, extra in ((cold_label, []), ("--warm", ["--warm"])):
+        for label, extra in ((cold_label, ["--no-warm"]), ("--warm", ["--warm"])):
             results = work / f"w-{backend}-{label.replace(' ', '-')}-{r}"
             start = time.perf_counter()
             run([str(BIN / "hpt"), "apply", str(plan), "--backend", backend, "--parallel", "1", "--results",
@@ -151,16 +152,16 @@ def bench_warm(work: Path, trials: int, rounds: int, backend: str = "local") -> 
 
 def bench_default(work: Path, trials: int, rounds: int) -> None:
     """A default `hpt apply PLAN` (no flags): its fixed cost per trial, (wall − Σ train_time_s) / trials, beside
-    `python -c "import torch"` and beside `--warm`, alternating rounds."""
+    `python -c "import torch"` and beside `--no-warm` (a fresh process per trial), alternating rounds."""
     plan = quick_plan(work, "bag-of-words", trials)
     manifest = next((plan / "trials").glob("*.json"))
     one_trial(manifest, work / "warmup-default")  # the shared preprocessing cache entry
-    fixed: dict[str, list[float]] = {"default (no flags)": [], "--warm": []}
+    fixed: dict[str, list[float]] = {"default (no flags)": [], "--no-warm": []}
     floors: list[float] = []
     mses: dict[str, dict[str, str]] = {}
     for r in range(rounds):
         floors.append(floor_s())
-        for label, extra in (("default (no flags)", []), ("--warm", ["--warm"])):
+        for label, extra in (("default (no flags)", []), ("--no-warm", ["--no-warm"])):
             results = work / f"d-{label[:7].strip('-( ')}-{r}"
             start = time.perf_counter()
             run([str(BIN / "hpt"), "apply", str(plan), "--results", str(results), *extra])
@@ -176,7 +177,7 @@ def bench_default(work: Path, trials: int, rounds: int) -> None:
         median = statistics.median(values)
         print(f"  {label:<20} fixed {median:.2f} s/trial ({median / floor:.2f}x import torch; target <= 1.0 s: "
               f"{'met' if median <= 1.0 else 'NOT met'})   runs: {_fmt(values)}")
-    print(f"  every MSE the same both ways: {mses['default (no flags)'] == mses['--warm']}")
+    print(f"  every MSE the same both ways: {mses['default (no flags)'] == mses['--no-warm']}")
 
 
 ADAM_STEP = ("import torch\nfrom {module} import {cls} as Adam\nm = torch.nn.Linear(4, 1)\nopt = Adam(m.parameters())\n"
@@ -209,7 +210,7 @@ def main() -> None:
                         help="docker: warm slot containers vs a container per trial")
     parser.add_argument("--rounds", type=int, default=1, help="--warm, --docker-warm: alternating rounds of each")
     parser.add_argument("--default", type=int, default=0, metavar="TRIALS",
-                        help="fixed cost per trial of a default hpt apply (no flags), beside import torch and --warm")
+                        help="fixed cost per trial of a default hpt apply (no flags), beside import torch and --no-warm")
     parser.add_argument("--adam", action="store_true", help="torch.optim.Adam vs EagerAdam in a fresh process")
     parser.add_argument("--baseline-bin", type=Path, default=None, help="another installation's bin folder to compare")
     args = parser.parse_args()

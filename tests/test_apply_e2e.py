@@ -66,20 +66,22 @@ def test_real_trials_rows_models_logs_and_resume(tmp_path, small_dataset):
 
 
 def test_warm_trials_give_the_same_results_bit_for_bit(tmp_path, small_dataset):
+    # The default is warm: a plain `hpt apply` forks its trials from the worker; --no-warm starts each fresh.
     plan_dir, ids = plan(tmp_path, small_dataset, 2, broken=1)
+    worker_log = plan_dir / ".hpt" / "local" / "warm-worker.log"
     rows = {}
-    for mode in ("--no-warm", "--warm"):
-        results = str(tmp_path / f"results{mode}")
-        proc = hpt("apply", plan_dir, "--results", results, "--parallel", "2", mode)
+    for mode in ("--no-warm", "default"):
+        results = str(tmp_path / f"results-{mode}")
+        proc = hpt("apply", plan_dir, "--results", results, "--parallel", "2", *([mode] if mode != "default" else []))
         assert proc.returncode == 1, proc.stderr  # the trial with missing data failed, both ways
         rows[mode] = {r["trial_id"]: r for r in table(results)}
         assert "epoch 1/1" in open_store(results).get(f"logs/{ids[0]}.log").decode()  # the log is the trial's
-    assert (plan_dir / ".hpt" / "local" / "warm-worker.log").is_file()  # the warm run went through the worker
+        assert worker_log.is_file() == (mode == "default")   # only the default run went through the worker
     for tid in ids[:2]:
-        assert rows["--warm"][tid]["status"] == "done"
+        assert rows["default"][tid]["status"] == "done"
         for column in ("mse", "loss", "train_mse", "best_epoch", "device"):
-            assert rows["--warm"][tid][column] == rows["--no-warm"][tid][column]
-    assert rows["--warm"][ids[2]]["reason"] == rows["--no-warm"][ids[2]]["reason"]
+            assert rows["default"][tid][column] == rows["--no-warm"][tid][column]
+    assert rows["default"][ids[2]]["reason"] == rows["--no-warm"][ids[2]]["reason"]
 
 
 SIMULATED_GPU = """

@@ -6,13 +6,18 @@ Each trial starts in its own session (process group), so that
   (`PLAN/.hpt/local/<experiment>/<trial>.pid.json`) let the next `hpt apply` adopt them instead of
   starting duplicates. Rows are create-only, so even a duplicate run could never write two rows.
 
-`warm=True` (`hpt apply --warm`): instead of a fresh `hpt-trial` process, each trial is a child forked
-from one warm worker (hpt.trainer.warm) that has imported torch and the trainer once. The child is the
-same trial process in every way the backend relies on — own session, pid record and gate, log file,
-exit code — so cancel, timeouts, adoption after a kill -9 and create-only rows work unchanged.
+Warm starts, the default (`warm=None`; `True`: `hpt apply --warm`, every trial; `False`: `--no-warm`): instead
+of a fresh `hpt-trial` process, a trial is a child forked from one warm worker (hpt.trainer.warm) that has
+imported torch and the trainer once. The child is the same trial process in every way the backend relies
+on — own session, pid record and gate, log file, exit code — so cancel, timeouts, adoption after a kill -9
+and create-only rows work unchanged. By default a trial starts fresh where a fork cannot serve it as well
+(hpt.executor.warm.fresh_reason: GPU trials, user `command` trainers) and where the trial command is not
+hpt's own trainer of this Python ($HPT_TRIAL_COMMAND, another installation's hpt-trial) or this Python
+has no torch (`_fresh_here`).
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import math
@@ -30,6 +35,7 @@ from typing import Any, Sequence
 
 from hpt.executor.backend import Backend, Phase, Submission, TrialStatus, log_tail
 from hpt.executor.shell import shell_quote
+from hpt.executor.warm import fresh_note, fresh_reason, warm_choice
 from hpt.schemas.errors import UserError
 from hpt.schemas.files import read_regular
 from hpt.schemas.plan import manifest_path
@@ -141,12 +147,14 @@ class WarmWorker:
                 docs.append(doc)
         return docs
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
         assert self.process.stdin is not None
         try:
             self.process.stdin.close()
         except OSError:
             pass
+        if not wait:
+            self.process.kill()   # it never forked: nothing of a trial is in it
         try:
             self.process.wait(timeout=5)
         except Exception:  # noqa: BLE001  (a stuck worker must not keep apply from ending)
@@ -158,7 +166,7 @@ class LocalOptions:
     state_dir: str | Path | None = None      # pid records; the apply command passes PLAN/.hpt/local
     plan_dir: str | Path | None = None       # run the plan's own manifest files instead of copies
     command: Sequence[str] | None = None     # the trial command (default: hpt-trial, or $HPT_TRIAL_COMMAND)
-    warm: bool = False                       # fork each trial from a worker that imported torch once
+    warm: bool | None = None                 # fork trials from a worker that imported torch once: None where safe
 
 
 class LocalBackend(Backend):
@@ -176,6 +184,7 @@ class LocalBackend(Backend):
         self._locks: list[int] = []
         self.warm = options.warm
         self._worker: WarmWorker | None = None
+        self._forked = 0                         # trials the warm worker started (none: close() need not wait)
 
     # ---------------------------------------------------------------------------------------------
     def _cpus_of(self, sub: Submission) -> float:
@@ -223,6 +232,12 @@ class LocalBackend(Backend):
         if self.warm and importlib.util.find_spec("torch") is None:
             raise UserError("--warm runs trials in a worker of this Python, which has no torch",
                             where="local backend --warm", hint="install hpt with its trainer extra here, or drop --warm")
+        if self.warm is None:
+            note = fresh_note(self._fresh_reasons(submissions), "the local backend")
+            if note:
+                print(note, file=sys.stderr)
+        if any(self._warm_for(s) for s in submissions):
+            self._start_worker()   # now: it imports torch while apply reads the store
         probe = self.state_dir
         while not probe.exists():
             probe = probe.parent
@@ -230,6 +245,26 @@ class LocalBackend(Backend):
             raise UserError("cannot write the local state folder (pid files of running trials)", where=str(self.state_dir))
         for experiment in sorted({s.experiment_id for s in submissions}):
             self._lock(experiment)
+
+    @functools.cached_property
+    def _fresh_here(self) -> str | None:
+        """Why no trial of this backend starts warm by default, whatever the trial (None: they may)."""
+        own = ([str(Path(sys.executable).parent / "hpt-trial")], [sys.executable, "-m", "hpt.trainer"])
+        if os.environ.get("HPT_TRIAL_COMMAND") or self.command not in own:
+            return "a trial command other than this Python's hpt-trial (the worker could only exec it)"
+        if importlib.util.find_spec("torch") is None:
+            return "a Python without torch (the trainer extra is not installed here)"
+        return None
+
+    def _fresh_reasons(self, submissions: Sequence[Submission]) -> list[str | None]:
+        """Per trial, why it starts fresh by default (None: warm). Nothing where no trial could start warm here
+        (an own trial command: docs/executor.md says so; a note on every apply would only be noise)."""
+        if self._fresh_here is not None:
+            return []
+        return [fresh_reason(s.manifest) for s in submissions]
+
+    def _warm_for(self, submission: Submission) -> bool:
+        return warm_choice(self.warm, submission.manifest, self._fresh_here)
 
     def _lock(self, experiment_id: str) -> None:
         """One `hpt apply` per plan at a time on this machine. The kernel drops the lock when the process
@@ -295,7 +330,7 @@ class LocalBackend(Backend):
         env = {**os.environ, **self._env(submission)}
         record = folder / f"{submission.trial_id}.pid.json"
         record.unlink(missing_ok=True)  # a stale record must not open the gate
-        if self.warm:
+        if self._warm_for(submission):
             return self._submit_warm(submission, argv, manifest if is_copy else None, log, record)
         with open(log, "wb") as out:
             try:
@@ -311,14 +346,19 @@ class LocalBackend(Backend):
 
     def _submit_warm(self, submission: Submission, argv: list[str], copy: Path | None, log: Path,
                      record: Path) -> LocalHandle:
-        if self._worker is None or not self._worker.alive:
-            self._worker = WarmWorker(self.state_dir / "warm-worker.log")
-        pid = self._worker.start({"command": self.command, "args": argv[len(self.command):],
+        worker = self._start_worker()
+        pid = worker.start({"command": self.command, "args": argv[len(self.command):],
                                   "env": self._env(submission), "log": str(log), "record": str(record)})
+        self._forked += 1
         ticks = start_ticks(pid)  # the child waits for the record (the gate) before it runs anything
         self._record(record, submission, pid, ticks, log, argv, copy)
-        return LocalHandle(submission.trial_id, pid, record, log, copy, ticks, None, submission.attempt, argv,
-                           self._worker)
+        return LocalHandle(submission.trial_id, pid, record, log, copy, ticks, None, submission.attempt, argv, worker)
+
+    def _start_worker(self) -> WarmWorker:
+        if self._worker is None or not self._worker.alive:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            self._worker = WarmWorker(self.state_dir / "warm-worker.log")
+        return self._worker
 
     @staticmethod
     def _record(record: Path, submission: Submission, pid: int, ticks: str | None, log: Path, argv: list[str],
@@ -416,7 +456,7 @@ class LocalBackend(Backend):
     def close(self) -> None:
         """The run is over: let the next `hpt apply` of these plans in."""
         if self._worker is not None:
-            self._worker.close()
+            self._worker.close(wait=self._forked > 0)   # one that forked nothing may still be importing torch
             self._worker = None
         while self._locks:
             os.close(self._locks.pop())
