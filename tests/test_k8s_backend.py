@@ -203,6 +203,27 @@ def test_pods_stuck_on_an_image_or_a_node_fail_after_the_grace_period(cluster, a
     backend.close()
 
 
+def test_a_job_that_never_gets_a_pod_fails_after_the_grace_period(cluster, api):
+    """A ResourceQuota refusing the pod leaves a Job with no pod at all (only the Job's FailedCreate events say
+    why): hpt must not wait on it forever. A Job whose pod exists (awaiting a retry) is not such a Job."""
+    backend = _backend(no_pod_timeout_s=0.3)
+    stuck, retrying = _subs(2)
+    watches_before = _watches(cluster, stuck.experiment_id)
+    backend.preflight([stuck, retrying])
+    watching(cluster, backend, watches_before)
+    handle, other = backend.submit(stuck), backend.submit(retrying)
+    add_pod(api, wait_for(lambda: _job(cluster, other.name)), terminated(3))   # failed once, between retries
+    set_job_status(api, other.name, NS, {"active": 0, "failed": 1})
+    assert _phase(backend, handle, Phase.PENDING).phase == Phase.PENDING      # at first: only not yet
+    failed = _phase(backend, handle, Phase.FAILED)
+    assert failed.reason.startswith("no pod for ") and "ResourceQuota" in failed.reason, failed.reason
+    assert f"kubectl -n {NS} describe job {handle.name}" in failed.reason and not failed.transient
+    wait_for(lambda: _job(cluster, handle.name) is None, what="the Job deleted")   # it would hold its quota
+    time.sleep(0.5)
+    assert backend.poll(other).phase == Phase.PENDING and _job(cluster, other.name) is not None
+    backend.close()
+
+
 def test_a_job_deleted_from_outside_is_a_transient_failure(cluster, api):
     backend = _backend()
     subs = _subs(1)

@@ -65,6 +65,7 @@ class KubernetesOptions:
     ttl_s: int = 86400                       # ttlSecondsAfterFinished
     image_pull_timeout_s: float = 300.0      # how long a pod may wait on an image pull error before hpt fails it
     unschedulable_timeout_s: float = 900.0   # ... or unschedulable (then its Job is deleted)
+    no_pod_timeout_s: float = 900.0          # ... or a Job with no pod at all (a quota refusing it; then deleted too)
     watch_read_timeout_s: float = 60.0       # reconnect the watch after this many quiet seconds
     pod_check_interval_s: float = 15.0       # how often a pending Job's pod is inspected
     capacity: int | None = None              # trials at once (default: GPUs allocatable ÷ GPUs per trial, else 16)
@@ -86,6 +87,7 @@ class KubernetesBackend(Backend):
                                          ttl_seconds_after_finished=int(options.ttl_s))
         self.image_pull_timeout_s = options.image_pull_timeout_s
         self.unschedulable_timeout_s = options.unschedulable_timeout_s
+        self.no_pod_timeout_s = options.no_pod_timeout_s
         self.watch_read_timeout_s = options.watch_read_timeout_s
         self._capacity = options.capacity
         self._settings: k8s.ClusterSettings | None = None
@@ -438,7 +440,7 @@ class KubernetesBackend(Backend):
             return TrialStatus(Phase.RUNNING)
         if state.active > 0:
             return self._pending(handle)
-        return TrialStatus(Phase.PENDING)
+        return self._no_pod(handle)
 
     # -- reasons --------------------------------------------------------------------------------
     def _pods(self, handle: JobHandle) -> list[dict[str, Any]]:
@@ -484,6 +486,29 @@ class KubernetesBackend(Backend):
         verdict = TrialStatus(Phase.FAILED, reason=f"{what} for {waited:.0f} s: {detail}")
         self._verdicts[handle.name] = verdict
         self._delete_job(handle.name, handle.namespace, handle.configmap)   # free its place in the queue
+        return verdict
+
+    def _no_pod(self, handle: JobHandle) -> TrialStatus:
+        """A Job with no active pod: none created yet, or between a failed pod and its retry. One the cluster
+        never gives a pod (a ResourceQuota or LimitRange refusing it: the Job controller's FailedCreate
+        events, which only the Job shows) would be waited on forever: after no_pod_timeout_s with no pod of
+        it to be found, hpt fails the trial and deletes the Job, as for an unschedulable pod."""
+        now = time.monotonic()
+        previous = self._waiting_since.get(handle.name)
+        if previous is None or previous[0] != "no-pod":
+            self._waiting_since[handle.name] = ("no-pod", now)
+            return TrialStatus(Phase.PENDING)
+        waited = now - previous[1]
+        if waited < self.no_pod_timeout_s:
+            return TrialStatus(Phase.PENDING, reason=f"its Job has no pod yet ({waited:.0f} s)" if waited >= 1 else "")
+        if self._pods(handle):   # a pod exists (failed, awaiting its retry): the Job is not stuck without one
+            self._waiting_since[handle.name] = ("no-pod", now)
+            return TrialStatus(Phase.PENDING)
+        verdict = TrialStatus(Phase.FAILED, reason=(
+            f"no pod for {waited:.0f} s: the cluster created none for Job {handle.name} (a ResourceQuota or LimitRange "
+            f"may refuse it; `kubectl -n {handle.namespace} describe job {handle.name}` shows the FailedCreate events)"))
+        self._verdicts[handle.name] = verdict
+        self._delete_job(handle.name, handle.namespace, handle.configmap)   # it would hold its place in the queue
         return verdict
 
     def _failure(self, handle: JobHandle, state: JobState, condition: tuple[str, str]) -> TrialStatus:
