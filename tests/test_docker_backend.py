@@ -156,11 +156,12 @@ def test_two_stores_on_one_docker_host_keep_their_own_containers(docker_client, 
     plan_dir = write_plan(tmp_path / "plan", ms)
     by_hand = str(tmp_path / "store-by-hand")
     os.makedirs(by_hand)  # docker's --mount wants the folder there (hpt apply makes it; by hand, the user does)
-    line = hpt("apply", str(plan_dir), "--backend", "docker", "--results", by_hand, "--dry-run").stdout.splitlines()[0]
+    line = hpt("apply", str(plan_dir), "--backend", "docker", "--results", by_hand, "--dry-run",
+               "--no-warm").stdout.splitlines()[0]
     subprocess.run(["bash", "-c", line + " >/dev/null"], check=True)   # a dry-run line, run by hand
     stores = [str(tmp_path / "store-a"), str(tmp_path / "store-b")]
     procs = [subprocess.Popen([sys.executable, "-m", "hpt.cli", "apply", str(plan_dir), "--backend", "docker",
-                               "--results", s, "--parallel", "2", "-f", "json"], stdout=subprocess.PIPE,
+                               "--results", s, "--parallel", "2", "-f", "json", "--no-warm"], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for s in stores]
     outs = [p.communicate(timeout=400) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [err for _, err in outs]
@@ -187,7 +188,7 @@ def test_oom_killed_trial_says_so_in_its_row(docker_client, trainer_image, share
     m = manifest(shared_dataset, exp, resources={"gpus": 0, "cpus": 1, "memory": "40Mi"})
     plan_dir = write_plan(tmp_path / "plan", [m])
     results = tmp_path / "results"
-    proc = hpt("apply", str(plan_dir), "--backend", "docker", "--results", str(results), "--retries", "0")
+    proc = hpt("apply", str(plan_dir), "--backend", "docker", "--results", str(results), "--retries", "0", "--no-warm")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     row = rows(str(results))[m.id]
     assert row["status"] == "failed"
@@ -202,7 +203,7 @@ def test_timed_out_trial_is_killed_and_recorded(docker_client, trainer_image, sh
     m = manifest(shared_dataset, exp, epochs=500, early_stopping_patience=500)
     plan_dir = write_plan(tmp_path / "plan", [m])
     results = tmp_path / "results"
-    proc = hpt("apply", str(plan_dir), "--backend", "docker", "--results", str(results), "--timeout", "3")
+    proc = hpt("apply", str(plan_dir), "--backend", "docker", "--results", str(results), "--timeout", "3", "--no-warm")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     row = rows(str(results))[m.id]
     assert row["status"] == "failed" and row["reason"].startswith("timed out after 3 s"), row
@@ -253,7 +254,7 @@ def test_reapply_after_kill_9_adopts_the_running_container(docker_client, traine
     m = manifest(shared_dataset, exp, epochs=20, early_stopping_patience=30)  # outlives the re-apply's start
     plan_dir = write_plan(tmp_path / "plan", [m])
     results = tmp_path / "results"
-    args = ["apply", str(plan_dir), "--backend", "docker", "--results", str(results), "-f", "json"]
+    args = ["apply", str(plan_dir), "--backend", "docker", "--results", str(results), "-f", "json", "--no-warm"]
     first = subprocess.Popen([sys.executable, "-m", "hpt.cli", *args], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     try:
@@ -284,7 +285,7 @@ def test_reapply_after_kill_9_adopts_the_running_container(docker_client, traine
 def test_adopt_keeps_live_containers_cleans_up_dead_ones_and_never_duplicates(docker_client, trainer_image,
                                                                              shared_dataset, tmp_path):
     exp = experiment()
-    backend = DockerBackend.with_options(docker_client=docker_client)
+    backend = DockerBackend.with_options(docker_client=docker_client, warm=False)
     ids = [manifest(shared_dataset, exp, seed=s) for s in range(3)]
     results = open_store(str(tmp_path / "results")).uri
 
@@ -370,7 +371,7 @@ def test_labels_limits_user_mounts_and_env_as_docker_inspect_sees_them(docker_cl
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(creds))
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:4443")
     m = manifest(shared_dataset, exp, resources={"gpus": 0, "cpus": 0.5, "memory": "300Mi"})
-    backend = DockerBackend.with_options(docker_client=docker_client)
+    backend = DockerBackend.with_options(docker_client=docker_client, warm=False)
     sub = submission(m, "gs://some-bucket/exp")
     backend.preflight([sub])
     handle = backend.submit(sub)
@@ -428,7 +429,7 @@ def test_dry_run_prints_docker_run_lines_without_a_daemon(tmp_path, gcs_bucket):
     creds = tmp_path / "creds.json"
     creds.write_text('{"private_key": "TOP-SECRET"}')
     port = os.environ["STORAGE_EMULATOR_HOST"].rsplit(":", 1)[1]   # the emulator on 127.0.0.1
-    proc = hpt("apply", str(plan_dir), "--backend", "docker", "--results", gcs_bucket, "--dry-run",
+    proc = hpt("apply", str(plan_dir), "--backend", "docker", "--results", gcs_bucket, "--dry-run", "--no-warm",
                env={"DOCKER_HOST": f"unix://{tmp_path}/none.sock", "HPT_GPUS": "",
                     "GOOGLE_APPLICATION_CREDENTIALS": str(creds)})
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -453,7 +454,7 @@ def test_dry_run_lines_run_the_same_container_spec(tmp_path):
     """The dry-run line is rendered from the same spec submit uses: bash parses it back to the same values."""
     m = make_manifest(tmp_path, "bag-of-words", epochs=1, experiment=experiment(), image="img:1",
                       resources={"gpus": 0, "cpus": 1.5, "memory": "512M"})
-    backend = DockerBackend.with_options(docker_client=object(), gpus_available=[])
+    backend = DockerBackend.with_options(docker_client=object(), gpus_available=[], warm=False)
     sub = submission(m, str(tmp_path / "res"))
     spec = backend.spec(sub)
     line = backend.dry_run([sub])
@@ -806,6 +807,24 @@ def test_warm_dry_run_prints_the_slot_container_and_each_request(tmp_path):
         request = json.loads(argv[1])
         assert request["env"]["HPT_MANIFEST"] == m.to_json() and request["command"] == ["hpt-trial"]
         assert line.endswith(f" > {folder}/{m.id}.request.json")
+
+
+def test_the_docker_default_dry_run_puts_cpu_trials_in_slots_and_a_gpu_trial_in_its_own_container(tmp_path):
+    exp = experiment()
+    cpu, gpu = (make_manifest(tmp_path, "bag-of-words", epochs=1, seed=s, experiment=exp, image="img:1",
+                              resources={"gpus": s, "cpus": 1, "memory": "1Gi"}) for s in (0, 1))
+    plan_dir = write_plan(tmp_path / "plan", [cpu, gpu])
+    proc = hpt("apply", str(plan_dir), "--backend", "docker", "--results", str(tmp_path / "r"), "--dry-run",
+               env={"DOCKER_HOST": f"unix://{tmp_path}/none.sock", "HPT_GPUS": ""})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 3, proc.stdout          # the slot container, the CPU trial's request, the GPU trial's run
+    assert " -m hpt.trainer.warm --folder " in lines[0] and f"{cpu.id}.request.json" in lines[1]
+    assert lines[2].startswith("docker run ") and gpu.id in lines[2] and "--gpus 1" in lines[2]
+    assert "warm trials run in one slot container" in proc.stderr
+    no_warm = hpt("apply", str(plan_dir), "--backend", "docker", "--results", str(tmp_path / "r"), "--dry-run",
+                  "--no-warm", env={"DOCKER_HOST": f"unix://{tmp_path}/none.sock", "HPT_GPUS": ""})
+    assert [line.startswith("docker run ") for line in no_warm.stdout.strip().splitlines()] == [True, True]
 
 
 def test_warm_is_refused_for_k8s(tmp_path):

@@ -129,8 +129,11 @@ def test_killed_while_adopting_the_trials_still_train_once(tmp_path, small_datas
     records = plan_dir / ".hpt" / "local" / "e-0ce000000000"
 
     def start() -> subprocess.Popen:
+        # --no-warm: a fresh process's start keeps the trials running until the kill lands mid-adopt (a warm fork
+        # ends 3 epochs before the second apply is killed); warm children are adopted alike (test_apply_cli).
         return subprocess.Popen([hpt_exe(), "apply", str(plan_dir), "--results", results, "--parallel", "2",
-                                 "--format", "json"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                                 "--format", "json", "--no-warm"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                text=True)
 
     first = start()
     wait_for(lambda: all(owner_fences(results, t) for t in ids))   # both trials own their trial and train

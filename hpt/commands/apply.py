@@ -140,7 +140,7 @@ def register(app: typer.Typer) -> None:
         context: Optional[str] = typer.Option(None, "--context", help="k8s: the kubeconfig context."),
         namespace: Optional[str] = typer.Option(None, "--namespace", help="k8s: the namespace for the Jobs."),
         cancel_on_exit: Optional[bool] = typer.Option(None, "--cancel-on-exit/--keep-on-exit", help="k8s: delete running Jobs when apply stops (default: the backend's)."),
-        warm: Optional[bool] = typer.Option(None, "--warm/--no-warm", help="local, docker: fork each trial from a worker that imported torch once (docker: in a long-lived slot container per concurrent trial), instead of a fresh hpt-trial process (container)."),
+        warm: Optional[bool] = typer.Option(None, "--warm/--no-warm", help="local, docker: fork trials from a worker that imported torch once (docker: in a long-lived slot container per concurrent trial) instead of a fresh hpt-trial process (container). Default: warm, except GPU trials and user command trainers (docker: any user trainer), named on stderr; --warm forks every trial, --no-warm none."),
     ) -> None:
         """Run every trial of a plan that has no row yet; safe to re-run (it resumes)."""
         from hpt import api

@@ -1,8 +1,9 @@
 """The Docker backend: each trial runs `hpt-trial` in its own container on a local Docker host.
 
 What a container gets, and as which user, is decided by one pure function for both `submit` and `--dry-run`
-(hpt.executor.backends.docker.runspec.trial_spec). With `warm=True` trials run in long-lived slot containers
-instead (hpt.executor.backends.docker.slots, to which this backend delegates them).
+(hpt.executor.backends.docker.runspec.trial_spec). Warm trials run in long-lived slot containers instead
+(hpt.executor.backends.docker.slots, to which this backend delegates them): by default (`warm=None`) those of
+hpt's own trainer on no GPU (hpt.executor.warm.fresh_reason), with `warm=True` every trial, `False` none.
 
 Failures the trainer cannot record itself come back as TrialStatus reasons, which the executor
 loop writes into the trial's row: "exit code N", "OOM-killed (memory limit 64Mi)", "killed (SIGKILL)",
@@ -26,6 +27,7 @@ from hpt.executor.backends.docker.runspec import (LABEL_ATTEMPT, LABEL_EXPERIMEN
                                                   container_user, gpu_pool, trial_spec)
 from hpt.executor.backends.docker.slots import WarmSlots
 from hpt.executor.gpu_slots import GpuSlots
+from hpt.executor.warm import fresh_note, fresh_reason, warm_choice
 from hpt.schemas.errors import UserError
 from hpt.schemas.resources import gpu_devices
 from hpt.schemas.trainer import log_collected
@@ -43,7 +45,7 @@ class DockerOptions:
     user: str | None = "auto"                # "auto" (runspec.py's module doc), "image"/None: the image's, or "UID:GID"
     pass_env: Sequence[str] | str | None = None   # environment variables passed into every container (never printed)
     pull: bool = False                       # pull a missing image instead of failing
-    warm: bool = False                       # run trials in warm slot containers (docs/docker.md, "Warm starts")
+    warm: bool | None = None                 # warm slot containers; None: where safe (docs/docker.md, "Warm starts")
     state_dir: str | Path | None = None      # --warm: the slots' folders; the apply command passes PLAN/.hpt/docker
 
 
@@ -138,6 +140,15 @@ class DockerBackend(Backend):
             raise UserError(f"cannot create the preprocessing cache: {err.strerror}", where=str(self.prep_cache),
                             hint=f"set ${CACHE_ENV} to a writable folder") from None
         self._needs = (max(s.nano_cpus for s in specs) / 1e9, memory, worst.resources.gpu_share)
+        if self.warm is None:
+            note = fresh_note([fresh_reason(s.manifest, containers=True) for s in submissions], "the docker backend")
+            if note:
+                print(note, file=sys.stderr)
+
+    def _warm_for(self, submission: Submission) -> bool:
+        # a warm slot runs hpt's worker: an image with no hpt inside runs its own program in a container of its own
+        return not log_collected(submission.manifest.trainer) and warm_choice(self.warm, submission.manifest,
+                                                                               containers=True)
 
     def _prepare_results(self, spec: RunSpec) -> None:
         """Create the local results folder as the caller: docker would create a missing one as root."""
@@ -201,11 +212,9 @@ class DockerBackend(Backend):
 
     def submit(self, submission: Submission) -> DockerHandle:
         spec = self.spec(submission)
-        # a warm slot runs hpt's worker: an image with no hpt inside runs its own program in a container of its own
-        warm = self.warm and not log_collected(submission.manifest.trainer)
         handle = DockerHandle(submission.trial_id, submission.experiment_id, spec.name, submission.attempt, spec,
-                              memory=spec.resources.memory, warm=warm)
-        if warm:
+                              memory=spec.resources.memory, warm=self._warm_for(submission))
+        if handle.warm:
             handle.name = ""
             self._warm_slots.place(handle)
         else:
@@ -432,17 +441,12 @@ class DockerBackend(Backend):
         """One `docker run` line per trial. Needs no daemon and no GPU (it warns about what it cannot check).
         Warm: the `docker run` line of each kind of slot container, then each trial's request as the
         shell line that writes it into the slot's folder."""
-        if self.warm and not any(log_collected(s.manifest.trainer) for s in submissions[:1]):
-            return self._dry_run_warm(submissions)
-        lines = [self.spec(s).command_line() for s in submissions]
-        self._dry_run_warnings(submissions)
-        return "\n".join(lines) + ("\n" if lines else "")
-
-    def _dry_run_warm(self, submissions: Sequence[Submission]) -> str:
-        lines = self._warm_slots.dry_run([(s, self.spec(s)) for s in submissions])
-        if submissions:
-            print("note: --warm runs one slot container per concurrent trial (up to --parallel) of each kind; "
-                  "each runs its requests one at a time", file=sys.stderr)
+        warm = [s for s in submissions if self._warm_for(s)]
+        lines = self._warm_slots.dry_run([(s, self.spec(s)) for s in warm]) if warm else []
+        if warm:
+            print("note: warm trials run in one slot container per concurrent trial (up to --parallel) of each kind; "
+                  "each runs its requests one at a time (--no-warm: a container per trial)", file=sys.stderr)
+        lines += [self.spec(s).command_line() for s in submissions if not self._warm_for(s)]
         self._dry_run_warnings(submissions)
         return "\n".join(lines) + ("\n" if lines else "")
 
