@@ -881,7 +881,8 @@ def test_dry_run_lines_cannot_be_split(tmp_path):
     (tmp_path / "spec.json").write_text(json.dumps(PLAN_SPEC))
     plan = _plan(tmp_path)
     store = tmp_path / "a:b,c\u2028d\u0085e'f"
-    result = runner.invoke(app, ["apply", str(plan), "--dry-run", "--backend", "docker", "--results", str(store)])
+    result = runner.invoke(app, ["apply", str(plan), "--dry-run", "--backend", "docker", "--results", str(store),
+                                 "--no-warm"])   # a container per trial: one docker run line each
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert len(lines) == 2 and all(line.startswith("docker run ") for line in lines), result.stdout
@@ -894,6 +895,9 @@ def test_dry_run_lines_cannot_be_split(tmp_path):
     assert f"HPT_RESULTS={store}" in argv
     local = runner.invoke(app, ["apply", str(plan), "--dry-run", "--results", str(store)])
     assert local.exit_code == 0 and len(local.stdout.splitlines()) == 2, local.output
+    warm = runner.invoke(app, ["apply", str(plan), "--dry-run", "--backend", "docker", "--results", str(store)])
+    assert warm.exit_code == 0 and len(warm.stdout.splitlines()) == 3, warm.output   # the default: a slot, 2 requests
+    assert "\u2028" not in warm.stdout and "\u0085" not in warm.stdout
 
 
 ONE_PROBLEM = {   # specs whose one mistake was once said twice (issue 20): each is one error line now

@@ -276,3 +276,58 @@ def test_the_cronjobs_command_runs_a_plan_to_completion_in_cluster_and_resumes(r
     requests = cluster.audit(RUNNER)
     assert requests and not [r for r in requests if r.get("denied")]
     assert {r["verb"] for r in requests} >= {"create", "list", "watch"}
+
+
+RUNNER_IMAGE = "hpt-runner:latest"
+
+
+@pytest.mark.docker
+def test_the_runner_image_runs_the_cronjobs_command_against_the_cluster(rbac_cluster, tmp_path, gcs_bucket,
+                                                                        small_dataset, docker_client):
+    """images/runner, built offline (images/build-offline.sh --recipe runner: seconds when up to date), runs the
+    CronJob's own command as its pod would: as uid 10001, the service account's token and CA at the in-cluster
+    paths, the spec mounted at /etc/hpt, on the host's network (where the API emulator and fake-gcs-server
+    listen). The plan runs to completion, each trial's Job once."""
+    import shutil
+
+    build = subprocess.run([str(ROOT / "images" / "build-offline.sh"), "--recipe", "runner"], capture_output=True,
+                           text=True, timeout=900)
+    assert build.returncode == 0, build.stderr[-3000:]
+    cluster = rbac_cluster
+    container = _cronjob()["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    command = container["command"] + container.get("args", [])
+    shared = tmp_path / "shared"                     # what the pod sees; readable by the image's uid 10001
+    secrets, etc, state, data = (shared / n for n in ("serviceaccount", "etc-hpt", "state", "data"))
+    shutil.copytree(small_dataset, data)
+    for folder in (secrets, etc, state):
+        folder.mkdir(parents=True)
+    (secrets / "token").write_text(RUNNER)
+    shutil.copy(cluster.ca_file, secrets / "ca.crt")
+    (etc / "spec.yaml").write_text(yaml.safe_dump({
+        "architecture": "bag-of-words", "data": str(data), "epochs": 1,
+        "date-range": [["2010-09-01", "2010-12-01"]], "validation-days": 28,
+        "parameters": {"learning_rate": [0.001, 0.01]},
+        "image": "reg.example/hpt/trainer:1", "kubernetes": {"namespace": NS, "serviceAccountName": "hpt-trainer"}}))
+    for path in [shared, *shared.rglob("*")]:
+        path.chmod(0o777 if path.is_dir() else 0o644)
+    scheduled = 1296518400 // 60                     # 2011-02-01T00:00Z
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    env.update({"HPT_SPEC": "/etc/hpt/spec.yaml", "HPT_STATE": str(state), "HPT_RESULTS": gcs_bucket + "/image",
+                "POD_NAMESPACE": NS, "JOB_NAME": f"hpt-monthly-{scheduled}", "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+                "KUBERNETES_SERVICE_PORT": str(cluster.https_port),
+                "STORAGE_EMULATOR_HOST": os.environ["STORAGE_EMULATOR_HOST"]})
+    admin = cluster.write_kubeconfig(tmp_path / "admin.kubeconfig", namespace=NS, token=ADMIN)
+    controller = FakeJobController(admin, namespace=NS).start()
+    try:
+        out = docker_client.containers.run(
+            RUNNER_IMAGE, command, environment=env, network_mode="host", remove=True, stdout=True, stderr=True,
+            volumes={str(secrets): {"bind": "/var/run/secrets/kubernetes.io/serviceaccount", "mode": "ro"},
+                     str(etc): {"bind": "/etc/hpt", "mode": "ro"}, str(state): {"bind": str(state), "mode": "rw"},
+                     str(data): {"bind": str(data), "mode": "ro"}}).decode()
+    finally:
+        controller.stop()
+    trials = json.loads((state / "plan-2011-02" / "plan.json").read_text())["trials"]
+    store = open_store(gcs_bucket + "/image")
+    assert len(trials) == 2 and all(parse_row_csv(store.get(row_key(t)).decode())["status"] == "done" for t in trials), out
+    assert controller.finished == 2 and sum(" finished " in line for line in out.splitlines()) == 2, out
+    assert not [r for r in cluster.audit(RUNNER) if r.get("denied")]

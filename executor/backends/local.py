@@ -236,8 +236,6 @@ class LocalBackend(Backend):
             note = fresh_note(self._fresh_reasons(submissions), "the local backend")
             if note:
                 print(note, file=sys.stderr)
-        if any(self._warm_for(s) for s in submissions):
-            self._start_worker()   # now: it imports torch while apply reads the store
         probe = self.state_dir
         while not probe.exists():
             probe = probe.parent
@@ -245,6 +243,8 @@ class LocalBackend(Backend):
             raise UserError("cannot write the local state folder (pid files of running trials)", where=str(self.state_dir))
         for experiment in sorted({s.experiment_id for s in submissions}):
             self._lock(experiment)
+        if any(self._warm_for(s) for s in submissions):
+            self._start_worker()   # now: it imports torch while apply reads the store
 
     @functools.cached_property
     def _fresh_here(self) -> str | None:
