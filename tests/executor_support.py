@@ -47,6 +47,11 @@ FAKE_TRIAL = textwrap.dedent('''
         print("boom: bad manifest", flush=True); sys.exit(int(arg))
     if kind == "hang":
         time.sleep(3600)
+    if kind == "gate":   # wait until the test creates the file `arg` (a test's own timing, not the machine's)
+        deadline = time.monotonic() + 300
+        while not os.path.exists(arg) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        kind = "ok"
     status = "failed" if kind == "fail" else "done"
     row = {"trial_id": tid, "experiment_id": m["experiment"], "architecture": m["architecture"], "status": status,
            "reason": "loss became NaN" if status == "failed" else "", "mse": 0.5 + m["seed"] / 100}

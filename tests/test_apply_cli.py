@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -145,8 +146,10 @@ def test_default_results_is_the_plans_then_hpt_results(tmp_path):
 
 @pytest.mark.parametrize("warm", [[], ["--warm"]], ids=["process", "warm"])
 def test_sigkill_mid_run_then_reapply_ends_with_one_row_per_trial(tmp_path, warm):
-    # the first trial finishes fast; the long ones are still running when apply is killed
-    plan_dir, ids, env = plan_with(tmp_path, 4, {"0": "sleep:0.3", "1": "sleep:6", "2": "sleep:6", "3": "sleep:0.3"})
+    # the first trial finishes fast; the long ones wait on a gate the test opens once the re-apply has them,
+    # so they are still running when apply is killed and when it is run again, however slow the machine
+    gate = tmp_path / "gate"
+    plan_dir, ids, env = plan_with(tmp_path, 4, {"0": "sleep:0.3", "1": f"gate:{gate}", "2": f"gate:{gate}", "3": "sleep:0.3"})
     results = str(tmp_path / "results")
     apply = subprocess.Popen([hpt_exe(), "apply", str(plan_dir), "--results", results, "--parallel", "2",
                               "--format", "json", *warm], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -158,9 +161,22 @@ def test_sigkill_mid_run_then_reapply_ends_with_one_row_per_trial(tmp_path, warm
     survivors = [t for t in records if t not in done_at_kill]
     assert survivors  # the running trials outlive the killed apply
 
-    proc = hpt("apply", plan_dir, "--results", results, "--format", "json", *warm, env=env)
-    assert proc.returncode == 0, proc.stderr
-    finished = json.loads(proc.stdout.splitlines()[-1])
+    again = subprocess.Popen([hpt_exe(), "apply", str(plan_dir), "--results", results, "--format", "json", *warm],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(120, gate.touch)   # a re-apply that never reports them must fail, not hang
+    watchdog.start()
+    seen: set[str] = set()
+    lines = []
+    for line in again.stdout:
+        lines.append(line)
+        event = json.loads(line)
+        if event.get("event") in ("trial-adopted", "trial-started"):
+            seen.add(event["trial_id"])
+        if set(survivors) <= seen or event.get("event") == "run-finished":
+            gate.touch()
+    watchdog.cancel()
+    assert again.wait(timeout=120) == 0, again.stderr.read()
+    finished = json.loads(lines[-1])
     assert finished["adopted"] == len(survivors)
     assert sorted(rows_in(results)) == sorted(f"rows/{t}.csv" for t in ids)
     assert sorted(r["trial_id"] for r in results_table(results)) == sorted(ids)
