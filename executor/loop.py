@@ -431,9 +431,11 @@ class Scheduler:
                 self.store.put(f"{LOGS}{tid}.log", "\n".join(attempts).encode("utf-8"))
 
         _best_effort(f"store the log of {tid}", store_log)
+        # Decided before the container goes: a trial whose row apply builds from its log (no hpt inside) must
+        # leave its container behind until the row exists, so an apply killed in between adopts it again.
+        retried = self._decide(run, status, text)
         _best_effort(f"release {tid}", self.backend.release, run.handle)
-
-        if not self._decide(run, status, text):
+        if not retried:
             self._release_claim(tid)  # over: a row, or recorded failed (a retry keeps the claim)
 
     def _decide(self, run: _Running, status: TrialStatus, text: str) -> bool:
