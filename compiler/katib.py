@@ -444,7 +444,10 @@ def _trial_template(section: Any, meta: Any, out: dict[str, Any], result: Transl
         trainer["name"] = meta["name"]
     out["trainer"] = trainer
     result.written["trainer.command"] = f"{where}.trialSpec"
-    result.notes.append((f"{where}.primaryContainerName", f"the trainer: {container.get('image')} running {' '.join(argv)}"))
+    result.notes.append((f"{where}.primaryContainerName", f"the trainer: {container.get('image')} running {' '.join(argv)}"
+                         + ("; the image needs no hpt: docker runs this container, k8s the trialSpec Job, and apply "
+                            "reads the metrics from its log" if trainer.get("collect") else
+                            "; the image must contain hpt (hpt-trial reads the collector's files inside it)")))
     if section.get("successCondition") or section.get("failureCondition"):
         result.notes.append((f"{where}.successCondition", "a Job's own: hpt's row says done when the program exits 0"))
     if section.get("retain"):
