@@ -84,6 +84,7 @@ def test_katib_median_stop_example_runs_on_docker_with_an_image_without_hpt(tmp_
                          capture_output=True, text=True, timeout=120)
     assert dry.returncode == 0, dry.stderr
     assert "--entrypoint python3 hpt-test-katib-mnist:1 /opt/mxnet-mnist/mnist.py --batch-size=64 --lr=" in dry.stdout
+    assert "HPT_MANIFEST" not in dry.stdout and "--mount" not in dry.stdout   # no manifest, no store, no data mount
 
     # --parallel 1: trials run in plan order, so the stops are the pure rule's (Katib's parallelTrialCount is 2)
     run = subprocess.run([hpt_exe(), "apply", str(plan), "--backend", "docker", "--parallel", "1", "--results",

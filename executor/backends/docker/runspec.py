@@ -286,11 +286,14 @@ def own_program(spec: RunSpec, trainer: dict[str, Any]) -> RunSpec:
     Kubernetes runs them), else the argv — in the image's own working folder; hpt apply reads its log. No
     mount: the program reads its own data, and the store is apply's to write, not the program's."""
     container = primary_container(trainer)
-    spec = replace(spec, binds=[], working_dir=None)
+    # what the k8s backend gives a trial's own Job too: no manifest, no credentials, no store emulator
+    kept = ("PYTHONUNBUFFERED", "HPT_CPUS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "HPT_RESULTS", *TRIAL_ENV[1:])
+    env = {k: v for k, v in spec.environment.items() if k in kept} | {"HPT_TRIAL_ID": spec.labels[LABEL_TRIAL],
+                                                                        "HPT_ATTEMPT": spec.labels[LABEL_ATTEMPT]}
+    spec = replace(spec, binds=[], working_dir=None, environment=env, extra_hosts={}, pass_env=())
     if container is None:
         argv = tuple(trainer.get("argv") or trainer.get("command") or ())
         return replace(spec, entrypoint=argv[:1], command=argv[1:])
-    env = dict(spec.environment)
     for item in container.get("env") or []:   # valueFrom (a secret, a field) needs a cluster: not on docker
         if isinstance(item, dict) and isinstance(item.get("name"), str) and isinstance(item.get("value"), str):
             env[item["name"]] = item["value"]
