@@ -7,6 +7,7 @@ resources and cluster settings.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from hpt.executor.backend import Submission
 from hpt.schemas.errors import UserError
 from hpt.schemas.files import read_regular
 from hpt.schemas.manifest import TrialManifest
-from hpt.schemas.plan import PLAN_FILE, TRIALS_DIR, Plan, manifest_digest, manifest_path
+from hpt.schemas.plan import PLAN_FILE, TRIALS_DIR, Plan, manifest_digest
 
 MAX_MANIFEST_BYTES = 16 << 20   # a manifest is a few KB; a bigger file is not one, and is never read whole
 
@@ -26,6 +27,7 @@ class LoadedPlan:
     plan: Plan
     submissions: list[Submission]
     timeout_s: float | None = None     # what with_results set, kept for the trials a grown plan adds
+    parsed: bool = True                # False: manifests checked against their digests, not parsed (no submissions)
 
     @property
     def experiment_id(self) -> str:
@@ -38,7 +40,7 @@ class LoadedPlan:
 
     @property
     def trial_ids(self) -> list[str]:
-        return [s.trial_id for s in self.submissions]
+        return [s.trial_id for s in self.submissions] if self.parsed else list(self.plan.trials)
 
     def with_results(self, results_uri: str, timeout_s: float | None = None) -> "LoadedPlan":
         """The same plan with every submission pointed at a results store (and a timeout)."""
@@ -73,8 +75,10 @@ def queue_order(plan: Plan) -> dict[str, tuple[int, int, int]]:
     return {tid: (*where.get(tid, (0, 0)), i) for i, tid in enumerate(plan.trials)}
 
 
-def load_plan(path: str | Path) -> LoadedPlan:
-    """The plan at `path`: UserError if it is missing, not a plan, or a manifest is missing or edited."""
+def load_plan(path: str | Path, parse: bool = True) -> LoadedPlan:
+    """The plan at `path`: UserError if it is missing, not a plan, or a manifest is missing or edited.
+    `parse=False` (a reader such as `hpt status`, which needs what plan.json records, not each manifest):
+    every manifest is read and checked against its digest, none is parsed, and there are no submissions."""
     root = Path(path)
     hint = "compile one with `hpt compile SPEC --out DIR`"
     if not root.exists():
@@ -84,15 +88,21 @@ def load_plan(path: str | Path) -> LoadedPlan:
     if not (root / PLAN_FILE).exists():
         raise UserError(f"no {PLAN_FILE} in this folder", where=str(root), hint=hint)
     plan = Plan.load(root)
-    missing = [t for t in plan.trials if not manifest_path(root, t).is_file()]
+    trials = os.path.join(root, TRIALS_DIR)   # strings, not Paths: a big plan has 20,000 of them
+    missing = [t for t in plan.trials if not os.path.isfile(os.path.join(trials, f"{t}.json"))]
     if missing:
         raise UserError(f"{len(missing)} trial manifest(s) listed in {PLAN_FILE} are missing, e.g. {missing[0]}.json",
                         where=str(root / TRIALS_DIR), hint="recompile the spec")
+    if not parse:
+        for tid in plan.trials:
+            _checked_bytes(root, plan, tid)
+        return LoadedPlan(path=root, plan=plan, submissions=[], parsed=False)
     return LoadedPlan(path=root, plan=plan, submissions=[_submission(root, plan, tid) for tid in plan.trials])
 
 
-def _submission(root: Path, plan: Plan, tid: str) -> Submission:
-    file = manifest_path(root, tid)
+def _checked_bytes(root: Path, plan: Plan, tid: str) -> tuple[str, bytes]:
+    """(the manifest file's path, its bytes), which hash to what plan.json recorded; else UserError."""
+    file = os.path.join(root, TRIALS_DIR, f"{tid}.json")   # manifest_path(root, tid), as a string
     try:
         data = read_regular(file, limit=MAX_MANIFEST_BYTES)
     except FileNotFoundError:
@@ -103,6 +113,11 @@ def _submission(root: Path, plan: Plan, tid: str) -> Submission:
     if manifest_digest(data) != plan.digests[tid]:
         raise UserError(f"manifest differs from what {PLAN_FILE} recorded when it was compiled; manifests are "
                         "immutable", where=str(file), hint="recompile the spec instead of editing a manifest")
+    return file, data
+
+
+def _submission(root: Path, plan: Plan, tid: str) -> Submission:
+    file, data = _checked_bytes(root, plan, tid)
     try:
         text = data.decode("utf-8")
         manifest = TrialManifest.compiled(text)

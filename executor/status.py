@@ -16,7 +16,7 @@ from hpt.executor.loop import RUNS
 from hpt.executor.plan import LoadedPlan
 from hpt.executor.target import Target
 from hpt.store import Store
-from hpt.store.index import snapshot
+from hpt.store.index import snapshot_columns
 from hpt.schemas.row import STATUS_DONE, STATUS_STOPPED
 
 
@@ -101,20 +101,23 @@ def _score(value: str, goal: str) -> float | None:
 def trial_states(plan: LoadedPlan, store: Store, local_state_dir: Path | None = None,
                  run: ApplyState | None = None) -> list[TrialState]:
     """Each trial's state; `run` is the experiment's apply_state (read here when not given)."""
-    rows = snapshot(store).rows  # the row index, verified against one listing of rows/ (hpt.store.index)
+    rows = snapshot_columns(store).view()  # the row index, verified against one listing of rows/ (hpt.store.index)
     run = run if run is not None else apply_state(store, plan.experiment_id)
     running = {**_local_survivors(local_state_dir, plan.experiment_id, store.uri), **_live_run(run)}
     states = []
     target = Target.of(plan.plan.spec)
     reached = target.first(rows) if target is not None else None
-    for sub in plan.submissions:
-        tid = sub.trial_id
+    # What compile decided for every trial (plan.json's resolved spec records it; each manifest copies it).
+    recorded = plan.plan.spec.get("objective") if isinstance(plan.plan.spec.get("objective"), dict) else {}
+    objectives = {s.trial_id: s.manifest.objective for s in plan.submissions} if plan.parsed else {}
+    for tid in plan.trial_ids:
         row = rows.get(tid)
         if row is not None and row.get("status") == STATUS_DONE:
-            objective = sub.manifest.objective["metric"]
+            chosen = objectives.get(tid, recorded)
+            objective = chosen.get("metric", "")
             value = row.get(objective, "")
             states.append(TrialState(tid, "done", f"{objective}={_rounded(value)}" if objective and value else "done",
-                                     score=_score(value, sub.manifest.objective.get("goal", "minimize"))))
+                                     score=_score(value, chosen.get("goal", "minimize"))))
         elif row is not None and row.get("status") == STATUS_STOPPED:   # a result, shown apart from done and failed
             states.append(TrialState(tid, "stopped", row.get("reason", "") or "stopped"))
         elif tid in running:

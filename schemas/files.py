@@ -6,6 +6,7 @@ anything is read. The open itself does not block (O_NONBLOCK, cleared once the f
 """
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from pathlib import Path
@@ -25,10 +26,21 @@ class NotRegularFile(UserError):
 
 
 def is_pseudo(path: Path) -> bool:
-    real = os.path.realpath(path)
+    try:
+        link = stat.S_ISLNK(os.lstat(path).st_mode)
+    except OSError:
+        link = True   # let realpath say (a missing file's open fails later as it would)
+    # Not a link: where it really is is its folder's real place (resolved once per folder) and its name.
+    real = os.path.realpath(path) if link else os.path.join(_real_folder(os.path.dirname(os.path.abspath(path))),
+                                                           os.path.basename(path))
     if real.startswith(DATA_UNDER_DEV):
         return False
     return any(real.startswith(root) or real == root.rstrip("/") for root in PSEUDO_ROOTS)
+
+
+@functools.lru_cache(maxsize=1024)
+def _real_folder(folder: str) -> str:
+    return os.path.realpath(folder)
 
 
 def open_regular(path: str | Path, where: str | None = None) -> BinaryIO:

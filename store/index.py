@@ -205,6 +205,10 @@ class Columns:
     from_index: int = 0
     from_files: int = 0
 
+    def view(self) -> dict[str, "RowView"]:
+        """trial id → its row as a read-only mapping over these columns (no dict built per row)."""
+        return {tid: RowView(self.data, i) for i, tid in enumerate(self.ids)}
+
     def rows(self) -> dict[str, Row]:
         names = list(self.data)
         cells = [self.data[c] for c in names]
@@ -212,6 +216,31 @@ class Columns:
         for i, tid in enumerate(self.ids):
             out[tid] = {c: col[i] for c, col in zip(names, cells) if col[i] is not None}
         return out
+
+
+class RowView(Mapping):
+    """One row of a Columns: what its row dict would hold (the columns it has a value in)."""
+    __slots__ = ("_data", "_i")
+
+    def __init__(self, data: Mapping[str, list], i: int):
+        self._data, self._i = data, i
+
+    def __getitem__(self, name: str) -> str:
+        value = self._data[name][self._i]
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def get(self, name: str, default=None):  # noqa: ANN001, ANN201 — the fast path of Mapping.get
+        column = self._data.get(name)
+        value = None if column is None else column[self._i]
+        return default if value is None else value
+
+    def __iter__(self) -> Iterator[str]:
+        return (c for c, values in self._data.items() if values[self._i] is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def _floats(text: str) -> bool:

@@ -254,7 +254,9 @@ def register(app: typer.Typer) -> None:
         from hpt.store import open_store
 
         fmt = chosen_format(fmt, output)
-        plan = load_plan(plan_dir)
+        plan = load_plan(plan_dir, parse=False)   # every manifest checked; plan.json says what status needs
+        if plan.plan.rounds:                      # ... except the parameters of each round's configs
+            plan = load_plan(plan_dir)
         store = open_store(_results_uri(plan, results))
         run = apply_state(store, plan.experiment_id)
         states = trial_states(plan, store, plan_dir.resolve() / LOCAL_STATE, run)
@@ -271,7 +273,8 @@ def register(app: typer.Typer) -> None:
             if not run.finished:
                 note = f"the hpt apply that ran this plan (pid {run.pid} on {run.host}) is not running any more; "
             note += f"{not_done} trial(s) not done. Resume with: {resume}"
-        rounds = _rounds(plan.plan.rounds or [], {s.trial_id: s.state for s in states}, _config_params(plan.submissions))
+        rounds = _rounds(plan.plan.rounds, {s.trial_id: s.state for s in states},
+                         _config_params(plan.submissions)) if plan.plan.rounds else []
         if fmt is Format.json:
             print(json.dumps({"experiment_id": plan.experiment_id, "results": store.uri, "counts": counts,
                               "apply": apply_doc, "trials": [s.to_dict() for s in states]}
