@@ -25,6 +25,8 @@ class Proposal:
     configs: list[dict[str, Any]]
     fidelity: Fidelity | None = None
     record: dict[str, Any] = field(default_factory=dict)   # what the round records besides its configs and trials
+    # halving (search.continue): the lower rung's fidelity each trial continues from, at the same window and repeat
+    continue_from: Fidelity | None = None
 
 
 @dataclass(frozen=True)

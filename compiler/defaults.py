@@ -13,7 +13,7 @@ from typing import Any
 from hpt.compiler.fidelities import Fidelity, resolve_fidelities
 from hpt.compiler.confirm import DEFAULT_TOP
 from hpt.compiler.proposers import PROPOSERS
-from hpt.compiler.search import (DEFAULT_ETA, DEFAULT_PROMOTION, DEFAULT_RANDOM_TRIALS, Domain, SearchSpace, Values,
+from hpt.compiler.search import (DEFAULT_CONTINUE, DEFAULT_ETA, DEFAULT_PROMOTION, DEFAULT_RANDOM_TRIALS, Domain, SearchSpace, Values,
                                  domain_from_spec, method_name, search_parts)
 from hpt.compiler.validation import check_date_pairs
 from hpt.compiler.metrics import choose_metrics
@@ -108,6 +108,7 @@ def resolve(doc: dict[str, Any], *, mode: str | None = None, seed: int | None = 
                         eta=int(search.get("eta", DEFAULT_ETA)) if halving else None,
                         batch=int(search["batch"]) if proposer == "tpe" and "batch" in search else None,
                         promotion=search.get("promotion", DEFAULT_PROMOTION) if halving else None,
+                        continues=bool(search.get("continue", DEFAULT_CONTINUE)) if halving else None,
                         proposer=proposer, scheduler=scheduler)
     space.check()
 

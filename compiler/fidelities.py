@@ -31,6 +31,17 @@ class Fidelity:
         return replace(window, train_start=add_months(window.train_end, -self.months))
 
 
+def continues(lower: Fidelity, upper: Fidelity) -> bool:
+    """Whether a trial at `upper` may start from the checkpoint of the same trial at `lower`: the same data
+    (months) and more epochs, so its first `lower.epochs` epochs are exactly the lower trial's."""
+    return lower.months == upper.months and upper.epochs > lower.epochs
+
+
+def continued(fidelities: tuple[Fidelity, ...] | list[Fidelity], k: int) -> Fidelity | None:
+    """The rung below rung k that rung k continues from (halving with search.continue), or None."""
+    return fidelities[k - 1] if 0 < k < len(fidelities) and continues(fidelities[k - 1], fidelities[k]) else None
+
+
 def default_name(entry: dict[str, Any]) -> str:
     """`{"months": 1, "epochs": 5}` → `m1-e5`; only what the spec gave."""
     parts = [f"m{entry['months']}"] if "months" in entry else []

@@ -18,7 +18,7 @@ from hpt.compiler.confirm import confirm_window
 from hpt.compiler.dataset import DatasetRef, data_identity, resolve_dataset
 from hpt.compiler.dates import Window, check_inside, explicit_windows, month_start, quick_window, rotating_windows
 from hpt.compiler.defaults import DEFAULT_VALIDATION_DAYS, Resolved, Rotating, resolve
-from hpt.compiler.fidelities import check_fidelities
+from hpt.compiler.fidelities import check_fidelities, continued
 from hpt.compiler.proposers import PROPOSERS
 from hpt.compiler.schedulers import SCHEDULERS
 from hpt.compiler.schedulers.halving import HALVING, budget
@@ -159,7 +159,8 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
                            kubernetes=resolved.kubernetes, search_seed=resolved.space.seed, repeats=resolved.repeats,
                            # halving: round 1 runs at the cheapest fidelity; later rounds are decided at apply
                            fidelities=scheduler.first_fidelities(resolved.fidelities),
-                           trainer=resolved.trainer, data_identity=identity)
+                           trainer=resolved.trainer, data_identity=identity,
+                           keep_checkpoint=bool(resolved.space.continues) and continued(resolved.fidelities, 1) is not None)
         expected = resolved.space.count()
 
         def make_plan(digests: dict[str, str]) -> Plan:
@@ -176,7 +177,7 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
             if halving:
                 extra["halving"] = {"eta": resolved.space.eta, "promotion": resolved.space.promotion,
                                     "rungs": budget(rung_zero(), resolved.space.eta, resolved.fidelities, windows,
-                                                    resolved.repeats)}
+                                                    resolved.repeats, bool(resolved.space.continues))}
             return Plan(experiment=experiment, hpt_version=__version__, trials=list(digests), digests=digests,
                         month=f"{run_month:%Y-%m}", reference_date=run_month.isoformat(), spec=spec_doc,
                         windows=[w.to_dict() for w in windows], counts=counts,
@@ -187,7 +188,8 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
         values = {name: sorted(seen_values[name]) for name in tuned}
     if unchanged and adaptive:
         ids = list(previous.get("rounds", [{}])[0].get("trials", ids))   # round 1: what compile wrote
-    rungs = budget(rung_zero(), resolved.space.eta, resolved.fidelities, windows, resolved.repeats) if halving else []
+    rungs = budget(rung_zero(), resolved.space.eta, resolved.fidelities, windows, resolved.repeats,
+                   bool(resolved.space.continues)) if halving else []
     return CompileResult(out=out, experiment=experiment, resolved=resolved, dataset=dataset, windows=windows,
                          trial_ids=ids, configs=configs_seen, written=not unchanged, month=f"{run_month:%Y-%m}",
                          warnings=warnings, values=values, rungs=rungs)
@@ -341,7 +343,7 @@ def resolved_spec(resolved: Resolved, dataset: DatasetRef, windows: list[Window]
         "auto": resolved.auto,
         "search": {"method": space.method, "proposer": space.proposer, "scheduler": space.scheduler,
                    "trials": space.trials, "seed": space.seed}
-        | ({"eta": space.eta, "promotion": space.promotion} if space.scheduler == HALVING else {})
+        | ({"eta": space.eta, "promotion": space.promotion, "continue": space.continues} if space.scheduler == HALVING else {})
         | ({"batch": space.batch} if space.proposer == "tpe" else {})
         | ({"stopping": resolved.stopping} if resolved.stopping else {})
         | ({"target": resolved.target} if resolved.target is not None else {})

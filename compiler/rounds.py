@@ -26,11 +26,12 @@ from typing import Any, Mapping
 from hpt.compiler import confirm
 from hpt.compiler.dates import Window
 from hpt.compiler.decisions import Decision, Proposal
-from hpt.compiler.fidelities import Fidelity
+from hpt.compiler.fidelities import Fidelity, continued
 from hpt.compiler.proposers import PROPOSERS
 from hpt.compiler.schedulers import SCHEDULERS, Context
 from hpt.compiler.search import search_parts
-from hpt.compiler.trials import TrialShape, iter_trials
+from hpt.compiler.trials import RenderedTrial, TrialShape, iter_trials
+from hpt.schemas.manifest import TrialManifest, canonical_json
 from hpt.schemas.plan import PLAN_FILE, Plan, manifest_digest, manifest_path
 from hpt.schemas.resources import Resources
 from hpt.schemas.trainer import UserTrainer
@@ -57,6 +58,8 @@ def record(plan_dir: Path, plan: Plan, proposal: Proposal, windows: list[Window]
     plan with the round added. `windows`: the date ranges its trials run on (default: the plan's)."""
     windows = windows if windows is not None else [_window(w) for w in plan.windows]
     rendered = list(iter_trials(shape(plan, proposal.fidelity), iter(proposal.configs), windows))
+    if proposal.continue_from is not None:
+        rendered = _continuing(plan, proposal, windows, rendered)
     digests = dict(plan.digests)
     for trial in rendered:
         data = trial.text.encode("utf-8")
@@ -78,6 +81,26 @@ def record(plan_dir: Path, plan: Plan, proposal: Proposal, windows: list[Window]
     return decision
 
 
+def _continuing(plan: Plan, proposal: Proposal, windows: list[Window], rendered: list[RenderedTrial]) -> list[RenderedTrial]:
+    """Each promoted trial with `continuation.from`: the same config, window and repeat at the lower rung,
+    rendered in the same order (so the two lists pair up); one whose lower trial the plan lacks starts afresh."""
+    assert proposal.continue_from is not None
+    lower = iter_trials(shape(plan, proposal.continue_from), iter(proposal.configs), windows)
+    known = set(plan.trials)
+    out = []
+    for trial, below in zip(rendered, lower, strict=True):
+        if below.id not in known:
+            out.append(trial)
+            continue
+        doc = json.loads(trial.text)
+        doc["continuation"] = {**doc.get("continuation", {}), "from": below.id, "epochs": proposal.continue_from.epochs}
+        text = canonical_json(doc) + "\n"   # not a result field: the id stays
+        if TrialManifest.from_json(text, where=f"trial {trial.id}").to_json() != text:
+            raise AssertionError(f"bug: continuing trial {trial.id} differs from TrialManifest.to_json()")
+        out.append(RenderedTrial(trial.id, text))
+    return out
+
+
 def shape(plan: Plan, fidelity: Fidelity | None) -> TrialShape:
     """What every trial of the plan shares, from the resolved spec plan.json records (as compile built it)."""
     spec = plan.spec
@@ -87,7 +110,16 @@ def shape(plan: Plan, fidelity: Fidelity | None) -> TrialShape:
                       kubernetes=spec.get("kubernetes", {}), search_seed=spec["search"]["seed"],
                       repeats=spec["repeats"], fidelities=(fidelity,) if fidelity else (),
                       trainer=UserTrainer.from_dict(spec["trainer"]) if spec.get("trainer") else None,
-                      data_identity=spec.get("data-identity"))
+                      data_identity=spec.get("data-identity"), keep_checkpoint=_keeps_checkpoint(plan, fidelity))
+
+
+def _keeps_checkpoint(plan: Plan, fidelity: Fidelity | None) -> bool:
+    """Trials at `fidelity` keep a checkpoint when the next rung continues from them (search.continue)."""
+    if fidelity is None or not plan.spec["search"].get("continue"):   # plans compiled before it: False
+        return False
+    ladder = [Fidelity(f["name"], f["months"], f["epochs"]) for f in plan.spec.get("fidelities", [])]
+    names = [f.name for f in ladder]
+    return fidelity.name in names and continued(ladder, names.index(fidelity.name) + 1) is not None
 
 
 def _window(doc: Mapping[str, Any]) -> Window:

@@ -27,6 +27,7 @@ DEFAULT_RANDOM_TRIALS = 20
 DEFAULT_ETA = 3                # halving: the top 1/eta of a rung is promoted
 DEFAULT_BATCH = 4              # tpe: round 1's configs when the spec gives no batch (later rounds: apply's --parallel)
 DEFAULT_PROMOTION = "async"    # halving: promote as results come in (compiler/schedulers/halving.py), not rung by rung
+DEFAULT_CONTINUE = True        # halving: a rung that differs only in epochs continues from the lower rung's checkpoint
 _DRAW_ATTEMPTS = 100           # draws per wanted config before giving up on finding new ones
 
 
@@ -189,6 +190,7 @@ class SearchSpace:
     eta: int | None = None                # halving only
     batch: int | None = None              # tpe only: configs per round; None: round 1 DEFAULT_BATCH, then apply's parallelism
     promotion: str | None = None          # halving only: async | sync (compiler/schedulers/halving.py)
+    continues: bool | None = None         # halving only: search.continue (compiler/fidelities.continues)
     proposer: str = "grid"                # compiler/proposers/<name>
     scheduler: str = "none"               # compiler/schedulers/<name>
 

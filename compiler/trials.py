@@ -55,6 +55,8 @@ class TrialShape:
     # What the ids know of the data's content (the resolved spec's "data-identity"): "partitions" ('YYYY-MM' →
     # digest, from dataset.json), else "descriptor" (dataset.json's digest); "version" (a user trainer's own).
     data_identity: dict[str, Any] | None = None
+    # halving with search.continue: the next rung continues from these trials, so their trainers keep a checkpoint
+    keep_checkpoint: bool = False
 
     def data_section(self, window: Window | None) -> dict[str, Any]:
         """A trial's `data`: the URI, and the digest of every month its train and validation windows read (a
@@ -131,6 +133,8 @@ def iter_trials(shape: TrialShape, configs: Iterator[dict[str, Any]], windows: l
                             "hpt_version": __version__}
     if shape.kubernetes:  # TrialManifest.to_dict() leaves an empty section out
         base["kubernetes"] = shape.kubernetes
+    if shape.keep_checkpoint:
+        base["continuation"] = {"save": True}
     # What the id hashes (schemas.manifest.trial_id): the result fields, the window without its index (and
     # the data section of its months), and a user trainer with its image. A command template's rendered argv
     # differs per config: a slot.

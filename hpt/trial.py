@@ -48,6 +48,10 @@ class Trial:
     repeat: int = 0                     # which repeat of its config and window (0, 1, …)
     fidelity: str = ""                  # the spec's fidelity it runs at ("" without fidelities)
     experiment: str = ""                # e-…: the plan it belongs to
+    # Halving's rungs that differ only in epochs (docs/trial-protocol.md); a program may ignore all three.
+    continue_from: Path | None = None   # what the same trial at the lower rung left in its output folder
+    continue_epochs: int = 0            # the epochs that lower trial was given
+    keep_checkpoint: bool = False       # a higher rung will continue from this trial: leave in `output` what it needs
 
 
 @cache
@@ -68,7 +72,10 @@ def current() -> Trial:
                  epochs=int(doc["budget"]["epochs"]), seed=int(doc["seed"]), output=output, manifest=doc,
                  objective=dict(doc.get("objective") or {}), metrics=tuple(doc.get("metrics") or ()),
                  repeat=int(doc.get("repeat", 0)), fidelity=str(doc["budget"].get("fidelity", "")),
-                 experiment=str(doc.get("experiment", "")))
+                 experiment=str(doc.get("experiment", "")),
+                 continue_from=Path(os.environ[protocol.ENV_CONTINUE_FROM]) if os.environ.get(protocol.ENV_CONTINUE_FROM) else None,
+                 continue_epochs=int(os.environ.get(protocol.ENV_CONTINUE_EPOCHS) or 0),
+                 keep_checkpoint=os.environ.get(protocol.ENV_KEEP_CHECKPOINT) == "1")
 
 
 def frames(t: Trial | None = None, columns: list[str] | None = None):

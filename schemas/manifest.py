@@ -73,6 +73,9 @@ class TrialManifest:
     config: str = ""
     kubernetes: dict[str, Any] = field(default_factory=dict)
     trainer: dict[str, Any] = field(default_factory=dict)   # a user's trainer; empty: the built-in architecture
+    # halving's rungs that differ only in epochs: {"from": lower trial, "epochs": its budget} and/or {"save": true}
+    # (docs/trial-protocol.md). Not a result field: a trainer that continues ends as if trained from scratch.
+    continuation: dict[str, Any] = field(default_factory=dict)
 
     # convenience views -------------------------------------------------------------------
     @property
@@ -105,6 +108,17 @@ class TrialManifest:
         return UserTrainer.from_dict(self.trainer) if self.trainer else None
 
     @property
+    def continue_from(self) -> tuple[str, int] | None:
+        """(the lower rung's trial id, the epochs it trained) when this trial may continue from it."""
+        source = self.continuation.get("from")
+        return (str(source), int(self.continuation["epochs"])) if source else None
+
+    @property
+    def keeps_checkpoint(self) -> bool:
+        """A higher rung continues from this trial: its trainer keeps what continuing needs."""
+        return bool(self.continuation.get("save"))
+
+    @property
     def fidelity(self) -> str:
         """The spec's fidelity this trial runs at; empty for plans without fidelities."""
         return str(self.budget.get("fidelity", ""))
@@ -118,6 +132,8 @@ class TrialManifest:
             del doc["config"]
         if not doc["trainer"]:
             del doc["trainer"]
+        if not doc["continuation"]:
+            del doc["continuation"]
         if doc["window"] is None:
             del doc["window"]
         return doc

@@ -24,6 +24,10 @@ ENV_SOURCE = "HPT_TRAINER_SOURCE"      # set by a user trainer image: where its 
 ENV_EPOCHS = "HPT_TRIAL_EPOCHS"        # the budget: at most this many epochs (a fidelity may lower it)
 ENV_DATA = "HPT_TRIAL_DATA"            # the dataset folder on this machine (a path, or the gs:// URI)
 ENV_ARGS = "HPT_TRIAL_ARGS"            # path of the trial's hyperparameters as JSON (W&B's ${args_json_file})
+# Halving's rungs that differ only in epochs (docs/trial-protocol.md, "Continuing a lower rung"); a program may ignore them.
+ENV_CONTINUE_FROM = "HPT_TRIAL_CONTINUE_FROM"      # a folder: what the same trial at the lower rung left in its output
+ENV_CONTINUE_EPOCHS = "HPT_TRIAL_CONTINUE_EPOCHS"  # the epochs that lower trial was given
+ENV_KEEP_CHECKPOINT = "HPT_TRIAL_KEEP_CHECKPOINT"  # "1": a higher rung will continue from this trial's output
 
 # The word a rendered command keeps for W&B's ${args_json_file}: hpt-trial writes the file and puts its path here.
 ARGS_JSON_FILE = "${args_json_file}"

@@ -120,8 +120,11 @@ class TreeTransfer:
 
     def get_tree(self, prefix: str, folder: Path) -> None:
         prefix = prefix.rstrip("/") + "/"
+        root = Path(folder).resolve()
         for key in self.list(prefix):  # type: ignore[attr-defined]
             target = Path(folder) / key[len(prefix):]
+            if not target.resolve().is_relative_to(root):   # a listed name is data: never a way out of the folder
+                raise UserError(f"the stored name {key!r} points outside {folder}", where=self.url(key))  # type: ignore[attr-defined]
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(self.get(key))  # type: ignore[attr-defined]
 

@@ -4,6 +4,7 @@
     manifest.json         the trial manifest (architecture, params, windows, seed)
     preprocessing.json    vocabulary, max_tokens, target names and standardization
     metrics.json          the trial's metrics and per-epoch history
+    checkpoint.pt         the training state after the last epoch (only when a higher rung continues from it)
 
     >>> model, prep, manifest = load_model("hpt-results", "t-0123456789abcdef")   # doctest: +SKIP
     >>> predict(model, prep, ["WHITE HANGING HEART T-LIGHT HOLDER"])               # doctest: +SKIP
@@ -27,6 +28,9 @@ from hpt.trainer.models import TextRegressor, build_model
 from hpt.trainer.train import FitResult
 
 
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
 def model_prefix(trial_id: str) -> str:
     return f"{MODELS}{trial_id}"
 
@@ -38,7 +42,13 @@ def write_model_folder(folder: Path, manifest: TrialManifest, prep: Preprocessin
     (folder / "model.pt").write_bytes(buf.getvalue())
     (folder / "manifest.json").write_text(manifest.to_json(), encoding="utf-8")
     (folder / "preprocessing.json").write_text(prep.to_json(), encoding="utf-8")
+    if result.checkpoint is not None:
+        buf = io.BytesIO()
+        torch.save(result.checkpoint, buf)
+        (folder / CHECKPOINT_FILE).write_bytes(buf.getvalue())
     doc = {"metrics": result.metrics, "device": result.device, "history": [asdict(r) for r in result.history]}
+    if result.continued_at is not None and manifest.continue_from:
+        doc["continued"] = {"from": manifest.continue_from[0], "after_epoch": result.continued_at}
     (folder / "metrics.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
 
 

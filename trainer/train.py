@@ -164,6 +164,36 @@ class FitResult:
     step_seconds: float = 0.0       # wall time in optimizer steps (what samples_per_s divides by)
     step_cpu_seconds: float = 0.0   # process CPU time in them: steadier than wall time on a busy machine
     stopped_at: int | None = None   # ended by a stop record (in-trial stopping) after this epoch
+    checkpoint: dict[str, Any] | None = None   # keep_checkpoint: the training state a longer run continues from
+    continued_at: int | None = None            # resumed: the epochs the checkpoint had trained
+
+
+CHECKPOINT_FORMAT = 1
+
+
+def _cpu(value: Any) -> Any:
+    """A copy of a state (dicts, lists, tensors) on the CPU, detached from what training changes next."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_cpu(v) for v in value)
+    return value
+
+
+def check_checkpoint(state: Any, params: Mapping[str, Any], n_train: int, max_epochs: int) -> str:
+    """Why `state` cannot be continued by this run ("" when it can): a checkpoint is data from the store."""
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        return "not a checkpoint of this format"
+    if state.get("n_train") != n_train:
+        return f"it trained on {state.get('n_train')} rows, this trial has {n_train}"
+    if dict(state.get("params") or {}) != dict(params):
+        return "its hyperparameters differ"
+    epoch = state.get("epoch")
+    if not isinstance(epoch, int) or not 1 <= epoch <= max_epochs or len(state.get("history") or ()) != epoch:
+        return f"it stopped at epoch {epoch!r}, not within this trial's {max_epochs}"
+    return ""
 
 
 def _autocast(device: torch.device):
@@ -205,14 +235,22 @@ def fit(architecture: str, params: dict[str, Any], prepared: Prepared, *, seed: 
         device: torch.device | None = None, cpus: float | None = None, gpus: float | None = None,
         on_epoch: Callable[[EpochRecord], None] | None = None,
         objective: Mapping[str, str] | None = None,
-        stop_after: Callable[[int], int | None] | None = None) -> FitResult:
+        stop_after: Callable[[int], int | None] | None = None,
+        resume: Mapping[str, Any] | None = None, keep_checkpoint: bool = False) -> FitResult:
     """Train one model on the prepared windows; returns it with the best epoch's weights and its metrics.
     The best epoch (kept weights, early stopping) is the best by `objective` (the manifest's) when it is
     measured every epoch (schemas.catalog.EPOCH_METRICS), else by validation mse.
 
     `stop_after(epoch)` (asked after each epoch) is the step of a stop record, or None: once the epoch
     reaches it, training ends and the result is the run truncated at that step — its best epoch up to
-    there, its weights, its history — whichever later epoch the record was first seen at."""
+    there, its weights, its history — whichever later epoch the record was first seen at.
+
+    `keep_checkpoint`: the result carries the whole training state after the last epoch trained (weights,
+    optimizer, learning-rate schedule, the shuffling and dropout generators, the best epoch so far, the history)
+    — before a stop record's truncation, so it is the state of an unstopped run. `resume` (such a state, from a
+    run of the same params, seed and data for fewer epochs) continues from there: its epochs are reported
+    again through `on_epoch`, and the result is, on the CPU, bit for bit that of one uninterrupted run of
+    `max_epochs` (check_checkpoint says whether a state fits)."""
     chosen = str((objective or {}).get("metric", "mse"))
     by, sign = (chosen, -1.0 if (objective or {}).get("goal") == "maximize" else 1.0) if chosen in EPOCH_METRICS \
         else ("mse", 1.0)
@@ -240,9 +278,60 @@ def fit(architecture: str, params: dict[str, Any], prepared: Prepared, *, seed: 
     best_score, best_epoch, best_state, best_val = math.inf, 0, None, {}
     bests: list[tuple[int, float, dict, dict]] = []   # (epoch, score, val, state) at each improvement: a stop's truncation
     stopped_at: int | None = None
-    step_seconds = step_cpu_seconds = 0.0
+    step_seconds = step_cpu_seconds = earlier_time = 0.0
     started = time.perf_counter()
-    for epoch in range(1, max_epochs + 1):
+    checkpoint: dict[str, Any] | None = None
+
+    def snapshot(epoch: int) -> dict[str, Any] | None:
+        """The training state after `epoch` (keep_checkpoint), taken before a stop's truncation."""
+        if not keep_checkpoint:
+            return None
+        return {"format": CHECKPOINT_FORMAT, "epoch": epoch, "params": dict(params), "n_train": n,
+                "model": _cpu(model.state_dict()), "optimizer": _cpu(optimizer.state_dict()),
+                "scheduler": _cpu(scheduler.state_dict()), "shuffle": shuffle.get_state(), "rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                "scaler": _cpu(scaler.state_dict()) if scaler is not None else None,
+                "best": {"score": best_score, "epoch": best_epoch, "val": dict(best_val), "state": _cpu(best_state)},
+                "bests": [[e, s, dict(v), _cpu(st)] for e, s, v, st in bests],
+                "history": [vars(r).copy() for r in history], "step_seconds": step_seconds,
+                "step_cpu_seconds": step_cpu_seconds, "train_time_s": earlier_time + time.perf_counter() - started}
+
+    first = 1
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        shuffle.set_state(resume["shuffle"])
+        torch.set_rng_state(resume["rng"])
+        if device.type == "cuda" and resume.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(resume["cuda_rng"], device)
+        if scaler is not None and resume.get("scaler"):
+            scaler.load_state_dict(resume["scaler"])
+        history = [EpochRecord(**r) for r in resume["history"]]
+        best = resume["best"]
+        best_score, best_epoch, best_val = float(best["score"]), int(best["epoch"]), dict(best["val"])
+        best_state = {k: t.to(device) for k, t in best["state"].items()}
+        bests = [(int(e), float(s), dict(v), {k: t.to(device) for k, t in st.items()}) for e, s, v, st in resume["bests"]]
+        step_seconds, step_cpu_seconds = float(resume["step_seconds"]), float(resume["step_cpu_seconds"])
+        earlier_time = float(resume["train_time_s"])
+        first = int(resume["epoch"]) + 1
+        log.info("continuing from a checkpoint after epoch %d of %d", first - 1, max_epochs)
+        for record in history:
+            if on_epoch:
+                on_epoch(record)   # what an uninterrupted run reported for them
+    for epoch in range(first - 1 if resume is not None else 1, max_epochs + 1):
+        if epoch < first:   # the resumed epoch: only the checks that end a run after it (below)
+            ended = _ended(epoch, best_epoch, patience, stop_after)
+            if ended:
+                checkpoint = snapshot(epoch)
+                if ended == "patience":
+                    break
+                stopped_at = ended
+                kept = [b for b in bests if b[0] <= stopped_at] or bests[:1]
+                best_epoch, best_score, best_val, best_state = kept[-1]
+                history = history[:stopped_at]
+                break
+            continue
         epoch_start, epoch_cpu = time.perf_counter(), time.process_time()
         lr = optimizer.param_groups[0]["lr"]
         model.train()
@@ -302,6 +391,7 @@ def fit(architecture: str, params: dict[str, Any], prepared: Prepared, *, seed: 
                 bests = bests[-(MAX_KEPT_BESTS - 1):] + [(epoch, best_score, best_val, best_state)]
         stop = stop_after(epoch) if stop_after is not None else None
         if stop is not None and epoch >= stop:
+            checkpoint = snapshot(epoch)
             stopped_at = stop
             kept = [b for b in bests if b[0] <= stop] or bests[:1]
             best_epoch, best_score, best_val, best_state = kept[-1]
@@ -312,8 +402,11 @@ def fit(architecture: str, params: dict[str, Any], prepared: Prepared, *, seed: 
         if epoch - best_epoch >= patience:
             log.info("early stopping: no better validation %s for %d epochs (best %.4f at epoch %d)",
                      by, patience, best_val[by], best_epoch)
+            checkpoint = snapshot(epoch)
             break
-    train_time = time.perf_counter() - started
+    else:
+        checkpoint = snapshot(len(history)) if history else None
+    train_time = earlier_time + time.perf_counter() - started
     assert best_state is not None
     model.load_state_dict(best_state)
     train_eval = evaluate(model, x_train, y_train, std, device)
@@ -333,4 +426,13 @@ def fit(architecture: str, params: dict[str, Any], prepared: Prepared, *, seed: 
         "n_valid": len(x_valid),
     }
     return FitResult(model=model, metrics=metrics, history=history, device=describe_device(device, cpus),
-                     step_seconds=step_seconds, step_cpu_seconds=step_cpu_seconds, stopped_at=stopped_at)
+                     step_seconds=step_seconds, step_cpu_seconds=step_cpu_seconds, stopped_at=stopped_at,
+                     checkpoint=checkpoint, continued_at=first - 1 if resume is not None else None)
+
+
+def _ended(epoch: int, best_epoch: int, patience: int, stop_after: Callable[[int], int | None] | None) -> int | str | None:
+    """What ends a run right after `epoch`, as the loop decides it: a stop record's step reached, or patience."""
+    stop = stop_after(epoch) if stop_after is not None else None
+    if stop is not None and epoch >= stop:
+        return stop
+    return "patience" if epoch - best_epoch >= patience else None

@@ -27,7 +27,7 @@ from hpt.store import TENSORBOARD, AlreadyExists, Store, StoreUnavailable, row_k
 from hpt.store.ownership import EXIT_NOT_OWNER, TICKET_ENV, Ownership
 from hpt.schemas.errors import UserError
 from hpt.schemas.manifest import TrialManifest
-from hpt.schemas.protocol import EpochReport, epoch_line
+from hpt.schemas.protocol import ENV_CONTINUE_FROM, EpochReport, epoch_line
 from hpt.schemas.row import STATUS_DONE, STATUS_FAILED, STATUS_STOPPED, build_row, row_csv
 from hpt.schemas.stopping import StopRecord, curve_bytes, curve_key, stop_key
 
@@ -182,10 +182,12 @@ def _train_and_store(manifest: TrialManifest, store: Store, scratch: Path, tb_di
             _upload_best_effort(store, f"{TENSORBOARD}{manifest.id}", tb_dir)
             last_upload[0] = time.monotonic()
 
+    resume = _checkpoint_to_continue(manifest, store, prepared.n_train, device)
     try:
         result = fit(manifest.architecture, params, prepared, seed=manifest.seed, max_epochs=manifest.epochs,
                      device=device, cpus=manifest.resources.cpus, gpus=manifest.resources.gpus, on_epoch=on_epoch,
-                     objective=manifest.objective, stop_after=watch.step)
+                     objective=manifest.objective, stop_after=watch.step, resume=resume,
+                     keep_checkpoint=manifest.keeps_checkpoint)
     finally:
         if writer is not None:
             writer.close()
@@ -203,6 +205,82 @@ def _train_and_store(manifest: TrialManifest, store: Store, scratch: Path, tb_di
                      model_uri=store.url(prefix + "/"), device=result.device)
 
 
+def _lower_rung(manifest: TrialManifest, store: Store) -> TrialManifest | None:
+    """The trial this one may continue from (manifest.continuation), as its stored model folder records it, when
+    it is the same config, seed, window and data for fewer epochs; None (train from scratch, with the reason
+    logged) otherwise. Only the id is taken from the manifest; the folder's own manifest must match it."""
+    from hpt.trainer.artifacts import model_prefix
+
+    source = manifest.continue_from
+    if source is None:
+        return None
+    lower_id, epochs = source
+    where = f"{model_prefix(lower_id)}/manifest.json"
+    try:
+        lower = TrialManifest.from_json(store.get(where).decode("utf-8"), where=where)
+    except KeyError:
+        log.warning("no model folder of %s to continue from: training from scratch", lower_id)
+        return None
+    except (UserError, UnicodeDecodeError) as err:
+        log.warning("cannot continue from %s (%s): training from scratch", lower_id, err)
+        return None
+    same = (lower.id == lower_id and lower.architecture == manifest.architecture and lower.params == manifest.params
+            and lower.seed == manifest.seed and lower.data == manifest.data and lower.trainer == manifest.trainer
+            and lower.train_range == manifest.train_range and lower.validation_range == manifest.validation_range
+            and lower.epochs == epochs < manifest.epochs)
+    if not same:
+        log.warning("%s is not this trial at fewer epochs: training from scratch", lower_id)
+        return None
+    return lower
+
+
+def _checkpoint_to_continue(manifest: TrialManifest, store: Store, n_train: int, device: torch.device) -> dict | None:
+    """The lower rung's training state (models/<from>/checkpoint.pt) when this trial may continue from it."""
+    import io
+
+    import torch
+
+    from hpt.trainer.artifacts import CHECKPOINT_FILE, model_prefix
+    from hpt.trainer.train import check_checkpoint
+
+    lower = _lower_rung(manifest, store)
+    if lower is None:
+        return None
+    try:
+        data = store.get(f"{model_prefix(lower.id)}/{CHECKPOINT_FILE}")
+    except KeyError:
+        log.warning("%s kept no checkpoint: training from scratch", lower.id)
+        return None
+    try:   # weights_only: tensors, numbers, strings and containers, never code
+        state = torch.load(io.BytesIO(data), map_location=device, weights_only=True)
+    except Exception as err:  # a damaged file is data, not a bug
+        log.warning("cannot read the checkpoint of %s (%s): training from scratch", lower.id, err)
+        return None
+    problem = check_checkpoint(state, manifest.params, n_train, manifest.epochs)
+    if problem:
+        log.warning("cannot continue from %s: %s; training from scratch", lower.id, problem)
+        return None
+    log.info("continuing from %s after epoch %d (its checkpoint)", lower.id, state["epoch"])
+    return state
+
+
+def _lower_output(manifest: TrialManifest, store: Store, folder: Path) -> Path | None:
+    """A user trainer's way to continue: the lower rung's stored output (models/<from>/) in a local folder."""
+    from hpt.trainer.artifacts import model_prefix
+
+    lower = _lower_rung(manifest, store)
+    if lower is None:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        store.get_tree(model_prefix(lower.id), folder)
+    except UserError as err:
+        log.warning("cannot continue from %s (%s): the program starts from scratch", lower.id, err)
+        return None
+    log.info("the output of %s (%d epochs) is in $%s", lower.id, lower.epochs, ENV_CONTINUE_FROM)
+    return folder
+
+
 def _run_user_trial(manifest: TrialManifest, store: Store, started_at: str, owner: Ownership) -> int:
     """A user's program under the trial protocol (hpt.trainer.user): same row, same create-only write, same codes."""
     from hpt.trainer.user import UserTrialFailed, run_user_program, store_outputs
@@ -213,7 +291,9 @@ def _run_user_trial(manifest: TrialManifest, store: Store, started_at: str, owne
         tb_dir = Path(scratch) / "tensorboard"
         watch = StopWatch(store, manifest.id)
         try:
-            metrics, output, reports = run_user_program(manifest, Path(scratch), tb_dir, stop_step=watch.step)
+            earlier = _lower_output(manifest, store, Path(scratch) / "continue")
+            metrics, output, reports = run_user_program(manifest, Path(scratch), tb_dir, stop_step=watch.step,
+                                                        continue_from=earlier)
             model_uri = store_outputs(manifest, store, output, tb_dir)
             store.put(curve_key(manifest.id), curve_bytes(reports))
         except UserTrialFailed as err:

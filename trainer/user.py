@@ -203,13 +203,14 @@ def _masked_crc(data: bytes) -> int:
 
 def run_user_program(manifest: TrialManifest, scratch: Path, tb_dir: Path,
                      on_report: Callable[[protocol.EpochReport], None] | None = None,
-                     stop_step: Callable[[int], int | None] | None = None) \
+                     stop_step: Callable[[int], int | None] | None = None, continue_from: Path | None = None) \
         -> tuple[dict[str, float], Path, list[protocol.EpochReport]]:
     """Run the program to its end; return its final metrics, its output folder and its per-step reports.
     Raises UserTrialFailed. `on_report` hears every per-step report as it is collected (hpt:epoch lines, a
     collector's steps). `stop_step(epoch)`, asked at each report, is a stop record's step (in-trial
     stopping): once a report reaches it the program is ended (SIGTERM, then SIGKILL after
-    STOP_GRACE_S) and the result is its last report at a step ≤ the record's."""
+    STOP_GRACE_S) and the result is its last report at a step ≤ the record's. `continue_from`: the lower
+    rung's output folder (downloaded), handed over as $HPT_TRIAL_CONTINUE_FROM for a program that continues."""
     trainer = manifest.user_trainer
     assert trainer is not None
     folder = source_folder(trainer)
@@ -224,6 +225,13 @@ def run_user_program(manifest: TrialManifest, scratch: Path, tb_dir: Path,
         protocol.ENV_OUTPUT: str(output), protocol.ENV_METRICS: str(output / protocol.METRICS_FILE),
         protocol.ENV_ARGS: str(args_path), protocol.ENV_DATA: local_data_uri(manifest.data["uri"]),
         protocol.ENV_EPOCHS: str(manifest.epochs)})
+    for name in (protocol.ENV_CONTINUE_FROM, protocol.ENV_CONTINUE_EPOCHS, protocol.ENV_KEEP_CHECKPOINT):
+        env.pop(name, None)   # never inherited from whatever started hpt-trial
+    if continue_from is not None and manifest.continue_from:
+        env[protocol.ENV_CONTINUE_FROM] = str(continue_from)
+        env[protocol.ENV_CONTINUE_EPOCHS] = str(manifest.continue_from[1])
+    if manifest.keeps_checkpoint:
+        env[protocol.ENV_KEEP_CHECKPOINT] = "1"
     argv = command_for(trainer, env)
     log.info("running %s in %s", " ".join(argv), folder)
     curves = _Curves(tb_dir)

@@ -26,7 +26,7 @@ from typing import Any, Iterable, Mapping
 
 from hpt.compiler.dates import Window
 from hpt.compiler.decisions import Proposal, finished_scores, round_manifests, score
-from hpt.compiler.fidelities import Fidelity
+from hpt.compiler.fidelities import Fidelity, continued
 from hpt.compiler.schedulers import Context, Scheduler, ask_proposer
 from hpt.schemas.errors import UserError
 from hpt.schemas.plan import Plan
@@ -43,16 +43,25 @@ def rung_sizes(configs: int, eta: int, rungs: int) -> list[int]:
     return sizes
 
 
-def budget(configs: int, eta: int, fidelities: Iterable[Fidelity], windows: list[Window], repeats: int) -> list[dict[str, Any]]:
+def budget(configs: int, eta: int, fidelities: Iterable[Fidelity], windows: list[Window], repeats: int,
+           continuing: bool = False) -> list[dict[str, Any]]:
     """Per rung: its fidelity, configs, trials, and its compute in epoch-months (epochs × months of
     training data, summed over trials) — what the whole search costs at most, before anything runs. No
-    windows (trainer.windows is false): one trial per config × repeat."""
+    windows (trainer.windows is false): one trial per config × repeat.
+    `continuing` (search.continue): a rung that differs from the one below only in epochs continues from
+    its checkpoints, so its `epoch_months` counts only the epochs added; `continued` names the lower rung
+    and `saved` is what retraining from scratch would have cost on top."""
     fidelities = list(fidelities)
     out = []
-    for fid, n in zip(fidelities, rung_sizes(configs, eta, len(fidelities))):
+    for k, (fid, n) in enumerate(zip(fidelities, rung_sizes(configs, eta, len(fidelities)))):
         months = sum(_months(fid.window(w)) for w in windows) * repeats
-        out.append({"fidelity": fid.name, "months": fid.months, "epochs": fid.epochs, "configs": n,
-                    "trials": n * max(1, len(windows)) * repeats, "epoch_months": n * months * fid.epochs})
+        lower = continued(fidelities, k) if continuing else None
+        rung = {"fidelity": fid.name, "months": fid.months, "epochs": fid.epochs, "configs": n,
+                "trials": n * max(1, len(windows)) * repeats, "epoch_months": n * months * fid.epochs}
+        if lower is not None:
+            rung |= {"continued": lower.name, "saved": n * months * lower.epochs,
+                     "epoch_months": n * months * (fid.epochs - lower.epochs)}
+        out.append(rung)
     return out
 
 
@@ -100,7 +109,7 @@ def _fidelities(plan: Plan) -> list[Fidelity]:
 
 class Halving(Scheduler):
     name = HALVING
-    settings_keys = ("eta", "promotion", "min_configs")
+    settings_keys = ("eta", "promotion", "min_configs", "continue")
     needs_fidelities = True
 
     def check(self, search: Mapping[str, Any], doc: Mapping[str, Any]) -> None:
@@ -173,7 +182,8 @@ def _decide_async(plan: Plan, at_rung: Mapping[int, list[dict[str, Any]]], rows:
         if chosen:
             params = {m["config"]: m["params"] for m in manifests}
             return Proposal(configs=[dict(params[p["config"]]) for p in chosen], fidelity=fidelities[k + 1],
-                            record={"rung": k + 1, "promoted": chosen, "scored": len(scores), "promotion": ASYNC})
+                            record={"rung": k + 1, "promoted": chosen, "scored": len(scores), "promotion": ASYNC},
+                            continue_from=_continues(plan, fidelities, k + 1))
     return None
 
 
@@ -196,4 +206,11 @@ def _decide_sync(ctx: Context, at_rung: Mapping[int, list[dict[str, Any]]]) -> P
     promoted = promote(scores, spec["objective"]["goal"], spec["search"]["eta"])
     params = {m["config"]: m["params"] for m in manifests}
     return Proposal(configs=[dict(params[p["config"]]) for p in promoted], fidelity=fidelities[k + 1],
-                    record={"rung": k + 1, "promoted": promoted, "scored": len(scores), "promotion": SYNC})
+                    record={"rung": k + 1, "promoted": promoted, "scored": len(scores), "promotion": SYNC},
+                    continue_from=_continues(plan, fidelities, k + 1))
+
+
+def _continues(plan: Plan, fidelities: list[Fidelity], k: int) -> Fidelity | None:
+    """The rung rung k's trials continue from: search.continue as compile recorded it (absent in plans compiled
+    before it: they restart) and the rungs differing only in epochs (compiler/fidelities.continues)."""
+    return continued(fidelities, k) if plan.spec["search"].get("continue") else None

@@ -201,7 +201,8 @@ def register(app: typer.Typer) -> None:
                             "configs are promoted as soon as enough of their rung has finished (async: more, "
                             "smaller rounds, within the same upper bound)")
                     err_console.print(f"halving: {len(rounds)} round(s) decided so far; {when}", highlight=False)
-                    err_console.print(halving_table(plan.plan.halving["rungs"], plan.plan.halving["eta"], mode))
+                    err_console.print(halving_table(plan.plan.halving["rungs"], plan.plan.halving["eta"], mode,
+                                                    bool(plan.plan.spec.get("trainer"))))
             raise typer.Exit(EXIT_OK)
 
         if fmt is Format.json:

@@ -138,7 +138,7 @@ def _review(result) -> None:  # noqa: ANN001 — CompileResult, imported lazily
         params.add_row("defaults", ", ".join(f"{p.name}={format_value(p.default)}" for p in fixed), "", style="dim")
     console.print(params)
     if result.rungs:
-        console.print(halving_table(result.rungs, resolved.space.eta, resolved.space.promotion))
+        console.print(halving_table(result.rungs, resolved.space.eta, resolved.space.promotion, resolved.trainer is not None))
     elif resolved.fidelities:
         fids = Table(title="fidelities (each config × range × repeat runs at each)", title_justify="left")
         for column in ("name", "months", "epochs"):
@@ -169,21 +169,37 @@ def _per_config(result, resolved) -> str:
     return f"{ranges} × {resolved.repeats} repeat(s)"
 
 
-def halving_table(rungs: list[dict], eta: int | None, promotion: str | None) -> Table:
+def halving_table(rungs: list[dict], eta: int | None, promotion: str | None, user_trainer: bool = False) -> Table:
     """A halving plan's budget: round 1 exactly as written, the later rungs at most (what apply decides;
     async promotion fills each rung in more, smaller rounds but never past these bounds)."""
     table = Table(title=f"successive halving, eta {eta}, {promotion} promotion", title_justify="left",
                   caption="round 1 runs as written; later rungs at most these" +
                           (" (async: more, smaller rounds, as results come in)" if promotion == "async" else ""),
                   caption_justify="left")
-    for column in ("rung", "fidelity", "months", "epochs", "configs", "trials", "epoch-months"):
-        table.add_column(column, justify="left" if column == "fidelity" else "right")
+    continuing = any("continued" in r for r in rungs)   # search.continue: rungs that differ only in epochs
+    columns = ["rung", "fidelity", "months", "epochs", "configs", "trials", "epoch-months"]
+    if continuing:
+        columns += ["from", "saved"]   # the rung it continues from; the epoch-months not retrained
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("fidelity", "from") else "right")
     for i, rung in enumerate(rungs):
         bound = "" if i == 0 else "≤ "
-        table.add_row(str(i), rung["fidelity"], "whole range" if rung["months"] is None else str(rung["months"]),
-                      str(rung["epochs"]), bound + str(rung["configs"]), bound + str(rung["trials"]),
-                      bound + str(rung["epoch_months"]))
-    table.add_row("all", "", "", "", "", f"≤ {sum(r['trials'] for r in rungs)}", f"≤ {sum(r['epoch_months'] for r in rungs)}")
+        cells = [str(i), rung["fidelity"], "whole range" if rung["months"] is None else str(rung["months"]),
+                 str(rung["epochs"]), bound + str(rung["configs"]), bound + str(rung["trials"]), bound + str(rung["epoch_months"])]
+        if continuing:
+            cells += [rung.get("continued", ""), f"≤ {rung['saved']}" if "continued" in rung else ""]
+        table.add_row(*cells)
+    total = ["all", "", "", "", "", f"≤ {sum(r['trials'] for r in rungs)}", f"≤ {sum(r['epoch_months'] for r in rungs)}"]
+    if continuing:
+        saved = sum(r.get("saved", 0) for r in rungs)
+        restarting = saved + sum(r["epoch_months"] for r in rungs)
+        total.append("")
+        total.append(f"≤ {saved} of {restarting} ({saved / max(1, restarting):.0%})")
+        table.caption = str(table.caption) + (
+            "; a promoted trial continues from its lower rung's checkpoint instead of retraining those epochs"
+            + (" — if the trainer continues (docs/trial-protocol.md), else it retrains them" if user_trainer else "")
+            + " (search.continue)")
+    table.add_row(*total)
     return table
 
 
