@@ -127,9 +127,10 @@ def hpt_run(work: Path, seed: int, budget: int, grid_best: float, method: str) -
     from hpt.compiler.stopping import STOPPING
 
     trace = Trace(grid_best)
-    if method == "bohb":
-        plan = _compile(work, f"bohb-{seed}", {"method": "bohb", "trials": budget, "batch": 9, "seed": seed, "eta": 3,
-                                               "promotion": "async"},
+    continuing = method == "bohb"   # bohb-restart: the same with search.continue false (each promotion retrains)
+    if method in ("bohb", "bohb-restart"):
+        plan = _compile(work, f"{method}-{seed}", {"method": "bohb", "trials": budget, "batch": 9, "seed": seed, "eta": 3,
+                                                   "promotion": "async", "continue": continuing},
                         [{"name": "e3", "epochs": 3}, {"name": "e9", "epochs": 9}, {"name": "e27", "epochs": 27}])
     else:
         rule = method.split("+")[1]
@@ -149,9 +150,11 @@ def hpt_run(work: Path, seed: int, budget: int, grid_best: float, method: str) -
             manifest = json.loads((plan / "trials" / f"{tid}.json").read_text())
             config, epochs = _key(manifest["params"]), manifest["budget"]["epochs"]
             values = curve(config)[:epochs]
-            if method == "bohb":
+            if method.startswith("bohb"):
                 rows[tid] = {"status": "done", "mse": repr(values[-1])}
-                trace.spend(epochs, values[-1] if epochs == MAX_EPOCHS else None)
+                # a promotion continues from its lower rung's checkpoint (search.continue): only the epochs added
+                already = (manifest.get("continuation") or {}).get("epochs", 0) if continuing else 0
+                trace.spend(epochs - already, values[-1] if epochs == MAX_EPOCHS else None)
                 continue
             points = list(enumerate(values, start=1))
             stop = stopping.first_stop(resolved, points, finished, {})
@@ -201,8 +204,10 @@ def ray_run(seed: int, budget: int, grid_best: float) -> Trace | None:
         return None
     import ray
 
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True, configure_logging=False)
+    if not ray.is_initialized():   # once per bench run: a node takes ~30 s to start on the shared machine
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")   # no CSV/JSON/TensorBoard file per result
+        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
     trace = Trace(grid_best)
 
     def trainable(config):  # noqa: ANN001, ANN202
@@ -210,19 +215,22 @@ def ray_run(seed: int, budget: int, grid_best: float) -> Trace | None:
         for value in values:
             tune.report({"mse": value})
 
+    seen: dict[str, list[float]] = {}   # trial → its reported values, in the order trials first reported
+
+    class Record(tune.Callback):   # on the driver: every result as Tune's scheduler sees it (no result files)
+        def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001, ANN003
+            seen.setdefault(trial.trial_id, []).append(result["mse"])
+
     space = {n: tune.choice(v) for n, v in SPACE.items()}
     tuner = tune.Tuner(trainable, param_space=space, tune_config=tune.TuneConfig(
-        metric="mse", mode="min", num_samples=budget, max_concurrent_trials=1,
+        metric="mse", mode="min", num_samples=budget, max_concurrent_trials=1, reuse_actors=True,
         search_alg=OptunaSearch(seed=seed),
         scheduler=ASHAScheduler(max_t=MAX_EPOCHS, grace_period=1, reduction_factor=3)),
-        run_config=tune.RunConfig(storage_path=tempfile.mkdtemp(prefix="hpt-bench-ray-"), verbose=0))
-    results = tuner.fit()
-    # replay in the order trials ran: their epochs and, for complete ones, the full value
-    frames = [r.metrics_dataframe for r in results if r.metrics_dataframe is not None and len(r.metrics_dataframe)]
-    for frame in sorted(frames, key=lambda f: float(f["timestamp"].iloc[0])):
-        history = frame["mse"].tolist()
+        run_config=tune.RunConfig(storage_path=tempfile.mkdtemp(prefix="hpt-bench-ray-"), verbose=0, callbacks=[Record()]))
+    tuner.fit()
+    # replay in the order trials ran (one at a time): their epochs and, for complete ones, the full value
+    for history in seen.values():
         trace.spend(len(history), history[-1] if len(history) == MAX_EPOCHS else None)
-    ray.shutdown()
     return trace
 
 
@@ -272,6 +280,8 @@ def main() -> None:
         ratio = a / b if math.isfinite(a) and math.isfinite(b) and b else float("nan")
         print(f"  epochs to ≤ +0.5%: hpt / {peer} = {ratio:.2f}   final regret {summary[hpt_best][1]:.3%} vs {summary[peer][1]:.3%}")
     print(f"({time.monotonic() - started:.0f} s)")
+    if "ray" in sys.modules:
+        sys.modules["ray"].shutdown()
 
 
 if __name__ == "__main__":

@@ -34,13 +34,15 @@ class Submission:
     attempt: int = 1
     ticket: str = ""            # the ownership ticket of this launch (hpt.store.ownership): the backend passes
                                 # it to the trial as $HPT_TRIAL_TICKET; "" in a dry run
+    judged: bool = False        # the apply judges its reports (in-trial stopping): it awaits the verdict on its last
 
     @property
     def ticket_env(self) -> dict[str, str]:
         """The environment that carries the ticket into the trial process."""
+        from hpt.schemas.stopping import AWAITS_VERDICT_ENV
         from hpt.store.ownership import TICKET_ENV
 
-        return {TICKET_ENV: self.ticket} if self.ticket else {}
+        return ({TICKET_ENV: self.ticket} if self.ticket else {}) | ({AWAITS_VERDICT_ENV: "1"} if self.judged else {})
 
     @classmethod
     def of(cls, manifest: TrialManifest, results_uri: str, timeout_s: float | None = None, attempt: int = 1) -> "Submission":

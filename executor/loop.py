@@ -44,7 +44,8 @@ from hpt.schemas.files import NOT_REGULAR, NotRegularFile
 from hpt.schemas.protocol import EpochReport
 from hpt.schemas.row import STATUS_DONE, STATUS_FAILED, STATUS_STOPPED, build_row, row_csv
 from hpt.schemas.trainer import RECOMPILE, log_collected
-from hpt.schemas.stopping import STOPS, StopRecord, curve_bytes, curve_key, parse_curve, reports_in, stop_key
+from hpt.schemas.stopping import (STOPS, VERDICTS, StopRecord, curve_bytes, curve_key, ended_in, parse_curve, reports_in,
+                                  stop_key, verdict_bytes, verdict_key)
 
 FINISHED = (STATUS_DONE, STATUS_STOPPED)   # a result: never run again (a stopped trial's row is its last report)
 
@@ -183,6 +184,7 @@ class Scheduler:
         self.target = Target.of(plan.plan.spec)                  # search.target: reached, no new trial starts
         self.curves: dict[str, list[EpochReport]] = {}            # finished trials' reports (stopping only)
         self.stops: set[str] = set()                             # trials with a stop record
+        self.verdicts: set[str] = set()                          # trials judged to their end, not stopped
         self._last_stop_check = 0.0
         self._grow_due = grow is not None                         # a trial reached its outcome since the last ask
         self.backend = backend
@@ -289,7 +291,7 @@ class Scheduler:
         ticket = self._ticket(sub, attempt)
         if ticket is None:
             return  # a live process owns it (watched), or its lease is skewed (left, said once)
-        job = replace(sub, timeout_s=self.opt.timeout_s, attempt=attempt, ticket=str(ticket))
+        job = replace(sub, timeout_s=self.opt.timeout_s, attempt=attempt, ticket=str(ticket), judged=self.stopper is not None)
         handle = self.backend.submit(job)
         self.running[tid] = _Running(job, handle, attempt, time.monotonic(), _utc())
         self._runs_dirty = True
@@ -617,6 +619,7 @@ class Scheduler:
             if rows.get(tid, {}).get("status") in FINISHED:
                 self._keep_curve(tid, "")
         self.stops = {key[len(STOPS):-len(".json")] for key in self.store.list(STOPS) if key.endswith(".json")}
+        self.verdicts = {key[len(VERDICTS):-len(".json")] for key in self.store.list(VERDICTS) if key.endswith(".json")}
 
     def _check_stops(self) -> None:
         """Read every running trial's reports from its output so far and record the stops the rule now
@@ -627,6 +630,7 @@ class Scheduler:
             return
         self._last_stop_check = now
         running: dict[str, list[EpochReport]] = {}
+        ended: dict[str, int] = {}   # trials that printed hpt:end: every report is in, they await the verdict
         for tid, run in self.running.items():
             try:
                 text = self.backend.logs(run.handle)
@@ -637,6 +641,9 @@ class Scheduler:
                     running[tid] = reports_in(text)
             except Exception:  # a log we cannot read now is read at the next look
                 continue
+            end = ended_in(text)
+            if end is not None:
+                ended[tid] = end
         decided = self.stopper(self.curves, running)
         for tid, record in sorted(decided.items()):
             if tid in self.stops or tid not in self.running:
@@ -650,6 +657,14 @@ class Scheduler:
             if self._log_collected(self.running[tid].sub):
                 # no hpt inside to obey the record: end it now (it has reported the step; its row is cut there)
                 _best_effort(f"stop {tid}", self.backend.cancel, self.running[tid].handle)
+        for tid, step in sorted(ended.items()):   # judged to its end and not stopped: the verdict is none
+            if tid in self.stops or tid in decided or tid in self.verdicts:
+                continue
+            try:
+                self.store.put_once(verdict_key(tid), verdict_bytes(tid, step))
+            except AlreadyExists:
+                pass
+            self.verdicts.add(tid)
 
     def _ask_grow(self, parallel: int) -> list[Submission]:
         """New trials the adaptive search decided from the rows now in the store (none once the run is

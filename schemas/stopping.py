@@ -110,3 +110,42 @@ def reports_in(text: str) -> list[EpochReport]:
         if parsed is not None and parsed[0] == "epoch":
             out.append(parsed[1])
     return out
+
+
+# --- the verdict on a trial's last step ------------------------------------------------------------------
+# A trial that `hpt apply` judges (search.stopping: the apply's launch sets AWAITS_VERDICT_ENV) does not write
+# its row as soon as it ends: it prints `hpt:end {"epoch": N}` after its last report and waits until the apply
+# has judged every report — a stop record (stops/<id>.json: it ends as stopped at that step) or a verdict of
+# none (verdicts/<id>.json). So a trial that ran on while its apply was dead (kill -9 before a stop was
+# decided or recorded) is judged by the re-apply, which adopts it, and ends as the uninterrupted run would.
+VERDICTS = "verdicts/"
+AWAITS_VERDICT_ENV = "HPT_TRIAL_AWAITS_VERDICT"
+VERDICT_WAIT_ENV = "HPT_VERDICT_WAIT_S"     # how long a trial waits for its verdict (default VERDICT_WAIT_S)
+VERDICT_WAIT_S = 600.0                      # then it writes its row as it ended (no apply judged it)
+END_PREFIX = "hpt:end"
+
+
+def verdict_key(trial_id: str) -> str:
+    return f"{VERDICTS}{trial_id}.json"
+
+
+def verdict_bytes(trial_id: str, step: int) -> bytes:
+    """A verdict of none: the stopping rule saw the trial's reports up to `step` and stopped it nowhere."""
+    return (json.dumps({"trial_id": trial_id, "step": step, "stop": None}, sort_keys=True) + "\n").encode("utf-8")
+
+
+def end_line(step: int) -> str:
+    return f'{END_PREFIX} {{"epoch": {int(step)}}}'
+
+
+def ended_in(text: str) -> int | None:
+    """The step of a trial's `hpt:end` line in its output (its log), or None while it has not ended."""
+    at = text.rfind(END_PREFIX + " ")
+    if at < 0:
+        return None
+    try:
+        doc = json.loads(text[at + len(END_PREFIX):].splitlines()[0])
+    except (ValueError, IndexError, RecursionError):
+        return None
+    step = doc.get("epoch") if isinstance(doc, dict) else None
+    return step if isinstance(step, int) and not isinstance(step, bool) and step >= 0 else None

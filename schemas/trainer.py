@@ -27,7 +27,7 @@ IGNORED_DIRS = frozenset({"__pycache__", ".git", ".hg", ".venv", ".mypy_cache", 
 # A results store's top-level entries (each module that writes one names it; tests/test_user_trainer.py checks
 # that every such name is listed here).
 STORE_ENTRIES = frozenset({"rows", "rows-failed", "results.csv", "models", "tensorboard", "logs", "index", "runs",
-                           "claims", "owners", "rounds", "stops", "curves"})
+                           "claims", "owners", "rounds", "stops", "curves", "verdicts"})
 STORE_WRITTEN = frozenset({"rows", "rows-failed", "index", "runs", "claims", "results.csv"})
 IGNORED_SUFFIXES = (".pyc", ".pyo")
 # The manifest's trainer fields that are a local detail, not what the trial computes.

@@ -236,14 +236,17 @@ def fit(architecture: str, params: dict[str, Any], prepared: Prepared, *, seed: 
         on_epoch: Callable[[EpochRecord], None] | None = None,
         objective: Mapping[str, str] | None = None,
         stop_after: Callable[[int], int | None] | None = None,
-        resume: Mapping[str, Any] | None = None, keep_checkpoint: bool = False) -> FitResult:
+        resume: Mapping[str, Any] | None = None, keep_checkpoint: bool = False,
+        verdict: Callable[[int], int | None] | None = None) -> FitResult:
     """Train one model on the prepared windows; returns it with the best epoch's weights and its metrics.
     The best epoch (kept weights, early stopping) is the best by `objective` (the manifest's) when it is
     measured every epoch (schemas.catalog.EPOCH_METRICS), else by validation mse.
 
     `stop_after(epoch)` (asked after each epoch) is the step of a stop record, or None: once the epoch
     reaches it, training ends and the result is the run truncated at that step — its best epoch up to
-    there, its weights, its history — whichever later epoch the record was first seen at.
+    there, its weights, its history — whichever later epoch the record was first seen at. `verdict(last)`,
+    asked once when training ended with no stop seen, may still give a stop's step (the apply judged the last
+    reports late: trainer/trial.StopWatch.verdict); the result is truncated the same way.
 
     `keep_checkpoint`: the result carries the whole training state after the last epoch trained (weights,
     optimizer, learning-rate schedule, the shuffling and dropout generators, the best epoch so far, the history)
@@ -406,6 +409,15 @@ def fit(architecture: str, params: dict[str, Any], prepared: Prepared, *, seed: 
             break
     else:
         checkpoint = snapshot(len(history)) if history else None
+    late = verdict(len(history)) if verdict is not None and stopped_at is None and history else None
+    if late is not None:
+        stopped_at = late
+        kept = [b for b in bests if b[0] <= late] or bests[:1]
+        if kept:
+            best_epoch, best_score, best_val, best_state = kept[-1]
+        history = history[:late]
+        log.info("stopped by the verdict on its last steps (step %d): best %s %.4f at epoch %d", late, by,
+                 best_val[by], best_epoch)
     train_time = earlier_time + time.perf_counter() - started
     assert best_state is not None
     model.load_state_dict(best_state)

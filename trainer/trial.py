@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import os
 import tempfile
 import time
 import traceback
@@ -29,7 +30,8 @@ from hpt.schemas.errors import UserError
 from hpt.schemas.manifest import TrialManifest
 from hpt.schemas.protocol import ENV_CONTINUE_FROM, EpochReport, epoch_line
 from hpt.schemas.row import STATUS_DONE, STATUS_FAILED, STATUS_STOPPED, build_row, row_csv
-from hpt.schemas.stopping import StopRecord, curve_bytes, curve_key, stop_key
+from hpt.schemas.stopping import (AWAITS_VERDICT_ENV, VERDICT_WAIT_ENV, VERDICT_WAIT_S, StopRecord, curve_bytes, curve_key,
+                                  end_line, stop_key, verdict_key)
 
 if TYPE_CHECKING:
     import torch
@@ -38,6 +40,7 @@ log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR = 0, 1, 2
 CURVES_EVERY_S = 30.0  # upload the TensorBoard curves during training at most this often
+VERDICT_POLL_S = 0.2   # how often a trial that awaits its verdict looks for it
 
 
 def _now() -> str:
@@ -147,6 +150,30 @@ class StopWatch:
         assert self.record is not None
         return f"stopped at step {self.record.step} ({self.record.reason})"
 
+    def verdict(self, last: int) -> int | None:
+        """The trial ended after step `last` with no stop seen. When its apply judges it ($HPT_TRIAL_AWAITS_VERDICT),
+        say so (`hpt:end`, in the output the apply reads) and wait for the verdict on every report: a stop
+        record's step, or None (verdicts/<id>.json). Bounded by $HPT_VERDICT_WAIT_S: then None, logged."""
+        if os.environ.get(AWAITS_VERDICT_ENV) != "1":
+            return None
+        print(end_line(last), flush=True)
+        try:
+            wait = float(os.environ.get(VERDICT_WAIT_ENV) or VERDICT_WAIT_S)
+        except ValueError:
+            wait = VERDICT_WAIT_S
+        deadline = time.monotonic() + wait
+        while True:
+            step = self.step(last)
+            if step is not None:
+                return step
+            if self.store.exists(verdict_key(self.trial_id)):
+                return None
+            if time.monotonic() >= deadline:
+                log.warning("no verdict on trial %s's last step after %.0f s (no apply judged it): its row is written "
+                            "as it ended", self.trial_id, wait)
+                return None
+            time.sleep(VERDICT_POLL_S)
+
 
 def _report(record) -> EpochReport:  # noqa: ANN001 — hpt.trainer.train.EpochRecord
     return EpochReport(record.epoch, {"mse": record.val_mse, "loss": record.val_loss, "train_mse": record.train_mse,
@@ -187,7 +214,7 @@ def _train_and_store(manifest: TrialManifest, store: Store, scratch: Path, tb_di
         result = fit(manifest.architecture, params, prepared, seed=manifest.seed, max_epochs=manifest.epochs,
                      device=device, cpus=manifest.resources.cpus, gpus=manifest.resources.gpus, on_epoch=on_epoch,
                      objective=manifest.objective, stop_after=watch.step, resume=resume,
-                     keep_checkpoint=manifest.keeps_checkpoint)
+                     keep_checkpoint=manifest.keeps_checkpoint, verdict=watch.verdict)
     finally:
         if writer is not None:
             writer.close()
@@ -294,6 +321,12 @@ def _run_user_trial(manifest: TrialManifest, store: Store, started_at: str, owne
             earlier = _lower_output(manifest, store, Path(scratch) / "continue")
             metrics, output, reports = run_user_program(manifest, Path(scratch), tb_dir, stop_step=watch.step,
                                                         continue_from=earlier)
+            if not watch.obeyed and reports:
+                late = watch.verdict(reports[-1].epoch)
+                kept = [r for r in reports if r.epoch <= late] if late is not None else []
+                if kept:   # stopped by the verdict on its last steps: the result is its report at the stop's step
+                    metrics, reports = dict(kept[-1].values), kept
+                    watch.reached = max(watch.reached, late)
             model_uri = store_outputs(manifest, store, output, tb_dir)
             store.put(curve_key(manifest.id), curve_bytes(reports))
         except UserTrialFailed as err:
