@@ -56,6 +56,8 @@ SPACE = {"learning_rate": [0.0003, 0.001, 0.003, 0.01, 0.03, 0.1], "hidden_size"
          "dropout": [0.0, 0.25, 0.5], "embedding_dim": [16, 32, 64], "batch_size": [64, 256]}
 NAMES = list(SPACE)
 TARGET = 0.005
+RAY_STARTS = 3
+RAY_FAILURES: list[str] = []   # why Ray's node did not start, when it did not
 
 
 def _noise(config: tuple, salt: str) -> float:
@@ -207,7 +209,15 @@ def ray_run(seed: int, budget: int, grid_best: float) -> Trace | None:
     if not ray.is_initialized():   # once per bench run: a node takes ~30 s to start on the shared machine
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
         os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")   # no CSV/JSON/TensorBoard file per result
-        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        for attempt in range(1, RAY_STARTS + 1):   # Ray waits a fixed 30 s for its raylet: a loaded machine misses it
+            try:
+                ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
+                break
+            except Exception as err:  # noqa: BLE001 — "The current node timed out during startup"
+                ray.shutdown()
+                RAY_FAILURES.append(f"start {attempt}: {err}")
+        else:
+            return None
     trace = Trace(grid_best)
 
     def trainable(config):  # noqa: ANN001, ANN202
@@ -259,11 +269,12 @@ def main() -> None:
             results.setdefault(f"hpt {method}", []).append(hpt_run(work, seed, args.budget, grid_best, method))
         if not args.no_optuna:
             results.setdefault("optuna tpe+hyperband", []).append(optuna_run(seed, args.budget, grid_best))
-        ray_trace = ray_run(seed, args.budget, grid_best) if not args.no_ray else None
+        ray_trace = ray_run(seed, args.budget, grid_best) if not args.no_ray and len(RAY_FAILURES) < RAY_STARTS else None
         if ray_trace is not None:
             results.setdefault("ray asha", []).append(ray_trace)
     if "ray asha" not in results:
-        why = "--no-ray" if args.no_ray else "ray[tune] is not installed; it is a bench-only extra: pip install 'ray[tune]'"
+        why = "--no-ray" if args.no_ray else "; ".join(RAY_FAILURES[-1:]) if RAY_FAILURES else \
+            "ray[tune] is not installed; it is a bench-only extra: pip install 'ray[tune]'"
         print(f"ray asha: skipped ({why})")
     print(f"\n{'method':<22}{'epochs to ≤ +0.5%':>20}{'final regret':>14}{'epochs spent':>14}  (median of {args.seeds} seeds)")
     summary = {}
