@@ -7,7 +7,8 @@ ruggedness, and curves whose speed varies by config, so that early values rank c
 (a slow learner can finish best). It is not fitted on measured runs: it makes thousands of trials cheap
 and the comparison exact (every method sees the same function, the grid's best is known).
 
-Compute is counted in epochs trained (a stopped trial costs the epochs it ran; a promotion restarts).
+Compute is counted in epochs trained (a stopped trial costs the epochs it ran; a promotion costs the epochs it
+adds: hpt's continues from its lower rung's checkpoint, search.continue, as Optuna's and Ray's trials go on).
 Each method's incumbent is its best config measured at the full 27 epochs. Printed per method, the
 median over SEEDS seeds: the epochs it spent before its incumbent was within 0.5% of the grid's best
 (∞ if never), and its final regret (incumbent / grid's best − 1) within the budget; then hpt's best
@@ -19,21 +20,29 @@ Methods (the same budget: BUDGET configs started):
                     stop by hpt's own rule (compiler/stopping), as `hpt apply --parallel 1` runs them:
                     one trial at a time, told the finished ones.
   hpt tpe+median    the same with `stopping: {rule: median}` (Katib's defaults).
-  hpt bohb          `search: {method: bohb}` over fidelities of 3, 9 and 27 epochs (eta 3).
+  hpt bohb          `search: {method: bohb}` over fidelities of 3, 9 and 27 epochs (eta 3); a promotion
+                    continues from its lower rung (search.continue, the default).
+  hpt bohb-restart  the same with `continue: false`: each promotion retrains its lower rung's epochs.
   optuna            TPESampler(seed) + HyperbandPruner(min_resource 1, max_resource 27, reduction_factor 3),
                     trial.report / should_prune at every epoch.
   ray asha          Ray Tune's ASHAScheduler(max_t 27, grace_period 1, reduction_factor 3) with its
-                    OptunaSearch (TPE) searcher, when `ray[tune]` is installed (bench-only; not a test
-                    dependency); skipped with a note otherwise.
+                    OptunaSearch (TPE) searcher, one trial at a time, when `ray[tune]` is installed (the
+                    `bench` extra, never a test dependency: it adds click beside typer, so install it in an
+                    environment of its own, e.g. a venv whose .pth files add the project's site-packages);
+                    skipped with the reason otherwise (not installed, or its node did not start: Ray waits
+                    a fixed 30 s for its raylet, which a loaded machine misses; the bench tries 3 times).
 
-Usage:  .venv/bin/python bench/bench_methods.py [--seeds 5] [--budget 120] [--methods tpe+asha,tpe+median,bohb]
+Usage:  .venv/bin/python bench/bench_methods.py [--seeds 5] [--budget 120] [--methods tpe+asha,tpe+median,bohb,bohb-restart]
                                                [--no-ray] [--no-optuna]
 
-Measured here (2 shared cores, `--seeds 5 --budget 100 --methods tpe+asha,bohb --no-ray`, 512 s): epochs to
-within 0.5% of the grid's best (median of 5 seeds) hpt bohb 612, Optuna TPE + HyperbandPruner 876 (ratio
-0.70); final regret 0.000% vs 0.136%; hpt tpe+asha never got within 0.5% (regret 1.07%, 410 epochs: ASHA over
-steps stops the slow learners this surrogate makes). Ray Tune: ray 2.60 (a 79 MB wheel) installed outside
-the project's environment, but its node timed out at startup on the loaded machine; not measured.
+Measured here (2 shared cores, load 8–14; ray 2.60, optuna 5.0; `--seeds 5 --budget 100 --methods
+bohb,bohb-restart`, 234 s): epochs to within 0.5% of the grid's best, median of 5 seeds (per seed in the
+output) — hpt bohb 480, hpt bohb-restart 612, Optuna TPE + HyperbandPruner 824, Ray Tune ASHA never (∞: no
+seed got within 0.5%; its final regrets 0.71–2.02%, ASHA over steps stopping the slow learners this surrogate
+makes, as hpt tpe+asha does: 1.07% before). Ratios: hpt bohb / Optuna 0.58, / Ray ASHA — (Ray never reached
+it); continuing instead of restarting: 480 / 612 = 0.78 of the epochs, 696 vs 894 spent in all. Final regret
+0.000% (hpt bohb), 0.136% (Optuna), 1.704% (Ray). Optuna's figure moves between runs (1,009 in a run just
+before: HyperbandPruner's brackets hash the study's random name); hpt's and Ray's did not.
 """
 from __future__ import annotations
 
@@ -283,7 +292,8 @@ def main() -> None:
         regret = statistics.median(t.regret() for t in traces)
         spent = statistics.median(t.epochs for t in traces)
         summary[name] = (reach, regret, spent)
-        print(f"{name:<22}{reach:>20,.0f}{regret:>13.3%}{spent:>14,.0f}")
+        print(f"{name:<22}{reach:>20,.0f}{regret:>13.3%}{spent:>14,.0f}   per seed: "
+              + " ".join(f"{t.reached:,.0f}/{t.regret():.2%}" for t in traces))
     hpt_best = min((n for n in summary if n.startswith("hpt ")), key=lambda n: (summary[n][0], summary[n][1]))
     print(f"\nhpt's best method: {hpt_best}")
     for peer in [n for n in summary if not n.startswith("hpt ")]:
