@@ -185,7 +185,8 @@ def test_every_store_entry_hpt_writes_is_known_to_the_source_hash():
     from hpt.schemas import stopping, trainer
     from hpt.store import base, claims, index, ownership
     written = {base.ROWS, base.RESULTS_CSV, base.MODELS, base.TENSORBOARD, base.LOGS, base.ROUNDS, index.INDEX_ROWS,
-               ownership.OWNERS, claims.CLAIMS, loop.ROWS_FAILED, loop.RUNS, stopping.STOPS, stopping.CURVES}
+               ownership.OWNERS, claims.CLAIMS, loop.ROWS_FAILED, loop.RUNS, stopping.STOPS, stopping.CURVES,
+               stopping.VERDICTS}
     assert {name.split("/")[0] for name in written} <= trainer.STORE_ENTRIES
 
 
