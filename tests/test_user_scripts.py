@@ -201,7 +201,9 @@ def test_a_trainer_without_windows_refuses_date_settings(tmp_path):
     assert out.returncode == 2 and "date-range" in out.stderr and "no dated windows" in out.stderr
 
 
-def test_trial_frames_reads_the_two_windows_and_only_their_months(tmp_path, small_dataset, monkeypatch):
+@pytest.mark.parametrize("where", ["local", "gs"])
+def test_trial_frames_reads_the_two_windows_and_only_their_months(tmp_path, small_dataset, monkeypatch, request, where):
+    """A local dataset folder, and the same on gs:// (fake-gcs-server, through the google-cloud-storage client)."""
     import shutil
 
     from trial_factory import make_manifest
@@ -214,6 +216,11 @@ def test_trial_frames_reads_the_two_windows_and_only_their_months(tmp_path, smal
     assert "month=2010-08" in months
     for part in (data / "month=2010-08").iterdir():   # outside the windows: reading it would fail
         part.write_bytes(b"not parquet")
+    if where == "gs":
+        uri = f"{request.getfixturevalue('gcs_bucket')}/datasets/retail"
+        open_store(uri).put_tree("", data)
+        shutil.rmtree(data)                           # nothing local to fall back on
+        data = uri
     manifest = make_manifest(data, "bag-of-words", train=("2010-09-01", "2010-11-01"), validation=("2010-11-01", "2010-12-01"))
     path = tmp_path / "manifest.json"
     path.write_text(manifest.to_json())
