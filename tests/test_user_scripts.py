@@ -347,3 +347,27 @@ def test_json_lines_from_a_file_are_read_as_they_grow(tmp_path):
     linked = JsonLines({"format": "json-lines", "file": "link.jsonl"})
     (tmp_path / "link.jsonl").symlink_to(tmp_path / "elsewhere.jsonl")
     assert linked.poll(tmp_path) == [] and linked.finish(tmp_path) == []   # a link is not followed
+
+
+def test_the_curves_writer_writes_what_tensorboard_reads(tmp_path):
+    """hpt-trial's own event-file encoder (no tensorboard import at run time), in batches: several tag sets, steps
+    past one varint byte, ints, a value beyond float32 (TensorBoard's writer stores ±inf), non-ASCII tags; every
+    record's CRC checked by tensorboard's reader. The pure-Python CRC gives google-crc32c's values."""
+    import google_crc32c
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    from hpt.results.tensorboard import read_scalars
+    from hpt.trainer.user import _crc32c_python, _Curves
+
+    curves = _Curves(tmp_path)
+    curves.add([EpochReport(1, {"loss": 0.5, "wape": 2}), EpochReport(300, {"loss": 0.25, "wape": 1})])
+    curves.add([EpochReport(70000, {"val/ähm": 1e39}), EpochReport(70001, {"loss": -1e40, "x": 0.125})])
+    curves.add([])
+    curves.close()
+    [path] = tmp_path.iterdir()
+    records = list(EventFileLoader(str(path))._iterator)   # the raw records, each one's CRCs checked
+    assert len(records) == 5                                 # the file's version event, then one per report
+    assert read_scalars(tmp_path) == {"loss": [(1, 0.5), (300, 0.25), (70001, float("-inf"))], "wape": [(1, 2.0), (300, 1.0)],
+                                      "val/ähm": [(70000, float("inf"))], "x": [(70001, 0.125)]}
+    for data in (b"", b"abc", bytes(range(256)) * 3):
+        assert _crc32c_python(data) == google_crc32c.value(data)

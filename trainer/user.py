@@ -9,6 +9,7 @@ with a one-line reason. torch is never imported here: a user trial pays only for
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -164,6 +165,7 @@ def _field(number: int, wire: int, value: bytes | int) -> bytes:
     return key + (_varint(len(value)) + value if wire == 2 else value)
 
 
+@functools.cache   # built on first use: where google-crc32c is installed, never
 def _crc_table() -> list[int]:
     table = []
     for n in range(256):
@@ -174,14 +176,14 @@ def _crc_table() -> list[int]:
     return table
 
 
-_CRC32C = _crc_table()
 _SMALL = [bytes((n,)) for n in range(128)]
 
 
 def _crc32c_python(data: bytes) -> int:
+    table = _crc_table()
     crc = 0xFFFFFFFF
     for byte in data:
-        crc = _CRC32C[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
     return crc ^ 0xFFFFFFFF
 
 
