@@ -361,12 +361,12 @@ def run_user_program(manifest: TrialManifest, scratch: Path, tb_dir: Path,
 
 
 STOP_GRACE_S = 5.0
-FILES_EVERY_S = 1.0
+FILES_EVERY_S = 1.0   # how often files a running program writes (TensorBoard events) are read for its reports
 READ_BYTES = 1 << 16  # one read of the program's output (a pipe's whole buffer on Linux)
 # After a read that did not fill half the buffer, wait this long before the next: a program printing a line per
-# write (PYTHONUNBUFFERED) would otherwise be read, logged and flushed once per line (bench_user_trial
-# --stdout-lines: 10,000 loop passes cost more than the lines themselves); a log line is at most this late.
-GATHER_S = 0.02   # how often files a running program writes (TensorBoard events) are read for its reports
+# write (PYTHONUNBUFFERED) would otherwise be read, logged and flushed once per line, and even a pass every 20 ms
+# cost more than its lines (bench_user_trial --stdout-lines); a log line is at most this late.
+GATHER_S = 0.1
 
 
 def _end(proc: subprocess.Popen) -> None:
