@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from hpt.compiler.fidelities import Fidelity
+from hpt.schemas.catalog import value_key
 from hpt.schemas.plan import manifest_path
 from hpt.schemas.row import STATUS_DONE, STATUS_STOPPED
 
@@ -75,4 +76,4 @@ def round_manifests(plan_dir: Path, round_doc: Mapping[str, Any]) -> list[dict[s
 
 def tuned_key(plan: Any, params: Mapping[str, Any]) -> tuple:
     """A config's tuned values in the spec's parameter order: how proposers tell configs apart."""
-    return tuple(params[n] for n in plan.spec["parameters"])
+    return tuple(value_key(params[n]) for n in plan.spec["parameters"])

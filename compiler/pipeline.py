@@ -27,6 +27,7 @@ from hpt.compiler.loading import load_spec
 from hpt.compiler.plan import check_target, existing_plan, write_plan
 from hpt.compiler.trials import TrialShape, iter_trials
 from hpt.compiler.validation import check_date_pairs, in_document_order, validate_and_load
+from hpt.schemas.catalog import value_key
 from hpt.schemas.dataset import EMPTY_PARTITION, months_between
 from hpt.schemas.errors import UserError, raise_all
 from hpt.schemas.manifest import canonical_json
@@ -122,7 +123,7 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
         return resolved.space.count() if proposer.adaptive else configs_seen
 
     tuned = list(resolved.space.domains)
-    seen_values: dict[str, set] = {name: set() for name in tuned}
+    seen_values: dict[str, dict] = {name: {} for name in tuned}   # value_key → value (a list value is unhashable)
     configs_seen = 0
     proposer, scheduler = PROPOSERS.get(resolved.space.proposer), SCHEDULERS.get(resolved.space.scheduler)
     halving = resolved.space.scheduler == HALVING
@@ -135,7 +136,7 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
         for config in source:
             configs_seen += 1
             for name in tuned:
-                seen_values[name].add(config[name])
+                seen_values[name].setdefault(value_key(config[name]), config[name])
             yield config
 
     def trials_of(rendered):  # noqa: ANN001, ANN202 — halving: note round 1's configs as their manifests say
@@ -181,11 +182,11 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
             return Plan(experiment=experiment, hpt_version=__version__, trials=list(digests), digests=digests,
                         month=f"{run_month:%Y-%m}", reference_date=run_month.isoformat(), spec=spec_doc,
                         windows=[w.to_dict() for w in windows], counts=counts,
-                        values={name: sorted(seen_values[name]) for name in tuned}, warnings=warnings, **extra)
+                        values={name: _sorted(seen_values[name]) for name in tuned}, warnings=warnings, **extra)
 
         result = write_plan(out, trials_of(iter_trials(shape, counted_configs(), windows)), make_plan)
         ids = result.trial_ids
-        values = {name: sorted(seen_values[name]) for name in tuned}
+        values = {name: _sorted(seen_values[name]) for name in tuned}
     if unchanged and adaptive:
         ids = list(previous.get("rounds", [{}])[0].get("trials", ids))   # round 1: what compile wrote
     rungs = budget(rung_zero(), resolved.space.eta, resolved.fidelities, windows, resolved.repeats,
@@ -366,3 +367,10 @@ def resolved_spec(resolved: Resolved, dataset: DatasetRef, windows: list[Window]
     if identity:  # the data's digests: a changed month is a changed spec (and later rounds read them here)
         spec["data-identity"] = identity
     return spec
+
+
+def _sorted(values: dict[Any, Any]) -> list[Any]:
+    """A hyperparameter's values seen, in order (lists and objects by their canonical JSON)."""
+    if any(isinstance(v, (list, dict)) for v in values.values()):
+        return [values[k] for k in sorted(values, key=str)]
+    return sorted(values.values())

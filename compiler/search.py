@@ -1,6 +1,6 @@
 """The search space and the configs drawn from it.
 
-A domain per tuned hyperparameter: `Values` (a list of numbers, categorical choices or booleans; grid, or
+A domain per tuned hyperparameter: `Values` (a list of numbers, categorical choices, booleans or JSON values; grid, or
 a uniform random choice: W&B's `categorical`) or `Distribution` (W&B's vocabulary in hpt's spelling: uniform,
 log-uniform, int-uniform, q-uniform, q-log-uniform, normal, q-normal, log-normal, q-log-normal; numeric
 hyperparameters, random search only). Untuned
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
 
 from hpt.compiler.limits import MAX_GRID, MAX_SAMPLED_GRID
-from hpt.schemas.catalog import Architecture, ParamSpec, Value, format_value
+from hpt.schemas.catalog import Architecture, ParamSpec, Value, format_value, value_key
 from hpt.schemas.errors import UserError
 
 DEFAULT_RANDOM_TRIALS = 20
@@ -250,7 +250,7 @@ class SearchSpace:
             for name in names:
                 domain = self.domains[name]
                 config[name] = rng.choice(domain.values) if isinstance(domain, Values) else domain.draw(rng, specs[name])
-            key = tuple(config[n] for n in names)
+            key = tuple(value_key(config[n]) for n in names)
             if key in seen:
                 continue
             seen.add(key)

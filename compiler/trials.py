@@ -111,7 +111,7 @@ def value_json(value: Value) -> str:
     """What canonical_json writes for a hyperparameter's value (json uses a number type's own repr)."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, str):
+    if isinstance(value, (str, list, dict)):   # a list or object: W&B's values of any JSON type
         return canonical_json(value)
     return float.__repr__(value) if isinstance(value, float) else int.__repr__(value)
 
@@ -202,7 +202,7 @@ def _check_against_manifest(text: str, tid: str, params: dict[str, Any], window:
 
 def _check_params(params: dict[str, Any]) -> None:
     for name, value in params.items():
-        if isinstance(value, (bool, str)):
+        if isinstance(value, (bool, str, list, dict)):
             continue
         if not isinstance(value, (int, float)) or not math.isfinite(value):
             raise AssertionError(f"bug: hyperparameter {name} resolved to {value!r}")

@@ -21,7 +21,7 @@ from hpt.compiler.limits import MAX_SPEC_BYTES
 from hpt.schemas.files import open_regular
 from hpt.compiler.loading import parse_spec_text
 from hpt.compiler.paths import json_path
-from hpt.schemas.catalog import BOOL, CATEGORICAL, NUMERIC, Architecture, ParamSpec, param_spec
+from hpt.schemas.catalog import BOOL, CATEGORICAL, JSON, NUMERIC, Architecture, ParamSpec, param_spec
 from hpt.schemas.errors import UserError
 from hpt.schemas.loader import schema_validator
 from hpt.schemas.metric import name_problem
@@ -286,6 +286,8 @@ def _implied(name: str, value: Any) -> ParamSpec:
             values = value["values"] if "values" in value else [value["value"]]
         else:
             values = [value]
+        if any(isinstance(v, (list, dict)) for v in values):   # W&B's values of any JSON type: each one value
+            return ParamSpec(name=name, type=JSON, default=values[0], choices=tuple(values), help="declared in the spec")
         if all(isinstance(v, bool) for v in values):
             return ParamSpec(name=name, type=BOOL, default=values[0], help="declared in the spec")
         if all(isinstance(v, str) for v in values):  # the strings listed are its choices

@@ -18,7 +18,7 @@ from hpt.compiler.limits import MAX_DATE, MAX_VALUES, MIN_DATE
 from hpt.compiler.metrics import choose_metrics
 from hpt.compiler.paths import did_you_mean, json_path
 from hpt.compiler.usertrainer import SpecTrainer, load_trainer
-from hpt.schemas.catalog import CATEGORICAL, Architecture, ParamSpec, Value, architectures
+from hpt.schemas.catalog import CATEGORICAL, Architecture, ParamSpec, Value, architectures, format_value, value_key
 from hpt.compiler.katib import is_katib, read_experiment
 from hpt.compiler.wandb import lift_program, to_hpt
 from hpt.schemas.errors import UserError, raise_all
@@ -490,10 +490,11 @@ def check_values(spec: ParamSpec, values: list[Any], where: str) -> None:
     for i, value in enumerate(values):
         coerced = check_value(spec, value, f"{where}[{i}]")
         # (type, value): True and 1 are equal in Python, but a bool never meets a number here
-        if (type(coerced), coerced) in seen:
-            raise UserError(f"duplicate value {value!r} (same as [{seen[(type(coerced), coerced)]}]); a duplicate would run "
+        key = (type(coerced), value_key(coerced))
+        if key in seen:
+            raise UserError(f"duplicate value {format_value(value)} (same as [{seen[key]}]); a duplicate would run "
                             "the same trial twice", where=f"{where}[{i}]")
-        seen[(type(coerced), coerced)] = i
+        seen[key] = i
 
 
 def check_value(spec: ParamSpec, value: Any, where: str) -> Value:

@@ -18,20 +18,29 @@ NUMERIC = ("int", "float")
 # the objective when the objective is one of these (else by validation mse, a compile warning says so).
 EPOCH_METRICS = ("mse", "mae", "loss", "nll")
 CATEGORICAL, BOOL = "categorical", "bool"
-Value = int | float | str | bool   # a hyperparameter's value: a number, one of a categorical's choices, or a bool
+JSON = "json"   # a user trainer's hyperparameter whose spec values include lists or objects (W&B's any JSON type)
+# a hyperparameter's value: a number, one of a categorical's choices, a bool, or (JSON) a list or object
+Value = int | float | str | bool | list | dict
+
+
+def value_key(value: Any) -> Any:
+    """A hashable stand-in for a value (sets, dict keys): a list or object by its canonical JSON."""
+    if isinstance(value, (list, dict)):
+        return "json:" + json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return value
 
 
 @dataclass(frozen=True)
 class ParamSpec:
     name: str
-    type: str  # "int" | "float" | "categorical" (one of `choices`) | "bool"
+    type: str  # "int" | "float" | "categorical" (one of `choices`) | "bool" | "json" (one of `choices`, any JSON)
     default: Value
     help: str
     min: float | None = None   # numeric types only: the range random search and validation keep to
     max: float | None = None
     log: bool = False
     auto: tuple[Value, ...] = ()  # values auto mode tries; empty = stays at its default
-    choices: tuple[str, ...] = ()  # categorical only: every value it may take
+    choices: tuple[Value, ...] = ()  # categorical (strings) and json (any JSON): every value it may take
 
     @property
     def numeric(self) -> bool:
@@ -40,7 +49,7 @@ class ParamSpec:
     @property
     def options(self) -> tuple[Value, ...]:
         """Every value a non-numeric hyperparameter may take (its choices, or false and true)."""
-        return self.choices if self.type == CATEGORICAL else (False, True) if self.type == BOOL else ()
+        return self.choices if self.type in (CATEGORICAL, JSON) else (False, True) if self.type == BOOL else ()
 
     def type_problem(self, value: Any) -> str | None:
         """Why `value` cannot be this hyperparameter's (the wrong type, or not one of its choices); None if it can.
@@ -48,6 +57,9 @@ class ParamSpec:
         shown = json.dumps(value, default=repr)
         if self.type == BOOL:
             return None if isinstance(value, bool) else f"{self.name} is a bool: true or false, got {shown}"
+        if self.type == JSON:
+            return None if value_key(value) in {value_key(c) for c in self.choices} else \
+                f"{shown} is not one of {self.name}'s values: {', '.join(format_value(c) for c in self.choices)}"
         if self.type == CATEGORICAL:
             return None if isinstance(value, str) and value in self.choices else \
                 f"{shown} is not one of {self.name}'s choices: {', '.join(self.choices)}"
@@ -67,11 +79,15 @@ class ParamSpec:
         """'int [4, 1024] log', 'categorical adam|adamw|sgd', 'bool'."""
         if self.numeric:
             return f"{self.type} [{self.min:g}, {self.max:g}]" + (" log" if self.log else "")
-        return f"categorical {'|'.join(self.choices)}" if self.type == CATEGORICAL else "bool"
+        if self.type == JSON:
+            return f"json {'|'.join(format_value(c) for c in self.choices)}"
+        return f"categorical {'|'.join(map(str, self.choices))}" if self.type == CATEGORICAL else "bool"
 
 
 def format_value(value: Value) -> str:
-    """A value as the CLI shows it: 0.001, 32, adamw, true."""
+    """A value as the CLI shows it: 0.001, 32, adamw, true, [64,64] (a list or object as canonical JSON)."""
+    if isinstance(value, (list, dict)):
+        return value_key(value)[len("json:"):]
     if isinstance(value, bool):
         return "true" if value else "false"
     return f"{value:g}" if isinstance(value, float) else str(value)

@@ -164,14 +164,19 @@ def result_line(values: dict[str, float]) -> str:
 def nested_params(params: dict[str, Any]) -> dict[str, Any]:
     """The hyperparameters as W&B's nested sweeps hand them to a program (${args_json}, ${args_json_file}):
     a dotted name OUTER.INNER (what a nested `parameters:` compiles to) back inside {"OUTER": {"INNER": ...}}.
-    A name that is both a value and a prefix (a: 1 and a.b: 2) stays flat."""
+    A name that is both a value and a prefix (a: 1 and a.b: 2) stays flat, an object value too (a: {"x": 1}
+    and a.b: 2: the value is never merged into)."""
     out: dict[str, Any] = {}
+    made: set[int] = set()   # the objects nesting made (a value's own object is not one of them)
     for name, value in params.items():
         parts = name.split(".")
         node = out
         for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
+            if part not in node:
+                node[part] = {}
+                made.add(id(node[part]))
+            child = node[part]
+            if id(child) not in made:
                 return dict(params)
             node = child
         if parts[-1] in node:

@@ -19,7 +19,7 @@ import math
 from typing import Any, Iterable, Mapping
 
 from hpt.schemas.catalog import metrics as catalog_metrics
-from hpt.schemas.manifest import TrialManifest, config_id
+from hpt.schemas.manifest import TrialManifest, canonical_json, config_id
 from hpt.schemas.metric import name_problem
 from hpt.schemas.version import __version__
 
@@ -63,6 +63,8 @@ def column_order(columns: Iterable[str]) -> list[str]:
 def _fmt(value: Any) -> Any:
     if isinstance(value, bool):  # a bool hyperparameter, spelt as in the spec and the manifest
         return "true" if value else "false"
+    if isinstance(value, (list, dict)):   # W&B's values of any JSON type: canonical JSON, so equal values group
+        return canonical_json(value)
     return repr(value) if isinstance(value, float) else value  # repr: the shortest text that reads back exactly
 
 

@@ -214,3 +214,132 @@ def test_metric_target_is_search_target_and_the_dry_run_says_it(tmp_path):
 def test_explain_of_stdin_is_exit_2():
     result = runner.invoke(app, ["compile", "-", "--explain"], input="{}")
     assert result.exit_code == 2 and "--explain: needs the spec as a file" in result.stderr
+
+
+# W&B's values of any JSON type (docs: sweep-config-keys, `values`/`value`): a list or object is one value. The
+# agent (wandb/sdk/launch/sweeps/utils.py create_sweep_command_args) writes `--name={value}` with Python's
+# str() and ${args_json} with json.dumps; the manifest keeps the JSON value, rows show canonical JSON.
+JSON_VALUES = [
+    # (parameter as written, the values the plan holds, ${args} word of the first, ${args_json} fragment of it)
+    ({"values": [[64, 64], [128, 64, 32]]}, [[64, 64], [128, 64, 32]], "--p=[64, 64]", '"p": [64, 64]'),
+    ({"distribution": "categorical", "values": [{"a": 1}, {"a": 2, "b": [True, None]}]},
+     [{"a": 1}, {"a": 2, "b": [True, None]}], "--p={'a': 1}", '"p": {"a": 1}'),
+    ({"value": [1, 2.5, "x"]}, [[1, 2.5, "x"]], "--p=[1, 2.5, 'x']", '"p": [1, 2.5, "x"]'),
+    ({"distribution": "constant", "value": {"parameters": 3}}, [{"parameters": 3}], "--p={'parameters': 3}",
+     '"p": {"parameters": 3}'),   # inside `value`, an object is a value, even one with a "parameters" key
+    ({"values": ["relu", ["relu", "tanh"]]}, ["relu", ["relu", "tanh"]], "--p=relu", '"p": "relu"'),
+    ({"values": [[], {}]}, [[], {}], "--p=[]", '"p": []'),
+]
+
+
+def json_program(tmp_path: Path, parameter, method: str = "grid", command=None, **extra) -> dict:
+    (tmp_path / "train.py").write_text("print('loss=1')\n")
+    return {"program": "train.py", "method": method, "metric": {"name": "loss"},
+            **({"command": command} if command else {}), **extra,
+            "parameters": {"p": parameter, "lr": {"values": [0.1, 0.01]}}}
+
+
+def manifests(folder: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((folder / "trials").glob("*.json"))]
+
+
+@pytest.mark.parametrize("parameter, values, flag, fragment", JSON_VALUES)
+def test_values_of_any_json_type_compile_render_and_show(tmp_path, parameter, values, flag, fragment):
+    from hpt.schemas.manifest import canonical_json, config_id
+
+    doc = json_program(tmp_path, parameter, command=["${env}", "${interpreter}", "${program}", "${args}",
+                                                      "${args_no_hyphens}", "${args_json}"])
+    result = compile_cli(tmp_path, doc, "plan")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["trials"] == 2 * len(values)   # grid: every value of p beside each lr
+    got = manifests(tmp_path / "plan")
+    assert sorted(canonical_json(m["params"]["p"]) for m in got) == sorted(canonical_json(v) for v in values for _ in "lr")
+    assert len({m["id"] for m in got}) == len(got) and len({m["config"] for m in got}) == len(got)
+    for m in got:
+        p, argv = m["params"]["p"], m["trainer"]["argv"]
+        assert m["config"] == config_id(m["architecture"], m["params"])   # hashed as canonical JSON
+        assert f"--p={p}" in argv and f"p={p}" in argv                    # W&B: Python's str() of the value
+        assert json.loads(argv[-1]) == m["params"]                        # ${args_json}: the JSON value itself
+    first = next(m for m in got if m["params"]["p"] == values[0])
+    assert flag in first["trainer"]["argv"] and fragment in first["trainer"]["argv"][-1]
+    # the dry run names each value as canonical JSON text
+    shown = runner.invoke(app, ["compile", str(tmp_path / "plan.json"), "--out", str(tmp_path / "again"), "--today", TODAY])
+    assert shown.exit_code == 0, shown.output
+    from hpt.schemas.catalog import format_value
+    assert all(format_value(v) in shown.stdout for v in values if isinstance(v, (list, dict)) and v)
+
+
+def test_a_list_value_hashes_canonically_whatever_its_object_key_order(tmp_path):
+    a = compile_cli(tmp_path, json_program(tmp_path, {"value": {"x": 1, "y": [1, 2]}}), "a")
+    b = compile_cli(tmp_path, json_program(tmp_path, {"value": {"y": [1, 2], "x": 1}}), "b")
+    assert a.exit_code == 0 and b.exit_code == 0, a.output + b.output
+    assert [m["id"] for m in manifests(tmp_path / "a")] == [m["id"] for m in manifests(tmp_path / "b")]
+    c = compile_cli(tmp_path, json_program(tmp_path, {"value": {"x": 1, "y": [2, 1]}}), "c")   # list order matters
+    assert {m["id"] for m in manifests(tmp_path / "a")}.isdisjoint(m["id"] for m in manifests(tmp_path / "c"))
+
+
+@pytest.mark.parametrize("method", ["random", "bayes"])
+def test_random_and_tpe_choose_among_json_values(tmp_path, method):
+    values = [[64, 64], [128, 64, 32], {"kind": "cnn"}, [16]]
+    result = compile_cli(tmp_path, json_program(tmp_path, {"values": values}, method=method, run_cap=6), "plan")
+    assert result.exit_code == 0, result.output
+    got = manifests(tmp_path / "plan")
+    assert got and all(m["params"]["p"] in values for m in got)
+    keys = [json.dumps([m["params"]["p"], m["params"]["lr"]], sort_keys=True) for m in got]
+    assert len(keys) == len(set(keys))   # no config drawn twice
+
+
+def test_tpe_later_rounds_propose_json_values():
+    # Optuna's categoricals take scalars only: the choices go to it as canonical JSON and come back decoded
+    from hpt.compiler.proposers.tpe import propose
+    from hpt.compiler.search import Values
+    from hpt.schemas.catalog import value_key
+
+    values = ([64, 64], [128, 64, 32], {"kind": "cnn"})
+    domains = {"p": Values(values), "lr": Values((0.1, 0.01))}
+    history = [({"p": [64, 64], "lr": 0.1}, 1.0), ({"p": {"kind": "cnn"}, "lr": 0.01}, 0.5)]
+    taken = {(value_key(c["p"]), c["lr"]) for c, _ in history}
+    out = propose(domains, {"p": "json", "lr": "float"}, {}, "minimize", history, taken, 3, 1, seed=7)
+    assert len(out) == 3 and all(c["p"] in values for c in out)
+    assert not {(value_key(c["p"]), c["lr"]) for c in out} & taken
+
+
+@pytest.mark.parametrize("parameter, where, says", [
+    ({"values": [[1, 2], [1, 2]]}, "parameters.p.values[1]", "duplicate value [1,2]"),
+    ({"values": [{"a": 1, "b": 2}, {"b": 2, "a": 1}]}, "parameters.p.values[1]", 'duplicate value {"a":1,"b":2}'),
+])
+def test_duplicate_json_values_are_refused_where_written(tmp_path, parameter, where, says):
+    result = compile_cli(tmp_path, json_program(tmp_path, parameter), "bad")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"error: {where}: {says}" in result.stderr, result.stderr
+
+
+def test_nested_parameters_still_mean_nested_not_an_object_value(tmp_path):
+    (tmp_path / "train.py").write_text("print('loss=1')\n")
+    doc = {"program": "train.py", "method": "grid", "metric": {"name": "loss"},
+           "command": ["${env}", "${interpreter}", "${program}", "${args_json}"],
+           "parameters": {"opt": {"parameters": {"kind": {"values": ["adam", "sgd"]}, "betas": {"value": [0.9, 0.99]}}},
+                          "head": {"value": {"parameters": {"kind": "x"}}}}}
+    result = compile_cli(tmp_path, doc, "plan")
+    assert result.exit_code == 0, result.output
+    got = manifests(tmp_path / "plan")
+    assert len(got) == 2
+    for m in got:
+        assert set(m["params"]) == {"opt.kind", "opt.betas", "head"}
+        assert m["params"]["opt.betas"] == [0.9, 0.99] and m["params"]["head"] == {"parameters": {"kind": "x"}}
+        assert json.loads(m["trainer"]["argv"][-1]) == {"opt": {"kind": m["params"]["opt.kind"], "betas": [0.9, 0.99]},
+                                                        "head": {"parameters": {"kind": "x"}}}
+
+
+def test_an_object_value_is_never_merged_into_by_a_dotted_name():
+    from hpt.schemas.protocol import nested_params
+
+    assert nested_params({"a": {"x": 1}, "a.b": 2}) == {"a": {"x": 1}, "a.b": 2}
+    assert nested_params({"a.b": 2, "a": {"x": 1}}) == {"a.b": 2, "a": {"x": 1}}
+
+
+def test_a_built_in_hyperparameter_still_refuses_a_list_value():
+    with pytest.raises(UserError) as info:
+        validate_spec({"architecture": "lstm", "parameters": {"hidden_size": {"values": [[32, 32]]}}})
+    assert info.value.where == "parameters.hidden_size.values[0]" and "is a number" in str(info.value)

@@ -116,3 +116,46 @@ def test_nested_parameters_are_nested_again_in_args_json_and_args_json_file(tmp_
     run = hpt("apply", "plan", "--results", "results", cwd=tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     assert len(list((tmp_path / "results" / "rows").rglob("*.csv"))) == 2
+
+
+LIST_SCRIPT = textwrap.dedent("""\
+    import ast, json, sys
+    flags = dict(word[2:].split("=", 1) for word in sys.argv[1:-1])      # ${args}: --name=str(value)
+    config = json.load(open(sys.argv[-1]))                                # ${args_json_file}
+    layers = ast.literal_eval(flags["layers"])
+    assert layers == config["layers"] and ast.literal_eval(flags["head"]) == config["head"] == {"act": "relu"}
+    print(f"epoch=1 val_loss={sum(layers) / 1000}")
+""")
+LIST_SWEEP = textwrap.dedent("""\
+    program: train.py
+    command: [python, "${program}", "${args}", "${args_json_file}"]
+    method: grid
+    metric: {name: val_loss, goal: minimize}
+    parameters:
+      layers: {values: [[64, 64], [128, 64, 32]]}
+      head: {value: {act: relu}}
+""")
+
+
+def test_a_wandb_sweep_with_list_values_runs_and_groups_by_config(tmp_path):
+    # W&B's values of any JSON type, end to end: the program reads the list from ${args} (W&B writes
+    # str(value)) and from ${args_json_file}; results group by config with the value as canonical JSON
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "train.py").write_text(LIST_SCRIPT)
+    (src / "sweep.yaml").write_text(LIST_SWEEP)
+    dry = hpt("compile", "src/sweep.yaml", "--out", "plan", cwd=tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    assert "[128,64,32], [64,64]" in dry.stdout and '{"act":"relu"}' in dry.stdout   # the dry run's values
+    run = hpt("apply", "plan", "--results", "results", cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    table = hpt("results", "results", "--by", "config", "--format", "json", cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    configs = json.loads(table.stdout)["by_config"]["configs"]
+    assert [(c["params"]["param.layers"], c["per_range"]["(no range)"], c["n_trials"]) for c in configs] == \
+        [("[64,64]", 0.128, 1), ("[128,64,32]", 0.224, 1)]
+    assert {c["params"]["param.head"] for c in configs} == {'{"act":"relu"}'}
+    assert json.loads(table.stdout)["by_config"]["best"] == configs[0]["config"]
+    import csv   # the store's rows: the JSON value as one quoted cell, read back equal to the manifest's
+    stored = [next(csv.DictReader(p.open())) for p in (tmp_path / "results" / "rows").rglob("*.csv")]
+    assert sorted(json.loads(r["param.layers"]) for r in stored) == [[64, 64], [128, 64, 32]]

@@ -21,7 +21,7 @@ from typing import Any, Mapping
 
 from hpt.compiler.proposers import Proposer
 from hpt.compiler.search import DEFAULT_BATCH, Distribution, Domain, SearchSpace, Values
-from hpt.schemas.catalog import ParamSpec
+from hpt.schemas.catalog import ParamSpec, value_key
 from hpt.schemas.errors import UserError
 from hpt.schemas.plan import Plan
 
@@ -67,7 +67,8 @@ def propose(domains: Mapping[str, Domain], types: Mapping[str, str], defaults: M
     study = optuna.create_study(direction="minimize" if goal == "minimize" else "maximize", sampler=sampler)
     for config, value in history:
         if math.isfinite(value):   # a diverged config is simply not told (it is in `taken`, so never asked again)
-            study.add_trial(optuna.trial.create_trial(params={n: config[n] for n in names}, distributions=dists, value=value))
+            study.add_trial(optuna.trial.create_trial(params={n: _encode(domains[n], config[n]) for n in names},
+                                                      distributions=dists, value=value))
     out: list[dict[str, Any]] = []
     taken = set(taken)
     for _ in range(batch * _ASK_ATTEMPTS):
@@ -78,8 +79,9 @@ def propose(domains: Mapping[str, Domain], types: Mapping[str, str], defaults: M
         for n in names:
             value = trial.params[n]
             domain = domains[n]
-            config[n] = domain.snap(value, specs[n]) if isinstance(domain, Distribution) else specs[n].coerce(value)
-        key = tuple(config[n] for n in names)
+            config[n] = domain.snap(value, specs[n]) if isinstance(domain, Distribution) else \
+                specs[n].coerce(_decode(domain, value))
+        key = tuple(value_key(config[n]) for n in names)
         if key in taken:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)   # asked again: say so, so it moves on
             continue
@@ -95,16 +97,32 @@ def propose(domains: Mapping[str, Domain], types: Mapping[str, str], defaults: M
         for n in names:
             domain = domains[n]
             config[n] = rng.choice(domain.values) if isinstance(domain, Values) else domain.draw(rng, specs[n])
-        key = tuple(config[n] for n in names)
+        key = tuple(value_key(config[n]) for n in names)
         if key not in taken:
             taken.add(key)
             out.append(config)
     return out
 
 
+def _encoded(domain: Domain) -> bool:
+    """Optuna's categorical choices are scalars only: a list or object value (W&B's any JSON type) goes to
+    Optuna as its canonical JSON text (catalog.value_key, distinct per value) and comes back decoded."""
+    return isinstance(domain, Values) and any(isinstance(v, (list, dict)) for v in domain.values)
+
+
+def _encode(domain: Domain, value: Any) -> Any:
+    return value_key(value) if _encoded(domain) else value
+
+
+def _decode(domain: Domain, value: Any) -> Any:
+    if not _encoded(domain):
+        return value
+    return {value_key(v): v for v in domain.values}[value]   # type: ignore[union-attr]
+
+
 def _distribution(optuna: Any, domain: Domain, kind: str) -> Any:
     if isinstance(domain, Values):
-        return optuna.distributions.CategoricalDistribution(list(domain.values))
+        return optuna.distributions.CategoricalDistribution([_encode(domain, v) for v in domain.values])
     low, high, log = domain.search_bounds()
     if domain.kind == "int-uniform" or (kind == "int" and not log):
         return optuna.distributions.IntDistribution(math.ceil(low), math.floor(high))
