@@ -73,6 +73,8 @@ class ParamSpec:
             return int(value)
         if self.type == "float":
             return float(value)
+        if isinstance(value, (list, dict)):   # objects with their keys sorted, as the manifest keeps them, so the
+            return json.loads(value_key(value)[len("json:"):])   # argv rendered from them is the same for equal values
         return value
 
     def describe_range(self) -> str:

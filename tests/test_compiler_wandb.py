@@ -270,13 +270,18 @@ def test_values_of_any_json_type_compile_render_and_show(tmp_path, parameter, va
     assert all(format_value(v) in shown.stdout for v in values if isinstance(v, (list, dict)) and v)
 
 
-def test_a_list_value_hashes_canonically_whatever_its_object_key_order(tmp_path):
-    a = compile_cli(tmp_path, json_program(tmp_path, {"value": {"x": 1, "y": [1, 2]}}), "a")
-    b = compile_cli(tmp_path, json_program(tmp_path, {"value": {"y": [1, 2], "x": 1}}), "b")
-    assert a.exit_code == 0 and b.exit_code == 0, a.output + b.output
-    assert [m["id"] for m in manifests(tmp_path / "a")] == [m["id"] for m in manifests(tmp_path / "b")]
-    c = compile_cli(tmp_path, json_program(tmp_path, {"value": {"x": 1, "y": [2, 1]}}), "c")   # list order matters
-    assert {m["id"] for m in manifests(tmp_path / "a")}.isdisjoint(m["id"] for m in manifests(tmp_path / "c"))
+def test_a_json_value_hashes_canonically_whatever_its_object_key_order(tmp_path):
+    ids = {}
+    for name, value in [("a", {"x": 1, "y": [1, 2]}), ("b", {"y": [1, 2], "x": 1}), ("c", {"x": 1, "y": [2, 1]})]:
+        (tmp_path / "src").mkdir(exist_ok=True)   # the program's folder (its content is part of every trial id)
+        doc = json_program(tmp_path / "src", {"value": value}) | {"trainer": {"source": "src"}}
+        result = compile_cli(tmp_path, doc, name)
+        assert result.exit_code == 0, result.output
+        ids[name] = sorted(m["id"] for m in manifests(tmp_path / name))
+        if name == "b":   # the argv is rendered from the manifest's value: keys sorted, as for "a"
+            assert all("--p={'x': 1, 'y': [1, 2]}" in m["trainer"]["argv"] for m in manifests(tmp_path / name))
+    assert ids["a"] == ids["b"] and len(ids["a"]) == 2
+    assert set(ids["a"]).isdisjoint(ids["c"])   # a list's order is part of its value
 
 
 @pytest.mark.parametrize("method", ["random", "bayes"])
