@@ -24,7 +24,7 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hpt.store import TENSORBOARD, AlreadyExists, Store, StoreUnavailable, row_key
+from hpt.store import MODELS, TENSORBOARD, AlreadyExists, Store, StoreUnavailable, row_key
 from hpt.store.ownership import EXIT_NOT_OWNER, TICKET_ENV, Ownership
 from hpt.schemas.errors import UserError
 from hpt.schemas.manifest import TrialManifest
@@ -236,13 +236,11 @@ def _lower_rung(manifest: TrialManifest, store: Store) -> TrialManifest | None:
     """The trial this one may continue from (manifest.continuation), as its stored model folder records it, when
     it is the same config, seed, window and data for fewer epochs; None (train from scratch, with the reason
     logged) otherwise. Only the id is taken from the manifest; the folder's own manifest must match it."""
-    from hpt.trainer.artifacts import model_prefix
-
     source = manifest.continue_from
     if source is None:
         return None
     lower_id, epochs = source
-    where = f"{model_prefix(lower_id)}/manifest.json"
+    where = f"{MODELS}{lower_id}/manifest.json"   # not artifacts.model_prefix: a user trial must not load torch
     try:
         lower = TrialManifest.from_json(store.get(where).decode("utf-8"), where=where)
     except KeyError:
@@ -293,14 +291,12 @@ def _checkpoint_to_continue(manifest: TrialManifest, store: Store, n_train: int,
 
 def _lower_output(manifest: TrialManifest, store: Store, folder: Path) -> Path | None:
     """A user trainer's way to continue: the lower rung's stored output (models/<from>/) in a local folder."""
-    from hpt.trainer.artifacts import model_prefix
-
     lower = _lower_rung(manifest, store)
     if lower is None:
         return None
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        store.get_tree(model_prefix(lower.id), folder)
+        store.get_tree(f"{MODELS}{lower.id}", folder)   # not artifacts.model_prefix: that module loads torch
     except UserError as err:
         log.warning("cannot continue from %s (%s): the program starts from scratch", lower.id, err)
         return None
