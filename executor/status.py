@@ -29,7 +29,8 @@ class TrialState:
     score: float | None = None  # done: the objective's value, lower is better (negated for a maximised one)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k != "score"}
+        # By hand, not asdict (which deep-copies every field): `hpt status --format json` makes 20,000 of these.
+        return {"trial_id": self.trial_id, "state": self.state, "detail": self.detail, "attempt": self.attempt}
 
 
 @dataclass(frozen=True)
@@ -101,30 +102,35 @@ def _score(value: str, goal: str) -> float | None:
 def trial_states(plan: LoadedPlan, store: Store, local_state_dir: Path | None = None,
                  run: ApplyState | None = None) -> list[TrialState]:
     """Each trial's state; `run` is the experiment's apply_state (read here when not given)."""
-    rows = snapshot_columns(store).view()  # the row index, verified against one listing of rows/ (hpt.store.index)
+    columns = snapshot_columns(store)  # the row index, verified against one listing of rows/ (hpt.store.index)
+    at = {tid: i for i, tid in enumerate(columns.ids)}   # read by column below: no mapping built per row
     run = run if run is not None else apply_state(store, plan.experiment_id)
     running = {**_local_survivors(local_state_dir, plan.experiment_id, store.uri), **_live_run(run)}
     states = []
     target = Target.of(plan.plan.spec)
-    reached = target.first(rows) if target is not None else None
+    reached = target.first(columns.view()) if target is not None else None
     # What compile decided for every trial (plan.json's resolved spec records it; each manifest copies it).
     recorded = plan.plan.spec.get("objective") if isinstance(plan.plan.spec.get("objective"), dict) else {}
     objectives = {s.trial_id: s.manifest.objective for s in plan.submissions} if plan.parsed else {}
+    nothing: list[str | None] = [None] * len(columns.ids)
+    statuses, reasons = columns.data.get("status", nothing), columns.data.get("reason", nothing)
     for tid in plan.trial_ids:
-        row = rows.get(tid)
-        if row is not None and row.get("status") == STATUS_DONE:
+        i = at.get(tid)
+        status = None if i is None else statuses[i]
+        reason = "" if i is None else reasons[i] or ""
+        if status == STATUS_DONE:
             chosen = objectives.get(tid, recorded)
             objective = chosen.get("metric", "")
-            value = row.get(objective, "")
+            value = (columns.data.get(objective, nothing)[i] or "") if objective else ""
             states.append(TrialState(tid, "done", f"{objective}={_rounded(value)}" if objective and value else "done",
                                      score=_score(value, chosen.get("goal", "minimize"))))
-        elif row is not None and row.get("status") == STATUS_STOPPED:   # a result, shown apart from done and failed
-            states.append(TrialState(tid, "stopped", row.get("reason", "") or "stopped"))
+        elif status == STATUS_STOPPED:   # a result, shown apart from done and failed
+            states.append(TrialState(tid, "stopped", reason or "stopped"))
         elif tid in running:
             info = running[tid]
             states.append(TrialState(tid, "running", f"since {info.get('since', '')}".strip(), int(info.get("attempt", 1))))
-        elif row is not None:
-            states.append(TrialState(tid, "failed", row.get("reason", "") or "failed"))
+        elif i is not None:
+            states.append(TrialState(tid, "failed", reason or "failed"))
         elif reached is not None:   # hpt apply starts no new trial once the target is reached
             states.append(TrialState(tid, "skipped", target.says(*reached)))  # type: ignore[union-attr]
         else:
