@@ -133,10 +133,15 @@ def compile_spec(spec_path: str, options: CompileOptions) -> CompileResult:
     def counted_configs():
         nonlocal configs_seen
         source = proposer.first(resolved.space)
+        seen = [(name, seen_values[name]) for name in tuned]
         for config in source:
             configs_seen += 1
-            for name in tuned:
-                seen_values[name].setdefault(value_key(config[name]), config[name])
+            for name, values in seen:
+                value = config[name]
+                try:
+                    values.setdefault(value, value)   # value_key(value) is the value itself, when it is hashable
+                except TypeError:
+                    values.setdefault(value_key(value), value)
             yield config
 
     def trials_of(rendered):  # noqa: ANN001, ANN202 — halving: note round 1's configs as their manifests say

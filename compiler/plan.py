@@ -136,12 +136,17 @@ def _write_plan(out: Path, trials: Iterable[RenderedTrial], make_plan: Callable[
     staging = Path(tempfile.mkdtemp(prefix=f"{_STAGING[0]}{os.getpid()}-", dir=out))
     digests: dict[str, str] = {}
     try:
-        for trial in trials:
-            if trial.id in digests:
-                raise AssertionError(f"bug: trial {trial.id} emitted twice")
-            data = trial.text.encode("utf-8")
-            digests[trial.id] = manifest_digest(data)
-            _write(staging / f"{trial.id}.json", data)
+        # names relative to the open staging folder: the kernel resolves one component per file, not the whole path
+        staging_fd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for trial in trials:
+                if trial.id in digests:
+                    raise AssertionError(f"bug: trial {trial.id} emitted twice")
+                data = trial.text.encode("utf-8")
+                digests[trial.id] = manifest_digest(data)
+                _write(trial.id + ".json", data, staging_fd)
+        finally:
+            os.close(staging_fd)
         plan_text = make_plan(digests).to_json()
         tmp_plan = out / f".{PLAN_FILE}.tmp"
         _write(tmp_plan, plan_text.encode("utf-8"))
@@ -160,9 +165,9 @@ def _write_plan(out: Path, trials: Iterable[RenderedTrial], make_plan: Callable[
     return WriteResult(written=True, trial_ids=list(digests))
 
 
-def _write(path: Path, data: bytes) -> None:
+def _write(path: Path | str, data: bytes, dir_fd: int | None = None) -> None:
     # os-level calls: a buffered file object costs more than the write itself for a 1 kB manifest.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644, dir_fd=dir_fd)
     try:
         while data:
             data = data[os.write(fd, data):]

@@ -17,7 +17,8 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
-from typing import Any, Iterator
+from operator import itemgetter
+from typing import Any, Callable, Iterator
 
 from hpt.compiler.dates import Window
 from hpt.compiler.fidelities import Fidelity
@@ -94,17 +95,22 @@ class _Template:
                 self.order.append(key)
                 text = ""
         self.parts.append(text + "}")
-        self._slot_index = {key: i for i, key in enumerate(slots)}
-        self._positions = [self._slot_index[key] for key in self.order]
+        positions = [slots.index(key) for key in self.order]
+        # render() copies the literals with a hole between each two and fills the holes in one slice assignment:
+        # the hot loop's few C calls per manifest, instead of a Python loop over its fields
+        self._pieces: list[str] = [""] * (2 * len(self.parts) - 1)
+        self._pieces[0::2] = self.parts
+        if len(positions) == 1:
+            only = positions[0]
+            self._pick: Callable[[tuple[str, ...]], tuple[str, ...]] = lambda values: (values[only],)
+        else:
+            self._pick = itemgetter(*positions) if positions else (lambda values: ())
 
     def render(self, *values: str) -> str:
         """`values` in the order the slots were given to the constructor."""
-        parts = self.parts
-        out = [parts[0]]
-        for position, part in zip(self._positions, parts[1:]):
-            out.append(values[position])
-            out.append(part)
-        return "".join(out)
+        pieces = self._pieces.copy()
+        pieces[1::2] = self._pick(values)
+        return "".join(pieces)
 
 
 def value_json(value: Value) -> str:
@@ -114,6 +120,28 @@ def value_json(value: Value) -> str:
     if isinstance(value, (str, list, dict)):   # a list or object: W&B's values of any JSON type
         return canonical_json(value)
     return float.__repr__(value) if isinstance(value, float) else int.__repr__(value)
+
+
+_VALUE_TEXTS_MAX = 1 << 16   # distinct values remembered per plan (a grid has tens; random draws, one per config)
+
+
+def _value_texts() -> Callable[[Value], str]:
+    """value_json, remembered: a grid renders the same few values in every config. Keyed by type and value
+    (1, 1.0 and True are three keys); 0.0 and -0.0 are equal but write differently, so neither is kept."""
+    known: dict[tuple[type, Value], str] = {}
+
+    def text_of(value: Value) -> str:
+        key = (value.__class__, value)
+        try:
+            return known[key]
+        except KeyError:
+            text = known[key] = value_json(value)
+            if text in ("0.0", "-0.0") or len(known) > _VALUE_TEXTS_MAX:
+                del known[key]
+            return text
+        except TypeError:   # a list or object: unhashable, written each time
+            return value_json(value)
+    return text_of
 
 
 def iter_trials(shape: TrialShape, configs: Iterator[dict[str, Any]], windows: list[Window]) -> Iterator[RenderedTrial]:
@@ -155,17 +183,25 @@ def iter_trials(shape: TrialShape, configs: Iterator[dict[str, Any]], windows: l
     full_windows = [[canonical_json(v.to_dict()) if v else "" for v in vs] for vs in variant_windows]
     data_texts = [[canonical_json(shape.data_section(v)) for v in vs] for vs in variant_windows]
     seed_texts = [str(s) for s in seeds]
+    repeat_texts = [str(r) for r in range(len(seeds))]
+    # per window × fidelity, what its trials splice in: the templates, the data section, the window's texts
+    variants = [(w, f, id_templates[f], templates[f], data_texts[w][f],
+                 (id_windows[w][f],) * windowed, (full_windows[w][f],) * windowed)
+                for w in range(len(variant_windows)) for f in range(len(templates))]
     config_template = _Template({"architecture": shape.architecture}, ("params",))
+    to_check = len(variants) * len(seeds)   # the first trial of every window × fidelity × repeat
     checked = 0
     names: list[str] = []
     params_template: _Template | None = None
+    text_of = _value_texts()
+    sha256 = hashlib.sha256
     for params in configs:
         if params_template is None:  # every config has the same names: the architecture's hyperparameters
             names = list(params)
             params_template = _Template({}, tuple(names))
-        params_text = params_template.render(*[value_json(params[n]) for n in names])
-        config_text = '"c-' + hashlib.sha256(config_template.render(params_text).encode()).hexdigest()[:12] + '"'
-        trainer_text = id_trainer_text = ""
+        params_text = params_template.render(*[text_of(params[n]) for n in names])
+        config_text = '"c-' + sha256(config_template.render(params_text).encode()).hexdigest()[:12] + '"'
+        trainer_tails: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
         if templated:
             assert shape.trainer is not None
             ordered = {n: params[n] for n in sorted(params)}   # the manifest's params order
@@ -173,21 +209,18 @@ def iter_trials(shape: TrialShape, configs: Iterator[dict[str, Any]], windows: l
                                                                         program=shape.trainer.program)}
             if shape.trainer.job is not None:
                 section["job"] = render_job(shape.trainer.job, ordered)
-            trainer_text, id_trainer_text = canonical_json(section), canonical_json(hashed_trainer(section))
-        for w in range(len(variant_windows)):
-            for f, (id_template, template) in enumerate(zip(id_templates, templates)):
-                tail = ((id_windows[w][f],) * windowed + (id_trainer_text,) * templated,
-                        (full_windows[w][f],) * windowed + (trainer_text,) * templated)
-                for repeat, seed_text in enumerate(seed_texts):
-                    digest = hashlib.sha256(id_template.render(params_text, seed_text, data_texts[w][f], *tail[0]).encode()).hexdigest()
-                    tid = "t-" + digest[:16]
-                    text = template.render('"' + tid + '"', params_text, seed_text, str(repeat), config_text,
-                                           data_texts[w][f], *tail[1]) + "\n"
-                    if checked < len(variant_windows) * len(budgets) * len(seeds):
-                        _check_params(params)
-                        _check_against_manifest(text, tid, params, variant_windows[w][f], seeds[repeat], shape.architecture)
-                        checked += 1
-                    yield RenderedTrial(tid, text)
+            trainer_tails = ((canonical_json(hashed_trainer(section)),), (canonical_json(section),))
+        for w, f, id_template, template, data_text, id_window, full_window in variants:
+            id_tail, full_tail = id_window + trainer_tails[0], full_window + trainer_tails[1]
+            for repeat, seed_text in enumerate(seed_texts):
+                tid = "t-" + sha256(id_template.render(params_text, seed_text, data_text, *id_tail).encode()).hexdigest()[:16]
+                text = template.render('"' + tid + '"', params_text, seed_text, repeat_texts[repeat], config_text,
+                                       data_text, *full_tail) + "\n"
+                if checked < to_check:
+                    _check_params(params)
+                    _check_against_manifest(text, tid, params, variant_windows[w][f], seeds[repeat], shape.architecture)
+                    checked += 1
+                yield RenderedTrial(tid, text)
 
 
 def _check_against_manifest(text: str, tid: str, params: dict[str, Any], window: Window | None, seed: int,

@@ -20,7 +20,8 @@ from hpt.compiler.validation import validate_spec
 from hpt.schemas.catalog import architecture
 from hpt.schemas.errors import UserError
 from hpt.schemas.resources import Resources
-from hpt.schemas.manifest import TrialManifest, config_id, trial_id
+from hpt.schemas.manifest import TrialManifest, canonical_json, config_id, trial_id
+from hpt.schemas.plan import Plan
 
 D = dt.date
 
@@ -308,6 +309,36 @@ def test_rendered_trials_are_exactly_trial_manifests():
         assert manifest.seed == trial_seed(4, manifest.repeat)
         assert manifest.kubernetes == {"namespace": "ns"}
     assert {t.id for t in rendered[:4]} and json.loads(rendered[0].text)["window"]["index"] == 0
+
+
+def test_equal_values_that_write_differently_keep_their_own_text():
+    # the renderer remembers each value's JSON; 0.0 and -0.0 (equal), 1 and 1.0 and True (equal) must not share one
+    arch = architecture("lstm-attention")
+    defaults = arch.defaults()
+    values = [(0.0, 1), (-0.0, 1.0), (0.0, True), (-0.0, 1), (0.5, 1.0), (0.5, 1)]
+    configs = [defaults | {"learning_rate": lr, "num_of_attentions": n} for lr, n in values]
+    shape = TrialShape(experiment="e-0123456789ab", architecture=arch.name, data_uri="/data/x", mode="full", epochs=3,
+                       metrics=["mse"], objective={"metric": "mse", "goal": "minimize"}, image="img:1",
+                       resources=Resources(gpus=0, cpus=1, memory="1Gi"), kubernetes={}, search_seed=4, repeats=1)
+    windows = explicit_windows([(D(2010, 1, 1), D(2010, 3, 1))], 14)
+    rendered = list(iter_trials(shape, iter(configs), windows))
+    assert len({t.id for t in rendered}) == len(values)
+    for (lr, n), t in zip(values, rendered):
+        params = json.loads(t.text)["params"]
+        assert repr(params["learning_rate"]) == repr(lr) and repr(params["num_of_attentions"]) == repr(n)
+        assert canonical_json(json.loads(t.text)) + "\n" == t.text
+
+
+def test_plan_json_is_json_dumps_with_a_two_space_indent():
+    odd = ["", "é\"\\\n\t\u2028", "t-0123456789abcdef"]
+    plan = Plan(experiment="e-0123456789ab", hpt_version="0", month="2026-11", reference_date="2026-11-01",
+                spec={"é": [1, {"b": odd}], "none": None, "empty": {}}, windows=[], counts={"trials": 3},
+                values={"x": [1.5, -0.0, True, "s", [1], {"k": 2}]}, warnings=odd, trials=odd,
+                digests={t: t for t in odd}, rounds=[{"trials": []}], halving={})
+    empty = Plan(experiment="e-0123456789ab", hpt_version="0", month="2026-11", reference_date="2026-11-01", spec={},
+                 windows=[], counts={}, values={}, warnings=[], trials=[], digests={})
+    for p in (plan, empty):
+        assert p.to_json() == json.dumps(p.to_dict(), indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 def test_trial_seeds_depend_on_search_seed_and_repeat_only():
