@@ -29,7 +29,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping, Protocol
+from typing import Any, Mapping, Protocol, Sequence
 
 from hpt.executor.backend import Backend, Phase, Submission, TrialStatus
 from hpt.executor.events import Reporter
@@ -257,22 +257,38 @@ class Scheduler:
         self._stop_signal = signal.Signals(signum).name
 
     # --- phases ----------------------------------------------------------------------------------
+    def _may_run(self, row: Mapping[str, str] | None) -> bool:
+        """Whether a trial with this row (None: none yet) is one this apply runs."""
+        return row is None or (row.get("status") not in FINISHED and not self.opt.skip_failed)
+
+    def _to_check(self) -> Sequence[Submission]:
+        """What preflight checks: the trials this apply may run as the rows stand (a finished trial's
+        manifest is not even parsed), all of an adaptive plan's (its capacity decides its rounds' size), one
+        when none is left (what a backend checks of any plan: its cluster, its results location)."""
+        subs = self.plan.submissions
+        if self.grow is not None:
+            return subs
+        rows = self.publisher.current()
+        left = [subs[i] for i, tid in enumerate(self.plan.trial_ids) if self._may_run(rows.get(tid))]
+        return left or subs[:1]
+
     def _classify(self) -> list[Submission]:
         rows = self.publisher.current()
+        subs = self.plan.submissions
         to_run = []
-        for sub in self.plan.submissions:
-            row = rows.get(sub.trial_id)
+        for i, tid in enumerate(self.plan.trial_ids):   # ids: a trial not run is never parsed (LoadedPlan)
+            row = rows.get(tid)
             if row is None:
-                to_run.append(sub)
+                to_run.append(subs[i])
             elif row.get("status") in FINISHED:
                 self.result.already_done += 1
                 self.result.early_stopped += row.get("status") == STATUS_STOPPED
             elif self.opt.skip_failed:
                 self.result.kept_failed += 1
-                self.result.failures[sub.trial_id] = row.get("reason", "") or "failed"
+                self.result.failures[tid] = row.get("reason", "") or "failed"
             else:
-                self.failed_rows.add(sub.trial_id)
-                to_run.append(sub)
+                self.failed_rows.add(tid)
+                to_run.append(subs[i])
         return to_run
 
     def _submit(self, sub: Submission, attempt: int) -> None:
@@ -614,8 +630,7 @@ class Scheduler:
         if self.stopper is None:
             return
         rows = self.publisher.sync()
-        for sub in self.plan.submissions:
-            tid = sub.trial_id
+        for tid in self.plan.trial_ids:
             if rows.get(tid, {}).get("status") in FINISHED:
                 self._keep_curve(tid, "")
         self.stops = {key[len(STOPS):-len(".json")] for key in self.store.list(STOPS) if key.endswith(".json")}
@@ -691,7 +706,7 @@ class Scheduler:
     def run(self) -> RunResult:
         backend = self.backend
         # Preflight first: a backend's capacity may depend on the trials (k8s: GPUs per trial).
-        backend.preflight(self.plan.submissions)   # trials added later share round 1's image and resources
+        backend.preflight(self._to_check())   # trials added later share round 1's image and resources
         parallel = max(1, self.opt.parallel or backend.capacity())
         self._order = queue_order(self.plan.plan)
         # A target reached before (a re-apply): no decision and no new trial (said below, once queued).
@@ -708,7 +723,7 @@ class Scheduler:
         for tid, handle in adopted.items():
             sub = next((s for s in to_run if s.trial_id == tid), None)
             if sub is None:  # done already (or not this plan's): let it end on its own
-                if any(s.trial_id == tid for s in plan.submissions):
+                if tid in plan.plan.digests:
                     self._keep_log_of_finished(tid, handle)
                 _best_effort(f"release {tid}", backend.release, handle)
                 continue

@@ -119,26 +119,25 @@ class FolderReader:
 
     def read(self, name: str, where: str | None = None, limit: int | None = None) -> bytes:
         """read_regular(folder/name, where, limit), with the same errors (OSError naming the full path)."""
-        path = os.path.join(self.folder, name)
         if self._fd is None or not name or "/" in name or name in (".", ".."):
-            return read_regular(path, where, limit)
+            return read_regular(os.path.join(self.folder, name), where, limit)
         try:
             fd = os.open(name, _NAME_FLAGS, dir_fd=self._fd)
         except OSError as err:
             if err.errno in _IS_LINK:
-                return read_regular(path, where, limit)
-            raise type(err)(err.errno, err.strerror, path) from None
+                return read_regular(os.path.join(self.folder, name), where, limit)
+            raise type(err)(err.errno, err.strerror, os.path.join(self.folder, name)) from None
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
-                raise NotRegularFile(NOT_REGULAR, where=where or path)
+                raise NotRegularFile(NOT_REGULAR, where=where or os.path.join(self.folder, name))
             if st.st_dev != self._dev:
-                return read_regular(path, where, limit)
+                return read_regular(os.path.join(self.folder, name), where, limit)
             data = _read_fd(fd, st.st_size, limit)
         finally:
             os.close(fd)
         if limit is not None and len(data) > limit:
-            raise UserError(f"larger than {limit:,} bytes", where=where or path)
+            raise UserError(f"larger than {limit:,} bytes", where=where or os.path.join(self.folder, name))
         return data
 
 

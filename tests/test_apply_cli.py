@@ -127,6 +127,38 @@ def test_a_manifest_edited_after_compile_is_refused(tmp_path, field, value):
     assert not (tmp_path / "res").exists() or rows_in(str(tmp_path / "res")) == []   # nothing ran
 
 
+def _not_a_manifest_but_digest_kept(plan_dir: Path, tid: str) -> Path:
+    """trials/<tid>.json made into bytes that are no manifest, with plan.json's digest of them: compiled so."""
+    from hpt.schemas.plan import manifest_digest
+
+    path = plan_dir / "trials" / f"{tid}.json"
+    path.write_bytes(b"[not a manifest")
+    doc = json.loads((plan_dir / "plan.json").read_text())
+    doc["digests"][tid] = manifest_digest(path.read_bytes())
+    (plan_dir / "plan.json").write_text(json.dumps(doc))
+    return path
+
+
+def test_a_re_apply_parses_the_manifests_of_the_trials_it_runs_before_it_starts_any(tmp_path):
+    plan_dir, ids, env = plan_with(tmp_path, 4, {})
+    res = tmp_path / "res"
+    assert hpt("apply", plan_dir, "--results", res, "--parallel", "1", env=env).returncode == 0
+    open_store(str(res)).delete(f"rows/{ids[3]}.csv")
+    _not_a_manifest_but_digest_kept(plan_dir, ids[1])   # done: never run again, so never parsed
+    proc = hpt("apply", plan_dir, "--results", res, "--format", "json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    started = [e["trial_id"] for e in map(json.loads, proc.stdout.splitlines()) if e["event"] == "trial-started"]
+    assert started == [ids[3]] and attempts(tmp_path, ids[3]) == 2
+    open_store(str(res)).delete(f"rows/{ids[2]}.csv")
+    open_store(str(res)).delete(f"rows/{ids[3]}.csv")
+    path = _not_a_manifest_but_digest_kept(plan_dir, ids[3])   # to run: refused before ids[2] starts
+    for args in ([], ["--dry-run"]):
+        proc = hpt("apply", plan_dir, "--results", res, *args, env=env)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert "not a trial manifest" in proc.stderr and str(path) in proc.stderr, proc.stderr
+    assert attempts(tmp_path, ids[2]) == 1 and sorted(rows_in(str(res))) == sorted(f"rows/{t}.csv" for t in ids[:2])
+
+
 def test_a_plan_without_manifest_digests_is_one_clear_error(tmp_path):
     plan_dir, ids, env = plan_with(tmp_path, 1, {})
     doc = json.loads((plan_dir / "plan.json").read_text())
@@ -423,3 +455,26 @@ def test_hpt_delete_backend_local_stops_the_trials_a_killed_apply_left_running(t
     left = {p.name.split(".")[0] for p in (plan_dir / ".hpt" / "local").rglob("*.pid.json")}
     assert not left & set(ids[1:])   # (a trial that ended unwatched keeps its record: the next apply saves its log)
     assert json.loads(hpt("delete", plan_dir, "-b", "local", "-f", "json", env=env).stdout)["processes"] == []
+
+
+def test_status_of_a_big_plan_summarises_and_all_lists_every_trial_as_a_line(tmp_path):
+    from hpt.commands.common import SUMMARY_AT
+    from hpt.schemas.row import row_csv
+
+    n = SUMMARY_AT + 5
+    plan_dir, ids, env = plan_with(tmp_path, n, {})
+    store = open_store(str(tmp_path / "res"))
+    for i, tid in enumerate(ids[:-1]):
+        failed = i % 2
+        store.put_once(f"rows/{tid}.csv", row_csv({"trial_id": tid, "status": "failed" if failed else "done",
+                                                   "reason": "bad\x1b[2Jthing" if failed else "", "mse": i}).encode())
+    short = hpt("status", plan_dir, "--results", tmp_path / "res", env=env)
+    assert short.returncode == 0 and f"(--all lists all {n} trials" in short.stdout, short.stderr
+    assert len(short.stdout.splitlines()) < 60 and "\x1b" not in short.stdout
+    every = hpt("status", plan_dir, "--results", tmp_path / "res", "--all", env=env)
+    assert every.returncode == 0, every.stderr
+    lines = every.stdout.splitlines()
+    listed = {line.split()[0]: line.split()[1:] for line in lines if line.startswith("t-")}
+    assert set(listed) == set(ids) and listed[ids[-1]] == ["pending"] and listed[ids[0]][0] == "done"
+    assert listed[ids[1]] == ["failed", "bad\\x1b[2Jthing"] and "\x1b" not in every.stdout   # data, never a control code
+    assert f"{(n - 1) // 2} failed" in every.stdout

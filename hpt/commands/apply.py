@@ -120,6 +120,21 @@ def _status_summary(states: list) -> list:  # noqa: ANN001 — hpt.executor.stat
     return running + done + list(first_failed.values())[:SUMMARY_TOP]
 
 
+def _printable(text: str) -> str:
+    """A detail as status shows it: a row's reason is data, so a character that is not printable (a terminal's
+    escape, a newline) is shown escaped, never sent to the terminal."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _status_lines(title: str, states: list) -> str:  # noqa: ANN001 — hpt.executor.status.TrialState
+    """Every trial as one line of aligned columns under a title (`hpt status --all` of a big plan)."""
+    trial = max(len("trial"), *(len(s.trial_id) for s in states))
+    state = max(len(s.state) for s in states)
+    lines = [title, f"{'trial':<{trial}}  {'state':<{state}}  detail"]
+    lines += [f"{s.trial_id:<{trial}}  {s.state:<{state}}  {_printable(s.detail)}" for s in states]
+    return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
 def register(app: typer.Typer) -> None:
     @app.command("apply")
     @user_errors
@@ -172,8 +187,9 @@ def register(app: typer.Typer) -> None:
                 else:
                     raise
             plan = plan.with_results(uri, timeout)
-            todo = [s for s in plan.submissions
-                    if s.trial_id not in rows or (rows[s.trial_id].get("status") not in ("done", "stopped") and not skip_failed)]
+            subs = plan.submissions   # by trial id: a trial not listed is not parsed (LoadedPlan)
+            todo = [subs[i] for i, tid in enumerate(plan.trial_ids)
+                    if tid not in rows or (rows[tid].get("status") not in ("done", "stopped") and not skip_failed)]
             text = runner.dry_run(todo)
             # A user's command: the program each trial starts, as its manifest has it rendered (compiler/macros.py).
             programs = {s.trial_id: list(s.manifest.trainer.get("argv") or s.manifest.trainer["command"])
@@ -290,18 +306,21 @@ def register(app: typer.Typer) -> None:
         title = f"{plan.experiment_id} · {store.uri}"
         table = Table(title=f"{title}: {len(states)} trials; running, the best {SUMMARY_TOP} done and the first "
                             f"failed of each reason" if summarised else title, title_justify="left")
-        for col in ("trial", "state", "detail"):   # the attempt number is in --format json and in a retry's detail
-            table.add_column(col, overflow="fold")
-        for s in shown:
-            table.add_row(s.trial_id, Text(s.state, style=colour[s.state]), s.detail)
-        console.print(table)
+        if len(shown) > SUMMARY_AT:   # --all of thousands: aligned lines (rich lays a table out cell by cell: 25 s at 20,000)
+            console.file.write(_status_lines(title, shown))
+        else:
+            for col in ("trial", "state", "detail"):   # the attempt number is in --format json and in a retry's detail
+                table.add_column(col, overflow="fold")
+            for s in shown:
+                table.add_row(s.trial_id, Text(s.state, style=colour[s.state]), _printable(s.detail))
+            console.print(table)
         if summarised:
             reasons: dict[str, int] = {}
             for s in states:
                 if s.state == "failed":
                     reasons[s.detail] = reasons.get(s.detail, 0) + 1
             for reason, n in sorted(reasons.items(), key=lambda item: -item[1])[:SUMMARY_TOP]:
-                console.print(Text.assemble((f"{n:>6} failed: ", "red"), reason))
+                console.print(Text.assemble((f"{n:>6} failed: ", "red"), _printable(reason)))
             if len(reasons) > SUMMARY_TOP:
                 console.print(f"… {len(reasons) - SUMMARY_TOP} more failure reason(s)", highlight=False)
             console.print(f"(--all lists all {len(states)} trials; --format json gives them to a program)", highlight=False)
