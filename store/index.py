@@ -34,7 +34,8 @@ from hpt.store.base import ROWS, AlreadyExists, Store, row_key
 from hpt.store.rows import Row, check_row, judge_row, map_batched, parse_row_bytes
 
 INDEX_ROWS = "index/rows/"
-FORMAT = 1               # bumped when the segment layout changes: another format's segments are ignored
+FORMAT = 2               # bumped when the segment layout changes (2: column-major); unknown formats are ignored
+READABLE_FORMATS = (1, 2)
 FANOUT = 8               # segments of one level merged into one of the next
 APPEND_EVERY_S = 10.0    # `hpt apply` appends at most one segment this often (and once at its end)
 
@@ -46,67 +47,117 @@ class Entry:
     row: Row              # the file's columns as parsed (not yet checked: judge_row does that on read)
 
 
+@dataclass
+class Block:
+    """A segment's entries as columns: `names` the row columns, `ids` and `versions` one per entry, `values`
+    per column of `names` one value per entry (None: that entry's row file has no such column)."""
+    names: list[str]
+    ids: list[str]
+    versions: list[str]
+    values: list[list]
+
+
 class Segment:
-    """One segment: its entries, or the table they are decoded from (`block`), each made from the other
+    """One segment: its entries, or the columns they are decoded from (`block`), each made from the other
     when asked (a reader of columns never builds a dict per row)."""
 
-    def __init__(self, key: str, level: int, entries: list[Entry] | None = None,
-                 block: tuple[list[str], list[list]] | None = None):
+    def __init__(self, key: str, level: int, entries: list[Entry] | None = None, block: Block | None = None):
         self.key, self.level = key, level
         self._entries, self._block = entries, block
 
     @property
     def entries(self) -> list[Entry]:
         if self._entries is None:
-            names, body = self.block
-            self._entries = [Entry(item[0], item[1], {c: v for c, v in zip(names, item[2:]) if v is not None})
-                             for item in body]
+            b = self.block
+            self._entries = [Entry(tid, version, {c: v for c, v in zip(b.names, cells) if v is not None})
+                             for tid, version, cells in zip(b.ids, b.versions, zip(*b.values) if b.values else
+                                                            [()] * len(b.ids))]
         return self._entries
 
     @property
-    def block(self) -> tuple[list[str], list[list]]:
-        """(column names, one [trial id, version, value per column] list per entry)."""
+    def block(self) -> Block:
         if self._block is None:
-            columns: dict[str, None] = {}
-            for e in self.entries:
-                columns.update(dict.fromkeys(e.row))
-            names = list(columns)
-            self._block = names, [[e.trial_id, e.version, *[e.row.get(c) for c in names]] for e in self.entries]
+            self._block = _block_of(sorted(self.entries, key=lambda e: (e.trial_id, e.version)))
         return self._block
 
 
-def encode(entries: Iterable[Entry]) -> bytes:
-    """A segment's bytes: one header of columns (the union over its rows), then per row its id, its
-    file's version and one value per column (null: the row file has no such column)."""
-    entries = list(entries)
-    columns: dict[str, None] = {}
+def _block_of(entries: list[Entry]) -> Block:
+    names, kept = column_order(entries)
+    if len(kept) < len(entries):
+        raise ValueError("entries whose columns' order no one column order keeps (see column_order)")
+    return Block(names, [e.trial_id for e in entries], [e.version for e in entries],
+                 [[e.row.get(c) for e in entries] for c in names])
+
+
+def column_order(entries: Iterable[Entry]) -> tuple[list[str], list[Entry]]:
+    """(one order of the columns that keeps every kept entry's own order of its columns, the entries kept). A
+    reader builds each entry's row in the segment's column order, and the order of a DataFrame's columns follows
+    the rows': an entry must read back with its columns in its file's order, or the index would change what a
+    table shows. Each new column goes right after the column before it in the first row that has it (a plain
+    union would put a done row's metrics after the columns a failed row before it ended with); an entry whose
+    order that cannot keep (row files that disagree on the order of two columns) is left out, and read from its
+    file."""
+    names: list[str] = []
+    place: dict[str, int] = {}
+    kept = []
     for e in entries:
-        columns.update(dict.fromkeys(e.row))
-    names = list(columns)
-    body = [[e.trial_id, e.version, *[e.row.get(c) for c in names]] for e in entries]
-    return json.dumps({"format": FORMAT, "columns": names, "rows": body}, separators=(",", ":"),
-                      ensure_ascii=False).encode("utf-8")
+        cols = list(e.row)
+        if any(c not in place for c in cols):
+            for k, c in enumerate(cols):
+                if c not in place:
+                    names.insert(names.index(cols[k - 1]) + 1 if k else 0, c)
+                    place[c] = -1
+            place = {c: i for i, c in enumerate(names)}   # insertions never reorder the columns already there
+        at = [place[c] for c in cols]
+        if all(a < b for a, b in zip(at, at[1:])):
+            kept.append(e)
+    return names, kept
+
+
+def encode(entries: Iterable[Entry]) -> bytes:
+    """A segment's bytes: the columns (the union over its rows), the entries' trial ids and their files'
+    versions, then per column one value per entry (null: that row file has no such column), in trial-id
+    order. Column-major, so that a reader's passes over a column run over objects parsed side by side."""
+    b = _block_of(sorted(entries, key=lambda e: (e.trial_id, e.version)))
+    return json.dumps({"format": FORMAT, "columns": b.names, "ids": b.ids, "versions": b.versions, "values": b.values},
+                      separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def decode(data: bytes) -> list[Entry]:
-    """The entries of a segment's bytes; ValueError when it is not a segment of this format."""
+    """The entries of a segment's bytes; ValueError when it is not a segment of a format this reader knows."""
     return Segment("", 0, block=decode_block(data)).entries
 
 
 _CELL_TYPES = frozenset({str, type(None)})
 
 
-def decode_block(data: bytes) -> tuple[list[str], list[list]]:
-    """A segment's bytes as (column names, entries as lists), checked; ValueError when it is not a segment
-    of this format (a whole segment is trusted or not: one bad entry and none of it is read)."""
+def decode_block(data: bytes) -> Block:
+    """A segment's bytes as columns, checked; ValueError when it is not a segment of a format this reader
+    knows (a whole segment is trusted or not: one bad entry and none of it is read). Format 1 (row-major,
+    written before) is read too."""
     doc = json.loads(data.decode("utf-8"))
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise ValueError("not a row index segment of format %d" % FORMAT)
+    if not isinstance(doc, dict) or doc.get("format") not in READABLE_FORMATS:
+        raise ValueError("not a row index segment of format %s" % " or ".join(map(str, READABLE_FORMATS)))
     names = doc["columns"]
-    if not isinstance(names, list) or not all(isinstance(c, str) for c in names) or len(set(names)) != len(names):
+    if not isinstance(names, list) or not all(type(c) is str for c in names) or len(set(names)) != len(names):
         raise ValueError("bad columns")
+    if doc["format"] == 1:
+        return _decode_rows(names, doc["rows"])
+    ids, versions, values = doc["ids"], doc["versions"], doc["values"]
+    if type(ids) is not list or type(versions) is not list or type(values) is not list or len(values) != len(names):
+        raise ValueError("bad entries")
+    n = len(ids)
+    if len(versions) != n or (n and (set(map(type, ids)) != {str} or set(map(type, versions)) != {str})):
+        raise ValueError("bad entry")
+    for column in values:
+        if type(column) is not list or len(column) != n or not _CELL_TYPES.issuperset(map(type, column)):
+            raise ValueError("bad value")
+    return Block(names, ids, versions, values)
+
+
+def _decode_rows(names: list[str], body: object) -> Block:
+    """Format 1: one [trial id, version, value per column] list per entry."""
     width = len(names) + 2
-    body = doc["rows"]
     if not isinstance(body, list):
         raise ValueError("bad rows")
     for item in body:
@@ -114,7 +165,8 @@ def decode_block(data: bytes) -> tuple[list[str], list[list]]:
             raise ValueError("bad entry")
         if not _CELL_TYPES.issuperset(map(type, item)):
             raise ValueError("bad value")
-    return names, body
+    columns = [list(c) for c in zip(*body)] if body else [[] for _ in range(width)]
+    return Block(names, columns[0], columns[1], columns[2:])
 
 
 def _segment_name(level: int, data: bytes) -> str:
@@ -290,66 +342,84 @@ def _suspects(tids: list[str], cols: Mapping[str, list[str | None]]) -> set[int]
 def snapshot_columns(store: Store, threads: int = 16) -> Columns:
     """What snapshot(store).rows holds (the same rows, judged the same way, in the same order, with the same
     columns), as columns: the index's entries are taken a column at a time and judged a column at a time
-    (hpt.store.rows.judge_row for the few rows that check flags); rows it lacks are read from their files."""
+    (hpt.store.rows.judge_row for the few rows that check flags); rows it lacks are read from their files.
+    Every step is a pass over whole columns (segments are column-major), never a list built per row."""
     versions = row_versions(store)
     segments = read_segments(store) if versions and not index_disabled() else []
+    # The entry in use for each listed row: the last segment's (as snapshot() takes them) that holds the
+    # version of the row file the listing shows.
     chosen: dict[str, tuple[int, int]] = {}
     blocks = [seg.block for seg in segments]
-    for si, (_, body) in enumerate(blocks):
-        for pos, item in enumerate(body):
-            if item[1] and versions.get(item[0]) == item[1]:
-                chosen[item[0]] = (si, pos)
-    singles: dict[str, Row] = {}   # rows not taken from a block: read from their files, or judged damaged
+    for si, b in enumerate(blocks):
+        ids, vers, get = b.ids, b.versions, versions.get
+        chosen.update((ids[i], (si, i)) for i in range(len(ids)) if vers[i] and get(ids[i]) == vers[i])
+    singles: dict[str, Row] = {}   # rows not taken from a segment: read from their files, or judged damaged
     lacking = [tid for tid in versions if tid not in chosen]
     for tid, got in read_entries(store, lacking, versions, threads).items():
         singles[tid] = judge_row(tid, got.row, row_key(tid)) if isinstance(got, Entry) else got
     from_index = len(chosen)
-    # Per block: its chosen entries (sorted by trial id) as columns, judged a column at a time.
-    by_block: dict[int, list[int]] = {}
+    by_segment: dict[int, list[int]] = {}
     for si, pos in chosen.values():
-        by_block.setdefault(si, []).append(pos)
-    picked: list[tuple[list[str], list[list]]] = []
-    for si, positions in sorted(by_block.items()):
-        names, body = blocks[si]
-        rows = [body[p] for p in positions]
-        rows.sort(key=itemgetter(0))
-        transposed = list(zip(*rows))
-        tids = list(transposed[0])
-        cols = dict(zip(names, transposed[2:]))
-        for i in _suspects(tids, cols):
-            tid = tids[i]
-            row = {c: v for c, v in zip(names, rows[i][2:]) if v is not None}
-            judged = judge_row(tid, row, row_key(tid))
-            if judged is not row:
-                singles[tid] = judged
-                chosen.pop(tid)
-        picked.append((names, rows))
+        by_segment.setdefault(si, []).append(pos)
+    # Per segment: its chosen entries in trial-id order, as columns, judged a column at a time.
+    pieces: list[tuple[list[str], dict[str, list]]] = []
+    for si, positions in sorted(by_segment.items()):
+        b = blocks[si]
+        names = b.names
+        positions.sort(key=b.ids.__getitem__)
+        if positions == list(range(len(b.ids))):   # every entry, already in order (a rebuilt segment)
+            take = list
+        elif len(positions) == 1:
+            take = lambda values, p=positions[0]: [values[p]]  # noqa: E731 — itemgetter of one gives a scalar
+        else:
+            getter = itemgetter(*positions)
+            take = lambda values: list(getter(values))  # noqa: E731
+        tids = take(b.ids)
+        data = {c: take(values) for c, values in zip(names, b.values)}
+        bad = _suspects(tids, data)
+        if bad:
+            keep = []
+            for i, tid in enumerate(tids):
+                if i in bad:
+                    row = {c: data[c][i] for c in names if data[c][i] is not None}
+                    judged = judge_row(tid, row, row_key(tid))
+                    if judged is not row:
+                        singles[tid] = judged
+                        continue
+                keep.append(i)
+            if len(keep) < len(tids):
+                tids = [tids[i] for i in keep]
+                data = {c: [values[i] for i in keep] for c, values in data.items()}
+        if tids:
+            pieces.append((tids, data))
     # Columns in order of first appearance over the rows in trial-id order (as a DataFrame of the row dicts
-    # has them): (position of the first row that has it, its place in that row).
+    # has them): (the first row that has it, its place in that row).
     first: dict[str, tuple[str, int]] = {}
-    for names, rows in picked:
-        for j, c in enumerate(names, start=2):
-            tid = next((r[0] for r in rows if r[j] is not None and r[0] in chosen), None)
-            if tid is not None and (c not in first or (tid, j) < first[c]):
-                first[c] = (tid, j)
+    for tids, data in pieces:
+        for j, (c, values) in enumerate(data.items()):
+            k = next((k for k, v in enumerate(values) if v is not None), None)
+            if k is not None and (c not in first or (tids[k], j) < first[c]):
+                first[c] = (tids[k], j)
     for tid, row in singles.items():
         for j, c in enumerate(row):
             if c not in first or (tid, j) < first[c]:
                 first[c] = (tid, j)
     order = sorted(first, key=first.__getitem__)
-    records: list[tuple] = []
-    for names, rows in picked:
-        place = {c: j for j, c in enumerate(names, start=2)}
-        width = len(names) + 2          # the index of the None each row gets for a column it lacks
-        take = itemgetter(*[place.get(c, width) for c in order], 0)
-        records += [take(r + [None]) for r in rows if r[0] in chosen]
-    records += [(*[row.get(c) for c in order], tid) for tid, row in singles.items()]
-    if len(picked) != 1 or singles:      # one block holds every row already in order
-        records.sort(key=itemgetter(len(order)))
-    transposed = list(zip(*records)) if records else [[] for _ in range(len(order) + 1)]
-    ids = list(transposed[-1])
-    data = {c: list(values) for c, values in zip(order, transposed)}
-    return Columns(ids, data, from_index=from_index, from_files=len(lacking))
+    if len(pieces) == 1 and not singles:   # one segment holds every row, already in order
+        tids, data = pieces[0]
+        return Columns(list(tids), {c: data[c] if c in data else [None] * len(tids) for c in order},
+                       from_index=from_index, from_files=len(lacking))
+    all_ids = [tid for tids, _ in pieces for tid in tids] + list(singles)
+    perm = sorted(range(len(all_ids)), key=all_ids.__getitem__)
+    getter = itemgetter(*perm) if len(perm) > 1 else None
+    out: dict[str, list] = {}
+    for c in order:
+        values = []
+        for tids, data in pieces:
+            values += data.get(c) or [None] * len(tids)
+        values += [row.get(c) for row in singles.values()]
+        out[c] = list(getter(values)) if len(perm) > 1 else values
+    return Columns(list(getter(all_ids)) if len(perm) > 1 else all_ids, out, from_index=from_index, from_files=len(lacking))
 
 
 def read_entries(store: Store, trial_ids: list[str], versions: Mapping[str, str], threads: int = 16) \
@@ -378,7 +448,7 @@ class IndexWriter:
         self.segments: dict[str, Segment] = {s.key: s for s in segments}
 
     def append(self, entries: Iterable[Entry], level: int = 0) -> str | None:
-        entries = [e for e in entries if e.version]
+        _, entries = column_order(sorted((e for e in entries if e.version), key=lambda e: (e.trial_id, e.version)))
         if not entries:
             return None
         data = encode(entries)

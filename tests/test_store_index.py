@@ -20,7 +20,8 @@ from hpt.cli import app
 from hpt.commands.common import SUMMARY_AT
 from hpt.schemas.row import row_csv, table_csv
 from hpt.store import RESULTS_CSV, open_store, row_key
-from hpt.store.index import INDEX_ROWS, Entry, IndexWriter, describe, encode, rebuild, snapshot, snapshot_columns
+from hpt.store.index import (INDEX_ROWS, Entry, IndexWriter, column_order, describe, encode, rebuild, snapshot,
+                             snapshot_columns)
 from hpt.store.rows import read_rows
 from trial_factory import make_manifest
 
@@ -268,3 +269,123 @@ def test_apply_lists_the_rows_a_fixed_number_of_times_whatever_the_trials(tmp_pa
     row_reads = store.calls[("get_versioned", "rows/")] + store.calls[("get", "rows/")]
     assert row_reads <= 3 * trials                # its own trials' rows (a few looks each), not the 30 already there
     assert describe(store.inner)["lacking"] == 0
+
+
+def _put_segment(store, doc: dict, level: int = 0) -> str:
+    """A segment object of any content under a name it hashes to (what a writer or an attacker can do)."""
+    import hashlib
+
+    data = json.dumps(doc).encode()
+    key = f"{INDEX_ROWS}{level}-1-abcd-{hashlib.sha256(data).hexdigest()[:16]}.json"
+    store.put_once(key, data)
+    return key
+
+
+def test_a_format_1_segment_is_still_read(tmp_path, monkeypatch):
+    """Stores indexed before segments were column-major (format 1, one list per entry) read from their index."""
+    store = open_store(str(tmp_path / "s"))
+    rows = _fill(store, 12)
+    versions = {k[5:-4]: v for k, v in store.list_versions("rows/").items()}
+    files = read_rows(store)   # each row as its file holds it (its columns in the file's order)
+    names, kept = column_order([Entry(tid, versions[tid], r) for tid, r in files.items()])
+    assert len(kept) == 12
+    body = [[tid, versions[tid], *[r.get(c) for c in names]] for tid, r in reversed(files.items())]   # any order
+    _put_segment(store, {"format": 1, "columns": names, "rows": body})
+    assert snapshot(store).from_index == 12 and snapshot_columns(store).from_index == 12
+    _same_as_every_row_file(store, monkeypatch)
+
+
+@pytest.mark.parametrize("damage", ["short column", "a number", "an id that is no string", "columns twice",
+                                    "versions short", "unknown format"])
+def test_a_malformed_column_major_segment_is_ignored_whole(tmp_path, monkeypatch, damage):
+    store = open_store(str(tmp_path / "s"))
+    rows = _fill(store, 6)
+    versions = {k[5:-4]: v for k, v in store.list_versions("rows/").items()}
+    names = ["trial_id", "status", "mse"]
+    ids = sorted(versions)
+    doc = {"format": 2, "columns": names, "ids": ids, "versions": [versions[t] for t in ids],
+           "values": [ids, ["done"] * 6, ["0.5"] * 6]}
+    if damage == "short column":
+        doc["values"][2] = ["0.5"] * 5
+    elif damage == "a number":
+        doc["values"][2][0] = 0.5
+    elif damage == "an id that is no string":
+        doc["ids"][0] = 7
+    elif damage == "columns twice":
+        doc["columns"] = ["trial_id", "status", "status"]
+    elif damage == "versions short":
+        doc["versions"] = doc["versions"][:-1]
+    else:
+        doc["format"] = 99
+    _put_segment(store, doc)
+    assert snapshot(store).from_index == 0 and snapshot_columns(store).from_index == 0
+    assert describe(store)["unreadable_segments"] == 1
+    _same_as_every_row_file(store, monkeypatch)
+    assert len(rows) == 6
+
+
+def test_any_layout_of_segments_reads_like_every_row_file(tmp_path):
+    """Property: whatever segments hold — a subset of the rows, overlapping, entries for an older version of a
+    row file (holding anything: another trial's row, columns missing or added), rows that are gone since, in
+    either format, at any level — the rows read through the index equal reading every row file, as dicts and
+    as columns (with the same column order). A format-1 segment of the writer before column_order may order a
+    column differently, never a value, until `hpt index --rebuild`: here they are written as it would be now."""
+    import random
+    import shutil
+
+    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 25), n_segments=st.integers(0, 4))
+    def check(seed: int, n: int, n_segments: int) -> None:
+        rnd = random.Random(seed)
+        folder = tmp_path / f"s-{seed}-{n}-{n_segments}"
+        shutil.rmtree(folder, ignore_errors=True)
+        store = open_store(str(folder))
+        _fill(store, n, failed_every=rnd.randint(2, 6))
+        files = read_rows(store)
+        versions = {k[5:-4]: v for k, v in store.list_versions("rows/").items()}
+        writer = IndexWriter(store)
+        for _ in range(n_segments):
+            entries = []
+            for tid in rnd.sample(sorted(files), rnd.randint(0, n)):
+                if rnd.random() < 0.75:   # what the row file holds, under its version
+                    entries.append(Entry(tid, versions[tid], dict(files[tid])))
+                    continue
+                row = dict(rnd.choice(list(files.values())))   # an older file's row: anything
+                for c in rnd.sample(list(row), rnd.randint(0, 3)):
+                    row.pop(c)
+                if rnd.random() < 0.5:
+                    row["new.col"] = rnd.choice(["", "x", "1.5"])
+                entries.append(Entry(tid, "older-" + versions[tid], row))
+            if rnd.random() < 0.3 and entries:   # the format written before
+                names, entries = column_order(sorted(entries, key=lambda e: (e.trial_id, e.version)))
+                _put_segment(store, {"format": 1, "columns": names,
+                                     "rows": [[e.trial_id, e.version, *[e.row.get(c) for c in names]] for e in entries]},
+                             level=rnd.randint(0, 2))
+            else:
+                writer.append(entries, level=rnd.randint(0, 2))
+        for tid in rnd.sample(sorted(files), rnd.randint(0, n // 3)):   # rows moved aside after they were indexed
+            store.delete(row_key(tid))
+        every = read_rows(store)
+        got = snapshot(store).rows
+        assert got == every
+        columns = snapshot_columns(store)
+        assert columns.rows() == every and columns.ids == list(every)
+        assert list(columns.data) == list(dict.fromkeys(c for r in every.values() for c in r))
+        shutil.rmtree(folder, ignore_errors=True)
+
+    check()
+
+
+def test_column_order_keeps_each_rows_own_order():
+    """A failed row (no metrics) before a done row: the union of their columns in order of appearance would put the
+    done row's metrics after the columns the failed row ended with; column_order puts them where the row has them."""
+    failed = Entry("t-1", "v", {"trial_id": "t-1", "status": "failed", "reason": "x", "started_at": "s"})
+    done = Entry("t-2", "v", {"trial_id": "t-2", "status": "done", "reason": "", "mse": "0.5", "started_at": "s"})
+    odd = Entry("t-3", "v", {"started_at": "s", "trial_id": "t-3"})   # the same columns the other way round
+    names, kept = column_order([failed, done, odd])
+    assert names == ["trial_id", "status", "reason", "mse", "started_at"] and kept == [failed, done]
+    from hpt.store.index import decode
+
+    assert [list(e.row) for e in decode(encode([failed, done]))] == [list(failed.row), list(done.row)]
