@@ -13,7 +13,7 @@ from functools import lru_cache
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from hpt.results.table import NO_RANGE, Objective, ResultTable, config_labels
+from hpt.results.table import NO_RANGE, Objective, ResultTable, config_labels, records
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -205,8 +205,8 @@ def compare(table: ResultTable, obj: Objective, metrics: list[str] | tuple[str, 
     sizes = done.groupby("config").size().to_dict()
     param_cols = [c for c in done.columns if c.startswith("param.")]
     firsts = done.drop_duplicates("config").set_index("config")  # one representative row per config
-    params_of = firsts[param_cols].to_dict("index") if param_cols else {}
-    arch_of = firsts["architecture"].to_dict() if "architecture" in firsts.columns else {}
+    params_of = dict(zip(firsts.index, records(firsts[param_cols]))) if param_cols else {}
+    arch_of = dict(zip(firsts.index, firsts["architecture"].tolist())) if "architecture" in firsts.columns else {}
     extra = [m for m in metrics if m != obj.metric and m in done.columns]
     means_of = done.groupby("config")[extra].mean(numeric_only=True).to_dict("index") if extra else {}
 

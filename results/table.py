@@ -260,8 +260,15 @@ def _per_distinct(df: "pd.DataFrame", columns: list[str], fn) -> list:  # noqa: 
     sub = df[present]
     codes = sub.groupby(present, dropna=False, sort=False).ngroup().to_numpy()
     firsts = sub.drop_duplicates()
-    values = np.array([fn(r) for r in firsts.to_dict("records")] + [None], dtype=object)
+    values = np.array([fn(r) for r in records(firsts)] + [None], dtype=object)
     return values[codes].tolist()
+
+
+def records(df: "pd.DataFrame") -> list[dict]:
+    """df.to_dict("records") (the same Python values), a column at a time: to_dict walks arrow-backed text
+    cells one by one, tolist() converts a column at once."""
+    names = list(df.columns)
+    return [dict(zip(names, cells)) for cells in zip(*[df[c].tolist() for c in names])]
 
 
 def varying_params(df: "pd.DataFrame") -> list[str]:
@@ -380,7 +387,7 @@ def config_labels(df: "pd.DataFrame", params: list[str]) -> dict[str, str]:
     shown = [p for p in params if p in df.columns]
     columns = list(dict.fromkeys(["config"] + shown + (["architecture"] if "architecture" in df.columns else [])))
     firsts = df.drop_duplicates("config")[columns]
-    for first in firsts.to_dict("records"):   # one record per config, not a pandas lookup per value
+    for first in records(firsts):   # one record per config, not a pandas lookup per value
         parts = [f"{short_param(p)}={_fmt(first[p])}" for p in shown if first[p] is not None and str(first[p]) != "nan"]
         labels[first["config"]] = " ".join(parts) or str(first.get("architecture") or first["config"])
     return labels
