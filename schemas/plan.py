@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, replace
+from itertools import islice
 from json.encoder import encode_basestring  # what json.dumps writes for a str with ensure_ascii=False
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from hpt.schemas.errors import UserError
 from hpt.schemas.files import open_regular
@@ -50,14 +51,25 @@ def _slim(doc: Any) -> Any:
     return {**doc, "trials": trials[:1], "digests": dict([next(iter(digests.items()))] if digests else [])}
 
 
-def _indented(value: Any) -> str:
-    """`value` as json.dumps(indent=2, sort_keys=True) writes it one level down (a top-level key's value)."""
+def _indented(value: Any) -> Iterator[str]:
+    """`value` as json.dumps(indent=2, sort_keys=True) writes it one level down (a top-level key's value), in
+    pieces: a list of strings or an object of strings (the trials, the digests) a few thousand lines at a time."""
     if isinstance(value, list) and value and all(type(v) is str for v in value):
-        return "[\n" + ",\n".join("    " + encode_basestring(v) for v in value) + "\n  ]"
-    if isinstance(value, dict) and value and all(type(k) is str and type(v) is str for k, v in value.items()):
-        return "{\n" + ",\n".join(f"    {encode_basestring(k)}: {encode_basestring(v)}" for k, v in sorted(value.items())) + "\n  }"
-    # json writes no raw newline inside a string, so every newline here is the layout's
-    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False).replace("\n", "\n  ")
+        yield from _lines("[", map(encode_basestring, value), "]")
+    elif isinstance(value, dict) and value and all(type(k) is str and type(v) is str for k, v in value.items()):
+        keys = sorted(value)
+        yield from _lines("{", map("{}: {}".format, map(encode_basestring, keys),
+                                   map(encode_basestring, map(value.__getitem__, keys))), "}")
+    else:   # json writes no raw newline inside a string, so every newline here is the layout's
+        yield json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False).replace("\n", "\n  ")
+
+
+def _lines(opening: str, items: Iterator[str], closing: str) -> Iterator[str]:
+    separator = opening + "\n    "
+    while chunk := list(islice(items, 4096)):
+        yield separator + ",\n    ".join(chunk)
+        separator = ",\n    "
+    yield "\n  " + closing
 
 
 @dataclass(frozen=True)
@@ -89,12 +101,21 @@ class Plan:
         return {k: v for k, v in doc.items() if not (k in ("rounds", "halving", "tpe") and v is None)}
 
     def to_json(self) -> str:
-        """Stable bytes: sorted keys, two-space indent (a reviewer reads this file). Exactly
+        """Stable bytes: sorted keys, two-space indent (a reviewer reads this file)."""
+        return "".join(self.json_pieces())
+
+    def json_pieces(self) -> Iterator[str]:
+        """to_json() in pieces, so a 100,000-trial plan is written without its whole text in memory. Exactly
         json.dumps(self.to_dict(), indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n", written
-        without it for the trials and digests: json.dumps with an indent runs in pure Python, and on a
-        100,000-trial plan costs a second and tens of MiB of fragments."""
+        without it for the trials and digests: json.dumps with an indent runs in pure Python (a second and
+        tens of MiB of fragments for 100,000 trials)."""
         doc = replace(self, trials=[], digests={}).to_dict() | {"trials": self.trials, "digests": self.digests}
-        return "{\n" + ",\n".join(f"  {encode_basestring(key)}: {_indented(doc[key])}" for key in sorted(doc)) + "\n}\n"
+        separator = "{\n  "
+        for key in sorted(doc):
+            yield f"{separator}{encode_basestring(key)}: "
+            yield from _indented(doc[key])
+            separator = ",\n  "
+        yield "\n}\n"
 
     @classmethod
     def from_dict(cls, doc: Any, where: str = PLAN_FILE) -> "Plan":

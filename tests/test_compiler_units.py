@@ -337,7 +337,10 @@ def test_plan_json_is_json_dumps_with_a_two_space_indent():
                 digests={t: t for t in odd}, rounds=[{"trials": []}], halving={})
     empty = Plan(experiment="e-0123456789ab", hpt_version="0", month="2026-11", reference_date="2026-11-01", spec={},
                  windows=[], counts={}, values={}, warnings=[], trials=[], digests={})
-    for p in (plan, empty):
+    ids = [f"t-{i:016x}" for i in range(9000, 0, -1)]   # more than one piece of lines, written unsorted
+    big = Plan(experiment="e-0123456789ab", hpt_version="0", month="2026-11", reference_date="2026-11-01", spec={},
+               windows=[], counts={}, values={}, warnings=[], trials=ids, digests={t: t[2:] * 4 for t in ids})
+    for p in (plan, empty, big):
         assert p.to_json() == json.dumps(p.to_dict(), indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
 
 
