@@ -301,7 +301,7 @@ def test_the_resume_hint_is_a_command_the_cli_accepts():
     assert argv[:2] == ["hpt", "apply"] and "--keep-on-exit" in argv
     command = typer.main.get_command(app).get_command(None, "apply")  # type: ignore[attr-defined]
     ctx = command.make_context("apply", argv[2:], resilient_parsing=False)
-    assert ctx.params["cancel_on_exit"] is False and ctx.params["context"] == "ctx" and ctx.params["plan_dir"].name == "plan dir"
+    assert ctx.params["cancel_on_exit"] is False and ctx.params["context"] == "ctx" and Path(ctx.params["plan_dir"]).name == "plan dir"
 
 
 def test_junit_lists_every_trial_of_the_plan_even_after_a_stopped_run(tmp_path):
