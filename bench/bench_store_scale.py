@@ -14,6 +14,8 @@ processes, output to a file (not a terminal):
 Baselines, in the same run, on the same N rows:
   csv+pandas   the csv module reads every rows/*.csv, pandas groups by config (mean objective)
   optuna       optuna.load_study(JournalStorage(file)).trials_dataframe() of N trials (written beforehand)
+each timed in-process (imports not counted: the issue's targets) and as a whole process (python + imports +
+the same code), as hpt's commands are timed.
 Targets: results and status <= 1.5x csv+pandas and <= optuna at 20,000 rows; last 100 <= 1.2x first 100.
 
 --gcs N...: the same commands against fake-gcs-server, printing the requests each one made (the server's
@@ -109,7 +111,13 @@ def csv_pandas_baseline(rows_dir: Path) -> float:
     return time.perf_counter() - start
 
 
-def optuna_baseline(work: Path, n: int) -> float:
+def as_process(function: str, *args: str) -> float:
+    """A baseline timed as a whole process, as hpt's commands are (interpreter start and imports included):
+    this file run with --baseline FUNCTION ARGS, which imports what the function needs and calls it once."""
+    return run([sys.executable, __file__, "--baseline", function, *args])
+
+
+def optuna_baseline(work: Path, n: int, write: bool = True) -> float:
     import optuna
     from optuna.distributions import FloatDistribution
     from optuna.storages import JournalStorage
@@ -117,6 +125,10 @@ def optuna_baseline(work: Path, n: int) -> float:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     path = str(work / "optuna.journal")
+    if not write:   # the journal is there: read it only
+        start = time.perf_counter()
+        optuna.load_study(study_name="bench", storage=JournalStorage(JournalFileBackend(path))).trials_dataframe()
+        return time.perf_counter() - start
     study = optuna.create_study(study_name="bench", storage=JournalStorage(JournalFileBackend(path)))
     dists = {"learning_rate": FloatDistribution(1e-5, 1.0, log=True), "dropout": FloatDistribution(0.0, 0.9),
              "embedding_dim": FloatDistribution(1, 4096)}
@@ -226,10 +238,15 @@ def bench_local(n: int, base: str | None, rounds: int, skip_apply: bool) -> None
                 timings[name] = min(timings.get(name, float("inf")), run(cmd, out=work / "out.txt"))
         baseline = min(csv_pandas_baseline(store / "rows") for _ in range(rounds))
         optuna_s = optuna_baseline(work, n)
-        print(f"  baseline csv module + pandas groupby     {baseline:7.2f} s")
-        print(f"  baseline optuna journal trials_dataframe {optuna_s:7.2f} s")
+        baseline_p = min(as_process("csv", str(store / "rows")) for _ in range(rounds))
+        optuna_p = min(as_process("optuna", str(work), str(n)) for _ in range(rounds))
+        print(f"  baseline csv module + pandas groupby     {baseline:7.2f} s in-process, {baseline_p:5.2f} s as a process")
+        print(f"  baseline optuna journal trials_dataframe {optuna_s:7.2f} s in-process, {optuna_p:5.2f} s as a process")
+        print("  hpt's commands are whole processes; ratios: to the baselines in-process (imports and interpreter start")
+        print("  not counted: the issue's targets), then to the same baselines as whole processes")
         for name, seconds in timings.items():
-            print(f"  {name:<40} {seconds:7.2f} s  {seconds / baseline:5.2f}x csv+pandas  {seconds / optuna_s:5.2f}x optuna")
+            print(f"  {name:<40} {seconds:7.2f} s  {seconds / baseline:5.2f}x csv+pandas  {seconds / optuna_s:5.2f}x optuna"
+                  f"   | as processes: {seconds / baseline_p:5.2f}x csv+pandas  {seconds / optuna_p:5.2f}x optuna")
         print(f"  hpt apply, nothing to run (--skip-failed) {nothing:6.2f} s")
         if not skip_apply:
             print(f"  hpt apply, first {TAIL} (empty store)        {first:7.2f} s")
@@ -267,6 +284,13 @@ def bench_gcs(sizes: list[int], skip_apply: bool) -> None:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--baseline"]:   # one baseline, in a process of its own (as_process)
+        function, *args = sys.argv[2:]
+        if function == "csv":
+            csv_pandas_baseline(Path(args[0]))
+        else:
+            optuna_baseline(Path(args[0]), int(args[1]), write=False)
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, nargs="*", default=[20000, 100000])
     ap.add_argument("--dir", default=None, help="where the stores go (default: the temp folder)")

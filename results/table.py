@@ -273,8 +273,16 @@ def records(df: "pd.DataFrame") -> list[dict]:
 
 def varying_params(df: "pd.DataFrame") -> list[str]:
     """param.<name> columns with more than one distinct value (constant ones say nothing)."""
-    cols = [c for c in df.columns if c.startswith(PARAM_PREFIX)]
-    return [c for c in sorted(cols) if df[c].astype(str).nunique(dropna=False) > 1]
+    import pandas as pd
+
+    def varies(column: "pd.Series") -> bool:
+        # Distinct numbers have distinct str() (repr round-trips), so a numeric column of several values varies;
+        # any other column is judged by its text, as it is shown (1 and "1" are one value, NaN is "nan").
+        if pd.api.types.is_numeric_dtype(column) and column.nunique(dropna=False) > 1:
+            return True
+        return column.astype(str).nunique(dropna=False) > 1
+
+    return [c for c in sorted(df.columns) if c.startswith(PARAM_PREFIX) and varies(df[c])]
 
 
 def load_table(uri: str) -> ResultTable:
