@@ -161,6 +161,10 @@ def _average_ranks(values: list[float]) -> list[float]:
     without scipy's per-call cost, which thousands of configs would pay."""
     order = sorted(range(len(values)), key=values.__getitem__)
     ranks = [0.0] * len(values)
+    if len(set(values)) == len(values):   # no ties (the usual case): the rank is the place in the order
+        for place, k in enumerate(order, 1):
+            ranks[k] = float(place)
+        return ranks
     i = 0
     while i < len(order):
         j = i
@@ -211,16 +215,26 @@ def compare(table: ResultTable, obj: Objective, metrics: list[str] | tuple[str, 
     means_of = done.groupby("config")[extra].mean(numeric_only=True).to_dict("index") if extra else {}
 
     results: list[ConfigResult] = []
-    for i, config in enumerate(per.index):
-        got = {r: float(values[i, j]) for j, r in enumerate(ranges) if present[i, j]}
-        rk = {r: int(rank_values[i, j]) for j, r in enumerate(ranges) if present[i, j]}
+    # Whole matrices to Python lists once: indexing numpy one element at a time costs more than the rest.
+    rows, rank_rows = values.tolist(), rank_values.tolist()
+    win_list, tied_list = wins.tolist(), tied.tolist()
+    n_all = len(ranges)
+    for i, config in enumerate(per.index.tolist()):
+        row = rows[i]
+        if all(v == v for v in row):   # seen on every range (NaN != NaN)
+            got = dict(zip(ranges, row))
+            rk = dict(zip(ranges, map(int, rank_rows[i])))
+        else:
+            got = {r: v for r, v in zip(ranges, row) if v == v}
+            rk = {r: int(k) for r, v, k in zip(ranges, row, rank_rows[i]) if v == v}
         arch = arch_of.get(config)
+        params = params_of.get(config, {})
         results.append(ConfigResult(
             config=config, label=labels.get(config, config), architecture=str(arch or ""),
             per_range=got, ranks=rk, mean=sum(got.values()) / len(got),
-            mean_rank=sum(rk.values()) / len(rk), n_ranges=len(got), wins=int(wins[i]), tied_best=int(tied[i]),
-            best_everywhere=len(ranges) >= 2 and int(wins[i]) == len(ranges), n_trials=int(sizes[config]),
-            params={k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in params_of.get(config, {}).items()},
+            mean_rank=sum(rk.values()) / len(rk), n_ranges=len(got), wins=win_list[i], tied_best=tied_list[i],
+            best_everywhere=n_all >= 2 and win_list[i] == n_all, n_trials=int(sizes[config]),
+            params={k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in params.items()},
             metrics={m: _none_if_nan(means_of.get(config, {}).get(m)) for m in extra}))
 
     sign = 1.0 if obj.ascending else -1.0
@@ -230,13 +244,14 @@ def compare(table: ResultTable, obj: Objective, metrics: list[str] | tuple[str, 
     if len(results) > 1:
         pairs = _pair_matrix(done, obj.metric)
         matrix = pairs.to_numpy(dtype=float)
-        row_of = {c: i for i, c in enumerate(pairs.index)}
+        row_of = {c: i for i, c in enumerate(pairs.index.tolist())}
         best = matrix[row_of[results[0].config]]
         diffs = sign * (matrix - best)   # positive: the best config did better on that pair
-        shared = ~np.isnan(matrix) & ~np.isnan(best)
+        shared = (~np.isnan(matrix) & ~np.isnan(best)).tolist()
+        diff_rows = diffs.tolist()
         for other in results[1:]:
             i = row_of[other.config]
-            d = diffs[i][shared[i]].tolist()
+            d = [x for x, ok in zip(diff_rows[i], shared[i]) if ok]
             other.n_pairs = len(d)
             other.best_better = sum(x > 0 for x in d)
             other.sign_p = _sign_test(d)
