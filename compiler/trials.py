@@ -23,7 +23,6 @@ from typing import Any, Callable, Iterator
 from hpt.compiler.dates import Window
 from hpt.compiler.fidelities import Fidelity
 from hpt.compiler.macros import command_use, render_command, render_job
-from hpt.schemas.catalog import Value
 from hpt.schemas.dataset import EMPTY_PARTITION, months_between
 from hpt.schemas.manifest import API_VERSION, TrialManifest, canonical_json, config_id, trial_id
 from hpt.schemas.resources import Resources
@@ -113,37 +112,6 @@ class _Template:
         return "".join(pieces)
 
 
-def value_json(value: Value) -> str:
-    """What canonical_json writes for a hyperparameter's value (json uses a number type's own repr)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (str, list, dict)):   # a list or object: W&B's values of any JSON type
-        return canonical_json(value)
-    return float.__repr__(value) if isinstance(value, float) else int.__repr__(value)
-
-
-_VALUE_TEXTS_MAX = 1 << 16   # distinct values remembered per plan (a grid has tens; random draws, one per config)
-
-
-def _value_texts() -> Callable[[Value], str]:
-    """value_json, remembered: a grid renders the same few values in every config. Keyed by type and value
-    (1, 1.0 and True are three keys); 0.0 and -0.0 are equal but write differently, so neither is kept."""
-    known: dict[tuple[type, Value], str] = {}
-
-    def text_of(value: Value) -> str:
-        key = (value.__class__, value)
-        try:
-            return known[key]
-        except KeyError:
-            text = known[key] = value_json(value)
-            if text in ("0.0", "-0.0") or len(known) > _VALUE_TEXTS_MAX:
-                del known[key]
-            return text
-        except TypeError:   # a list or object: unhashable, written each time
-            return value_json(value)
-    return text_of
-
-
 def iter_trials(shape: TrialShape, configs: Iterator[dict[str, Any]], windows: list[Window]) -> Iterator[RenderedTrial]:
     """Config-major order: each config on every window and repeat before the next config, so results
     read mid-run already say whether a config wins on every range."""
@@ -191,15 +159,9 @@ def iter_trials(shape: TrialShape, configs: Iterator[dict[str, Any]], windows: l
     config_template = _Template({"architecture": shape.architecture}, ("params",))
     to_check = len(variants) * len(seeds)   # the first trial of every window × fidelity × repeat
     checked = 0
-    names: list[str] = []
-    params_template: _Template | None = None
-    text_of = _value_texts()
     sha256 = hashlib.sha256
     for params in configs:
-        if params_template is None:  # every config has the same names: the architecture's hyperparameters
-            names = list(params)
-            params_template = _Template({}, tuple(names))
-        params_text = params_template.render(*[text_of(params[n]) for n in names])
+        params_text = canonical_json(params)
         config_text = '"c-' + sha256(config_template.render(params_text).encode()).hexdigest()[:12] + '"'
         trainer_tails: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
         if templated:

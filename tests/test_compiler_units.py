@@ -312,7 +312,7 @@ def test_rendered_trials_are_exactly_trial_manifests():
 
 
 def test_equal_values_that_write_differently_keep_their_own_text():
-    # the renderer remembers each value's JSON; 0.0 and -0.0 (equal), 1 and 1.0 and True (equal) must not share one
+    # 0.0 and -0.0 are equal, so are 1, 1.0 and True: each config's params keep their own text (no cache may merge them)
     arch = architecture("lstm-attention")
     defaults = arch.defaults()
     values = [(0.0, 1), (-0.0, 1.0), (0.0, True), (-0.0, 1), (0.5, 1.0), (0.5, 1)]
