@@ -228,24 +228,24 @@ def frame(rows: "Iterable[dict] | Mapping[str, list]") -> "pd.DataFrame":
 def _numbers(values: list) -> "tuple[object, bool]":
     """(the column as pd.to_numeric(errors="coerce") reads it: integers when every value is an integer and
     none is missing, else floats; whether every present value parsed), pd.to_numeric run over the distinct
-    values only."""
+    values only (pd.factorize finds them and maps them back, in C)."""
     import numpy as np
     import pandas as pd
 
-    distinct = set(values)
-    distinct.discard(None)
-    distinct.discard("")                     # an empty cell is a missing value
-    texts = [v for v in distinct if type(v) is str]
+    codes, uniques = pd.factorize(np.array(values, dtype=object))   # None (and a float NaN) → code -1
+    uniques = uniques.tolist()
+    text_at = [i for i, u in enumerate(uniques) if type(u) is str]
+    texts = [uniques[i] for i in text_at]
     parsed = pd.to_numeric(np.array(texts, dtype=object), errors="coerce") if texts else np.array([], dtype=float)
-    present = len(values) - values.count(None) - values.count("")
-    if parsed.dtype.kind in "iu" and present == len(values) and len(texts) == len(distinct):
-        return np.fromiter(map(dict(zip(texts, parsed.tolist())).__getitem__, values), dtype=parsed.dtype,
-                           count=len(values)), True
-    nan = float("nan")
-    of = {v: v for v in distinct if type(v) is not str}   # numbers already (extra_metrics)
-    of.update(zip(texts, np.asarray(parsed, dtype=float).tolist()))
-    of[None] = of[""] = nan
-    array = np.fromiter(map(of.__getitem__, values), dtype=float, count=len(values))
+    present = len(values) - values.count(None) - values.count("")   # an empty cell is a missing value
+    if parsed.dtype.kind in "iu" and present == len(values) and len(texts) == len(uniques) and (codes >= 0).all():
+        return np.asarray(parsed)[codes], True
+    of = np.full(len(uniques) + 1, np.nan)   # the last slot: code -1 (missing)
+    for i, u in enumerate(uniques):
+        if type(u) is not str:
+            of[i] = u                          # numbers already (extra_metrics)
+    of[text_at] = np.asarray(parsed, dtype=float)
+    array = of[codes]
     return array, int(np.count_nonzero(~np.isnan(array))) == present
 
 

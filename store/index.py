@@ -27,6 +27,7 @@ import os
 import secrets
 import time
 from dataclasses import dataclass, field
+from itertools import repeat
 from operator import itemgetter
 from typing import Iterable, Iterator, Mapping
 
@@ -351,8 +352,12 @@ def snapshot_columns(store: Store, threads: int = 16) -> Columns:
     chosen: dict[str, tuple[int, int]] = {}
     blocks = [seg.block for seg in segments]
     for si, b in enumerate(blocks):
-        ids, vers, get = b.ids, b.versions, versions.get
-        chosen.update((ids[i], (si, i)) for i in range(len(ids)) if vers[i] and get(ids[i]) == vers[i])
+        listed = list(map(versions.get, b.ids))
+        if listed == b.versions and all(b.versions):   # every entry is of the row file listed (the usual case)
+            chosen.update(zip(b.ids, zip(repeat(si), range(len(b.ids)))))
+        else:
+            chosen.update((tid, (si, i)) for i, (tid, seen, have) in enumerate(zip(b.ids, listed, b.versions))
+                          if have and seen == have)
     singles: dict[str, Row] = {}   # rows not taken from a segment: read from their files, or judged damaged
     lacking = [tid for tid in versions if tid not in chosen]
     for tid, got in read_entries(store, lacking, versions, threads).items():

@@ -266,3 +266,30 @@ def test_paired_tests_equal_scipy_without_importing_it():
             warnings.simplefilter("ignore")
             expected = float(wilcoxon(signed, alternative="two-sided").pvalue)
         assert math.isclose(cmp._wilcoxon_signed_ranks.__wrapped__(signed), expected, rel_tol=1e-9, abs_tol=1e-12), signed
+
+
+def test_numbers_reads_a_column_as_pd_to_numeric_does():
+    """results.table._numbers (parses each distinct value once) gives what pd.to_numeric(errors="coerce") gives
+    for the whole column, an empty cell read as missing: the same dtype (integers only when every value is one
+    and none is missing), the same values, and whether every present value parsed."""
+    import numpy as np
+    import pandas as pd
+    from hypothesis import given, settings, strategies as st
+
+    from hpt.results.table import _numbers
+
+    cell = st.sampled_from(["1", "2", "-3", "0.5", "1e3", "", None, "x", "nan", "inf", " 7 ", "18446744073709551615",
+                            "-0", "0.1", "+4", "1_000", "0x10", 2.5, float("nan")]) | st.integers(-10**6, 10**6).map(str) \
+        | st.floats(allow_nan=False).map(repr)
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(cell, min_size=1, max_size=30))
+    def check(values):
+        got, all_parsed = _numbers(values)
+        want = pd.to_numeric(np.array([None if v == "" else v for v in values], dtype=object), errors="coerce")
+        want = np.asarray(want)
+        assert got.dtype == want.dtype and np.array_equal(got, want, equal_nan=True), (values, got, want)
+        present = len(values) - values.count(None) - values.count("")
+        assert all_parsed == (int(np.count_nonzero(~np.isnan(np.asarray(want, dtype=float)))) == present)
+
+    check()
