@@ -274,9 +274,10 @@ def test_apply_lists_the_rows_a_fixed_number_of_times_whatever_the_trials(tmp_pa
 def _put_segment(store, doc: dict, level: int = 0) -> str:
     """A segment object of any content under a name it hashes to (what a writer or an attacker can do)."""
     import hashlib
+    import secrets
 
     data = json.dumps(doc).encode()
-    key = f"{INDEX_ROWS}{level}-1-abcd-{hashlib.sha256(data).hexdigest()[:16]}.json"
+    key = f"{INDEX_ROWS}{level}-1-{secrets.token_hex(4)}-{hashlib.sha256(data).hexdigest()[:16]}.json"
     store.put_once(key, data)
     return key
 
