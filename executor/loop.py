@@ -35,6 +35,7 @@ from hpt.executor.backend import Backend, Phase, Submission, TrialStatus
 from hpt.executor.events import Reporter
 from hpt.executor.plan import LoadedPlan, queue_order
 from hpt.executor.publish import ResultsPublisher
+from hpt.executor.status import RUNS
 from hpt.executor.target import Target
 from hpt.store import EXIT_STORE_UNAVAILABLE, LOGS, AlreadyExists, Store, StoreUnavailable, row_key
 from hpt.store.claims import DEFAULT_LEASE_S, Claim, Claims
@@ -63,7 +64,6 @@ def _best_effort(what: str, fn, *args) -> None:
         log.warning("could not %s", what, exc_info=log.isEnabledFor(logging.DEBUG))
 
 ROWS_FAILED = "rows-failed/"
-RUNS = "runs/"
 MAX_BACKOFF_S = 300.0
 
 

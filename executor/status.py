@@ -12,12 +12,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from hpt.executor.loop import RUNS
 from hpt.executor.plan import LoadedPlan
 from hpt.executor.target import Target
 from hpt.store import Store
 from hpt.store.index import snapshot_columns
 from hpt.schemas.row import STATUS_DONE, STATUS_STOPPED
+
+
+# The run's status hint in the store, runs/<experiment>.json: `hpt apply` (hpt.executor.loop) writes it, status
+# reads it. Kept here so that `hpt status` does not import the loop to find it.
+RUNS = "runs/"
 
 
 @dataclass(frozen=True)
