@@ -148,10 +148,12 @@ def load_plan(path: str | Path, parse: bool = True) -> LoadedPlan:
         raise UserError(f"{len(missing)} trial manifest(s) listed in {PLAN_FILE} are missing, e.g. {missing[0]}.json",
                         where=str(root / TRIALS_DIR), hint="recompile the spec")
     with FolderReader(trials) as folder:
-        checked = [_checked_bytes(root, plan, tid, folder) for tid in plan.trials]
-    if not parse:
-        return LoadedPlan(path=root, plan=plan, submissions=Submissions([]), parsed=False)
-    return LoadedPlan(path=root, plan=plan, submissions=Submissions(checked))
+        if not parse:
+            for tid in plan.trials:
+                _checked_bytes(root, plan, tid, folder)   # checked, not kept
+            return LoadedPlan(path=root, plan=plan, submissions=Submissions([]), parsed=False)
+        return LoadedPlan(path=root, plan=plan, submissions=Submissions([_checked_bytes(root, plan, tid, folder)
+                                                                         for tid in plan.trials]))
 
 
 def _files_in(folder: str) -> set[str]:
