@@ -151,9 +151,13 @@ def table_csv(rows: Iterable[Mapping[str, Any]]) -> str:
     """Many rows (e.g. every rows/*.csv) as one CSV: the union of columns, canonical order."""
     rows = list(rows)
     columns = column_order({c for r in rows for c in r})
+    blanks = [""] * len(columns)
+
+    def cells(r: Mapping[str, Any]) -> list:   # what csv.DictWriter(restval="") writes, a missing or None cell blank
+        return ["" if v is None else v for v in map(r.get, columns, blanks)]
+
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", restval="")
-    writer.writeheader()
-    for r in sorted(rows, key=lambda r: str(r.get("trial_id", ""))):
-        writer.writerow({k: "" if v is None else v for k, v in r.items()})
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(map(cells, sorted(rows, key=lambda r: str(r.get("trial_id", "")))))
     return buf.getvalue()

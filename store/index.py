@@ -83,14 +83,14 @@ class Segment:
 
 
 def _block_of(entries: list[Entry]) -> Block:
-    names, kept = column_order(entries)
+    names, kept = shared_column_order(entries)
     if len(kept) < len(entries):
-        raise ValueError("entries whose columns' order no one column order keeps (see column_order)")
+        raise ValueError("entries whose columns' order no one column order keeps (see shared_column_order)")
     return Block(names, [e.trial_id for e in entries], [e.version for e in entries],
                  [[e.row.get(c) for e in entries] for c in names])
 
 
-def column_order(entries: Iterable[Entry]) -> tuple[list[str], list[Entry]]:
+def shared_column_order(entries: Iterable[Entry]) -> tuple[list[str], list[Entry]]:
     """(one order of the columns that keeps every kept entry's own order of its columns, the entries kept). A
     reader builds each entry's row in the segment's column order, and the order of a DataFrame's columns follows
     the rows': an entry must read back with its columns in its file's order, or the index would change what a
@@ -222,30 +222,14 @@ class Snapshot:
     segments: list[Segment]
     from_index: int = 0                      # rows taken from the index
     from_files: int = 0                      # rows read from their files (the index lacked them)
-    trusted: dict[str, Entry] = field(default_factory=dict)  # the index entries in use, by trial id
     fresh: dict[str, Entry] = field(default_factory=dict)    # rows read from their files: what to index
 
 
 def snapshot(store: Store, threads: int = 16) -> Snapshot:
-    """Every row in the store, checked, reading the index first and the row files it lacks."""
-    versions = row_versions(store)
-    segments = read_segments(store) if versions and not index_disabled() else []
-    trusted: dict[str, Entry] = {}
-    for seg in segments:
-        for e in seg.entries:
-            if versions.get(e.trial_id) == e.version and e.version:
-                trusted[e.trial_id] = e
-    rows: dict[str, Row] = {tid: judge_row(tid, e.row, row_key(tid)) for tid, e in trusted.items()}
-    lacking = [tid for tid in versions if tid not in trusted]
-    fresh = read_entries(store, lacking, versions, threads)
-    for tid, entry_or_row in fresh.items():
-        if isinstance(entry_or_row, Entry):
-            rows[tid] = judge_row(tid, entry_or_row.row, row_key(tid))
-        else:
-            rows[tid] = entry_or_row
-    rows = {tid: rows[tid] for tid in sorted(rows)}  # the listing's order, as read_rows gives them
-    return Snapshot(rows, versions, segments, from_index=len(trusted), from_files=len(fresh), trusted=trusted,
-                    fresh={tid: e for tid, e in fresh.items() if isinstance(e, Entry)})
+    """Every row in the store, checked, reading the index first and the row files it lacks (the column reader's
+    rows, one dict each: the same rows; a row's columns in the table's order, not always its file's)."""
+    columns, versions, segments, fresh = _read_columns(store, threads)
+    return Snapshot(columns.rows(), versions, segments, from_index=columns.from_index, from_files=len(fresh), fresh=fresh)
 
 
 @dataclass
@@ -341,6 +325,11 @@ def _suspects(tids: list[str], cols: Mapping[str, list[str | None]]) -> set[int]
 
 
 def snapshot_columns(store: Store, threads: int = 16) -> Columns:
+    """What snapshot(store).rows holds, as columns (see _read_columns)."""
+    return _read_columns(store, threads)[0]
+
+
+def _read_columns(store: Store, threads: int) -> tuple[Columns, dict[str, str], list[Segment], dict[str, Entry]]:
     """What snapshot(store).rows holds (the same rows, judged the same way, in the same order, with the same
     columns), as columns: the index's entries are taken a column at a time and judged a column at a time
     (hpt.store.rows.judge_row for the few rows that check flags); rows it lacks are read from their files.
@@ -360,8 +349,13 @@ def snapshot_columns(store: Store, threads: int = 16) -> Columns:
                           if have and seen == have)
     singles: dict[str, Row] = {}   # rows not taken from a segment: read from their files, or judged damaged
     lacking = [tid for tid in versions if tid not in chosen]
+    fresh: dict[str, Entry] = {}   # rows read from their files that parse: what to index
     for tid, got in read_entries(store, lacking, versions, threads).items():
-        singles[tid] = judge_row(tid, got.row, row_key(tid)) if isinstance(got, Entry) else got
+        if isinstance(got, Entry):
+            fresh[tid] = got
+            singles[tid] = judge_row(tid, got.row, row_key(tid))
+        else:
+            singles[tid] = got
     from_index = len(chosen)
     by_segment: dict[int, list[int]] = {}
     for si, pos in chosen.values():
@@ -412,8 +406,9 @@ def snapshot_columns(store: Store, threads: int = 16) -> Columns:
     order = sorted(first, key=first.__getitem__)
     if len(pieces) == 1 and not singles:   # one segment holds every row, already in order
         tids, data = pieces[0]
-        return Columns(list(tids), {c: data[c] if c in data else [None] * len(tids) for c in order},
-                       from_index=from_index, from_files=len(lacking))
+        columns = Columns(list(tids), {c: data[c] if c in data else [None] * len(tids) for c in order},
+                          from_index=from_index, from_files=len(lacking))
+        return columns, versions, segments, fresh
     all_ids = [tid for tids, _ in pieces for tid in tids] + list(singles)
     perm = sorted(range(len(all_ids)), key=all_ids.__getitem__)
     getter = itemgetter(*perm) if len(perm) > 1 else None
@@ -424,7 +419,9 @@ def snapshot_columns(store: Store, threads: int = 16) -> Columns:
             values += data.get(c) or [None] * len(tids)
         values += [row.get(c) for row in singles.values()]
         out[c] = list(getter(values)) if len(perm) > 1 else values
-    return Columns(list(getter(all_ids)) if len(perm) > 1 else all_ids, out, from_index=from_index, from_files=len(lacking))
+    columns = Columns(list(getter(all_ids)) if len(perm) > 1 else all_ids, out, from_index=from_index,
+                      from_files=len(lacking))
+    return columns, versions, segments, fresh
 
 
 def read_entries(store: Store, trial_ids: list[str], versions: Mapping[str, str], threads: int = 16) \
@@ -453,7 +450,7 @@ class IndexWriter:
         self.segments: dict[str, Segment] = {s.key: s for s in segments}
 
     def append(self, entries: Iterable[Entry], level: int = 0) -> str | None:
-        _, entries = column_order(sorted((e for e in entries if e.version), key=lambda e: (e.trial_id, e.version)))
+        _, entries = shared_column_order(sorted((e for e in entries if e.version), key=lambda e: (e.trial_id, e.version)))
         if not entries:
             return None
         data = encode(entries)

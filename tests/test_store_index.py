@@ -20,7 +20,7 @@ from hpt.cli import app
 from hpt.commands.common import SUMMARY_AT
 from hpt.schemas.row import row_csv, table_csv
 from hpt.store import RESULTS_CSV, open_store, row_key
-from hpt.store.index import (INDEX_ROWS, Entry, IndexWriter, column_order, describe, encode, rebuild, snapshot,
+from hpt.store.index import (INDEX_ROWS, Entry, IndexWriter, shared_column_order, describe, encode, rebuild, snapshot,
                              snapshot_columns)
 from hpt.store.rows import read_rows
 from trial_factory import make_manifest
@@ -288,7 +288,7 @@ def test_a_format_1_segment_is_still_read(tmp_path, monkeypatch):
     rows = _fill(store, 12)
     versions = {k[5:-4]: v for k, v in store.list_versions("rows/").items()}
     files = read_rows(store)   # each row as its file holds it (its columns in the file's order)
-    names, kept = column_order([Entry(tid, versions[tid], r) for tid, r in files.items()])
+    names, kept = shared_column_order([Entry(tid, versions[tid], r) for tid, r in files.items()])
     assert len(kept) == 12
     body = [[tid, versions[tid], *[r.get(c) for c in names]] for tid, r in reversed(files.items())]   # any order
     _put_segment(store, {"format": 1, "columns": names, "rows": body})
@@ -329,7 +329,7 @@ def test_any_layout_of_segments_reads_like_every_row_file(tmp_path):
     """Property: whatever segments hold — a subset of the rows, overlapping, entries for an older version of a
     row file (holding anything: another trial's row, columns missing or added), rows that are gone since, in
     either format, at any level — the rows read through the index equal reading every row file, as dicts and
-    as columns (with the same column order). A format-1 segment of the writer before column_order may order a
+    as columns (with the same column order). A format-1 segment of the writer before shared_column_order may order a
     column differently, never a value, until `hpt index --rebuild`: here they are written as it would be now."""
     import random
     import shutil
@@ -360,7 +360,7 @@ def test_any_layout_of_segments_reads_like_every_row_file(tmp_path):
                     row["new.col"] = rnd.choice(["", "x", "1.5"])
                 entries.append(Entry(tid, "older-" + versions[tid], row))
             if rnd.random() < 0.3 and entries:   # the format written before
-                names, entries = column_order(sorted(entries, key=lambda e: (e.trial_id, e.version)))
+                names, entries = shared_column_order(sorted(entries, key=lambda e: (e.trial_id, e.version)))
                 _put_segment(store, {"format": 1, "columns": names,
                                      "rows": [[e.trial_id, e.version, *[e.row.get(c) for c in names]] for e in entries]},
                              level=rnd.randint(0, 2))
@@ -381,11 +381,11 @@ def test_any_layout_of_segments_reads_like_every_row_file(tmp_path):
 
 def test_column_order_keeps_each_rows_own_order():
     """A failed row (no metrics) before a done row: the union of their columns in order of appearance would put the
-    done row's metrics after the columns the failed row ended with; column_order puts them where the row has them."""
+    done row's metrics after the columns the failed row ended with; shared_column_order puts them where the row has them."""
     failed = Entry("t-1", "v", {"trial_id": "t-1", "status": "failed", "reason": "x", "started_at": "s"})
     done = Entry("t-2", "v", {"trial_id": "t-2", "status": "done", "reason": "", "mse": "0.5", "started_at": "s"})
     odd = Entry("t-3", "v", {"started_at": "s", "trial_id": "t-3"})   # the same columns the other way round
-    names, kept = column_order([failed, done, odd])
+    names, kept = shared_column_order([failed, done, odd])
     assert names == ["trial_id", "status", "reason", "mse", "started_at"] and kept == [failed, done]
     from hpt.store.index import decode
 

@@ -162,3 +162,31 @@ def test_local_store_files_follow_the_umask(tmp_path):
         os.umask(old)
     for key in (row_key("t-1"), "results.csv"):
         assert stat.S_IMODE(os.stat(store.url(key)).st_mode) == 0o640, key
+
+
+def test_table_csv_writes_what_a_dict_writer_writes():
+    """table_csv (a row a list, written by csv.writer in C) writes what csv.DictWriter(restval="") writes: the
+    union of the columns in canonical order, rows by trial id, a missing or None cell blank, any text quoted."""
+    import csv
+    import io
+
+    from hypothesis import given, settings, strategies as st
+
+    from hpt.schemas.row import column_order, table_csv
+
+    names = st.sampled_from(["trial_id", "status", "reason", "mse", "param.lr", "param.x", "loss", "zz.custom"])
+    text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=8)
+    row = st.dictionaries(names, st.one_of(st.none(), text, st.floats(allow_nan=True), st.integers()), min_size=1)
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(row, max_size=12))
+    def check(rows):
+        columns = column_order({c for r in rows for c in r})
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", restval="")
+        writer.writeheader()
+        for r in sorted(rows, key=lambda r: str(r.get("trial_id", ""))):
+            writer.writerow({k: "" if v is None else v for k, v in r.items()})
+        assert table_csv(rows) == buf.getvalue()
+
+    check()
